@@ -1,0 +1,46 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// One responsibility per target; see docs/architecture.md for the module map.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+let package = Package(
+    name: "rund",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "rund", targets: ["rund"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "CLinux"),
+        .target(name: "HostOS", dependencies: ["CLinux"], swiftSettings: strict),
+        .target(name: "KVM", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
+        .target(name: "GuestMemory", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
+        .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
+        .target(name: "Devices", dependencies: ["GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Storage", dependencies: ["CLinux", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .executableTarget(
+            name: "rund",
+            dependencies: [
+                "HostOS", "KVM", "VMM", "Storage", "Cgroups",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        .testTarget(name: "HostOSTests", dependencies: ["HostOS"], swiftSettings: strict),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory"], swiftSettings: strict),
+        .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"], swiftSettings: strict),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory"], swiftSettings: strict),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], swiftSettings: strict),
+    ]
+)

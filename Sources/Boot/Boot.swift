@@ -1,0 +1,2 @@
+// Placeholder until this target holds real code.
+package enum BootModule {}

@@ -1,0 +1,100 @@
+// The few Linux APIs Swift cannot reach directly: function-like ioctl macros
+// (_IO/_IOR/_IOW are invisible to Swift) and variadic calls.
+#ifndef RUND_CLINUX_H
+#define RUND_CLINUX_H
+
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <linux/kvm.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <fcntl.h>
+#include <linux/memfd.h>
+int memfd_create(const char *name, unsigned int flags);
+#include <unistd.h>
+
+// MARK: ioctl numbers, computed from the real headers.
+#define RUND_IOCTL(name) static inline unsigned long rund_##name(void) { return name; }
+
+RUND_IOCTL(KVM_GET_API_VERSION)
+RUND_IOCTL(KVM_CREATE_VM)
+RUND_IOCTL(KVM_CHECK_EXTENSION)
+RUND_IOCTL(KVM_GET_VCPU_MMAP_SIZE)
+RUND_IOCTL(KVM_GET_SUPPORTED_CPUID)
+RUND_IOCTL(KVM_GET_MSR_INDEX_LIST)
+RUND_IOCTL(KVM_SET_USER_MEMORY_REGION)
+RUND_IOCTL(KVM_CREATE_VCPU)
+RUND_IOCTL(KVM_SET_TSS_ADDR)
+RUND_IOCTL(KVM_SET_IDENTITY_MAP_ADDR)
+RUND_IOCTL(KVM_CREATE_IRQCHIP)
+RUND_IOCTL(KVM_CREATE_PIT2)
+RUND_IOCTL(KVM_IRQ_LINE)
+RUND_IOCTL(KVM_IRQFD)
+RUND_IOCTL(KVM_IOEVENTFD)
+RUND_IOCTL(KVM_GET_IRQCHIP)
+RUND_IOCTL(KVM_SET_IRQCHIP)
+RUND_IOCTL(KVM_GET_PIT2)
+RUND_IOCTL(KVM_SET_PIT2)
+RUND_IOCTL(KVM_GET_CLOCK)
+RUND_IOCTL(KVM_SET_CLOCK)
+RUND_IOCTL(KVM_RUN)
+RUND_IOCTL(KVM_GET_REGS)
+RUND_IOCTL(KVM_SET_REGS)
+RUND_IOCTL(KVM_GET_SREGS)
+RUND_IOCTL(KVM_SET_SREGS)
+RUND_IOCTL(KVM_GET_FPU)
+RUND_IOCTL(KVM_SET_FPU)
+RUND_IOCTL(KVM_SET_CPUID2)
+RUND_IOCTL(KVM_GET_CPUID2)
+RUND_IOCTL(KVM_GET_MSRS)
+RUND_IOCTL(KVM_SET_MSRS)
+RUND_IOCTL(KVM_GET_LAPIC)
+RUND_IOCTL(KVM_SET_LAPIC)
+RUND_IOCTL(KVM_GET_MP_STATE)
+RUND_IOCTL(KVM_SET_MP_STATE)
+RUND_IOCTL(KVM_GET_VCPU_EVENTS)
+RUND_IOCTL(KVM_SET_VCPU_EVENTS)
+RUND_IOCTL(KVM_GET_XSAVE)
+RUND_IOCTL(KVM_SET_XSAVE)
+RUND_IOCTL(KVM_GET_XCRS)
+RUND_IOCTL(KVM_SET_XCRS)
+RUND_IOCTL(KVM_GET_DEBUGREGS)
+RUND_IOCTL(KVM_SET_DEBUGREGS)
+RUND_IOCTL(KVM_KVMCLOCK_CTRL)
+RUND_IOCTL(KVM_SET_TSC_KHZ)
+RUND_IOCTL(KVM_GET_TSC_KHZ)
+RUND_IOCTL(FICLONE)
+RUND_IOCTL(BLKGETSIZE64)
+RUND_IOCTL(LOOP_CTL_GET_FREE)
+RUND_IOCTL(LOOP_SET_FD)
+RUND_IOCTL(LOOP_CLR_FD)
+RUND_IOCTL(LOOP_SET_STATUS64)
+RUND_IOCTL(LOOP_GET_STATUS64)
+RUND_IOCTL(LOOP_CONFIGURE)
+
+#undef RUND_IOCTL
+
+// MARK: fixed-arity wrappers around variadic calls.
+static inline int rund_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
+static inline int rund_ioctl_int(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
+static inline int rund_open(const char *path, int flags, unsigned int mode) { return open(path, flags, mode); }
+static inline int rund_openat(int dirfd, const char *path, int flags, unsigned int mode) { return openat(dirfd, path, flags, mode); }
+static inline int rund_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
+static inline int rund_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
+static inline long rund_gettid(void) { return syscall(SYS_gettid); }
+static inline int rund_tgkill(int tgid, int tid, int sig) { return (int)syscall(SYS_tgkill, tgid, tid, sig); }
+
+// MARK: kvm_run exit data lives in an anonymous union: accessors keep pointer math in C.
+static inline struct kvm_run *rund_kvm_run(void *p) { return (struct kvm_run *)p; }
+static inline uint8_t *rund_kvm_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
+
+// Size of a kvm_cpuid2 with room for n entries.
+static inline size_t rund_kvm_cpuid2_size(unsigned n) { return sizeof(struct kvm_cpuid2) + n * sizeof(struct kvm_cpuid_entry2); }
+static inline size_t rund_kvm_msrs_size(unsigned n) { return sizeof(struct kvm_msrs) + n * sizeof(struct kvm_msr_entry); }
+
+#endif

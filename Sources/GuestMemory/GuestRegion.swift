@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import HostOS
+
+/// One contiguous range of guest physical memory backed by a host mapping.
+public final class GuestRegion: @unchecked Sendable {
+    // Immutable after init; the mapping itself is shared with the guest and changes under us.
+    public let guestBase: UInt64
+    public let size: Int
+    public let host: UnsafeMutableRawPointer
+    public let isReadOnly: Bool
+
+    /// Private anonymous memory, zero-filled on first touch; MAP_NORESERVE so an idle guest costs nothing.
+    public init(anonymousAt guestBase: UInt64, size: Int) throws {
+        try GuestRegion.checkShape(base: guestBase, size: size)
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { throw SystemError.last("mmap", subject: "guest RAM \(size >> 20) MiB") }
+        self.guestBase = guestBase
+        self.size = size
+        self.host = p
+        self.isReadOnly = false
+    }
+
+    /// Memory backed by a file: `shared` writes go to the file (pmem, templates being made);
+    /// private mappings copy on write (clones of a template).
+    public init(file: FileDescriptor, offset: Int64 = 0, at guestBase: UInt64, size: Int, shared: Bool, readOnly: Bool) throws {
+        try GuestRegion.checkShape(base: guestBase, size: size)
+        let prot = readOnly ? PROT_READ : (PROT_READ | PROT_WRITE)
+        let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE
+        let p = mmap(nil, size, prot, flags, file.rawValue, Int(offset))
+        guard let p, p != MAP_FAILED else { throw SystemError.last("mmap", subject: "guest region file") }
+        self.guestBase = guestBase
+        self.size = size
+        self.host = p
+        self.isReadOnly = readOnly
+    }
+
+    deinit {
+        munmap(host, size)
+    }
+
+    public var guestEnd: UInt64 { guestBase + UInt64(size) }
+
+    /// True when [address, address+length) lies entirely inside this region (overflow-safe).
+    public func contains(_ address: UInt64, length: Int) -> Bool {
+        guard length >= 0, address >= guestBase else { return false }
+        let offset = address - guestBase
+        return offset <= UInt64(size) && UInt64(length) <= UInt64(size) - offset
+    }
+
+    private static func checkShape(base: UInt64, size: Int) throws {
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        guard size > 0, UInt64(size) % page == 0, base % page == 0 else {
+            throw GuestMemoryError.badRegion(base: base, size: size)
+        }
+        guard base.addingReportingOverflow(UInt64(size)).overflow == false else {
+            throw GuestMemoryError.badRegion(base: base, size: size)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure rund against a peer in the same run (medians, p99, ratio).",
+        subcommands: [BenchCgroups.self, BenchLayers.self, BenchBoot.self]
+    )
+}
