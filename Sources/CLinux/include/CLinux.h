@@ -92,6 +92,19 @@ static inline int rund_tgkill(int tgid, int tid, int sig) { return (int)syscall(
 // MARK: kvm_run exit data lives in an anonymous union: accessors keep pointer math in C.
 static inline struct kvm_run *rund_kvm_run(void *p) { return (struct kvm_run *)p; }
 static inline uint8_t *rund_kvm_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
+static inline uint8_t rund_kvm_run_io_direction(const struct kvm_run *run) { return run->io.direction; }
+static inline uint8_t rund_kvm_run_io_size(const struct kvm_run *run) { return run->io.size; }
+static inline uint16_t rund_kvm_run_io_port(const struct kvm_run *run) { return run->io.port; }
+static inline uint32_t rund_kvm_run_io_count(const struct kvm_run *run) { return run->io.count; }
+static inline uint64_t rund_kvm_run_mmio_address(const struct kvm_run *run) { return run->mmio.phys_addr; }
+static inline uint8_t *rund_kvm_run_mmio_data(struct kvm_run *run) { return run->mmio.data; }
+static inline uint32_t rund_kvm_run_mmio_length(const struct kvm_run *run) { return run->mmio.len; }
+static inline uint8_t rund_kvm_run_mmio_is_write(const struct kvm_run *run) { return run->mmio.is_write; }
+static inline uint32_t rund_kvm_run_system_event_type(const struct kvm_run *run) { return run->system_event.type; }
+static inline uint64_t rund_kvm_run_fail_entry_reason(const struct kvm_run *run) { return run->fail_entry.hardware_entry_failure_reason; }
+static inline uint32_t rund_kvm_run_internal_suberror(const struct kvm_run *run) { return run->internal.suberror; }
+static inline uint64_t rund_kvm_run_hardware_exit_reason(const struct kvm_run *run) { return run->hw.hardware_exit_reason; }
+static inline void rund_kvm_run_set_immediate_exit(struct kvm_run *run, uint8_t value) { __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST); }
 
 // Size of a kvm_cpuid2 with room for n entries.
 static inline size_t rund_kvm_cpuid2_size(unsigned n) { return sizeof(struct kvm_cpuid2) + n * sizeof(struct kvm_cpuid_entry2); }
