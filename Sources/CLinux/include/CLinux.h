@@ -3,7 +3,9 @@
 #ifndef RUND_CLINUX_H
 #define RUND_CLINUX_H
 
+#define _GNU_SOURCE 1
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -86,6 +88,7 @@ static inline int rund_open(const char *path, int flags, unsigned int mode) { re
 static inline int rund_openat(int dirfd, const char *path, int flags, unsigned int mode) { return openat(dirfd, path, flags, mode); }
 static inline int rund_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 static inline int rund_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
+static inline int rund_pthread_setname(pthread_t t, const char *name) { return pthread_setname_np(t, name); }
 static inline long rund_gettid(void) { return syscall(SYS_gettid); }
 static inline int rund_tgkill(int tgid, int tid, int sig) { return (int)syscall(SYS_tgkill, tgid, tid, sig); }
 
