@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 /// Turns process signals (SIGTERM, SIGINT) into a callback on an ordinary thread.
 /// The handler only writes the signal number to a pipe (async-signal-safe); a thread reads it.
@@ -11,7 +12,7 @@ public enum SignalForwarder {
     /// Call once per process.
     public static func forward(_ signals: [Int32], to callback: @escaping @Sendable (Int32) -> Void) throws {
         var fds: [Int32] = [0, 0]
-        _ = try retryingInterrupts("pipe2") { pipe2(&fds, O_CLOEXEC) }
+        _ = try retryingInterrupts("pipe2") { rund_pipe_cloexec(&fds) }
         writeEnd = fds[1]
         let readEnd = FileDescriptor(adopting: fds[0])
         for signal in signals {

@@ -62,7 +62,7 @@ struct VMBoot: ParsableCommand {
         var parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let path = parts.removeFirst()
         guard !path.isEmpty, parts.allSatisfy({ $0 == "ro" || $0 == "rw" }) else {
-            throw ValidationError("--disk takes FILE or FILE,ro; got '\(text)'")
+            throw CLIError("--disk takes FILE or FILE,ro; got '\(text)'")
         }
         return VMConfiguration.Disk(path: path, readOnly: parts.last == "ro")
     }

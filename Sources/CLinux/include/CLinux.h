@@ -89,6 +89,7 @@ static inline int rund_openat(int dirfd, const char *path, int flags, unsigned i
 static inline int rund_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 static inline int rund_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
 static inline int rund_pthread_setname(pthread_t t, const char *name) { return pthread_setname_np(t, name); }
+static inline int rund_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 static inline long rund_gettid(void) { return syscall(SYS_gettid); }
 static inline int rund_tgkill(int tgid, int tid, int sig) { return (int)syscall(SYS_tgkill, tgid, tid, sig); }
 
