@@ -28,7 +28,7 @@ public final class Machine: @unchecked Sendable {
     private let devices: [AnyObject]
 
     public init(configuration: VMConfiguration, logger: Logger = Logger(label: "rund.vmm")) throws {
-        startNanoseconds = MonotonicClock.nanoseconds()
+        startNanoseconds = MonotonicNanoseconds.now()
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger

@@ -44,7 +44,7 @@ final class BootMarker: MMIODevice {
     }
 
     func write(offset: UInt64, _ data: UnsafeRawBufferPointer) {
-        let now = MonotonicClock.nanoseconds()
+        let now = MonotonicNanoseconds.now()
         firstWrite.withLock { if $0 == nil { $0 = now - start } }
     }
 }
@@ -83,13 +83,5 @@ final class ConsoleSink: Sendable {
                 }
             }
         }
-    }
-}
-
-public enum MonotonicClock {
-    public static func nanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }
