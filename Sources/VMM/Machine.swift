@@ -57,7 +57,8 @@ public final class Machine: @unchecked Sendable {
         try vm.createIRQChip()
         try vm.createPIT2()
 
-        memory = try GuestMemory.anonymous(X86Layout.ramRegions(memoryBytes: configuration.memoryMiB << 20))
+        let ramRegions = X86Layout.ramRegions(memoryBytes: configuration.memoryMiB << 20)
+        memory = try GuestMemory.anonymous(ramRegions)
         for (slot, region) in memory.regions.enumerated() {
             try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
         }
@@ -95,11 +96,12 @@ public final class Machine: @unchecked Sendable {
             mmio: mmio + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
 
         let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
-        _ = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
+        let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
         let boot: BootCPUState
         switch configuration.kernelFormat {
         case .bzImage:
-            boot = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory)
+            boot = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
+                                      ramRegions: ramRegions, acpiRSDP: rsdp)
         case .flatBinary(let loadAddress):
             boot = try LongModeEntry.prepare(memory: memory, loading: kernel, at: loadAddress)
         }
