@@ -102,6 +102,23 @@ import Testing
         #expect(try driver.memory.load(UInt8.self, at: Driver.readData + 512) == Driver.statusOK)
     }
 
+    @Test func requestInAnIndirectTable() throws {
+        let (driver, _) = try setUp()
+        try driver.writeRequestHeader(type: Driver.typeRead, sector: 4)
+        let head = try driver.addIndirectChain([
+            .init(address: Driver.requestHeader, length: 16, writable: false),
+            .init(address: Driver.readData, length: 256, writable: true),
+            .init(address: Driver.readData + 256, length: 256, writable: true),
+            .init(address: Driver.statusByte, length: 1, writable: true),
+        ], tableAt: 0x50000)
+        try driver.publish(head)
+        driver.notify()
+        #expect(driver.usedIndex == 1)
+        #expect(try driver.usedElement(0) == (id: UInt32(head), length: 513))
+        #expect(try driver.memory.load(UInt8.self, at: Driver.statusByte) == Driver.statusOK)
+        #expect(try driver.memory.readBytes(at: Driver.readData, count: 512) == [UInt8](repeating: 4, count: 512))
+    }
+
     /// Several vCPU threads notifying at once: every request is served exactly once.
     @Test func concurrentNotificationsServeEachRequestOnce() throws {
         let (driver, _) = try setUp()
