@@ -99,7 +99,6 @@ public final class Virtqueue: Sendable {
         state.nextUsed &+= 1
         usedRing.store(state.nextUsed, at: 2)
     }
-
 }
 
 struct Descriptor {
