@@ -15,19 +15,32 @@ public struct DescriptorChain {
     public private(set) var readableLength = 0
     public private(set) var writableLength = 0
 
-    /// Walks the chain from `head`, checking every index, flag and buffer address.
+    /// Walks the chain from `head`, checking every index, flag and buffer address. A chain may
+    /// end in an indirect descriptor (when negotiated), whose table is walked the same way.
     init(head: UInt16, in queue: Virtqueue) throws(VirtqueueError) {
         self.head = head
         guard head < queue.size else { throw .headOutOfRange(head, size: queue.size) }
-        var index = head
+        var table = queue.descriptorTable
+        var entries = Int(queue.size)
+        var inIndirectTable = false
+        var index = Int(head)
         var visited = 0
         var total: UInt64 = 0
         while true {
-            // A chain never holds more descriptors than the table: more means a loop.
+            // A chain never holds more descriptors than its table: more means a loop.
             visited += 1
-            guard visited <= Int(queue.size) else { throw .chainTooLong(head: head) }
-            let descriptor = queue.descriptor(index)
-            guard descriptor.flags & Descriptor.flagIndirect == 0 else { throw .indirectNotNegotiated(head: head) }
+            guard visited <= entries else { throw .chainTooLong(head: head) }
+            let descriptor = Descriptor(index, of: table)
+            if descriptor.flags & Descriptor.flagIndirect != 0 {
+                guard queue.indirectDescriptors else { throw .indirectNotNegotiated(head: head) }
+                guard !inIndirectTable else { throw .nestedIndirect(head: head) }
+                table = try Self.indirectTable(descriptor, head: head, memory: queue)
+                entries = table.length / Virtqueue.descriptorSize
+                inIndirectTable = true
+                index = 0
+                visited = 0
+                continue
+            }
             let isWritable = descriptor.flags & Descriptor.flagWrite != 0
             guard isWritable || writable.isEmpty else { throw .readableAfterWritable(head: head) }
             total += UInt64(descriptor.length)
@@ -36,9 +49,22 @@ public struct DescriptorChain {
                 try append(descriptor, writable: isWritable, memory: queue)
             }
             guard descriptor.flags & Descriptor.flagNext != 0 else { break }
-            guard descriptor.next < queue.size else { throw .nextOutOfRange(descriptor.next, size: queue.size) }
-            index = descriptor.next
+            guard Int(descriptor.next) < entries else { throw .nextOutOfRange(descriptor.next, size: UInt16(clamping: entries)) }
+            index = Int(descriptor.next)
         }
+    }
+
+    /// The table an indirect descriptor points to: whole descriptors, a bounded count, in guest
+    /// memory, and the last descriptor of its chain (spec 2.7.5.3).
+    private static func indirectTable(_ descriptor: Descriptor, head: UInt16, memory queue: Virtqueue) throws(VirtqueueError) -> RingArea {
+        let length = Int(descriptor.length)
+        guard descriptor.flags & Descriptor.flagNext == 0, length > 0, length % Virtqueue.descriptorSize == 0,
+            length / Virtqueue.descriptorSize <= Virtqueue.maxIndirectEntries
+        else { throw .badIndirectTable(head: head, length: descriptor.length) }
+        guard let host = queue.memory.readablePointer(at: descriptor.address, length: length) else {
+            throw .bufferOutsideMemory(address: descriptor.address, length: descriptor.length)
+        }
+        return RingArea(host: host, length: length)
     }
 
     private mutating func append(_ descriptor: Descriptor, writable isWritable: Bool, memory queue: Virtqueue) throws(VirtqueueError) {

@@ -37,9 +37,9 @@ public final class VirtioMMIOTransport: MMIODevice {
         var logger = logger
         logger[metadataKey: "virtio-device"] = "\(device.deviceType)"
         self.logger = logger
-        // Our queues implement neither indirect descriptors nor event indices: never offer them.
-        let unsupported = Virtio.Feature.indirectDescriptors | Virtio.Feature.eventIndex
-        self.offeredFeatures = (device.offeredFeatures & ~unsupported) | Virtio.Feature.version1
+        // Our queues implement indirect descriptors but not event indices.
+        self.offeredFeatures = (device.offeredFeatures & ~Virtio.Feature.eventIndex)
+            | Virtio.Feature.version1 | Virtio.Feature.indirectDescriptors
         self.state = Mutex(TransportState(queues: device.queueMaxSizes.map(QueueRegisters.init(maxSize:))))
     }
 
@@ -174,7 +174,8 @@ public final class VirtioMMIOTransport: MMIODevice {
             state.queues[index].queue = try Virtqueue(
                 index: index, size: size, maxSize: registers.maxSize,
                 descriptorTable: registers.descriptorTable, driverArea: registers.driverArea,
-                deviceArea: registers.deviceArea, memory: memory)
+                deviceArea: registers.deviceArea, memory: memory,
+                indirectDescriptors: state.driverFeatures & Virtio.Feature.indirectDescriptors != 0)
             return nil
         } catch {
             return "queue \(index): \(error)"

@@ -8,6 +8,8 @@ public final class Virtqueue: Sendable {
     public let index: Int
     public let size: UInt16
     public let memory: GuestMemory
+    /// VIRTIO_F_INDIRECT_DESC was negotiated: a descriptor may point to a table of descriptors.
+    public let indirectDescriptors: Bool
     let descriptorTable: RingArea
     let availableRing: RingArea
     let usedRing: RingArea
@@ -21,12 +23,15 @@ public final class Virtqueue: Sendable {
     private let state = Mutex(State())
 
     static let descriptorSize = 16
+    /// Largest indirect table accepted; bounds the work one chain can cause.
+    public static let maxIndirectEntries = 1024
     static let availableFlagNoInterrupt: UInt16 = 1
 
     /// Validates the driver's queue configuration (size, alignment, ring placement).
     public init(
         index: Int, size: UInt16, maxSize: UInt16,
-        descriptorTable: UInt64, driverArea: UInt64, deviceArea: UInt64, memory: GuestMemory
+        descriptorTable: UInt64, driverArea: UInt64, deviceArea: UInt64, memory: GuestMemory,
+        indirectDescriptors: Bool = false
     ) throws(VirtqueueError) {
         guard size > 0, size <= maxSize, size & (size - 1) == 0 else { throw .badSize(size, max: maxSize) }
         let count = Int(size)
@@ -41,6 +46,7 @@ public final class Virtqueue: Sendable {
         self.index = index
         self.size = size
         self.memory = memory
+        self.indirectDescriptors = indirectDescriptors
     }
 
     /// Stops all processing; waits for a call in progress on another thread to finish.
@@ -93,16 +99,6 @@ public final class Virtqueue: Sendable {
         state.nextUsed &+= 1
         usedRing.store(state.nextUsed, at: 2)
     }
-
-    /// The descriptor at `index` (< size), copied out once so the guest cannot change it under us.
-    func descriptor(_ index: UInt16) -> Descriptor {
-        let offset = Self.descriptorSize * Int(index)
-        return Descriptor(
-            address: descriptorTable.load(UInt64.self, at: offset),
-            length: descriptorTable.load(UInt32.self, at: offset + 8),
-            flags: descriptorTable.load(UInt16.self, at: offset + 12),
-            next: descriptorTable.load(UInt16.self, at: offset + 14))
-    }
 }
 
 struct Descriptor {
@@ -114,6 +110,16 @@ struct Descriptor {
     let length: UInt32
     let flags: UInt16
     let next: UInt16
+
+    /// Descriptor `index` of `table`, copied out once so the guest cannot change it under us.
+    /// Callers keep `index` below the table's entry count.
+    init(_ index: Int, of table: RingArea) {
+        let offset = Virtqueue.descriptorSize * index
+        address = table.load(UInt64.self, at: offset)
+        length = table.load(UInt32.self, at: offset + 8)
+        flags = table.load(UInt16.self, at: offset + 12)
+        next = table.load(UInt16.self, at: offset + 14)
+    }
 }
 
 /// A ring area validated to lie in one guest memory region; accessed by offsets we compute
@@ -122,6 +128,11 @@ struct RingArea: @unchecked Sendable {
     // The host mapping outlives the queue: GuestMemory's regions are fixed and the queue holds it.
     let host: UnsafeMutableRawPointer
     let length: Int
+
+    init(host: UnsafeMutableRawPointer, length: Int) {
+        self.host = host
+        self.length = length
+    }
 
     init(
         _ name: String, at address: UInt64, length: Int, alignment: UInt64, writable: Bool, memory: GuestMemory

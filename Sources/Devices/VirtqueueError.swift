@@ -10,6 +10,8 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
     case chainTooLong(head: UInt16)
     case indirectNotNegotiated(head: UInt16)
     case readableAfterWritable(head: UInt16)
+    case badIndirectTable(head: UInt16, length: UInt32)
+    case nestedIndirect(head: UInt16)
     case bufferOutsideMemory(address: UInt64, length: UInt32)
     case bufferReadOnly(address: UInt64)
     case chainTooLarge(head: UInt16)
@@ -22,7 +24,7 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
         case let .misaligned(area, address):
             return "\(area) at 0x\(hex(address)) is misaligned"
         case let .areaOutsideMemory(area, address, length):
-            return "\(area) at 0x\(hex(address)) (+\(length)) is outside writable guest memory"
+            return "\(area) at 0x\(hex(address)) (+\(length)) is not in guest memory the device may use"
         case let .availIndexJump(lastSeen, published, size):
             return "available index jumped from \(lastSeen) to \(published), more than the queue size \(size)"
         case let .headOutOfRange(head, size):
@@ -30,9 +32,13 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
         case let .nextOutOfRange(next, size):
             return "descriptor chain continues at \(next) of a \(size)-entry queue"
         case let .chainTooLong(head):
-            return "descriptor chain at \(head) is longer than the queue (a loop)"
+            return "descriptor chain at \(head) is longer than its descriptor table (a loop)"
         case let .indirectNotNegotiated(head):
             return "descriptor chain at \(head) uses indirect descriptors, which were not negotiated"
+        case let .badIndirectTable(head, length):
+            return "descriptor chain at \(head) has an indirect table of \(length) bytes (want a multiple of 16, at most \(Virtqueue.maxIndirectEntries) entries, last in the chain)"
+        case let .nestedIndirect(head):
+            return "descriptor chain at \(head) nests an indirect table inside another"
         case let .readableAfterWritable(head):
             return "descriptor chain at \(head) has a device-readable buffer after a device-writable one"
         case let .bufferOutsideMemory(address, length):

@@ -160,8 +160,52 @@ import Testing
     }
 
     @Test func indirectDescriptorsThatWereNotNegotiated() throws {
+        #expect(driver.initialize(features: driver.offeredFeatures & ~Virtio.Feature.indirectDescriptors))
         try driver.writeDescriptor(0, address: Driver.writeData, length: 32, flags: 4, next: 0)
         try driver.publish(0)
+        driver.notify()
+        try expectBrokenThenRecovers()
+    }
+
+    static let indirectTable: UInt64 = 0x50000
+
+    func flushBuffers() throws -> [Driver.Buffer] {
+        try driver.writeRequestHeader(type: Driver.typeFlush, sector: 0)
+        return [
+            .init(address: Driver.requestHeader, length: 16, writable: false),
+            .init(address: Driver.statusByte, length: 1, writable: true),
+        ]
+    }
+
+    @Test func indirectTableOutsideGuestMemory() throws {
+        try driver.writeDescriptor(0, address: Self.outsideMemory, length: 32, flags: 4, next: 0)
+        try driver.publish(0)
+        driver.notify()
+        try expectBrokenThenRecovers()
+    }
+
+    @Test(arguments: [UInt32(0), UInt32(24), UInt32(16 * 2048)])
+    func indirectTableOfBadLength(length: UInt32) throws {
+        _ = try driver.addIndirectChain(try flushBuffers(), tableAt: Self.indirectTable)
+        try driver.writeDescriptor(0, address: Self.indirectTable, length: length, flags: 4, next: 0)
+        try driver.publish(0)
+        driver.notify()
+        try expectBrokenThenRecovers()
+    }
+
+    @Test func indirectDescriptorInsideAnIndirectTable() throws {
+        let head = try driver.addIndirectChain(try flushBuffers(), tableAt: Self.indirectTable)
+        try driver.memory.store(UInt16(4), at: Self.indirectTable + 12)  // entry 0 becomes indirect
+        try driver.publish(head)
+        driver.notify()
+        try expectBrokenThenRecovers()
+    }
+
+    @Test func loopInsideAnIndirectTable() throws {
+        let head = try driver.addIndirectChain(try flushBuffers(), tableAt: Self.indirectTable)
+        try driver.memory.store(UInt16(1 | 2), at: Self.indirectTable + 16 + 12)  // status entry: NEXT
+        try driver.memory.store(UInt16(1), at: Self.indirectTable + 16 + 14)  // ... to itself
+        try driver.publish(head)
         driver.notify()
         try expectBrokenThenRecovers()
     }

@@ -107,6 +107,23 @@ final class VirtioTestDriver {
         return head
     }
 
+    /// Lays `buffers` out as an indirect table at `table` and returns the one ring descriptor
+    /// that points to it.
+    func addIndirectChain(_ buffers: [Buffer], tableAt table: UInt64) throws -> UInt16 {
+        for (i, buffer) in buffers.enumerated() {
+            let entry = table + 16 * UInt64(i)
+            let last = i == buffers.count - 1
+            try memory.store(buffer.address, at: entry)
+            try memory.store(buffer.length, at: entry + 8)
+            try memory.store(UInt16((last ? 0 : 1) | (buffer.writable ? 2 : 0)), at: entry + 12)
+            try memory.store(UInt16(i + 1), at: entry + 14)
+        }
+        let head = nextDescriptor
+        nextDescriptor = (nextDescriptor + 1) % queueSize
+        try writeDescriptor(head, address: table, length: UInt32(16 * buffers.count), flags: 4, next: 0)
+        return head
+    }
+
     /// Puts `head` on the available ring and publishes it (without notifying).
     func publish(_ head: UInt16) throws {
         try memory.store(head, at: Self.availableRing + 4 + 2 * UInt64(availableIndex % queueSize))
