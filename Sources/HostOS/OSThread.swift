@@ -52,6 +52,15 @@ public enum KickSignal {
         action.sa_flags = 0
         sigaction(number, &action, nil)
     }
+
+    /// Threads inherit their creator's signal mask, and Swift concurrency / libdispatch worker
+    /// threads block everything: a thread that must be kickable unblocks the signal itself.
+    public static func unblockInCurrentThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, number)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
 }
 
 /// Blocks signals in the calling thread (new threads inherit the mask), so one thread can

@@ -155,6 +155,7 @@ public final class Machine: @unchecked Sendable {
     }
 
     private func runLoop(_ vcpu: VCPU) {
+        KickSignal.unblockInCurrentThread()
         while !state.isFinished {
             let exit: VCPU.Exit
             do {
