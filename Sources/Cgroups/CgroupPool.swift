@@ -46,7 +46,7 @@ public final class CgroupPool: Sendable {
     let logger: Logger
     private let state: Mutex<State>
     private let refill: Mutex<RefillThread?>
-    private let defaults: [(CgroupLimitLayout.Setting, String)]
+    let defaults: [(CgroupLimitLayout.Setting, String)]
     private let me = ProcessIdentity.current()
 
     private struct State {
@@ -97,20 +97,7 @@ public final class CgroupPool: Sendable {
         let id = try SandboxID.validate(sandboxID)
         try limits.validate()
         let values = try parents.layout.values(for: limits)
-        let owner = owner ?? me
-        try state.withLock { state in
-            guard !state.closed else { throw CgroupError("the cgroup pool is shut down") }
-            guard state.holders.insert(id).inserted else {
-                throw CgroupError("sandbox \(id) already holds a cgroup: release it first or use another id")
-            }
-        }
-        let slot: CgroupSlot
-        do {
-            slot = try claim(owner: owner, sandboxID: id)
-        } catch {
-            state.withLock { _ = $0.holders.remove(id) }
-            throw error
-        }
+        let slot = try takeSlot(sandboxID: id, owner: owner ?? me)
         do {
             try slot.apply(values)
         } catch {
@@ -118,7 +105,7 @@ public final class CgroupPool: Sendable {
             try? giveBack(slot, sandboxID: id)
             throw CgroupError("cannot set limits for sandbox \(id): \(error)")
         }
-        return CgroupLease(pool: self, slot: slot, sandboxID: id, owner: owner)
+        return CgroupLease(pool: self, slot: slot, sandboxID: id, owner: owner ?? me)
     }
 
     /// Free entries right now.
@@ -182,6 +169,22 @@ public final class CgroupPool: Sendable {
         } else {
             try slot.destroy(in: parents)
             state.withLock { $0.statistics.removed += 1 }
+        }
+    }
+
+    /// Reserves the sandbox ID and claims an entry for it (renamed, limits not yet written).
+    func takeSlot(sandboxID id: String, owner: ProcessIdentity) throws -> CgroupSlot {
+        try state.withLock { state in
+            guard !state.closed else { throw CgroupError("the cgroup pool is shut down") }
+            guard state.holders.insert(id).inserted else {
+                throw CgroupError("sandbox \(id) already holds a cgroup: release it first or use another id")
+            }
+        }
+        do {
+            return try claim(owner: owner, sandboxID: id)
+        } catch {
+            state.withLock { _ = $0.holders.remove(id) }
+            throw error
         }
     }
 
