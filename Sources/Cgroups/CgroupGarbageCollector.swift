@@ -89,7 +89,7 @@ public enum CgroupGarbageCollector {
         let count = parents.directories.count
         for (index, directory) in parents.directories.enumerated() {
             for text in try directory.directoryEntries() {
-                guard let name = CgroupEntryName(parsing: text) else { continue }
+                guard let name = try parents.entryName(directory: text, in: index) else { continue }
                 if byToken[name.token] == nil {
                     byToken[name.token] = Array(repeating: nil, count: count)
                     order.append(name.token)
@@ -103,6 +103,8 @@ public enum CgroupGarbageCollector {
     /// Gives the entry `target`'s name in every hierarchy: renames the others, makes missing
     /// ones; the claim hierarchy last, so the entry is never claimable half-done.
     private static func unify(_ names: [CgroupEntryName?], as target: CgroupEntryName, in parents: CgroupParents) throws {
+        // cgroup v2 has one hierarchy and marks instead of renaming: nothing can be half-done.
+        if parents.marksWithAttribute { return }
         for index in names.indices.reversed() {
             let directory = parents.directories[index]
             switch names[index] {

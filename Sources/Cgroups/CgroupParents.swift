@@ -20,6 +20,28 @@ final class CgroupParents: Sendable {
 
     var hierarchies: [CgroupHierarchy] { host.hierarchies }
 
+    /// cgroup2 directories cannot be renamed (EPERM): there an entry keeps its free name and
+    /// a taken entry carries its taken name in this extended attribute, set with XATTR_CREATE
+    /// so only one process can claim it.
+    static let holderAttribute = "trusted.rund.holder"
+    var marksWithAttribute: Bool { host.hierarchies.contains { $0.version == .v2 } }
+
+    /// The directory name an entry has on disk.
+    func directoryName(_ name: CgroupEntryName) -> String {
+        marksWithAttribute ? CgroupEntryName.free(token: name.token).text : name.text
+    }
+
+    /// The entry's logical name as found on disk: on v2 the holder attribute, if present.
+    func entryName(directory text: String, in hierarchy: Int) throws -> CgroupEntryName? {
+        guard let name = CgroupEntryName(parsing: text) else { return nil }
+        guard marksWithAttribute, case .free = name else { return name }
+        let directory = try directories[hierarchy].openAt(text, O_RDONLY | O_DIRECTORY)
+        guard let holder = try directory.extendedAttribute(Self.holderAttribute),
+              let taken = CgroupEntryName(parsing: holder), taken.token == name.token
+        else { return name }
+        return taken
+    }
+
     private init(
         host: CgroupHost, name: String, directories: [FileDescriptor], layout: CgroupLimitLayout,
         hasKillFile: Bool, homeProcesses: [FileDescriptor?]

@@ -21,8 +21,16 @@ public final class CgroupPool: Sendable {
         /// Released entries beyond this many free ones are removed instead of kept.
         public var maximumFree: Int
         public var refillInBackground: Bool
+        /// Reset limits to the defaults on release. Off, a free entry keeps its last limits (they
+        /// bind nothing while it is empty) and the next take writes only the values that differ:
+        /// fewer writes when sandboxes share a size.
+        public var resetLimitsOnRelease: Bool
 
-        public init(parentName: String = "rund", minimumFree: Int = 8, maximumFree: Int = 64, refillInBackground: Bool = true) {
+        public init(
+            parentName: String = "rund", minimumFree: Int = 8, maximumFree: Int = 64, refillInBackground: Bool = true,
+            resetLimitsOnRelease: Bool = true
+        ) {
+            self.resetLimitsOnRelease = resetLimitsOnRelease
             self.parentName = parentName
             self.minimumFree = max(0, minimumFree)
             self.maximumFree = max(self.minimumFree, maximumFree)
@@ -154,7 +162,7 @@ public final class CgroupPool: Sendable {
             throw error
         }
         do {
-            try slot.apply(defaults)
+            if configuration.resetLimitsOnRelease { try slot.apply(defaults) }
         } catch {
             slot.forgetLimits()
             logger.warning("could not reset cgroup limits", metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])
@@ -227,7 +235,7 @@ public final class CgroupPool: Sendable {
 
     private func adoptFreeEntries() throws -> [CgroupSlot] {
         try parents.directories[0].directoryEntries().compactMap { text in
-            guard let name = CgroupEntryName(parsing: text), case .free = name else { return nil }
+            guard let name = try parents.entryName(directory: text, in: 0), case .free = name else { return nil }
             return try? CgroupSlot.open(name, in: parents)
         }
     }

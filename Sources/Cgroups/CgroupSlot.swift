@@ -28,33 +28,36 @@ final class CgroupSlot: @unchecked Sendable {
     /// (cpuset copied from the parent), so they are known without a write.
     static func create(_ name: CgroupEntryName, in parents: CgroupParents, defaults: [(Setting, String)]) throws -> CgroupSlot {
         var made: [Int] = []
+        let directoryName = parents.directoryName(name)
         do {
             for index in parents.directories.indices.reversed() {
                 do {
-                    try parents.directories[index].makeDirectoryAt(name.text)
+                    try parents.directories[index].makeDirectoryAt(directoryName)
                 } catch let error as SystemError where error.errno == EEXIST {
                     // `rund gc` may have completed this half-made entry for us: it is ours.
                 }
                 made.append(index)
             }
-            let slot = try open(name, in: parents)
+            // On v2 the directory is made free and then marked (claimed) like a pooled one.
+            let slot = try open(parents.marksWithAttribute ? .free(token: name.token) : name, in: parents)
+            if parents.marksWithAttribute, case .taken = name { try slot.rename(to: name, in: parents) }
             for (setting, value) in defaults { slot.known[setting] = value }
             return slot
         } catch {
-            for index in made { try? parents.directories[index].removeDirectoryAt(name.text) }
+            for index in made { try? parents.directories[index].removeDirectoryAt(directoryName) }
             throw error
         }
     }
 
     /// Opens an existing entry (found by a scan); its limit values are unknown.
     static func open(_ name: CgroupEntryName, in parents: CgroupParents) throws -> CgroupSlot {
-        let directories = try parents.directories.map { try $0.openAt(name.text, O_RDONLY | O_DIRECTORY) }
+        let directories = try parents.directories.map { try $0.openAt(parents.directoryName(name), O_RDONLY | O_DIRECTORY) }
         return CgroupSlot(name: name, directories: directories)
     }
 
     /// Full paths of the entry, one per hierarchy.
     func paths(in parents: CgroupParents) -> [String] {
-        parents.hierarchies.map { "\($0.mountPoint)/\(parents.name)/\(name.text)" }
+        parents.hierarchies.map { "\($0.mountPoint)/\(parents.name)/\(parents.directoryName(name))" }
     }
 
     /// Renames the entry in every hierarchy. Claiming (free -> taken) renames the claim
@@ -62,6 +65,10 @@ final class CgroupSlot: @unchecked Sendable {
     /// changed. Returning (taken -> free) renames it last, so the entry is claimable only when
     /// complete. A failure part-way undoes what was done.
     func rename(to newName: CgroupEntryName, in parents: CgroupParents) throws {
+        if parents.marksWithAttribute {
+            try mark(newName)
+            return
+        }
         let claiming = { if case .taken = newName { return true } else { return false } }()
         let order = claiming ? Array(parents.directories.indices) : Array(parents.directories.indices.reversed())
         var done: [Int] = []
@@ -73,6 +80,18 @@ final class CgroupSlot: @unchecked Sendable {
         } catch {
             for index in done.reversed() { try? parents.directories[index].renameAt(newName.text, to: name.text) }
             throw error
+        }
+        name = newName
+    }
+
+    /// cgroup v2: set (claim, atomic through XATTR_CREATE; EEXIST if someone else holds it) or
+    /// remove the holder attribute of the single directory.
+    private func mark(_ newName: CgroupEntryName) throws {
+        switch newName {
+        case .taken:
+            try directories[0].setExtendedAttribute(CgroupParents.holderAttribute, newName.text, createOnly: true)
+        case .free:
+            try directories[0].removeExtendedAttribute(CgroupParents.holderAttribute)
         }
         name = newName
     }
@@ -153,7 +172,7 @@ final class CgroupSlot: @unchecked Sendable {
         var firstError: Error?
         for index in parents.directories.indices {
             do {
-                try parents.directories[index].removeDirectoryAt(name.text)
+                try parents.directories[index].removeDirectoryAt(parents.directoryName(name))
             } catch let error as SystemError where error.errno == ENOENT {
             } catch {
                 if firstError == nil { firstError = error }

@@ -14,7 +14,9 @@ struct BenchCgroups: AsyncParsableCommand {
         discussion: """
         For each thread count, `--count` operations run on that many threads, first by the mkdir \
         path (mkdir in every hierarchy, write limits, move a sleeping child in and out, rmdir), \
-        then by the pool path (take by rename, write limits, move in and out, release). Reports \
+        then by the pool path (take by rename, write limits, move in and out, release), then by \
+        the pool path without resetting limits on release (pool-keep: only changed limits are \
+        written). Reports \
         per-operation p50/p99, wall time, CPU time and the ratio mkdir/pool. `--json` prints one \
         object whose `ratio` is mkdir total / pool total at 10 threads (else the first count).
         Needs root and writable cgroupfs; works in its own parent (rund-bench-<pid>) and removes it.
@@ -76,22 +78,32 @@ struct BenchCgroups: AsyncParsableCommand {
         let pool = try CgroupPool(
             host: host, configuration: .init(parentName: parent, minimumFree: widest + 2, maximumFree: 2 * widest + 4))
         defer { try? pool.shutdown() }
+        // The same pool without the reset on release: shows what the limit writes cost.
+        let keepingParent = parent + "-keep"
+        defer { try? CgroupPool.removeAll(host: host, parentName: keepingParent) }
+        let keepingPool = try CgroupPool(
+            host: host,
+            configuration: .init(parentName: keepingParent, minimumFree: widest + 2, maximumFree: 2 * widest + 4, resetLimitsOnRelease: false))
+        defer { try? keepingPool.shutdown() }
         let children = try (0..<widest).map { _ in try SpawnedProcess.spawn(["sleep", "3600"]) }
         defer { children.forEach { $0.kill(); _ = try? $0.wait() } }
 
-        // Warm both paths (page in code, fill dentry caches) before anything is timed.
-        for path in CgroupChurn.Path.allCases {
-            _ = try CgroupChurn.measure(path, pool: pool, processes: [children[0].pid], count: 20, limits: Self.limits)
+        let variants: [(label: String, path: CgroupChurn.Path, pool: CgroupPool)] = [
+            ("mkdir", .mkdir, pool), ("pool", .pool, pool), ("pool-keep", .pool, keepingPool),
+        ]
+        // Warm every variant (page in code, fill dentry caches) before anything is timed.
+        for variant in variants {
+            _ = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: [children[0].pid], count: 20, limits: Self.limits)
         }
         var runs: [CgroupBenchReport.Run] = []
         for threadCount in counts {
-            let processes = children.prefix(threadCount).map(\.pid)
-            for path in CgroupChurn.Path.allCases {
-                let measurement = try CgroupChurn.measure(path, pool: pool, processes: Array(processes), count: count, limits: Self.limits)
+            let processes = Array(children.prefix(threadCount).map(\.pid))
+            for variant in variants {
+                let measurement = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: processes, count: count, limits: Self.limits)
                 if let failure = measurement.failures.first {
-                    throw ValidationError("\(path.rawValue) path with \(threadCount) threads failed: \(failure)")
+                    throw ValidationError("\(variant.label) path with \(threadCount) threads failed: \(failure)")
                 }
-                runs.append(CgroupBenchReport.Run(measurement))
+                runs.append(CgroupBenchReport.Run(measurement, label: variant.label))
             }
         }
         let kvm = kvmSamples == 0 ? nil : KVMCreateProbe.compare(pool: pool, samples: kvmSamples, limits: Self.limits)

@@ -15,9 +15,9 @@ struct CgroupBenchReport: Encodable {
         /// Mean microseconds per operation spent in each phase (get, configure, attach, put).
         let phaseMeanUs: [String: Double]
 
-        init(_ measurement: CgroupChurn.Measurement) {
+        init(_ measurement: CgroupChurn.Measurement, label: String) {
             threads = measurement.threads
-            path = measurement.path.rawValue
+            path = label
             operations = measurement.latencies.count
             p50Ms = Double(measurement.percentile(0.5)) / 1e6
             p99Ms = Double(measurement.percentile(0.99)) / 1e6
@@ -36,6 +36,8 @@ struct CgroupBenchReport: Encodable {
         let wall: Double
         let processCPU: Double
         let p50: Double
+        /// mkdir total / pool-keep total.
+        let wallKeepingLimits: Double?
     }
 
     let mode: String
@@ -55,9 +57,11 @@ struct CgroupBenchReport: Encodable {
             guard let mkdir = runs.first(where: { $0.threads == threads && $0.path == "mkdir" }),
                   let pool = runs.first(where: { $0.threads == threads && $0.path == "pool" })
             else { return nil }
+            let keeping = runs.first { $0.threads == threads && $0.path == "pool-keep" }
             return Ratio(
                 threads: threads, wall: mkdir.totalMs / max(pool.totalMs, 1e-9),
-                processCPU: mkdir.processCPUMs / max(pool.processCPUMs, 1e-9), p50: mkdir.p50Ms / max(pool.p50Ms, 1e-9))
+                processCPU: mkdir.processCPUMs / max(pool.processCPUMs, 1e-9), p50: mkdir.p50Ms / max(pool.p50Ms, 1e-9),
+                wallKeepingLimits: keeping.map { mkdir.totalMs / max($0.totalMs, 1e-9) })
         }
     }
 
@@ -93,6 +97,7 @@ struct CgroupBenchReport: Encodable {
         }
         lines.append("ratio mkdir/pool: " + ratios.map {
             "\($0.threads) threads: total \(fixed($0.wall, 2))x, cpu \(fixed($0.processCPU, 2))x, p50 \(fixed($0.p50, 2))x"
+                + ($0.wallKeepingLimits.map { " (pool-keep total \(fixed($0, 2))x)" } ?? "")
         }.joined(separator: "; "))
         if let kvm = kvmCreateVM { lines.append(kvm.line) }
         lines.append("ratio (total at \(ratioThreads) threads): \(fixed(ratio, 2))x")
@@ -100,7 +105,7 @@ struct CgroupBenchReport: Encodable {
     }
 
     private func row(_ cells: [String]) -> String {
-        let widths = [7, 6, 8, 8, 9, 8, 11, 8, 9, 9, 8]
+        let widths = [7, 9, 8, 8, 9, 8, 11, 8, 9, 9, 8]
         return zip(cells, widths).map { cell, width in
             String(repeating: " ", count: max(0, width - cell.count)) + cell
         }.joined(separator: " ")

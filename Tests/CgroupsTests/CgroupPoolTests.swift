@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import Cgroups
 import HostOS
 import Synchronization
@@ -211,5 +212,58 @@ struct CgroupPoolTests {
             #expect(pool.freeCount == 4)
             #expect(pool.statistics.removed == 2)
         }
+    }
+}
+
+extension CgroupPoolTests {
+    /// The shim attaches itself: release must move the caller out, not kill it. Only this
+    /// thread joins (v1 `tasks`), so children other tests spawn meanwhile from other threads
+    /// stay where they are; cgroup.procs still lists this process.
+    @Test(.enabled(if: CgroupTestHost.detected?.hierarchies.allSatisfy { $0.version == .v1 } == true, "needs cgroup v1 to move one thread"))
+    func releaseMovesTheCallerOutInsteadOfKillingIt() throws {
+        try CgroupTestHost.withParent { parent in
+            let pool = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 1, refillInBackground: false))
+            defer { try? pool.shutdown() }
+            let thread = Int32(rund_gettid())
+            let before = try CgroupTestHost.read("/proc/self/task/\(thread)/cgroup")
+            let lease = try pool.take(sandboxID: "self")
+            try lease.attach(thread: thread)
+            #expect(try lease.processes() == [getpid()])
+            try lease.release()
+            #expect(try CgroupTestHost.read("/proc/self/task/\(thread)/cgroup") == before)
+        }
+    }
+
+    /// This host's cgroup2 mount has no controllers (they are bound to v1), but renames,
+    /// cgroup.procs, cgroup.kill and subtree_control handling are the v2 code paths.
+    @Test(.enabled(if: CgroupTestHost.detected?.unifiedMountPoint != nil, "needs a cgroup2 mount"))
+    func v2MechanicsOnTheUnifiedMount() throws {
+        let unified = try #require(host.unifiedMountPoint)
+        let v2 = CgroupHost(mode: .v2, hierarchies: [CgroupHierarchy(version: .v2, mountPoint: unified, controllers: [])], writable: true)
+        let parent = CgroupTestHost.uniqueParent()
+        defer { try? CgroupPool.removeAll(host: v2, parentName: parent) }
+        let pool = try CgroupPool(host: v2, configuration: .init(parentName: parent, minimumFree: 2, refillInBackground: false))
+        defer { try? pool.shutdown() }
+        #expect(throws: CgroupError.self) { try pool.take(sandboxID: "limited", limits: CgroupLimits(memoryBytes: 64 << 20)) }
+        let lease = try pool.take(sandboxID: "v2")
+        let child = try CgroupTestHost.sleeper()
+        defer { child.kill(); _ = try? child.wait() }
+        try lease.attach(pid: child.pid)
+        let path = try #require(lease.paths.first)
+        #expect(path.hasPrefix("\(unified)/\(parent)/pool-"))
+        #expect(try CgroupTestHost.read("\(path)/cgroup.procs") == "\(child.pid)")
+        // Another process (here: a separate collector) sees the claim, and leaves it alone.
+        #expect(try CgroupGarbageCollector.collect(host: v2, parentName: parent).inUse == ["v2"])
+        let dead = try CgroupTestHost.sleeper()
+        let crashed = try pool.take(sandboxID: "crashed", owner: #require(ProcessIdentity.of(pid: dead.pid)) as ProcessIdentity)
+        try crashed.attach(pid: dead.pid)
+        dead.kill()
+        _ = try dead.wait()
+        let report = try CgroupGarbageCollector.collect(host: v2, parentName: parent)
+        #expect(report.returned == ["crashed"] && report.inUse == ["v2"])
+        try lease.release()
+        #expect(try child.wait() == 128 + SIGKILL)
+        #expect(try CgroupTestHost.entries(of: parent, in: v2.hierarchies[0]).allSatisfy { $0.hasPrefix("pool-") })
+        #expect(pool.freeCount == 1)
     }
 }
