@@ -115,3 +115,9 @@ static inline size_t rund_kvm_cpuid2_size(unsigned n) { return sizeof(struct kvm
 static inline size_t rund_kvm_msrs_size(unsigned n) { return sizeof(struct kvm_msrs) + n * sizeof(struct kvm_msr_entry); }
 
 #endif
+
+// MARK: cgroups (issue 4): extended attributes mark cgroup v2 pool entries (cgroup2 has no rename).
+#ifndef RUND_CLINUX_CGROUPS_H
+#define RUND_CLINUX_CGROUPS_H
+#include <sys/xattr.h>
+#endif

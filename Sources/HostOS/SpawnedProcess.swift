@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+
+/// A child started with posix_spawn that keeps running while the caller works with it
+/// (moves it between cgroups, signals it); `Subprocess.run` is for children run to completion.
+/// Call `wait()` (or `kill()` then `wait()`) exactly once so no zombie is left.
+public final class SpawnedProcess: Sendable {
+    public let pid: pid_t
+
+    private init(pid: pid_t) { self.pid = pid }
+
+    /// Starts argv (searched on PATH). `standardInput`/`standardOutput` are dup'ed onto the
+    /// child's fd 0/1; by default both are /dev/null. stderr is inherited.
+    public static func spawn(
+        _ argv: [String], standardInput: FileDescriptor? = nil, standardOutput: FileDescriptor? = nil
+    ) throws -> SpawnedProcess {
+        precondition(!argv.isEmpty)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let standardInput {
+            posix_spawn_file_actions_adddup2(&actions, standardInput.rawValue, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        if let standardOutput {
+            posix_spawn_file_actions_adddup2(&actions, standardOutput.rawValue, 1)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        var pid: pid_t = 0
+        let status = withCStrings(argv) { cArgv in
+            posix_spawnp(&pid, argv[0], &actions, nil, cArgv, environ)
+        }
+        if status != 0 { throw SystemError("posix_spawn", errno: status, subject: argv[0]) }
+        return SpawnedProcess(pid: pid)
+    }
+
+    /// Sends a signal; a child that already exited (zombie) is not an error.
+    public func kill(_ signal: Int32 = SIGKILL) {
+        _ = Glibc.kill(pid, signal)
+    }
+
+    /// Waits for exit; returns the exit status, or 128+signal.
+    @discardableResult
+    public func wait() throws -> Int32 {
+        try Subprocess.wait(pid)
+    }
+}
+
+/// A pipe(2) pair, both ends close-on-exec (posix_spawn's dup2 clears it on the child's copy).
+public enum Pipe {
+    public static func make() throws -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [0, 0]
+        _ = try retryingInterrupts("pipe") { pipe(&fds) }
+        let ends = (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
+        for fd in fds { _ = rund_fcntl_int(fd, F_SETFD, FD_CLOEXEC) }
+        return ends
+    }
+}

@@ -1,0 +1,126 @@
+import Cgroups
+import FoundationEssentials
+
+/// `rund bench cgroups` results: JSON as encoded, a table for people.
+struct CgroupBenchReport: Encodable {
+    struct Run: Encodable {
+        let threads: Int
+        let path: String
+        let operations: Int
+        let p50Ms: Double
+        let p99Ms: Double
+        let totalMs: Double
+        let processCPUMs: Double
+        let hostCPUMs: Double
+        /// Mean microseconds per operation spent in each phase (get, configure, attach, put).
+        let phaseMeanUs: [String: Double]
+
+        init(_ measurement: CgroupChurn.Measurement, label: String) {
+            threads = measurement.threads
+            path = label
+            operations = measurement.latencies.count
+            p50Ms = Double(measurement.percentile(0.5)) / 1e6
+            p99Ms = Double(measurement.percentile(0.99)) / 1e6
+            totalMs = Double(measurement.wallNanoseconds) / 1e6
+            processCPUMs = Double(measurement.processCPUNanoseconds) / 1e6
+            hostCPUMs = Double(measurement.hostCPUNanoseconds) / 1e6
+            let operations = Double(max(1, measurement.latencies.count))
+            phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map {
+                ($0.rawValue, Double(measurement.phaseTotals[$0] ?? 0) / operations / 1e3)
+            })
+        }
+    }
+
+    struct Ratio: Encodable {
+        let threads: Int
+        let wall: Double
+        let processCPU: Double
+        let p50: Double
+        /// mkdir total / pool-keep total.
+        let wallKeepingLimits: Double?
+    }
+
+    let mode: String
+    let hierarchies: Int
+    let count: Int
+    let limits: String
+    let runs: [Run]
+    let kvmCreateVM: KVMCreateProbe.Comparison?
+    let poolStatistics: String
+
+    /// mkdir-path total / pool total at 10 threads (or the first thread count measured).
+    var ratio: Double { (ratios.first { $0.threads == 10 } ?? ratios.first)?.wall ?? 0 }
+    var ratioThreads: Int { (ratios.first { $0.threads == 10 } ?? ratios.first)?.threads ?? 0 }
+
+    var ratios: [Ratio] {
+        Dictionary(grouping: runs, by: \.threads).keys.sorted().compactMap { threads in
+            guard let mkdir = runs.first(where: { $0.threads == threads && $0.path == "mkdir" }),
+                  let pool = runs.first(where: { $0.threads == threads && $0.path == "pool" })
+            else { return nil }
+            let keeping = runs.first { $0.threads == threads && $0.path == "pool-keep" }
+            return Ratio(
+                threads: threads, wall: mkdir.totalMs / max(pool.totalMs, 1e-9),
+                processCPU: mkdir.processCPUMs / max(pool.processCPUMs, 1e-9), p50: mkdir.p50Ms / max(pool.p50Ms, 1e-9),
+                wallKeepingLimits: keeping.map { mkdir.totalMs / max($0.totalMs, 1e-9) })
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ratio, ratioThreads, ratios, mode, hierarchies, count, limits, runs, kvmCreateVM, poolStatistics
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ratio, forKey: .ratio)
+        try container.encode(ratioThreads, forKey: .ratioThreads)
+        try container.encode(ratios, forKey: .ratios)
+        try container.encode(mode, forKey: .mode)
+        try container.encode(hierarchies, forKey: .hierarchies)
+        try container.encode(count, forKey: .count)
+        try container.encode(limits, forKey: .limits)
+        try container.encode(runs, forKey: .runs)
+        try container.encodeIfPresent(kvmCreateVM, forKey: .kvmCreateVM)
+        try container.encode(poolStatistics, forKey: .poolStatistics)
+    }
+
+    func table() -> String {
+        var lines = [
+            "cgroup pool vs mkdir/rmdir: \(count) operations per row, cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
+            row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us"]),
+        ]
+        for run in runs {
+            let phases = ["get", "configure", "attach", "put"].map { fixed(run.phaseMeanUs[$0] ?? 0, 1) }
+            lines.append(row([
+                "\(run.threads)", run.path, fixed(run.p50Ms, 3), fixed(run.p99Ms, 3), fixed(run.totalMs, 1),
+                fixed(run.processCPUMs, 1), fixed(run.hostCPUMs, 1),
+            ] + phases))
+        }
+        lines.append("ratio mkdir/pool: " + ratios.map {
+            "\($0.threads) threads: total \(fixed($0.wall, 2))x, cpu \(fixed($0.processCPU, 2))x, p50 \(fixed($0.p50, 2))x"
+                + ($0.wallKeepingLimits.map { " (pool-keep total \(fixed($0, 2))x)" } ?? "")
+        }.joined(separator: "; "))
+        if let kvm = kvmCreateVM { lines.append(kvm.line) }
+        lines.append("ratio (total at \(ratioThreads) threads): \(fixed(ratio, 2))x")
+        return lines.joined(separator: "\n")
+    }
+
+    private func row(_ cells: [String]) -> String {
+        let widths = [7, 9, 8, 8, 9, 8, 11, 8, 9, 9, 8]
+        return zip(cells, widths).map { cell, width in
+            String(repeating: " ", count: max(0, width - cell.count)) + cell
+        }.joined(separator: " ")
+    }
+}
+
+func fixed(_ value: Double, _ digits: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = "\(rounded)"
+    if let dot = text.firstIndex(of: ".") {
+        let decimals = text.distance(from: dot, to: text.endIndex) - 1
+        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+        if digits == 0 { text = String(text[..<dot]) }
+    }
+    return text
+}
