@@ -81,7 +81,7 @@ public enum Subprocess {
 
     private static func currentEnvironment() -> [String] {
         var result: [String] = []
-        var pointer = Glibc.environ
+        var pointer = environ
         while let entry = pointer.pointee {
             result.append(String(cString: entry))
             pointer += 1

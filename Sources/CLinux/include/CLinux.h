@@ -3,7 +3,7 @@
 #ifndef RUND_CLINUX_H
 #define RUND_CLINUX_H
 
-#define _GNU_SOURCE 1
+
 #include <stdint.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
@@ -18,6 +18,9 @@
 #include <fcntl.h>
 #include <linux/memfd.h>
 int memfd_create(const char *name, unsigned int flags);
+// Declared here because _GNU_SOURCE would make Glibc symbols such as environ ambiguous in Swift.
+int pipe2(int pipefd[2], int flags);
+int pthread_setname_np(pthread_t thread, const char *name);
 #include <unistd.h>
 
 // MARK: ioctl numbers, computed from the real headers.
