@@ -18,7 +18,8 @@ public enum ACPITables {
         }
         for device in devices {
             guard case let .virtioMMIO(base, size, gsi) = device,
-                  base + UInt64(size) <= X86Layout.mmioGapEnd, base >= X86Layout.mmioGapStart,
+                  base >= X86Layout.mmioGapStart, base < X86Layout.mmioGapEnd, size > 0,
+                  UInt64(size) <= X86Layout.mmioGapEnd - base,
                   gsi <= X86Layout.lastIOAPICGSI else {
                 throw .invalidDevice("\(device) must lie in the 32-bit MMIO gap and use GSI 0-\(X86Layout.lastIOAPICGSI)")
             }

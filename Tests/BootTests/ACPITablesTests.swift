@@ -134,6 +134,11 @@ struct InstalledTables {
         #expect(throws: BootError.self) {
             try ACPITables.install(into: memory, vcpuCount: 1, devices: [.virtioMMIO(base: 0xd000_0000, size: 0x1000, gsi: 24)])
         }
+        for device in [ACPIDevice.virtioMMIO(base: .max - 10, size: 0x1000, gsi: 5),
+                       .virtioMMIO(base: 0xffff_f000, size: 0x2000, gsi: 5),
+                       .virtioMMIO(base: 0xd000_0000, size: 0, gsi: 5)] {
+            #expect(throws: BootError.self) { try ACPITables.install(into: memory, vcpuCount: 1, devices: [device]) }
+        }
         // The largest configuration fits in the reserved area.
         #expect(throws: Never.self) {
             try ACPITables.install(into: memory, vcpuCount: 254, devices: ACPIDevice.virtioMMIOSlots(count: 19))

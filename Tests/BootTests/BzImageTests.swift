@@ -1,3 +1,4 @@
+import GuestMemory
 import Testing
 @testable import Boot
 
@@ -81,5 +82,46 @@ import Testing
         #expect(BootError.initrdDoesNotFit(initrdBytes: 100 << 20, memoryBytes: 128 << 20).description
             == "initrd of 100 MiB does not fit in 128 MiB of guest memory; raise --memory")
         #expect(BootError.unsupportedBootProtocol(version: 0x0208).description.hasPrefix("kernel boot protocol 2.8 "))
+    }
+}
+
+/// Corrupted headers (random bytes over the setup header) never crash the loader: each either
+/// loads or fails with a `BootError`.
+@Suite struct CorruptKernelTests {
+    /// SplitMix64: deterministic, so a failure reproduces.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9e37_79b9_7f4a_7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func randomHeaderCorruptionIsRejectedOrLoaded() throws {
+        let regions = X86Layout.ramRegions(memoryBytes: 32 << 20)
+        let memory = try GuestMemory.anonymous(regions)
+        var kernel = SyntheticKernel()
+        kernel.protectedModeSize = 4096
+        let original = kernel.bytes
+        var random = Generator(state: 0x5eed)
+        var loaded = 0
+        for _ in 0..<1500 {
+            var bytes = original
+            for _ in 0..<Int.random(in: 1...6, using: &random) {
+                bytes[Int.random(in: 0x1f1..<0x270, using: &random)] = UInt8.random(in: 0...255, using: &random)
+            }
+            if Bool.random(using: &random) { bytes.removeLast(Int.random(in: 0..<bytes.count, using: &random)) }
+            do {
+                _ = try LinuxBoot.load(kernel: bytes, initrd: [1, 2, 3], commandLine: "x", memory: memory,
+                                       ramRegions: regions, acpiRSDP: nil)
+                loaded += 1
+            } catch {
+                #expect(!error.description.isEmpty)
+            }
+        }
+        #expect(loaded > 0)
     }
 }
