@@ -87,8 +87,9 @@ enum ProbeInitramfs {
         echo "RUND-CPUS $(/bin/busybox nproc)"
         for d in /sys/bus/acpi/devices/*; do echo "RUND-ACPI ${d##*/}"; done
         echo RUND-DONE
-        # Let the UART drain before init exits and the panic message races the last lines.
+        # Let the UART drain, then power off through the FADT sleep control register.
         /bin/busybox sleep 1
+        /bin/busybox poweroff -f
 
         """
 
@@ -152,7 +153,7 @@ struct QEMUBootTests {
         let memory = try GuestMemory.anonymous(regions)
         let rsdp = try ACPITables.install(into: memory, vcpuCount: vcpus, devices: ACPIDevice.virtioMMIOSlots(count: 2))
         // No PIT under a hardware-reduced FADT and no kvmclock under TCG: give the kernel its
-        // loops-per-jiffy and TSC rate so it need not calibrate; reboot by triple fault (-no-reboot exits).
+        // loops-per-jiffy and TSC rate so it need not calibrate; a panic reboots by triple fault (-no-reboot exits).
         let commandLine = "console=ttyS0 earlyprintk=ttyS0 panic=-1 reboot=t lpj=1000000 tsc_early_khz=1000000 "
             + "8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp cryptomgr.notests"
         let state = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
@@ -178,11 +179,16 @@ struct QEMUBootTests {
             "-device", "loader,file=\(scratch.path)/kernel.bin,addr=0x100000,force-raw=on",
             "-device", "loader,file=\(scratch.path)/initrd.bin,addr=0x\(String(initrdAddress, radix: 16)),force-raw=on",
             "-serial", "file:\(scratch.path)/console.log",
+            // Stands in for rund's ACPI sleep-control device: QEMU exits with (value << 1) | 1.
+            "-device", "isa-debug-exit,iobase=0x\(String(X86Layout.acpiSleepControlPort, radix: 16)),iosize=1",
         ]
         let result = try Subprocess.run(argv)
         let console = String(decoding: (try? scratch.read("console.log")) ?? [], as: UTF8.self)
         let log = "qemu exit \(result.status): \(result.stderrText)\n\(console)"
-        #expect(result.status == 0, "\(log)")
+        // Power off wrote SLP_TYP 5 | SLP_EN = 0x34 to the sleep control port.
+        let poweroffValue: Int32 = 0x34
+        #expect(X86Layout.isPowerOffRequest(UInt8(poweroffValue)))
+        #expect(result.status == (poweroffValue << 1) | 1, "\(log)")
 
         for line in [
             "Kernel command line: \(commandLine)",
@@ -206,6 +212,7 @@ struct QEMUBootTests {
             "RUND-ACPI LNRO0005:01",
             "RUND-ACPI PNP0501:00",
             "RUND-DONE",
+            "reboot: Power down",
         ] {
             #expect(console.contains(line), "console lacks \"\(line)\"\n\(log)")
         }
