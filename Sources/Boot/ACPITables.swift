@@ -25,6 +25,9 @@ public enum ACPITables {
             }
         }
 
+        guard memory.contains(X86Layout.acpiStart, length: Int(X86Layout.acpiEnd - X86Layout.acpiStart)) else {
+            throw .memoryTooSmall(neededBytes: X86Layout.acpiEnd, memoryBytes: UInt64(memory.totalSize))
+        }
         let rsdpAddress = X86Layout.rsdpAddress
         let xsdtAddress = align(rsdpAddress + UInt64(RSDP.size))
         let madt = MADT.make(vcpuCount: vcpuCount)

@@ -139,6 +139,10 @@ struct InstalledTables {
                        .virtioMMIO(base: 0xd000_0000, size: 0, gsi: 5)] {
             #expect(throws: BootError.self) { try ACPITables.install(into: memory, vcpuCount: 1, devices: [device]) }
         }
+        let small = try GuestMemory.anonymous([(base: 0, size: 0x80000)])
+        #expect(throws: BootError.memoryTooSmall(neededBytes: 0x100000, memoryBytes: 0x80000)) {
+            try ACPITables.install(into: small, vcpuCount: 1, devices: [])
+        }
         // The largest configuration fits in the reserved area.
         #expect(throws: Never.self) {
             try ACPITables.install(into: memory, vcpuCount: 254, devices: ACPIDevice.virtioMMIOSlots(count: 19))

@@ -178,7 +178,7 @@ import Testing
                                ramRegions: regions, acpiRSDP: nil)
         }
         let (small, smallRegions) = try Self.guest(512 << 10)
-        #expect(throws: BootError.self) {
+        #expect(throws: BootError.kernelDoesNotFit(neededBytes: (16 + 8) << 20, memoryBytes: 512 << 10)) {
             try LinuxBoot.load(kernel: SyntheticKernel().bytes, initrd: nil, commandLine: "", memory: small,
                                ramRegions: smallRegions, acpiRSDP: nil)
         }
@@ -196,5 +196,15 @@ import Testing
             try LinuxBoot.load(kernel: SyntheticKernel().bytes, initrd: nil, commandLine: "a\0b", memory: memory,
                                ramRegions: regions, acpiRSDP: nil)
         }
+    }
+
+    @Test func longModeEntryForFreestandingGuests() throws {
+        let memory = try GuestMemory.anonymous([(base: 0, size: 1 << 20)])
+        let state = try LinuxBoot.prepareLongModeEntry(at: 0x4000, memory: memory)
+        #expect(state.rip == 0x4000)
+        #expect(try memory.load(UInt64.self, at: 0x508) == 0x00af_9b00_0000_ffff)
+        #expect(try memory.load(UInt64.self, at: 0x9000) == 0xa003)
+        let tiny = try GuestMemory.anonymous([(base: 0, size: 0x8000)])
+        #expect(throws: BootError.self) { try LinuxBoot.prepareLongModeEntry(at: 0x1000, memory: tiny) }
     }
 }
