@@ -6,12 +6,17 @@ import HostOS
 import Testing
 @testable import Boot
 
-/// acpica-tools' `iasl`, the reference AML compiler and ACPI table disassembler.
-enum Iasl {
-    static let isInstalled: Bool = {
+/// Host programs some tests drive; a test that needs a missing one is disabled with the reason.
+enum HostTool {
+    static func isInstalled(_ name: String) -> Bool {
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
-        return path.split(separator: ":").contains { access("\($0)/iasl", X_OK) == 0 }
-    }()
+        return path.split(separator: ":").contains { access("\($0)/\(name)", X_OK) == 0 }
+    }
+}
+
+/// acpica-tools: `iasl` (AML compiler, table disassembler) and `acpiexec` (ACPICA interpreter).
+enum Iasl {
+    static let isInstalled = HostTool.isInstalled("iasl") && HostTool.isInstalled("acpiexec")
 }
 
 /// A private temporary directory, removed by `remove()`.

@@ -135,10 +135,7 @@ struct CPIOWriter {
 }
 
 enum QEMU {
-    static let isInstalled: Bool = {
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
-        return path.split(separator: ":").contains { access("\($0)/qemu-system-x86_64", X_OK) == 0 }
-    }()
+    static let isInstalled = HostTool.isInstalled("qemu-system-x86_64") && HostTool.isInstalled("timeout")
 }
 
 @Suite(.enabled(if: CachedKernel.isPresent && QEMU.isInstalled && ProbeInitramfs.isAvailable,
