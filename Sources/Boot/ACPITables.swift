@@ -18,12 +18,16 @@ public enum ACPITables {
         }
         for device in devices {
             guard case let .virtioMMIO(base, size, gsi) = device,
-                  base + UInt64(size) <= X86Layout.mmioGapEnd, base >= X86Layout.mmioGapStart,
+                  base >= X86Layout.mmioGapStart, base < X86Layout.mmioGapEnd, size > 0,
+                  UInt64(size) <= X86Layout.mmioGapEnd - base,
                   gsi <= X86Layout.lastIOAPICGSI else {
                 throw .invalidDevice("\(device) must lie in the 32-bit MMIO gap and use GSI 0-\(X86Layout.lastIOAPICGSI)")
             }
         }
 
+        guard memory.contains(X86Layout.acpiStart, length: Int(X86Layout.acpiEnd - X86Layout.acpiStart)) else {
+            throw .memoryTooSmall(neededBytes: X86Layout.acpiEnd, memoryBytes: UInt64(memory.totalSize))
+        }
         let rsdpAddress = X86Layout.rsdpAddress
         let xsdtAddress = align(rsdpAddress + UInt64(RSDP.size))
         let madt = MADT.make(vcpuCount: vcpuCount)

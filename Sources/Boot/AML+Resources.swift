@@ -39,11 +39,10 @@ extension AML {
         }
     }
 
-    /// ResourceTemplate() { descriptors }: a Buffer ending in an EndTag whose checksum byte
-    /// makes the whole template sum to zero.
+    /// ResourceTemplate() { descriptors }: a Buffer ending in an EndTag. Its checksum byte is 0,
+    /// which ACPI defines as "treat as valid"; iasl and ACPICA (Linux's interpreter, when it
+    /// rebuilds a template) write 0 as well, so our bytes match theirs exactly.
     public static func resourceTemplate(_ resources: [Resource]) -> [UInt8] {
-        var bytes = resources.flatMap(\.encoded) + [Resource.endTag]
-        bytes.append(checksumByte(bytes))
-        return buffer(bytes)
+        buffer(resources.flatMap(\.encoded) + [Resource.endTag, 0])
     }
 }

@@ -81,4 +81,23 @@ public struct BootCPUState: Equatable, Sendable {
     public var tssSegment: SegmentDescriptor
     public var gdt: DescriptorTable
     public var idt: DescriptorTable
+
+    public init(rip: UInt64, rsp: UInt64, rbp: UInt64, rsi: UInt64, rflags: UInt64, cr0: UInt64, cr3: UInt64,
+                cr4: UInt64, efer: UInt64, codeSegment: SegmentDescriptor, dataSegment: SegmentDescriptor,
+                tssSegment: SegmentDescriptor, gdt: DescriptorTable, idt: DescriptorTable) {
+        self.rip = rip
+        self.rsp = rsp
+        self.rbp = rbp
+        self.rsi = rsi
+        self.rflags = rflags
+        self.cr0 = cr0
+        self.cr3 = cr3
+        self.cr4 = cr4
+        self.efer = efer
+        self.codeSegment = codeSegment
+        self.dataSegment = dataSegment
+        self.tssSegment = tssSegment
+        self.gdt = gdt
+        self.idt = idt
+    }
 }

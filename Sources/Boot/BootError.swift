@@ -53,5 +53,5 @@ public enum BootError: Error, Equatable, CustomStringConvertible, Sendable {
 
 /// Rounds up so a shortfall of a few bytes never prints as "0 MiB".
 func mebibytes(_ bytes: UInt64) -> UInt64 {
-    (bytes + (1 << 20) - 1) >> 20
+    (bytes >> 20) + (bytes & 0xf_ffff == 0 ? 0 : 1)
 }

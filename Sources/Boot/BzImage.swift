@@ -74,6 +74,8 @@ public struct BzImage: Sendable {
     /// works at max(load address, pref_address) for init_size bytes.
     public var requiredMemoryEnd: UInt64 {
         let base = max(X86Layout.himemStart, preferredAddress)
-        return base + max(UInt64(initSize), UInt64(protectedModeKernel.count))
+        // A hostile header may put pref_address anywhere: saturate rather than overflow.
+        let (end, overflow) = base.addingReportingOverflow(max(UInt64(initSize), UInt64(protectedModeKernel.count)))
+        return overflow ? .max : end
     }
 }

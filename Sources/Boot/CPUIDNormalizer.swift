@@ -55,8 +55,8 @@ public enum CPUIDNormalizer {
             switch (e.function, vendor) {
             case (Leaf.features, _):
                 normalizeFeatures(&e, topology)
-            case (Leaf.cacheParameters, .intel):
-                e.eax = cacheSharing(e.eax, topology) | (min(topology.countCeiling, 64) - 1) << 26
+            case (Leaf.cacheParameters, .intel) where e.eax & 0x1f != 0:
+                e.eax = cacheSharing(e.eax, topology) & 0x3ff_ffff | (min(topology.countCeiling, 64) - 1) << 26
             case (Leaf.extendedTopology, _), (Leaf.extendedTopologyV2, _):
                 normalizeExtendedTopology(&e, topology)
             case (Leaf.extendedFeatures, .amd):
@@ -65,7 +65,7 @@ public enum CPUIDNormalizer {
             case (Leaf.addressSizes, .amd):
                 // ECX[15:12] APIC id bits per package, ECX[7:0] cores per package - 1.
                 e.ecx = (e.ecx & ~0xf0ff) | topology.apicIDBits << 12 | (topology.count - 1)
-            case (Leaf.amdCacheTopology, .amd):
+            case (Leaf.amdCacheTopology, .amd) where e.eax & 0x1f != 0:
                 e.eax = cacheSharing(e.eax, topology)
             case (Leaf.amdProcessorTopology, .amd):
                 e.eax = topology.apicID                               // extended APIC id
@@ -125,11 +125,10 @@ public enum CPUIDNormalizer {
     }
 
     /// Cache leaves (4 and 0x8000001d): EAX[25:14] = logical CPUs sharing the cache - 1; L1 and
-    /// L2 are per core, L3 is shared by the whole package. A null cache (type 0) is left alone.
+    /// L2 are per core, L3 is shared by the whole package. Null caches (type 0) are not passed in.
     static func cacheSharing(_ eax: UInt32, _ t: Topology) -> UInt32 {
-        guard eax & 0x1f != 0 else { return eax & 0x3ff_ffff }
         let level = (eax >> 5) & 0x7
         let sharing = level >= 3 ? min(t.countCeiling, 4096) - 1 : 0
-        return (eax & 0x3fff) | sharing << 14
+        return (eax & ~(0xfff << 14)) | sharing << 14
     }
 }

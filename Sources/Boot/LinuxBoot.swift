@@ -18,10 +18,7 @@ public enum LinuxBoot {
         let memoryBytes = ramRegions.reduce(UInt64(0)) { $0 + UInt64($1.size) }
         // Everything the boot needs lives in the region that starts at 0 (below the MMIO gap).
         let lowEnd = ramRegions.first { $0.base == 0 }.map { UInt64($0.size) } ?? 0
-        let structuresEnd = X86Layout.commandLineAddress + UInt64(X86Layout.commandLineCapacity)
-        guard lowEnd >= X86Layout.himemStart, lowEnd > structuresEnd else {
-            throw .memoryTooSmall(neededBytes: X86Layout.himemStart * 2, memoryBytes: memoryBytes)
-        }
+        // The kernel sits above every boot structure, so if it fits, they do.
         let kernelEnd = image.requiredMemoryEnd
         guard kernelEnd <= lowEnd else { throw .kernelDoesNotFit(neededBytes: kernelEnd, memoryBytes: memoryBytes) }
 
@@ -45,12 +42,22 @@ public enum LinuxBoot {
             zeroPage.setMemoryMap(E820Entry.memoryMap(ramRegions: ramRegions))
             if let acpiRSDP { zeroPage.setACPIRSDP(address: acpiRSDP) }
             try memory.write(zeroPage.bytes, at: X86Layout.zeroPageAddress)
+        } catch {
+            throw .guestMemory(error)
+        }
+        return try prepareLongModeEntry(at: X86Layout.himemStart + X86Layout.kernel64BitEntryOffset, memory: memory)
+    }
+
+    /// Writes the GDT, IDT and identity page tables and returns a long-mode state entering at
+    /// `entry` (RSI = zero page address). Also serves freestanding 64-bit test guests.
+    public static func prepareLongModeEntry(at entry: UInt64, memory: GuestMemory) throws(BootError) -> BootCPUState {
+        do throws(GuestMemoryError) {
             try BootGDT.write(into: memory)
             try BootPageTables.write(into: memory)
         } catch {
             throw .guestMemory(error)
         }
-        return bootCPUState(entry: X86Layout.himemStart + X86Layout.kernel64BitEntryOffset)
+        return bootCPUState(entry: entry)
     }
 
     /// Copies a slice without first copying it into an Array of its own.

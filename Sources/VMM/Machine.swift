@@ -103,7 +103,8 @@ public final class Machine: @unchecked Sendable {
             boot = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
                                       ramRegions: ramRegions, acpiRSDP: rsdp)
         case .flatBinary(let loadAddress):
-            boot = try LongModeEntry.prepare(memory: memory, loading: kernel, at: loadAddress)
+            try memory.write(kernel, at: loadAddress)
+            boot = try LinuxBoot.prepareLongModeEntry(at: loadAddress, memory: memory)
         }
 
         let supported = try kvm.supportedCPUID().map(CPUIDEntry.init)
