@@ -2,7 +2,9 @@
 public enum KernelCommandLine {
     /// Serial console, reboot through the keyboard controller, no panic wait, no slow probes.
     public static let defaultArguments = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
-        + "i8042.dumbkbd 8250.nr_uarts=1 cryptomgr.notests init_on_alloc=0"
+        + "i8042.dumbkbd 8250.nr_uarts=1 cryptomgr.notests init_on_alloc=0 pci=off"
+
+    // pci=off: there is no PCI bus; without it the kernel logs "PCI: Fatal: No config space access".
 
     /// Longest line in bytes, excluding the NUL (`X86Layout.commandLineCapacity` - 1).
     public static let maximumLength = X86Layout.commandLineCapacity - 1
