@@ -11,7 +11,7 @@
 #define QUEUE_SIZE 8
 
 enum { READ_SECTOR0 = 1, WRITE_SECTOR1 = 2, DESC_OUTSIDE_MEMORY = 3, DESC_LOOP = 4,
-       HUGE_LENGTH = 5, WRONG_DIRECTION = 6, AVAIL_IDX_JUMP = 7, RING_OUTSIDE_MEMORY = 8 };
+       HUGE_LENGTH = 5, WRONG_DIRECTION = 6, AVAIL_IDX_JUMP = 7, RING_OUTSIDE_MEMORY = 8, SPIN = 9 };
 
 struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 struct blk_req { uint32_t type, reserved; uint64_t sector; };
@@ -83,6 +83,7 @@ static void report(void) {
 }
 
 __attribute__((section(".text._start"))) void _start(void) {
+    if (SCENARIO == SPIN) { puts_("spinning\n"); for (;;) __asm__ volatile("pause"); }
     map_mmio_gap();
     uint64_t desc = (uint64_t)DESC_TABLE, avail = (uint64_t)AVAIL, used = (uint64_t)USED;
     uint16_t queue_size = QUEUE_SIZE;
