@@ -9,6 +9,8 @@ public final class I8042: PortIODevice {
 
     private static let statusOutputFull: UInt8 = 0x01
     private static let statusSystemFlag: UInt8 = 0x04
+    /// Keyboard not inhibited; without it Linux warns "Keylock active".
+    private static let statusUnlocked: UInt8 = 0x10
     private static let commandReadControl: UInt8 = 0x20
     private static let commandWriteControl: UInt8 = 0x60
     private static let commandSelfTest: UInt8 = 0xaa
@@ -42,7 +44,7 @@ public final class I8042: PortIODevice {
                 defer { state.outputBuffer = nil }
                 return state.outputBuffer ?? 0
             case Self.commandPort:
-                return Self.statusSystemFlag | (state.outputBuffer == nil ? 0 : Self.statusOutputFull)
+                return Self.statusSystemFlag | Self.statusUnlocked | (state.outputBuffer == nil ? 0 : Self.statusOutputFull)
             default:
                 return 0xff
             }

@@ -118,11 +118,6 @@ enum HostChecks {
     }
 }
 
-/// Lines contributed by other areas (cgroups, storage).
-enum HostCheckExtensions {
-    static func checks(stateRoot: String) -> [HostCheck] { [] }
-}
-
 /// Prints a value as pretty JSON with sorted keys (stable for scripts and tests).
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
