@@ -72,7 +72,7 @@ struct CgroupPoolTests {
             #expect(changed == expected)
 
             try lease.release()
-            #expect(try Subprocess.wait(child.pid) == 128 + SIGKILL)
+            #expect(try child.wait() == 128 + SIGKILL)
             #expect(try snapshot(parent) == before)
             #expect(pool.freeCount == 1)
             #expect(throws: CgroupError.self) { try lease.attach(pid: getpid()) }
@@ -142,6 +142,10 @@ struct CgroupPoolTests {
             let liveLease = try pool.take(sandboxID: "running", owner: liveOwner)
             try deadLease.attach(pid: dead.pid)
             try liveLease.attach(pid: live.pid)
+            // A process the crashed sandbox left behind: gc must kill it.
+            let straggler = try CgroupTestHost.sleeper()
+            defer { straggler.kill(); _ = try? straggler.wait() }
+            try deadLease.attach(pid: straggler.pid)
             let liveName = try #require(liveLease.name)
             let deadToken = try #require(deadLease.name).dropFirst(3).prefix(12)
 
@@ -152,6 +156,8 @@ struct CgroupPoolTests {
             #expect(report.returned == ["crashed"])
             #expect(report.inUse == ["running"])
             #expect(report.failures == [])
+            #expect(report.killedProcesses == 1)
+            #expect(try straggler.wait() == 128 + SIGKILL)
             for hierarchy in host.hierarchies {
                 #expect(try CgroupTestHost.entries(of: parent, in: hierarchy) == ["pool-\(deadToken)", liveName].sorted())
                 #expect(try CgroupTestHost.read("\(hierarchy.mountPoint)/\(parent)/\(liveName)/cgroup.procs") == "\(live.pid)")
