@@ -42,20 +42,23 @@ struct BenchCgroups: AsyncParsableCommand {
         threads.split(separator: ",").compactMap { Int($0.filter { $0 != " " }) }
     }
 
-    func validate() throws {
-        guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be 1-1000000") }
+    /// Checked in run(), not validate(): a usage error would print the usage block too, and
+    /// rund errors are one line.
+    func check() throws {
+        guard (1...1_000_000).contains(count) else { throw CgroupError("--count must be 1-1000000") }
         let counts = threadCounts
         guard !counts.isEmpty, counts.count == threads.split(separator: ",").count, counts.allSatisfy({ (1...256).contains($0) }) else {
-            throw ValidationError("--threads must be a comma-separated list of numbers 1-256, e.g. 1,10,50")
+            throw CgroupError("--threads must be a comma-separated list of numbers 1-256, e.g. 1,10,50")
         }
-        guard (0...1000).contains(kvmSamples) else { throw ValidationError("--kvm-samples must be 0-1000") }
+        guard (0...1000).contains(kvmSamples) else { throw CgroupError("--kvm-samples must be 0-1000") }
     }
 
     func run() async throws {
         if let kvmProbe { return try KVMCreateProbe.runAsChild(samples: kvmProbe) }
+        try check()
         let host = try CgroupHost.detect()
         guard geteuid() == 0, host.writable else {
-            throw ValidationError("rund bench cgroups needs root and writable cgroupfs (\(host.summary))")
+            throw CgroupError("rund bench cgroups needs root and writable cgroupfs (\(host.summary))")
         }
         let report = try measure(host: host)
         if json {
@@ -101,7 +104,7 @@ struct BenchCgroups: AsyncParsableCommand {
             for variant in variants {
                 let measurement = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: processes, count: count, limits: Self.limits)
                 if let failure = measurement.failures.first {
-                    throw ValidationError("\(variant.label) path with \(threadCount) threads failed: \(failure)")
+                    throw CgroupError("\(variant.label) path with \(threadCount) threads failed: \(failure)")
                 }
                 runs.append(CgroupBenchReport.Run(measurement, label: variant.label))
             }
