@@ -36,11 +36,11 @@ let package = Package(
         .testTarget(name: "HostOSTests", dependencies: ["HostOS"], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS"], swiftSettings: strict),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory"], swiftSettings: strict),
-        .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"], swiftSettings: strict),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory"], swiftSettings: strict),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS"], exclude: ["Guests"], swiftSettings: strict),
+        .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS", "CLinux"], swiftSettings: strict),
-        .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], swiftSettings: strict),
+        .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
     ]
 )

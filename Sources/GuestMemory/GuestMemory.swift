@@ -104,7 +104,11 @@ public final class GuestMemory: @unchecked Sendable {
 
     /// Zero-fills [address, address+length).
     public func zero(at address: UInt64, length: Int) throws(GuestMemoryError) {
-        let p = try pointer(at: address, length: length)
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+        guard length > 0 else { return }
+        guard let region = region(containing: address, length: length) else {
+            throw .outOfBounds(address: address, length: length)
+        }
+        guard !region.isReadOnly else { throw .readOnly(address: address) }
+        (region.host + Int(address - region.guestBase)).initializeMemory(as: UInt8.self, repeating: 0, count: length)
     }
 }

@@ -1,7 +1,139 @@
 import ArgumentParser
+import Boot
+import Foundation
+import HostOS
 
-// Placeholder: replaced by the real command.
-struct BenchBoot: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "boot", abstract: "Not yet available.")
-    func run() async throws { throw ValidationError("rund boot is not implemented yet") }
+/// `rund bench boot`: VMM start → guest init running, and VMM peak RSS, for rund and for QEMU's
+/// microvm on the same kernel and initramfs, alternating runs in one invocation.
+struct BenchBoot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot",
+        abstract: "Boot time to init and VMM memory: rund vs QEMU microvm, same kernel and initrd.",
+        discussion: """
+        Needs a KVM that boots stock kernels (run it inside scripts/rig on a PVM host;
+        scripts/bench-boot does that). The initrd's init must print the line '\(BootProbe.marker)'
+        on the console as soon as it runs, then power off. Time is measured from spawning the VMM
+        process to that line appearing on its console, the same way for both VMMs.
+        """)
+
+    @Option(help: "Guest kernel (bzImage).") var kernel: String
+    @Option(help: "Initramfs whose init prints the marker line and powers off.") var initrd: String
+    @Option(help: "Runs per VMM.") var runs: Int = 5
+    @Option(help: "Guest memory in MiB.") var memory: Int = 256
+    @Option(help: "vCPUs.") var vcpus: Int = 1
+    @Option(help: "The QEMU binary used as the peer.") var qemu: String = "qemu-system-x86_64"
+    @Option(help: "Seconds before a run is abandoned.") var timeout: Double = 120
+    @Flag(help: "Print one JSON object (top-level 'ratio' = rund median / QEMU median boot time).") var json = false
+
+    func run() throws {
+        guard runs >= 1 else { throw CLIError("--runs must be at least 1") }
+        let commandLine = try KernelCommandLine.build(extra: "quiet")
+        let rund = try BootProbe.selfExecutable()
+        let rundArgv = [rund, "vm", "boot", "--kernel", kernel, "--initrd", initrd, "--memory", "\(memory)",
+                        "--vcpus", "\(vcpus)", "--cmdline", "quiet", "--console", "-"]
+        let qemuArgv = [qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memory)", "-smp", "\(vcpus)",
+                        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+                        "-kernel", kernel, "-initrd", initrd, "-append", commandLine]
+        var samples: [String: [BootProbe.Sample]] = ["rund": [], "qemu-microvm": []]
+        for _ in 0..<runs {
+            // Alternate so drift on a noisy machine hits both VMMs alike.
+            samples["rund", default: []].append(try BootProbe.measure(rundArgv, timeout: timeout))
+            samples["qemu-microvm", default: []].append(try BootProbe.measure(qemuArgv, timeout: timeout))
+        }
+        let report = BootBenchReport(runs: runs, memoryMiB: memory, vcpus: vcpus, samples: samples)
+        if json { try printJSON(report) } else { report.printTable() }
+    }
+}
+
+struct BootBenchReport: Encodable {
+    struct VMMResult: Encodable {
+        let vmm: String
+        let bootMillisecondsMedian: Double
+        let bootMillisecondsP99: Double
+        let bootMilliseconds: [Double]
+        let peakRSSMiBMedian: Double
+    }
+
+    let runs: Int
+    let memoryMiB: Int
+    let vcpus: Int
+    let results: [VMMResult]
+    /// rund median boot time / QEMU microvm median boot time (below 1 means rund is faster).
+    let ratio: Double
+    let rssRatio: Double
+
+    init(runs: Int, memoryMiB: Int, vcpus: Int, samples: [String: [BootProbe.Sample]]) {
+        self.runs = runs
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        results = ["rund", "qemu-microvm"].map { name in
+            let list = samples[name] ?? []
+            let times = list.map(\.milliseconds)
+            return VMMResult(vmm: name, bootMillisecondsMedian: Percentile.of(times, 50),
+                             bootMillisecondsP99: Percentile.of(times, 99), bootMilliseconds: times,
+                             peakRSSMiBMedian: Percentile.of(list.map(\.peakRSSMiB), 50))
+        }
+        ratio = results[0].bootMillisecondsMedian / results[1].bootMillisecondsMedian
+        rssRatio = results[0].peakRSSMiBMedian / results[1].peakRSSMiBMedian
+    }
+
+    func printTable() {
+        print("boot to init, \(runs) runs each, \(memoryMiB) MiB, \(vcpus) vCPU(s)")
+        print("vmm            median ms     p99 ms   peak RSS MiB")
+        for r in results {
+            print(String(format: "%-13@ %10.1f %10.1f %14.1f", r.vmm as NSString, r.bootMillisecondsMedian,
+                         r.bootMillisecondsP99, r.peakRSSMiBMedian))
+        }
+        print(String(format: "ratio rund/qemu: boot %.2f, RSS %.2f", ratio, rssRatio))
+    }
+}
+
+/// Spawns a VMM with its console on a pipe and timestamps the marker line.
+enum BootProbe {
+    static let marker = "rund-init-marker"
+
+    struct Sample {
+        let milliseconds: Double
+        let peakRSSMiB: Double
+    }
+
+    static func selfExecutable() throws -> String {
+        try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    }
+
+    static func measure(_ argv: [String], timeout: Double) throws -> Sample {
+        let pipe = try Pipe.make()
+        let start = MonotonicNanoseconds.now()
+        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write)
+        pipe.write.close()
+        var seen: UInt64?
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let deadline = start + UInt64(timeout * 1e9)
+        while MonotonicNanoseconds.now() < deadline {
+            guard try pipe.read.waitReadable(milliseconds: 200) else { continue }
+            let n = try chunk.withUnsafeMutableBytes { try pipe.read.read(into: $0) }
+            if n == 0 { break }
+            buffer.append(contentsOf: chunk[0..<n])
+            if seen == nil, buffer.firstRange(of: Array(marker.utf8)) != nil { seen = MonotonicNanoseconds.now() }
+            if buffer.count > 1 << 20 { buffer.removeFirst(buffer.count - 4096) }
+        }
+        if seen == nil { child.kill() }
+        let usage = try child.waitWithUsage()
+        guard let seen else {
+            let tail = String(decoding: buffer.suffix(400), as: UTF8.self)
+            throw CLIError("\(argv[0]) never printed '\(marker)' (exit \(usage.status)); console tail: \(tail.replacingOccurrences(of: "\n", with: " | "))")
+        }
+        return Sample(milliseconds: Double(seen - start) / 1e6, peakRSSMiB: Double(usage.peakRSSKiB) / 1024)
+    }
+}
+
+/// Nearest-rank percentiles over a small sample.
+enum Percentile {
+    static func of(_ values: [Double], _ percent: Double) -> Double {
+        guard !values.isEmpty else { return .nan }
+        let sorted = values.sorted()
+        let rank = Int((percent / 100 * Double(sorted.count)).rounded(.up))
+        return sorted[min(max(rank, 1), sorted.count) - 1]
+    }
 }

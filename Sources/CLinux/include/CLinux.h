@@ -3,7 +3,9 @@
 #ifndef RUND_CLINUX_H
 #define RUND_CLINUX_H
 
+
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -16,6 +18,9 @@
 #include <fcntl.h>
 #include <linux/memfd.h>
 int memfd_create(const char *name, unsigned int flags);
+// Declared here because _GNU_SOURCE would make Glibc symbols such as environ ambiguous in Swift.
+int pipe2(int pipefd[2], int flags);
+int pthread_setname_np(pthread_t thread, const char *name);
 #include <unistd.h>
 
 // MARK: ioctl numbers, computed from the real headers.
@@ -86,6 +91,8 @@ static inline int rund_open(const char *path, int flags, unsigned int mode) { re
 static inline int rund_openat(int dirfd, const char *path, int flags, unsigned int mode) { return openat(dirfd, path, flags, mode); }
 static inline int rund_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 static inline int rund_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
+static inline int rund_pthread_setname(pthread_t t, const char *name) { return pthread_setname_np(t, name); }
+static inline int rund_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 static inline long rund_gettid(void) { return syscall(SYS_gettid); }
 static inline int rund_tgkill(int tgid, int tid, int sig) { return (int)syscall(SYS_tgkill, tgid, tid, sig); }
 

@@ -1,0 +1,106 @@
+import GuestMemory
+
+/// Loads a bzImage, initrd and command line into guest memory per the 64-bit boot protocol and
+/// returns the boot vCPU's registers.
+public enum LinuxBoot {
+    /// Writes kernel, initrd, command line, zero page, GDT/IDT and page tables.
+    ///
+    /// - Parameters:
+    ///   - ramRegions: the guest's RAM (as from `X86Layout.ramRegions`), used for e820 and placement.
+    ///   - acpiRSDP: the RSDP address from `ACPITables.install`, or nil for a guest without ACPI.
+    /// Nothing the guest can observe depends on leftovers: every structure is written in full.
+    public static func load(kernel: [UInt8], initrd: [UInt8]?, commandLine: String, memory: GuestMemory,
+                            ramRegions: [(base: UInt64, size: Int)], acpiRSDP: UInt64?) throws(BootError) -> BootCPUState {
+        let image = try BzImage(kernel)
+        let maximum = min(KernelCommandLine.maximumLength, image.commandLineMax > 0 ? image.commandLineMax : Int.max)
+        try KernelCommandLine.validate(commandLine, maximum: maximum)
+
+        let memoryBytes = ramRegions.reduce(UInt64(0)) { $0 + UInt64($1.size) }
+        // Everything the boot needs lives in the region that starts at 0 (below the MMIO gap).
+        let lowEnd = ramRegions.first { $0.base == 0 }.map { UInt64($0.size) } ?? 0
+        // The kernel sits above every boot structure, so if it fits, they do.
+        let kernelEnd = image.requiredMemoryEnd
+        guard kernelEnd <= lowEnd else { throw .kernelDoesNotFit(neededBytes: kernelEnd, memoryBytes: memoryBytes) }
+
+        var initrdAddress: UInt64?
+        if let initrd, !initrd.isEmpty {
+            initrdAddress = try placeInitrd(size: initrd.count, image: image, lowEnd: lowEnd, kernelEnd: kernelEnd,
+                                            memoryBytes: memoryBytes)
+        }
+
+        var zeroPage = ZeroPage(setupHeader: image.setupHeader)
+        do throws(GuestMemoryError) {
+            try write(image.protectedModeKernel, at: X86Layout.himemStart, into: memory)
+            if let initrd, let initrdAddress {
+                try memory.write(initrd, at: initrdAddress)
+                zeroPage.setRamdisk(address: initrdAddress, size: UInt64(initrd.count))
+            }
+            let line = Array(commandLine.utf8) + [0]
+            try memory.zero(at: X86Layout.commandLineAddress, length: X86Layout.commandLineCapacity)
+            try memory.write(line, at: X86Layout.commandLineAddress)
+            zeroPage.setCommandLine(address: X86Layout.commandLineAddress, size: line.count)
+            zeroPage.setMemoryMap(E820Entry.memoryMap(ramRegions: ramRegions))
+            if let acpiRSDP { zeroPage.setACPIRSDP(address: acpiRSDP) }
+            try memory.write(zeroPage.bytes, at: X86Layout.zeroPageAddress)
+        } catch {
+            throw .guestMemory(error)
+        }
+        return try prepareLongModeEntry(at: X86Layout.himemStart + X86Layout.kernel64BitEntryOffset, memory: memory)
+    }
+
+    /// Writes the GDT, IDT and identity page tables and returns a long-mode state entering at
+    /// `entry` (RSI = zero page address). Also serves freestanding 64-bit test guests.
+    public static func prepareLongModeEntry(at entry: UInt64, memory: GuestMemory) throws(BootError) -> BootCPUState {
+        do throws(GuestMemoryError) {
+            try BootGDT.write(into: memory)
+            try BootPageTables.write(into: memory)
+        } catch {
+            throw .guestMemory(error)
+        }
+        return bootCPUState(entry: entry)
+    }
+
+    /// Copies a slice without first copying it into an Array of its own.
+    static func write(_ bytes: ArraySlice<UInt8>, at address: UInt64, into memory: GuestMemory) throws(GuestMemoryError) {
+        var failure: GuestMemoryError?
+        bytes.withUnsafeBytes { raw in
+            do throws(GuestMemoryError) { try memory.write(raw, at: address) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Highest page-aligned address below both initrd_addr_max and the end of low RAM,
+    /// clear of the kernel's decompression area.
+    static func placeInitrd(size: Int, image: BzImage, lowEnd: UInt64, kernelEnd: UInt64,
+                            memoryBytes: UInt64) throws(BootError) -> UInt64 {
+        let top = min(UInt64(image.initrdAddressMax) + 1, lowEnd)
+        let bytes = UInt64(size)
+        guard bytes <= top, (top - bytes) & ~0xfff >= kernelEnd else {
+            throw .initrdDoesNotFit(initrdBytes: size, memoryBytes: memoryBytes)
+        }
+        return (top - bytes) & ~0xfff
+    }
+
+    /// Long mode with paging on the identity map, flat segments, stack below the page tables.
+    static func bootCPUState(entry: UInt64) -> BootCPUState {
+        let pe: UInt64 = 1 << 0, et: UInt64 = 1 << 4, pg: UInt64 = 1 << 31
+        let pae: UInt64 = 1 << 5
+        let lme: UInt64 = 1 << 8, lma: UInt64 = 1 << 10
+        let gdt = BootGDT.entries
+        return BootCPUState(
+            rip: entry,
+            rsp: X86Layout.bootStackPointer,
+            rbp: X86Layout.bootStackPointer,
+            rsi: X86Layout.zeroPageAddress,
+            rflags: 0x2, // bit 1 is reserved and always set
+            cr0: pe | et | pg,
+            cr3: X86Layout.pml4Address,
+            cr4: pae,
+            efer: lme | lma,
+            codeSegment: SegmentDescriptor(gdtEntry: gdt[1], index: 1),
+            dataSegment: SegmentDescriptor(gdtEntry: gdt[2], index: 2),
+            tssSegment: SegmentDescriptor(gdtEntry: gdt[3], index: 3),
+            gdt: BootGDT.table,
+            idt: BootGDT.interruptTable)
+    }
+}

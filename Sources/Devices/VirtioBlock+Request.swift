@@ -1,0 +1,123 @@
+import HostOS
+
+extension VirtioBlock {
+    /// Request types and status codes (spec 5.2.6).
+    enum RequestType {
+        static let read: UInt32 = 0
+        static let write: UInt32 = 1
+        static let flush: UInt32 = 4
+        static let getID: UInt32 = 8
+    }
+
+    enum RequestStatus {
+        static let ok: UInt8 = 0
+        static let ioError: UInt8 = 1
+        static let unsupported: UInt8 = 2
+    }
+
+    static let headerLength = 16
+
+    /// Serves one request; returns the bytes written into the device-writable buffers.
+    /// The status byte is the last writable byte and is written last.
+    func handle(_ chain: DescriptorChain) throws(VirtqueueError) -> UInt32 {
+        guard chain.writableLength >= 1 else {
+            throw .malformedRequest("block request at \(chain.head) has no device-writable status byte")
+        }
+        let (status, dataWritten) = serve(chain)
+        chain.writeBytes([status], at: chain.writableLength - 1)
+        return UInt32(dataWritten + 1)
+    }
+
+    /// Returns the status and the count of data bytes written to the guest.
+    private func serve(_ chain: DescriptorChain) -> (UInt8, Int) {
+        guard chain.readableLength >= Self.headerLength else {
+            logger.debug("virtio-blk: request without a 16-byte header")
+            return (RequestStatus.ioError, 0)
+        }
+        let header = chain.readBytes(from: 0, count: Self.headerLength)
+        let type = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) }
+        let sector = header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+        let dataIn = chain.writableLength - 1
+        let dataOut = chain.readableLength - Self.headerLength
+        switch type {
+        case RequestType.read:
+            guard let offset = byteOffset(sector: sector, length: dataIn) else { return (RequestStatus.ioError, 0) }
+            return readFile(into: chain.writableSlices(from: 0, count: dataIn), at: offset)
+        case RequestType.write:
+            guard !readOnly else { return (RequestStatus.ioError, 0) }
+            guard let offset = byteOffset(sector: sector, length: dataOut) else { return (RequestStatus.ioError, 0) }
+            return (writeFile(chain.readableSlices(from: Self.headerLength, count: dataOut), at: offset), 0)
+        case RequestType.flush:
+            do {
+                try file.fsync()
+                return (RequestStatus.ok, 0)
+            } catch {
+                logger.error("virtio-blk: flush failed: \(error)")
+                return (RequestStatus.ioError, 0)
+            }
+        case RequestType.getID:
+            // NUL-padded to 20 bytes; a shorter buffer gets what fits.
+            let padded = identifier + [UInt8](repeating: 0, count: Self.identifierLength - identifier.count)
+            let written = chain.writeBytes(Array(padded.prefix(dataIn)), at: 0)
+            return (RequestStatus.ok, written)
+        default:
+            return (RequestStatus.unsupported, 0)
+        }
+    }
+
+    /// The file offset for `length` bytes at `sector`, or nil when the range is not whole sectors
+    /// inside the disk.
+    private func byteOffset(sector: UInt64, length: Int) -> Int64? {
+        guard length % Self.sectorSize == 0 else {
+            logger.debug("virtio-blk: data length \(length) is not a multiple of \(Self.sectorSize)")
+            return nil
+        }
+        let sectors = UInt64(length / Self.sectorSize)
+        guard sector <= capacity, sectors <= capacity - sector else {
+            logger.debug("virtio-blk: sectors \(sector)+\(sectors) beyond capacity \(capacity)")
+            return nil
+        }
+        return Int64(sector) * Int64(Self.sectorSize)
+    }
+
+    private func readFile(into slices: [UnsafeMutableRawBufferPointer], at start: Int64) -> (UInt8, Int) {
+        var offset = start
+        var written = 0
+        for slice in slices {
+            var done = 0
+            while done < slice.count {
+                do {
+                    let count = try file.pread(into: UnsafeMutableRawBufferPointer(rebasing: slice[done...]), at: offset)
+                    // End of file inside the capacity: the file shrank under us.
+                    guard count > 0 else { return (RequestStatus.ioError, written) }
+                    done += count
+                    offset += Int64(count)
+                    written += count
+                } catch {
+                    logger.error("virtio-blk: read at \(offset) failed: \(error)")
+                    return (RequestStatus.ioError, written)
+                }
+            }
+        }
+        return (RequestStatus.ok, written)
+    }
+
+    private func writeFile(_ slices: [UnsafeRawBufferPointer], at start: Int64) -> UInt8 {
+        var offset = start
+        for slice in slices {
+            var done = 0
+            while done < slice.count {
+                do {
+                    let count = try file.pwrite(UnsafeRawBufferPointer(rebasing: slice[done...]), at: offset)
+                    guard count > 0 else { return RequestStatus.ioError }
+                    done += count
+                    offset += Int64(count)
+                } catch {
+                    logger.error("virtio-blk: write at \(offset) failed: \(error)")
+                    return RequestStatus.ioError
+                }
+            }
+        }
+        return RequestStatus.ok
+    }
+}

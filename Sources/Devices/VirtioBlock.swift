@@ -1,0 +1,85 @@
+import HostOS
+import Logging
+
+/// A virtio-blk device (spec 5.2) over a host file descriptor: the file may be unlinked (a
+/// reflinked clone) and only pread/pwrite/fsync are used. Immutable after init, so it is safe to
+/// serve from several threads; each queue serialises its own requests.
+public final class VirtioBlock: VirtioDevice {
+    public static let sectorSize = 512
+    public static let queueSize: UInt16 = 256
+    /// The 20-byte serial GET_ID returns.
+    public static let identifierLength = 20
+
+    public enum Feature {
+        public static let segmentMax: UInt64 = 1 << 2
+        public static let readOnly: UInt64 = 1 << 5
+        public static let blockSize: UInt64 = 1 << 6
+        public static let flush: UInt64 = 1 << 9
+    }
+
+    let file: FileDescriptor
+    public let readOnly: Bool
+    /// Capacity in 512-byte sectors; a trailing partial sector of the file is not exposed.
+    public let capacity: UInt64
+    let identifier: [UInt8]
+    let logger: Logger
+    private let config: [UInt8]
+
+    public init(
+        file: FileDescriptor, readOnly: Bool, identifier: String,
+        logger: Logger = Logger(label: "rund.devices.virtio-blk")
+    ) throws {
+        self.file = file
+        self.readOnly = readOnly
+        self.capacity = UInt64(try file.size()) / UInt64(Self.sectorSize)
+        self.identifier = Array(Array(identifier.utf8).prefix(Self.identifierLength))
+        var logger = logger
+        logger[metadataKey: "disk"] = "\(identifier)"
+        self.logger = logger
+        self.config = Self.configSpace(capacity: capacity)
+    }
+
+    /// struct virtio_blk_config up to blk_size: capacity, size_max, seg_max, geometry, blk_size.
+    private static func configSpace(capacity: UInt64) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 24)
+        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange(offset..<(offset + $0.count), with: $0) }
+        }
+        put(capacity, at: 0)
+        // Header and status take two descriptors; without indirect descriptors the rest carry data.
+        put(UInt32(queueSize) - 2, at: 12)
+        put(UInt32(sectorSize), at: 20)
+        return bytes
+    }
+
+    public var deviceType: UInt32 { Virtio.DeviceType.block }
+
+    public var offeredFeatures: UInt64 {
+        Feature.segmentMax | Feature.blockSize | Feature.flush | (readOnly ? Feature.readOnly : 0)
+    }
+
+    public var queueMaxSizes: [UInt16] { [Self.queueSize] }
+
+    public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        for i in 0..<data.count {
+            let (position, overflow) = offset.addingReportingOverflow(UInt64(i))
+            data[i] = !overflow && position < UInt64(config.count) ? config[Int(position)] : 0
+        }
+    }
+
+    public func writeConfig(offset: UInt64, _ data: UnsafeRawBufferPointer) {
+        // Every field we expose is read-only (no CONFIG_WCE).
+    }
+
+    public func activate(features: UInt64, queues: [Virtqueue?]) throws(VirtioDeviceError) {
+        guard queues.first ?? nil != nil else { throw VirtioDeviceError("the driver did not enable the request queue") }
+    }
+
+    public func processQueue(_ queue: Virtqueue) throws(VirtqueueError) -> Bool {
+        try queue.processAvailable { chain throws(VirtqueueError) in try handle(chain) }
+    }
+
+    public func reset() {
+        // No negotiated state to forget: requests complete synchronously.
+    }
+}

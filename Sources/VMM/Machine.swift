@@ -1,0 +1,224 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Boot
+import CLinux
+import Devices
+import GuestMemory
+import HostOS
+import KVM
+import Logging
+
+/// One microVM: guest memory, the in-kernel irqchip, devices, and one thread per vCPU.
+/// Build it with `init` (nothing runs yet), then `run()` blocks until the guest ends.
+public final class Machine: @unchecked Sendable {
+    // Immutable after init except `threads`, which only `run()` touches.
+    public let configuration: VMConfiguration
+    let logger: Logger
+    let startNanoseconds: UInt64
+    let vm: VirtualMachine
+    let memory: GuestMemory
+    let vcpus: [VCPU]
+    let bus: IOBus
+    let state: MachineState
+    let console: ConsoleSink
+    let bootMarker: BootMarker
+    private var threads: [OSThread] = []
+    // Keep the device objects (and their fds) alive as long as the machine.
+    private let devices: [AnyObject]
+
+    public init(configuration: VMConfiguration, logger: Logger = Logger(label: "rund.vmm")) throws {
+        startNanoseconds = MonotonicNanoseconds.now()
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+
+        let kernel = try Self.readFile(configuration.kernelPath, kind: "kernel", limit: 128 << 20)
+        let initrd = try configuration.initrdPath.map {
+            try Self.readFile($0, kind: "initrd", limit: configuration.memoryMiB << 20)
+        }
+        let consoleOutput: FileDescriptor?
+        switch configuration.console {
+        case .standardOutput: consoleOutput = FileDescriptor(adopting: dup(1))
+        case .file(let path): consoleOutput = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
+        case .none: consoleOutput = nil
+        }
+        let disks = try configuration.disks.map { disk in
+            do {
+                return try FileDescriptor.open(disk.path, disk.readOnly ? O_RDONLY : O_RDWR)
+            } catch let error as SystemError {
+                throw VMError.unreadableFile(kind: "disk", path: disk.path, reason: error.message)
+            }
+        }
+
+        let kvm = try KVMSystem()
+        vm = try kvm.createVirtualMachine()
+        try vm.setTSSAddress(X86Layout.tssAddress)
+        try vm.createIRQChip()
+        try vm.createPIT2()
+
+        let ramRegions = X86Layout.ramRegions(memoryBytes: configuration.memoryMiB << 20)
+        memory = try GuestMemory.anonymous(ramRegions)
+        for (slot, region) in memory.regions.enumerated() {
+            try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
+        }
+
+        let state = try MachineState()
+        self.state = state
+        let console = ConsoleSink(output: consoleOutput)
+        self.console = console
+        bootMarker = BootMarker(start: startNanoseconds)
+
+        let serial = Serial8250(base: X86Layout.com1Port, interrupt: try IRQFDLine(vm: vm, gsi: X86Layout.com1GSI),
+                                output: { console.write($0) })
+        let i8042 = I8042(onReset: { state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted) })
+        let sleep = SleepControlPort(onPowerOff: { state.finish(.poweredOff) })
+
+        var mmio: [IOBus.MMIORange] = []
+        var acpiDevices: [ACPIDevice] = []
+        var owned: [AnyObject] = [serial, i8042, sleep]
+        for (index, (disk, file)) in zip(configuration.disks, disks).enumerated() {
+            let slot = VirtioSlots.slot(index)
+            let block = try VirtioBlock(file: file, readOnly: disk.readOnly, identifier: "rund-disk\(index)")
+            let transport = VirtioMMIOTransport(device: block, memory: memory, interrupt: try IRQFDLine(vm: vm, gsi: slot.gsi))
+            mmio.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
+            acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
+            owned.append(transport)
+        }
+        devices = owned
+        bus = IOBus(
+            ports: [
+                IOBus.PortRange(base: X86Layout.com1Port, count: 8, device: serial),
+                IOBus.PortRange(base: 0x60, count: 1, device: i8042),
+                IOBus.PortRange(base: 0x64, count: 1, device: i8042),
+                IOBus.PortRange(base: X86Layout.acpiSleepControlPort, count: 1, device: sleep),
+            ],
+            mmio: mmio + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
+
+        let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
+        let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
+        let boot: BootCPUState
+        switch configuration.kernelFormat {
+        case .bzImage:
+            boot = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
+                                      ramRegions: ramRegions, acpiRSDP: rsdp)
+        case .flatBinary(let loadAddress):
+            try memory.write(kernel, at: loadAddress)
+            boot = try LinuxBoot.prepareLongModeEntry(at: loadAddress, memory: memory)
+        }
+
+        let supported = try kvm.supportedCPUID().map(CPUIDEntry.init)
+        var vcpus: [VCPU] = []
+        for index in 0..<configuration.vcpuCount {
+            let vcpu = try vm.createVCPU(id: UInt32(index))
+            let cpuid = CPUIDNormalizer.normalize(supported, vcpuIndex: index, vcpuCount: configuration.vcpuCount)
+            try vcpu.setCPUID(cpuid.map(kvm_cpuid_entry2.init))
+            try vcpu.setMSRs(BootMSRs.entries)
+            try vcpu.setFPU(.bootState)
+            if index == 0 {
+                try vcpu.setSpecialRegisters(try vcpu.specialRegisters().applying(boot))
+                try vcpu.setRegisters(kvm_regs(boot))
+            }
+            vcpus.append(vcpu)
+        }
+        self.vcpus = vcpus
+        logger.debug("machine built", metadata: [
+            "memoryMiB": "\(configuration.memoryMiB)", "vcpus": "\(configuration.vcpuCount)",
+            "disks": "\(configuration.disks.count)", "cmdline": "\(commandLine)",
+        ])
+    }
+
+    /// Nanoseconds from `init` to the guest's first write to the boot-marker port.
+    public var bootMarkerNanoseconds: UInt64? { bootMarker.elapsedNanoseconds }
+
+    /// Starts every vCPU and blocks until the guest powers off, reboots, panics or `stop` is called.
+    /// All vCPU threads have exited when this returns.
+    public func run() throws -> MachineExit {
+        KickSignal.install()
+        for vcpu in vcpus {
+            let thread = try OSThread.spawn(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
+            threads.append(thread)
+        }
+        let exit = state.waitForExit()
+        for (vcpu, thread) in zip(vcpus, threads) {
+            vcpu.requestExit()
+            thread.send(signal: KickSignal.number)
+        }
+        for thread in threads { thread.join() }
+        threads.removeAll()
+        logger.debug("machine ended", metadata: ["exit": "\(exit)"])
+        return exit
+    }
+
+    /// Ends the VM from any thread (a signal handler thread, a timeout).
+    public func stop(signal: Int32) {
+        state.finish(.stoppedBySignal(signal))
+    }
+
+    private func runLoop(_ vcpu: VCPU) {
+        KickSignal.unblockInCurrentThread()
+        while !state.isFinished {
+            let exit: VCPU.Exit
+            do {
+                exit = try vcpu.run()
+            } catch {
+                state.finish(.crashed("\(error)"))
+                return
+            }
+            switch exit {
+            case let .io(port, isWrite, size, count, data):
+                for i in 0..<count {
+                    let slice = UnsafeMutableRawBufferPointer(rebasing: data[(i * size)..<((i + 1) * size)])
+                    if isWrite { bus.portWrite(port, UnsafeRawBufferPointer(slice)) } else { bus.portRead(port, into: slice) }
+                }
+            case let .mmio(address, isWrite, data):
+                if isWrite { bus.mmioWrite(address, UnsafeRawBufferPointer(data)) } else { bus.mmioRead(address, into: data) }
+            case .interrupted:
+                continue
+            case .halt:
+                state.finish(.crashed("vCPU \(vcpu.id) halted outside the in-kernel irqchip"))
+            case .shutdown:
+                state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .crashed("triple fault on vCPU \(vcpu.id)"))
+            case .systemEvent(let type):
+                switch Int32(type) {
+                case KVM_SYSTEM_EVENT_SHUTDOWN: state.finish(.poweredOff)
+                case KVM_SYSTEM_EVENT_RESET: state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted)
+                default: state.finish(.guestPanicked(console.panicLine ?? "system event \(type)"))
+                }
+            case .failEntry(let reason):
+                state.finish(.crashed("KVM entry failed on vCPU \(vcpu.id), reason 0x\(String(reason, radix: 16))"))
+            case .internalError(let suberror):
+                state.finish(.crashed("KVM internal error \(suberror) on vCPU \(vcpu.id)"))
+            case .unhandled(let reason):
+                state.finish(.crashed("unhandled exit \(reason) on vCPU \(vcpu.id)"))
+            }
+        }
+    }
+
+    static func readFile(_ path: String, kind: String, limit: Int) throws -> [UInt8] {
+        do {
+            let fd = try FileDescriptor.open(path, O_RDONLY)
+            let size = try fd.size()
+            guard size <= Int64(limit) else {
+                throw VMError.invalidConfiguration("\(kind) \(path) is \(size >> 20) MiB, more than the \(limit >> 20) MiB allowed; raise --memory")
+            }
+            return try fd.readToEnd(limit: limit + 1)
+        } catch let error as SystemError {
+            throw VMError.unreadableFile(kind: kind, path: path, reason: error.message)
+        }
+    }
+}
+
+/// Guest addresses of rund's own devices (the guest talks to the VMM through them).
+public enum VMMAddresses {
+    /// Any write marks "guest init is running" (see `Machine.bootMarkerNanoseconds`).
+    public static let bootMarker: UInt64 = 0xd100_0000
+}
+
+/// virtio-mmio device slots: a page each in the MMIO gap, one GSI each.
+enum VirtioSlots {
+    static let maxDevices = X86Layout.maxVirtioMMIODevices
+    static func slot(_ index: Int) -> (base: UInt64, size: UInt64, gsi: UInt32) {
+        (X86Layout.virtioMMIOAddress(slot: index), X86Layout.virtioMMIOSlotSize, X86Layout.virtioGSI(slot: index))
+    }
+}

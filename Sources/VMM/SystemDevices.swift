@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Boot
+import Devices
+import HostOS
+import Synchronization
+
+/// The ACPI sleep control register of a hardware-reduced platform (FADT SLEEP_CONTROL_REG).
+/// Linux powers off by writing SLP_TYP=S5 with SLP_EN set.
+final class SleepControlPort: PortIODevice {
+    let onPowerOff: @Sendable () -> Void
+
+    init(onPowerOff: @escaping @Sendable () -> Void) {
+        self.onPowerOff = onPowerOff
+    }
+
+    func read(port: UInt16, into data: UnsafeMutableRawBufferPointer) {
+        for i in 0..<data.count { data[i] = 0 }
+    }
+
+    func write(port: UInt16, _ data: UnsafeRawBufferPointer) {
+        guard let value = data.first else { return }
+        if X86Layout.isPowerOffRequest(value) { onPowerOff() }
+    }
+}
+
+/// A page the guest's init writes to once it runs (`busybox devmem ADDR 8 1` works from a
+/// shell; Debian kernels have no /dev/port): the VMM timestamps the first write.
+/// Used by `rund bench boot` to measure VMM start → guest init.
+final class BootMarker: MMIODevice {
+    private let start: UInt64
+    private let firstWrite = Mutex<UInt64?>(nil)
+
+    init(start: UInt64) {
+        self.start = start
+    }
+
+    /// Nanoseconds from VMM start to the first marker write, if any.
+    var elapsedNanoseconds: UInt64? { firstWrite.withLock { $0 } }
+
+    func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        for i in 0..<data.count { data[i] = 0 }
+    }
+
+    func write(offset: UInt64, _ data: UnsafeRawBufferPointer) {
+        let now = MonotonicNanoseconds.now()
+        firstWrite.withLock { if $0 == nil { $0 = now - start } }
+    }
+}
+
+/// Where the guest console goes, and what it said: the sink remembers a kernel panic line so
+/// the VM's end can be reported as a panic rather than a reboot.
+final class ConsoleSink: Sendable {
+    static let panicMarker = Array("Kernel panic - not syncing".utf8)
+    private struct Scan {
+        var line: [UInt8] = []
+        var panicLine: String?
+    }
+
+    private let output: FileDescriptor?
+    private let scan = Mutex(Scan())
+
+    init(output: FileDescriptor?) {
+        self.output = output
+    }
+
+    var panicLine: String? { scan.withLock { $0.panicLine } }
+
+    func write(_ bytes: [UInt8]) {
+        if let output { try? output.writeAll(bytes) }
+        scan.withLock { state in
+            for byte in bytes {
+                if byte == UInt8(ascii: "\n") {
+                    if state.panicLine == nil, state.line.firstRange(of: Self.panicMarker) != nil {
+                        // Drop the "[    1.234567] " timestamp prefix.
+                        let text = String(decoding: state.line, as: UTF8.self)
+                        state.panicLine = String(text.trimmingPrefix(while: { "[] .".contains($0) || $0.isNumber }))
+                    }
+                    state.line.removeAll(keepingCapacity: true)
+                } else if state.line.count < 4096 {
+                    state.line.append(byte)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+/// Everything needed to assemble one microVM.
+public struct VMConfiguration: Sendable {
+    public struct Disk: Sendable {
+        public var path: String
+        public var readOnly: Bool
+        public init(path: String, readOnly: Bool) {
+            self.path = path
+            self.readOnly = readOnly
+        }
+    }
+
+    public enum Console: Sendable, Equatable {
+        case standardOutput
+        case file(String)
+        case none
+    }
+
+    /// How to load `kernelPath`.
+    public enum KernelFormat: Sendable, Equatable {
+        /// A Linux bzImage, entered through the 64-bit boot protocol.
+        case bzImage
+        /// A flat binary copied to `loadAddress` and entered there in long mode with the boot
+        /// page tables: freestanding test guests.
+        case flatBinary(loadAddress: UInt64)
+    }
+
+    public var kernelPath: String
+    public var kernelFormat: KernelFormat
+    public var initrdPath: String?
+    /// Appended to rund's default command line.
+    public var extraCommandLine: String
+    public var memoryMiB: Int
+    public var vcpuCount: Int
+    public var disks: [Disk]
+    public var console: Console
+
+    public static let maxVCPUs = 32
+    public static let minMemoryMiB = 32
+
+    public init(kernelPath: String, kernelFormat: KernelFormat = .bzImage, initrdPath: String? = nil, extraCommandLine: String = "", memoryMiB: Int = 256,
+                vcpuCount: Int = 1, disks: [Disk] = [], console: Console = .standardOutput) {
+        self.kernelPath = kernelPath
+        self.kernelFormat = kernelFormat
+        self.initrdPath = initrdPath
+        self.extraCommandLine = extraCommandLine
+        self.memoryMiB = memoryMiB
+        self.vcpuCount = vcpuCount
+        self.disks = disks
+        self.console = console
+    }
+
+    /// Checks the numbers before anything is allocated, so a bad request changes nothing.
+    public func validate() throws(VMError) {
+        guard (1...Self.maxVCPUs).contains(vcpuCount) else {
+            throw .invalidConfiguration("--vcpus must be between 1 and \(Self.maxVCPUs), got \(vcpuCount)")
+        }
+        guard memoryMiB >= Self.minMemoryMiB else {
+            throw .invalidConfiguration("--memory must be at least \(Self.minMemoryMiB) MiB to boot Linux, got \(memoryMiB)")
+        }
+        guard memoryMiB <= 64 * 1024 else {
+            throw .invalidConfiguration("--memory must be at most 65536 MiB, got \(memoryMiB)")
+        }
+        guard disks.count <= VirtioSlots.maxDevices else {
+            throw .invalidConfiguration("at most \(VirtioSlots.maxDevices) disks, got \(disks.count)")
+        }
+    }
+}
+
+/// Why a VM could not be built or run. Every case reads as one line that says what to do.
+public enum VMError: Error, CustomStringConvertible, Sendable {
+    case invalidConfiguration(String)
+    case unreadableFile(kind: String, path: String, reason: String)
+    case setup(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let text): return text
+        case let .unreadableFile(kind, path, reason): return "cannot read \(kind) \(path): \(reason)"
+        case .setup(let text): return text
+        }
+    }
+}
+
+/// How the VM ended. The CLI maps these to exit statuses (see `exitStatus`).
+public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
+    case poweredOff
+    case rebooted
+    case guestPanicked(String)
+    /// A triple fault or an unrecoverable vCPU state.
+    case crashed(String)
+    case stoppedBySignal(Int32)
+
+    public var exitStatus: Int32 {
+        switch self {
+        case .poweredOff: return 0
+        case .rebooted: return 2
+        case .guestPanicked: return 3
+        case .crashed: return 4
+        case .stoppedBySignal(let signal): return 128 + signal
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .poweredOff: return "guest powered off"
+        case .rebooted: return "guest rebooted"
+        case .guestPanicked(let line): return "guest kernel panicked: \(line)"
+        case .crashed(let reason): return "guest crashed: \(reason)"
+        case .stoppedBySignal(let signal): return "stopped by signal \(signal)"
+        }
+    }
+}

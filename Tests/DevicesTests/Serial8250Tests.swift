@@ -1,0 +1,124 @@
+import Devices
+import Testing
+
+@Suite struct Serial8250Tests {
+    let interrupts = InterruptCounter()
+    let console = OutputRecorder()
+    let uart: Serial8250
+
+    init() {
+        let console = console
+        uart = Serial8250(interrupt: interrupts, output: { console.append($0) })
+    }
+
+    func inb(_ offset: UInt16) -> UInt8 {
+        var byte: UInt8 = 0
+        withUnsafeMutableBytes(of: &byte) { uart.read(port: 0x3f8 + offset, into: $0) }
+        return byte
+    }
+
+    func outb(_ offset: UInt16, _ value: UInt8) {
+        withUnsafeBytes(of: value) { uart.write(port: 0x3f8 + offset, $0) }
+    }
+
+    @Test func transmittedBytesReachTheConsoleAndTheTransmitterStaysEmpty() {
+        for byte in "hi\n".utf8 { outb(0, byte) }
+        #expect(console.recorded == Array("hi\n".utf8))
+        #expect(inb(5) == 0x60)  // THRE | TEMT, no data ready
+        #expect(interrupts.edges == 0)  // no interrupt enabled
+    }
+
+    /// The checks of Linux's autoconfig(): IER holds 4 bits, loopback reflects MCR into MSR,
+    /// and an enabled FIFO shows in IIR bits 6-7 (a 16550A).
+    @Test func passesLinuxProbe() {
+        outb(1, 0)
+        #expect(inb(1) & 0x0f == 0)
+        outb(1, 0x0f)
+        #expect(inb(1) & 0x0f == 0x0f)
+        outb(1, 0)
+        outb(4, 0x10 | 0x0a)  // LOOP | OUT2 | RTS
+        #expect(inb(6) & 0xf0 == 0x90)  // DCD | CTS
+        outb(4, 0x10 | 0x05)  // LOOP | OUT1 | DTR
+        #expect(inb(6) & 0xf0 == 0x60)  // RI | DSR
+        outb(4, 0x08)
+        #expect(inb(6) & 0xf0 == 0xb0)  // a connected terminal
+        outb(3, 0)
+        outb(2, 0x01)
+        #expect(inb(2) >> 6 == 3)
+        outb(2, 0)
+        #expect(inb(2) >> 6 == 0)
+        #expect(inb(7) == 0)
+        outb(7, 0x5a)
+        #expect(inb(7) == 0x5a)
+    }
+
+    /// Linux's startup THRE test: enabling THRI with THR empty must raise it, reading IIR
+    /// clears it, and re-enabling raises it again.
+    @Test func transmitEmptyInterruptFollowsTheDriversExpectations() {
+        #expect(inb(2) & 0x01 == 0x01)
+        outb(1, 0x02)
+        #expect(interrupts.edges == 1)
+        #expect(inb(2) & 0x0f == 0x02)
+        #expect(inb(2) & 0x0f == 0x01)  // reading IIR cleared the THRE source
+        outb(1, 0)
+        outb(1, 0x02)
+        #expect(interrupts.edges == 2)
+        #expect(inb(2) & 0x0f == 0x02)
+        // Each byte written empties THR at once: a new edge after the previous one was taken.
+        outb(0, UInt8(ascii: "a"))
+        #expect(interrupts.edges == 3)
+        outb(0, UInt8(ascii: "b"))
+        #expect(interrupts.edges == 3)  // still pending: no new edge
+        #expect(inb(2) & 0x0f == 0x02)
+        outb(1, 0)
+        #expect(inb(2) & 0x0f == 0x01)
+        #expect(console.recorded == Array("ab".utf8))
+    }
+
+    @Test func receivedInputRaisesDataReadyAndItsInterrupt() {
+        outb(1, 0x01)
+        uart.enqueueInput(Array("ok".utf8))
+        #expect(interrupts.edges == 1)
+        #expect(inb(5) & 0x01 == 0x01)
+        #expect(inb(2) & 0x0f == 0x04)
+        #expect(inb(0) == UInt8(ascii: "o"))
+        uart.enqueueInput(Array("!".utf8))
+        #expect(interrupts.edges == 1)  // already pending
+        #expect(inb(0) == UInt8(ascii: "k"))
+        #expect(inb(0) == UInt8(ascii: "!"))
+        #expect(inb(5) & 0x01 == 0)
+        #expect(inb(2) & 0x01 == 0x01)
+        // FCR can flush unread input.
+        uart.enqueueInput([1, 2, 3])
+        outb(2, 0x03)
+        #expect(inb(5) & 0x01 == 0)
+    }
+
+    @Test func loopbackSendsTransmittedBytesBackToTheReceiver() {
+        outb(4, 0x10)
+        outb(0, 0x42)
+        #expect(console.recorded.isEmpty)
+        #expect(inb(5) & 0x01 == 0x01)
+        #expect(inb(0) == 0x42)
+    }
+
+    @Test func divisorLatchSharesPortsWithDataAndInterruptEnable() {
+        outb(1, 0x01)
+        outb(3, 0x83)
+        outb(0, 0x01)
+        outb(1, 0x00)
+        #expect(inb(0) == 0x01 && inb(1) == 0x00)
+        outb(3, 0x03)
+        #expect(inb(1) == 0x01)  // IER kept its value
+        #expect(inb(3) == 0x03)
+        #expect(console.recorded.isEmpty)
+    }
+
+    @Test func portsOutsideTheUARTAreNotDecoded() {
+        var byte: UInt8 = 0
+        withUnsafeMutableBytes(of: &byte) { uart.read(port: 0x2f8, into: $0) }
+        #expect(byte == 0xff)
+        withUnsafeBytes(of: UInt8(0x41)) { uart.write(port: 0x400, $0) }
+        #expect(console.recorded.isEmpty)
+    }
+}

@@ -1,0 +1,142 @@
+import Devices
+import GuestMemory
+
+/// The guest side of virtio-mmio, written from the spec: drives a transport only through its
+/// registers and a split virtqueue it lays out in guest memory, as Linux's virtio_mmio does.
+final class VirtioTestDriver {
+    struct Buffer {
+        let address: UInt64
+        let length: UInt32
+        let writable: Bool
+    }
+
+    static let descriptorTable: UInt64 = 0x1000
+    static let availableRing: UInt64 = 0x2000
+    static let usedRing: UInt64 = 0x3000
+
+    let memory: GuestMemory
+    let transport: VirtioMMIOTransport
+    let interrupts = InterruptCounter()
+    private(set) var queueSize: UInt16 = 0
+    private(set) var availableIndex: UInt16 = 0
+    private var nextDescriptor: UInt16 = 0
+
+    init(device: any VirtioDevice, memory: GuestMemory? = nil) throws {
+        self.memory = try memory ?? GuestMemory.anonymous([(base: 0, size: 1 << 20)])
+        self.transport = VirtioMMIOTransport(device: device, memory: self.memory, interrupt: interrupts)
+    }
+
+    func read(_ offset: UInt64) -> UInt32 {
+        var value: UInt32 = 0
+        withUnsafeMutableBytes(of: &value) { transport.read(offset: offset, into: $0) }
+        return UInt32(littleEndian: value)
+    }
+
+    func write(_ offset: UInt64, _ value: UInt32) {
+        withUnsafeBytes(of: value.littleEndian) { transport.write(offset: offset, $0) }
+    }
+
+    var status: UInt32 { read(0x70) }
+    var needsReset: Bool { status & Virtio.Status.needsReset != 0 }
+
+    var offeredFeatures: UInt64 {
+        write(0x14, 0)
+        let low = read(0x10)
+        write(0x14, 1)
+        return UInt64(read(0x10)) << 32 | UInt64(low)
+    }
+
+    /// The spec's initialisation sequence (3.1.1) for queue 0. Returns false when the device
+    /// refused a step (FEATURES_OK not accepted, or it asked for a reset).
+    @discardableResult
+    func initialize(
+        queueSize: UInt16 = 16, features: UInt64? = nil,
+        descriptorTable: UInt64 = descriptorTable, availableRing: UInt64 = availableRing, usedRing: UInt64 = usedRing
+    ) -> Bool {
+        write(0x70, 0)
+        write(0x70, Virtio.Status.acknowledge)
+        write(0x70, Virtio.Status.acknowledge | Virtio.Status.driver)
+        let wanted = features ?? offeredFeatures
+        write(0x24, 0)
+        write(0x20, UInt32(truncatingIfNeeded: wanted))
+        write(0x24, 1)
+        write(0x20, UInt32(truncatingIfNeeded: wanted >> 32))
+        write(0x70, Virtio.Status.acknowledge | Virtio.Status.driver | Virtio.Status.featuresOK)
+        guard status & Virtio.Status.featuresOK != 0 else { return false }
+        write(0x30, 0)
+        // No QueueNumMax check: a hostile driver ignores it, and the device must refuse.
+        guard read(0x44) == 0 else { return false }
+        self.queueSize = queueSize
+        availableIndex = 0
+        nextDescriptor = 0
+        // GuestMemory.write refuses read-only regions (zero(at:) does not check).
+        let page = [UInt8](repeating: 0, count: 0x1000)
+        try? memory.write(page, at: availableRing & ~0xfff)
+        try? memory.write(page, at: usedRing & ~0xfff)
+        write(0x38, UInt32(queueSize))
+        write(0x80, UInt32(truncatingIfNeeded: descriptorTable))
+        write(0x84, UInt32(truncatingIfNeeded: descriptorTable >> 32))
+        write(0x90, UInt32(truncatingIfNeeded: availableRing))
+        write(0x94, UInt32(truncatingIfNeeded: availableRing >> 32))
+        write(0xa0, UInt32(truncatingIfNeeded: usedRing))
+        write(0xa4, UInt32(truncatingIfNeeded: usedRing >> 32))
+        write(0x44, 1)
+        write(0x70, Virtio.Status.acknowledge | Virtio.Status.driver | Virtio.Status.featuresOK | Virtio.Status.driverOK)
+        return status & Virtio.Status.driverOK != 0 && !needsReset && read(0x44) == 1
+    }
+
+    func writeDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16) throws {
+        let base = Self.descriptorTable + 16 * UInt64(index)
+        try memory.store(address, at: base)
+        try memory.store(length, at: base + 8)
+        try memory.store(flags, at: base + 12)
+        try memory.store(next, at: base + 14)
+    }
+
+    /// Lays `buffers` out as one chain of fresh descriptors and returns its head.
+    func addChain(_ buffers: [Buffer]) throws -> UInt16 {
+        let head = nextDescriptor
+        for (i, buffer) in buffers.enumerated() {
+            let index = nextDescriptor
+            nextDescriptor = (nextDescriptor + 1) % queueSize
+            let last = i == buffers.count - 1
+            try writeDescriptor(
+                index, address: buffer.address, length: buffer.length,
+                flags: (last ? 0 : 1) | (buffer.writable ? 2 : 0), next: nextDescriptor)
+        }
+        return head
+    }
+
+    /// Lays `buffers` out as an indirect table at `table` and returns the one ring descriptor
+    /// that points to it.
+    func addIndirectChain(_ buffers: [Buffer], tableAt table: UInt64) throws -> UInt16 {
+        for (i, buffer) in buffers.enumerated() {
+            let entry = table + 16 * UInt64(i)
+            let last = i == buffers.count - 1
+            try memory.store(buffer.address, at: entry)
+            try memory.store(buffer.length, at: entry + 8)
+            try memory.store(UInt16((last ? 0 : 1) | (buffer.writable ? 2 : 0)), at: entry + 12)
+            try memory.store(UInt16(i + 1), at: entry + 14)
+        }
+        let head = nextDescriptor
+        nextDescriptor = (nextDescriptor + 1) % queueSize
+        try writeDescriptor(head, address: table, length: UInt32(16 * buffers.count), flags: 4, next: 0)
+        return head
+    }
+
+    /// Puts `head` on the available ring and publishes it (without notifying).
+    func publish(_ head: UInt16) throws {
+        try memory.store(head, at: Self.availableRing + 4 + 2 * UInt64(availableIndex % queueSize))
+        availableIndex &+= 1
+        try memory.store(availableIndex, at: Self.availableRing + 2)
+    }
+
+    func notify(queue: UInt32 = 0) { write(0x50, queue) }
+
+    var usedIndex: UInt16 { (try? memory.load(UInt16.self, at: Self.usedRing + 2)) ?? 0 }
+
+    func usedElement(_ position: UInt16) throws -> (id: UInt32, length: UInt32) {
+        let base = Self.usedRing + 4 + 8 * UInt64(position % queueSize)
+        return (try memory.load(UInt32.self, at: base), try memory.load(UInt32.self, at: base + 4))
+    }
+}

@@ -1,0 +1,24 @@
+#!/bin/sh
+# /init of the Linux test guest: the test picks a mode with rundtest=MODE on the kernel command line.
+/bin/busybox --install -s
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+devmem 0xd1000000 8 1
+load-modules
+mode=$(sed -n 's/.*rundtest=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
+echo "guest: mode=$mode nproc=$(nproc)"
+case $mode in
+write)
+    mount -t ext4 /dev/vda /mnt && echo "hello from L2" >/mnt/guest-file && sync && umount /mnt && echo "guest: wrote file"
+    ;;
+readonly)
+    echo "guest: ro=$(cat /sys/block/vda/ro)"
+    mount -t ext4 /dev/vda /mnt 2>/dev/null
+    if touch /mnt/guest-file 2>/dev/null; then echo "guest: write allowed"; else echo "guest: write refused"; fi
+    umount /mnt 2>/dev/null
+    ;;
+panic)
+    echo "guest: init exiting"
+    exit 1
+    ;;
+esac
+poweroff -f

@@ -1,0 +1,18 @@
+import Testing
+
+/// The host-KVM long-mode guest test (KVMTests/LongModeGuestTests), run again inside the nested
+/// rig's L1 against a real (SVM-backed) /dev/kvm: proves the rig and our KVM layer together.
+@Suite(.enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason))
+struct KVMInRigTests {
+    @Test func longModeGuestRunsOnL1KVM() throws {
+        let bundle = RigHarness.testBundle
+        let outcome = try RigHarness.run(
+            ["sh", "-c", "ls -l /dev/kvm && exec \(bundle) --testing-library swift-testing --filter LongModeGuestTests"],
+            puts: [bundle])
+        print(outcome.stdout)
+        #expect(outcome.status == 0, "rig stderr: \(outcome.stderr)")
+        #expect(outcome.stdout.contains("/dev/kvm"))
+        #expect(outcome.stdout.contains("guestWritesToAPortAndHalts() passed"))
+        #expect(!outcome.stdout.contains("skipped"))
+    }
+}
