@@ -60,7 +60,7 @@ public enum CgroupChurn {
         let owner = ProcessIdentity.current()
         let cpuBefore = processCPUNanoseconds()
         let hostBefore = hostBusyNanoseconds()
-        let start = Clock.monotonicNanoseconds()
+        let start = MonotonicNanoseconds.now()
         try ThreadGroup.run(count: threads) { thread in
             let operations = count / threads + (thread < count % threads ? 1 : 0)
             var latencies: [UInt64] = []
@@ -70,7 +70,7 @@ public enum CgroupChurn {
             for round in 0..<operations {
                 do {
                     let id = "bench-\(thread)-\(round)"
-                    var marks: [UInt64] = [Clock.monotonicNanoseconds()]
+                    var marks: [UInt64] = [MonotonicNanoseconds.now()]
                     let slot: CgroupSlot
                     switch path {
                     case .mkdir:
@@ -80,17 +80,17 @@ public enum CgroupChurn {
                     case .pool:
                         slot = try pool.takeSlot(sandboxID: id, owner: owner)
                     }
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     try slot.apply(values)
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     try slot.attach(processes[thread])
                     try pool.parents.moveHome(processes[thread])
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     switch path {
                     case .mkdir: try slot.destroy(in: pool.parents)
                     case .pool: try pool.giveBack(slot, sandboxID: id)
                     }
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     for phase in 0..<phases.count { phases[phase] += marks[phase + 1] - marks[phase] }
                     latencies.append(marks[4] - marks[0])
                 } catch {
@@ -103,7 +103,7 @@ public enum CgroupChurn {
                 results.failures += failures.prefix(3)
             }
         }
-        let wall = Clock.monotonicNanoseconds() - start
+        let wall = MonotonicNanoseconds.now() - start
         let collected = results.withLock { $0 }
         return Measurement(
             path: path, threads: threads, latencies: collected.latencies.sorted(), phaseTotals: collected.phases,
