@@ -1,5 +1,5 @@
 import Cgroups
-import FoundationEssentials
+import Foundation
 
 /// `rund bench cgroups` results: JSON as encoded, a table for people.
 struct CgroupBenchReport: Encodable {
@@ -112,15 +112,7 @@ struct CgroupBenchReport: Encodable {
     }
 }
 
+/// `value` with `digits` decimals, for tables.
 func fixed(_ value: Double, _ digits: Int) -> String {
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let rounded = (value * scale).rounded() / scale
-    var text = "\(rounded)"
-    if let dot = text.firstIndex(of: ".") {
-        let decimals = text.distance(from: dot, to: text.endIndex) - 1
-        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
-        if digits == 0 { text = String(text[..<dot]) }
-    }
-    return text
+    String(format: "%.\(digits)f", value)
 }
