@@ -48,10 +48,19 @@ public enum CgroupChurn {
         return sorted[max(0, index)]
     }
 
+    /// Set from another thread (a signal handler's) to make running measurements stop after
+    /// their current operation.
+    public final class StopRequest: Sendable {
+        private let flag = Atomic<Bool>(false)
+        public init() {}
+        public func request() { flag.store(true, ordering: .releasing) }
+        public var isRequested: Bool { flag.load(ordering: .acquiring) }
+    }
+
     /// Runs `count` operations spread over `processes.count` threads; thread i moves
     /// `processes[i]` in and out of the cgroup.
     public static func measure(
-        _ path: Path, pool: CgroupPool, processes: [Int32], count: Int, limits: CgroupLimits
+        _ path: Path, pool: CgroupPool, processes: [Int32], count: Int, limits: CgroupLimits, stop: StopRequest? = nil
     ) throws -> Measurement {
         try limits.validate()
         let values = try pool.parents.layout.values(for: limits)
@@ -67,7 +76,7 @@ public enum CgroupChurn {
             latencies.reserveCapacity(operations)
             var phases = [UInt64](repeating: 0, count: Phase.allCases.count)
             var failures: [String] = []
-            for round in 0..<operations {
+            for round in 0..<operations where stop?.isRequested != true {
                 do {
                     let id = "bench-\(thread)-\(round)"
                     var marks: [UInt64] = [MonotonicNanoseconds.now()]

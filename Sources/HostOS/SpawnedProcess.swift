@@ -62,9 +62,7 @@ public final class SpawnedProcess: Sendable {
 public enum Pipe {
     public static func make() throws -> (read: FileDescriptor, write: FileDescriptor) {
         var fds: [Int32] = [0, 0]
-        _ = try retryingInterrupts("pipe") { pipe(&fds) }
-        let ends = (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
-        for fd in fds { _ = rund_fcntl_int(fd, F_SETFD, FD_CLOEXEC) }
-        return ends
+        _ = try retryingInterrupts("pipe2") { rund_pipe_cloexec(&fds) }
+        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
     }
 }

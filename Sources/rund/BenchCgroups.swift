@@ -90,19 +90,24 @@ struct BenchCgroups: AsyncParsableCommand {
         defer { try? keepingPool.shutdown() }
         let children = try (0..<widest).map { _ in try SpawnedProcess.spawn(["sleep", "3600"]) }
         defer { children.forEach { $0.kill(); _ = try? $0.wait() } }
+        // Interrupted: the threads stop after their current operation and this function
+        // returns through its defers, so no sleeping child and no cgroup is left behind.
+        let stop = CgroupChurn.StopRequest()
+        try SignalForwarder.forward([SIGINT, SIGTERM]) { _ in stop.request() }
 
         let variants: [(label: String, path: CgroupChurn.Path, pool: CgroupPool)] = [
             ("mkdir", .mkdir, pool), ("pool", .pool, pool), ("pool-keep", .pool, keepingPool),
         ]
         // Warm every variant (page in code, fill dentry caches) before anything is timed.
         for variant in variants {
-            _ = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: [children[0].pid], count: 20, limits: Self.limits)
+            _ = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: [children[0].pid], count: 20, limits: Self.limits, stop: stop)
         }
         var runs: [CgroupBenchReport.Run] = []
         for threadCount in counts {
             let processes = Array(children.prefix(threadCount).map(\.pid))
             for variant in variants {
-                let measurement = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: processes, count: count, limits: Self.limits)
+                let measurement = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: processes, count: count, limits: Self.limits, stop: stop)
+                if stop.isRequested { throw CgroupError("interrupted: nothing measured is reported") }
                 if let failure = measurement.failures.first {
                     throw CgroupError("\(variant.label) path with \(threadCount) threads failed: \(failure)")
                 }
