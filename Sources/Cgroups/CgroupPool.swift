@@ -121,9 +121,18 @@ public final class CgroupPool: Sendable {
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Returns entries whose owner died (see `CgroupGarbageCollector`).
+    /// Returns entries whose owner died (see `CgroupGarbageCollector`) and puts every free
+    /// entry this pool does not list yet on its free list.
     public func collectGarbage() throws -> CgroupGarbageReport {
-        try CgroupGarbageCollector.collect(parents, logger: logger)
+        let report = try CgroupGarbageCollector.collect(parents, logger: logger)
+        let adopted = try adoptFreeEntries()
+        state.withLock { state in
+            let known = Set(state.free.map(\.token))
+            for slot in adopted {
+                if known.contains(slot.token) { slot.closeDescriptors() } else { state.free.append(slot) }
+            }
+        }
+        return report
     }
 
     /// Stops the refill thread; with `removingFreeEntries`, removes the free entries too (and
@@ -155,6 +164,11 @@ public final class CgroupPool: Sendable {
     /// taken name for `rund gc` and the error is thrown.
     func giveBack(_ slot: CgroupSlot, sandboxID: String) throws {
         defer { state.withLock { _ = $0.holders.remove(sandboxID) } }
+        guard slot.stillNamed(in: parents) else {
+            logger.info("cgroup was already returned by gc (its owner died)", metadata: ["sandbox": "\(sandboxID)"])
+            slot.closeDescriptors()
+            return
+        }
         do {
             try slot.drain(in: parents)
         } catch {

@@ -167,8 +167,19 @@ struct CgroupPoolTests {
                 #expect(try CgroupTestHost.read("\(memory.mountPoint)/\(parent)/pool-\(deadToken)/memory.limit_in_bytes") == "9223372036854771712")
             }
             #expect(kill(live.pid, 0) == 0)
-            let again = try CgroupGarbageCollector.collect(host: host, parentName: parent)
+            let again = try pool.collectGarbage()
             #expect(again.returned == [] && again.inUse == ["running"])
+            // The pool now lists the returned entry and hands it out again; the stale lease's
+            // release must not touch it.
+            let next = try pool.take(sandboxID: "next")
+            #expect(try #require(next.name).hasPrefix("sb-\(deadToken)-"))
+            #expect(pool.statistics.createdOnDemand == 0)
+            let nextChild = try CgroupTestHost.sleeper()
+            defer { nextChild.kill(); _ = try? nextChild.wait() }
+            try next.attach(pid: nextChild.pid)
+            try deadLease.release()
+            #expect(try next.processes() == [nextChild.pid])
+            try next.release()
             try liveLease.release()
         }
     }
