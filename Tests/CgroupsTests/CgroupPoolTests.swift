@@ -87,6 +87,10 @@ struct CgroupPoolTests {
             let before = try snapshot(parent)
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "../../etc") }
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "ok", limits: CgroupLimits(memoryBytes: 1)) }
+            if host.controllers.contains("cpuset") {
+                let refused = try #require(throws: CgroupError.self) { try pool.take(sandboxID: "ok", limits: CgroupLimits(cpus: "0-4000")) }
+                #expect(refused.message.contains("refused") && !refused.message.contains("\n"))
+            }
             let lease = try pool.take(sandboxID: "twice")
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "twice") }
             try lease.release()
