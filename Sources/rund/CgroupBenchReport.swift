@@ -6,27 +6,34 @@ struct CgroupBenchReport: Encodable {
     struct Run: Encodable {
         let threads: Int
         let path: String
+        let rounds: Int
+        /// Operations over all rounds; p50/p99 are over all of them.
         let operations: Int
         let p50Ms: Double
         let p99Ms: Double
+        /// Median over the rounds of each round's wall time, process CPU and host CPU.
         let totalMs: Double
         let processCPUMs: Double
         let hostCPUMs: Double
         /// Mean microseconds per operation spent in each phase (get, configure, attach, put).
         let phaseMeanUs: [String: Double]
 
-        init(_ measurement: CgroupChurn.Measurement, label: String) {
-            threads = measurement.threads
+        /// Combines the rounds of one path at one thread count.
+        init(_ rounds: [CgroupChurn.Measurement], label: String) {
+            threads = rounds.first?.threads ?? 0
             path = label
-            operations = measurement.latencies.count
-            p50Ms = Double(measurement.percentile(0.5)) / 1e6
-            p99Ms = Double(measurement.percentile(0.99)) / 1e6
-            totalMs = Double(measurement.wallNanoseconds) / 1e6
-            processCPUMs = Double(measurement.processCPUNanoseconds) / 1e6
-            hostCPUMs = Double(measurement.hostCPUNanoseconds) / 1e6
-            let operations = Double(max(1, measurement.latencies.count))
-            phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map {
-                ($0.rawValue, Double(measurement.phaseTotals[$0] ?? 0) / operations / 1e3)
+            self.rounds = rounds.count
+            let latencies = rounds.flatMap(\.latencies).sorted()
+            operations = latencies.count
+            p50Ms = Double(CgroupChurn.percentile(latencies, 0.5)) / 1e6
+            p99Ms = Double(CgroupChurn.percentile(latencies, 0.99)) / 1e6
+            func median(_ values: [UInt64]) -> Double { Double(CgroupChurn.percentile(values.sorted(), 0.5)) / 1e6 }
+            totalMs = median(rounds.map(\.wallNanoseconds))
+            processCPUMs = median(rounds.map(\.processCPUNanoseconds))
+            hostCPUMs = median(rounds.map(\.hostCPUNanoseconds))
+            let perOperation = Double(max(1, latencies.count)) * 1e3
+            phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map { phase in
+                (phase.rawValue, Double(rounds.reduce(UInt64(0)) { $0 + ($1.phaseTotals[phase] ?? 0) }) / perOperation)
             })
         }
     }
@@ -43,6 +50,7 @@ struct CgroupBenchReport: Encodable {
     let mode: String
     let hierarchies: Int
     let count: Int
+    let rounds: Int
     let limits: String
     let runs: [Run]
     let kvmCreateVM: KVMCreateProbe.Comparison?
@@ -66,7 +74,7 @@ struct CgroupBenchReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case ratio, ratioThreads, ratios, mode, hierarchies, count, limits, runs, kvmCreateVM, poolStatistics
+        case ratio, ratioThreads, ratios, mode, hierarchies, count, rounds, limits, runs, kvmCreateVM, poolStatistics
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -77,6 +85,7 @@ struct CgroupBenchReport: Encodable {
         try container.encode(mode, forKey: .mode)
         try container.encode(hierarchies, forKey: .hierarchies)
         try container.encode(count, forKey: .count)
+        try container.encode(rounds, forKey: .rounds)
         try container.encode(limits, forKey: .limits)
         try container.encode(runs, forKey: .runs)
         try container.encodeIfPresent(kvmCreateVM, forKey: .kvmCreateVM)
@@ -85,7 +94,7 @@ struct CgroupBenchReport: Encodable {
 
     func table() -> String {
         var lines = [
-            "cgroup pool vs mkdir/rmdir: \(count) operations per row, cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
+            "cgroup pool vs mkdir/rmdir: \(count) operations per row and round, \(rounds) rounds (times: median round), cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
             row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us"]),
         ]
         for run in runs {
