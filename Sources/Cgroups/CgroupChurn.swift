@@ -34,6 +34,10 @@ public enum CgroupChurn {
         public let processCPUNanoseconds: UInt64
         /// Busy time of all CPUs (/proc/stat) over the run: includes kworkers, and other load.
         public let hostCPUNanoseconds: UInt64
+        /// mkdir path: how long after the last rmdir the kernel took to free the removed cgroups
+        /// (the count in /proc/cgroups back to where it started); the next run starts after it,
+        /// so deferred destruction does not slow the path measured next.
+        public let settleNanoseconds: UInt64
         public let failures: [String]
 
         public func percentile(_ fraction: Double) -> UInt64 {
@@ -67,6 +71,7 @@ public enum CgroupChurn {
         let threads = processes.count
         let results = Mutex<(latencies: [UInt64], phases: [Phase: UInt64], failures: [String])>(([], [:], []))
         let owner = ProcessIdentity.current()
+        let cgroupsBefore = cgroupCount()
         let cpuBefore = processCPUNanoseconds()
         let hostBefore = hostBusyNanoseconds()
         let start = MonotonicNanoseconds.now()
@@ -112,12 +117,19 @@ public enum CgroupChurn {
                 results.failures += failures.prefix(3)
             }
         }
-        let wall = MonotonicNanoseconds.now() - start
+        let end = MonotonicNanoseconds.now()
+        let wall = end - start
+        let cpu = processCPUNanoseconds() - cpuBefore
+        let hostCPU = hostBusyNanoseconds() &- hostBefore
+        if path == .mkdir {
+            while cgroupCount() > cgroupsBefore && MonotonicNanoseconds.now() - end < 3_000_000_000 { usleep(1_000) }
+        }
+        let settle = path == .mkdir ? MonotonicNanoseconds.now() - end : 0
         let collected = results.withLock { $0 }
         return Measurement(
             path: path, threads: threads, latencies: collected.latencies.sorted(), phaseTotals: collected.phases,
-            wallNanoseconds: wall, processCPUNanoseconds: processCPUNanoseconds() - cpuBefore,
-            hostCPUNanoseconds: hostBusyNanoseconds() &- hostBefore, failures: collected.failures)
+            wallNanoseconds: wall, processCPUNanoseconds: cpu, hostCPUNanoseconds: hostCPU,
+            settleNanoseconds: settle, failures: collected.failures)
     }
 
     static func processCPUNanoseconds() -> UInt64 {
@@ -125,6 +137,15 @@ public enum CgroupChurn {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         func nanoseconds(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1_000 }
         return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
+    }
+
+    /// Cgroups that exist (not yet freed), summed over the controllers in /proc/cgroups.
+    static func cgroupCount() -> Int {
+        guard let text = try? FileDescriptor.open("/proc/cgroups", O_RDONLY).readValue() else { return 0 }
+        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.reduce(0) { sum, line in
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            return sum + (fields.count >= 3 ? Int(fields[2]) ?? 0 : 0)
+        }
     }
 
     /// user+nice+system+irq+softirq+steal of the `cpu` line of /proc/stat.

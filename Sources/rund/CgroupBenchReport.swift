@@ -15,6 +15,8 @@ struct CgroupBenchReport: Encodable {
         let totalMs: Double
         let processCPUMs: Double
         let hostCPUMs: Double
+        /// mkdir path: median time the kernel needed after the run to free the removed cgroups.
+        let settleMs: Double
         /// Mean microseconds per operation spent in each phase (get, configure, attach, put).
         let phaseMeanUs: [String: Double]
 
@@ -31,6 +33,7 @@ struct CgroupBenchReport: Encodable {
             totalMs = median(rounds.map(\.wallNanoseconds))
             processCPUMs = median(rounds.map(\.processCPUNanoseconds))
             hostCPUMs = median(rounds.map(\.hostCPUNanoseconds))
+            settleMs = median(rounds.map(\.settleNanoseconds))
             let perOperation = Double(max(1, latencies.count)) * 1e3
             phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map { phase in
                 (phase.rawValue, Double(rounds.reduce(UInt64(0)) { $0 + ($1.phaseTotals[phase] ?? 0) }) / perOperation)
@@ -95,14 +98,14 @@ struct CgroupBenchReport: Encodable {
     func table() -> String {
         var lines = [
             "cgroup pool vs mkdir/rmdir: \(count) operations per row and round, \(rounds) rounds (times: median round), cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
-            row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us"]),
+            row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us", "settle ms"]),
         ]
         for run in runs {
             let phases = ["get", "configure", "attach", "put"].map { fixed(run.phaseMeanUs[$0] ?? 0, 1) }
             lines.append(row([
                 "\(run.threads)", run.path, fixed(run.p50Ms, 3), fixed(run.p99Ms, 3), fixed(run.totalMs, 1),
                 fixed(run.processCPUMs, 1), fixed(run.hostCPUMs, 1),
-            ] + phases))
+            ] + phases + [run.path == "mkdir" ? fixed(run.settleMs, 1) : "-"]))
         }
         lines.append("ratio mkdir/pool: " + ratios.map {
             "\($0.threads) threads: total \(fixed($0.wall, 2))x, cpu \(fixed($0.processCPU, 2))x, p50 \(fixed($0.p50, 2))x"
@@ -114,7 +117,7 @@ struct CgroupBenchReport: Encodable {
     }
 
     private func row(_ cells: [String]) -> String {
-        let widths = [7, 9, 8, 8, 9, 8, 11, 8, 9, 9, 8]
+        let widths = [7, 9, 8, 8, 9, 8, 11, 8, 9, 9, 8, 9]
         return zip(cells, widths).map { cell, width in
             String(repeating: " ", count: max(0, width - cell.count)) + cell
         }.joined(separator: " ")
