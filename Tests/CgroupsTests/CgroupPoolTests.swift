@@ -237,6 +237,40 @@ struct CgroupPoolTests {
 }
 
 extension CgroupPoolTests {
+    /// A crash can stop a claim after some hierarchies were renamed, or a creation after some
+    /// were made: gc finishes both from the names alone.
+    @Test func gcFinishesHalfRenamedAndHalfMadeEntries() throws {
+        try CgroupTestHost.withParent { parent in
+            let pool = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 1, refillInBackground: false))
+            try pool.shutdown()
+            let hierarchies = host.hierarchies
+            let free = try #require(try CgroupTestHost.entries(of: parent, in: hierarchies[0]).first)
+            let token = String(free.dropFirst(5))
+            let exited = try SpawnedProcess.spawn(["true"])
+            try exited.wait()
+            let taken = "sb-\(token)-\(exited.pid)-1-crashed"
+            let renamed = max(1, hierarchies.count / 2)
+            for hierarchy in hierarchies.prefix(renamed) {
+                #expect(rename("\(hierarchy.mountPoint)/\(parent)/\(free)", "\(hierarchy.mountPoint)/\(parent)/\(taken)") == 0)
+            }
+            let halfMade = "pool-00000000abcd"
+            for hierarchy in hierarchies.suffix(max(1, hierarchies.count - 1)) where hierarchies.count > 1 {
+                #expect(mkdir("\(hierarchy.mountPoint)/\(parent)/\(halfMade)", 0o755) == 0)
+            }
+            let report = try CgroupGarbageCollector.collect(host: host, parentName: parent)
+            #expect(report.returned == ["crashed"])
+            #expect(report.completed == (hierarchies.count > 1 ? ["00000000abcd"] : []))
+            #expect(report.failures == [])
+            for hierarchy in hierarchies {
+                let expected = hierarchies.count > 1 ? [halfMade, free].sorted() : [free]
+                #expect(try CgroupTestHost.entries(of: parent, in: hierarchy) == expected)
+            }
+            let reopened = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 0, refillInBackground: false))
+            defer { try? reopened.shutdown() }
+            #expect(reopened.freeCount == (hierarchies.count > 1 ? 2 : 1))
+        }
+    }
+
     /// The shim attaches itself: release must move the caller out, not kill it. Only this
     /// thread joins (v1 `tasks`), so children other tests spawn meanwhile from other threads
     /// stay where they are; cgroup.procs still lists this process.
