@@ -34,6 +34,10 @@ public enum CgroupChurn {
         public let processCPUNanoseconds: UInt64
         /// Busy time of all CPUs (/proc/stat) over the run: includes kworkers, and other load.
         public let hostCPUNanoseconds: UInt64
+        /// mkdir path: how long after the last rmdir the kernel took to free the removed cgroups
+        /// (the count in /proc/cgroups back to where it started); the next run starts after it,
+        /// so deferred destruction does not slow the path measured next.
+        public let settleNanoseconds: UInt64
         public let failures: [String]
 
         public func percentile(_ fraction: Double) -> UInt64 {
@@ -48,29 +52,39 @@ public enum CgroupChurn {
         return sorted[max(0, index)]
     }
 
+    /// Set from another thread (a signal handler's) to make running measurements stop after
+    /// their current operation.
+    public final class StopRequest: Sendable {
+        private let flag = Atomic<Bool>(false)
+        public init() {}
+        public func request() { flag.store(true, ordering: .releasing) }
+        public var isRequested: Bool { flag.load(ordering: .acquiring) }
+    }
+
     /// Runs `count` operations spread over `processes.count` threads; thread i moves
     /// `processes[i]` in and out of the cgroup.
     public static func measure(
-        _ path: Path, pool: CgroupPool, processes: [Int32], count: Int, limits: CgroupLimits
+        _ path: Path, pool: CgroupPool, processes: [Int32], count: Int, limits: CgroupLimits, stop: StopRequest? = nil
     ) throws -> Measurement {
         try limits.validate()
         let values = try pool.parents.layout.values(for: limits)
         let threads = processes.count
         let results = Mutex<(latencies: [UInt64], phases: [Phase: UInt64], failures: [String])>(([], [:], []))
         let owner = ProcessIdentity.current()
+        let cgroupsBefore = cgroupCount()
         let cpuBefore = processCPUNanoseconds()
         let hostBefore = hostBusyNanoseconds()
-        let start = Clock.monotonicNanoseconds()
+        let start = MonotonicNanoseconds.now()
         try ThreadGroup.run(count: threads) { thread in
             let operations = count / threads + (thread < count % threads ? 1 : 0)
             var latencies: [UInt64] = []
             latencies.reserveCapacity(operations)
             var phases = [UInt64](repeating: 0, count: Phase.allCases.count)
             var failures: [String] = []
-            for round in 0..<operations {
+            for round in 0..<operations where stop?.isRequested != true {
                 do {
                     let id = "bench-\(thread)-\(round)"
-                    var marks: [UInt64] = [Clock.monotonicNanoseconds()]
+                    var marks: [UInt64] = [MonotonicNanoseconds.now()]
                     let slot: CgroupSlot
                     switch path {
                     case .mkdir:
@@ -80,17 +94,17 @@ public enum CgroupChurn {
                     case .pool:
                         slot = try pool.takeSlot(sandboxID: id, owner: owner)
                     }
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     try slot.apply(values)
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     try slot.attach(processes[thread])
                     try pool.parents.moveHome(processes[thread])
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     switch path {
                     case .mkdir: try slot.destroy(in: pool.parents)
                     case .pool: try pool.giveBack(slot, sandboxID: id)
                     }
-                    marks.append(Clock.monotonicNanoseconds())
+                    marks.append(MonotonicNanoseconds.now())
                     for phase in 0..<phases.count { phases[phase] += marks[phase + 1] - marks[phase] }
                     latencies.append(marks[4] - marks[0])
                 } catch {
@@ -103,12 +117,19 @@ public enum CgroupChurn {
                 results.failures += failures.prefix(3)
             }
         }
-        let wall = Clock.monotonicNanoseconds() - start
+        let end = MonotonicNanoseconds.now()
+        let wall = end - start
+        let cpu = processCPUNanoseconds() - cpuBefore
+        let hostCPU = hostBusyNanoseconds() &- hostBefore
+        if path == .mkdir {
+            while cgroupCount() > cgroupsBefore && MonotonicNanoseconds.now() - end < 3_000_000_000 { usleep(1_000) }
+        }
+        let settle = path == .mkdir ? MonotonicNanoseconds.now() - end : 0
         let collected = results.withLock { $0 }
         return Measurement(
             path: path, threads: threads, latencies: collected.latencies.sorted(), phaseTotals: collected.phases,
-            wallNanoseconds: wall, processCPUNanoseconds: processCPUNanoseconds() - cpuBefore,
-            hostCPUNanoseconds: hostBusyNanoseconds() &- hostBefore, failures: collected.failures)
+            wallNanoseconds: wall, processCPUNanoseconds: cpu, hostCPUNanoseconds: hostCPU,
+            settleNanoseconds: settle, failures: collected.failures)
     }
 
     static func processCPUNanoseconds() -> UInt64 {
@@ -116,6 +137,15 @@ public enum CgroupChurn {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         func nanoseconds(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1_000 }
         return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
+    }
+
+    /// Cgroups that exist (not yet freed), summed over the controllers in /proc/cgroups.
+    static func cgroupCount() -> Int {
+        guard let text = try? FileDescriptor.open("/proc/cgroups", O_RDONLY).readValue() else { return 0 }
+        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.reduce(0) { sum, line in
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            return sum + (fields.count >= 3 ? Int(fields[2]) ?? 0 : 0)
+        }
     }
 
     /// user+nice+system+irq+softirq+steal of the `cpu` line of /proc/stat.

@@ -56,12 +56,14 @@ final class CgroupParents: Sendable {
     }
 
     /// Opens (and with `create`, makes and initialises) the parent in every hierarchy.
-    /// Returns nil when `create` is false and the parent does not exist.
-    static func open(host: CgroupHost, name: String, create: Bool) throws -> CgroupParents? {
+    /// Returns nil when `create` is false and the parent exists in no hierarchy; a parent that
+    /// exists in some (a crash while making it) is completed.
+    static func open(host: CgroupHost, name: String, create requested: Bool) throws -> CgroupParents? {
         guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
             throw CgroupError("invalid pool parent name \"\(name)\": use one directory name such as rund")
         }
         guard !host.hierarchies.isEmpty else { throw CgroupError("no cgroup hierarchy to use: see `rund doctor`") }
+        let create = requested || host.hierarchies.contains { access("\($0.mountPoint)/\(name)", F_OK) == 0 }
         var directories: [FileDescriptor] = []
         var cpusetDefaults: [Int: (cpus: String, mems: String)] = [:]
         var available: Set<CgroupLimitLayout.Setting> = []

@@ -108,9 +108,15 @@ public final class CgroupPool: Sendable {
         let slot = try takeSlot(sandboxID: id, owner: owner ?? me)
         do {
             try slot.apply(values)
-        } catch {
+        } catch let error as SystemError where error.errno == EINVAL || error.errno == ERANGE {
+            // A value the kernel refuses (cpus outside the host's): the entry is fine.
             slot.forgetLimits()
             try? giveBack(slot, sandboxID: id)
+            throw CgroupError("the kernel refused a limit for sandbox \(id) (\(error)): check the values")
+        } catch {
+            // The entry may be what refuses (v1: memory charged by an earlier holder that cannot
+            // be reclaimed below the new limit): remove it rather than hand it out again.
+            discard(slot, sandboxID: id)
             throw CgroupError("cannot set limits for sandbox \(id): \(error)")
         }
         return CgroupLease(pool: self, slot: slot, sandboxID: id, owner: owner ?? me)
@@ -121,9 +127,18 @@ public final class CgroupPool: Sendable {
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Returns entries whose owner died (see `CgroupGarbageCollector`).
+    /// Returns entries whose owner died (see `CgroupGarbageCollector`) and puts every free
+    /// entry this pool does not list yet on its free list.
     public func collectGarbage() throws -> CgroupGarbageReport {
-        try CgroupGarbageCollector.collect(parents, logger: logger)
+        let report = try CgroupGarbageCollector.collect(parents, logger: logger)
+        let adopted = try adoptFreeEntries()
+        state.withLock { state in
+            let known = Set(state.free.map(\.token))
+            for slot in adopted {
+                if known.contains(slot.token) { slot.closeDescriptors() } else { state.free.append(slot) }
+            }
+        }
+        return report
     }
 
     /// Stops the refill thread; with `removingFreeEntries`, removes the free entries too (and
@@ -155,6 +170,11 @@ public final class CgroupPool: Sendable {
     /// taken name for `rund gc` and the error is thrown.
     func giveBack(_ slot: CgroupSlot, sandboxID: String) throws {
         defer { state.withLock { _ = $0.holders.remove(sandboxID) } }
+        guard slot.stillNamed(in: parents) else {
+            logger.info("cgroup was already returned by gc (its owner died)", metadata: ["sandbox": "\(sandboxID)"])
+            slot.closeDescriptors()
+            return
+        }
         do {
             try slot.drain(in: parents)
         } catch {
@@ -193,6 +213,19 @@ public final class CgroupPool: Sendable {
         } catch {
             state.withLock { _ = $0.holders.remove(id) }
             throw error
+        }
+    }
+
+    /// Empties and removes an entry instead of returning it.
+    private func discard(_ slot: CgroupSlot, sandboxID: String) {
+        defer { state.withLock { _ = $0.holders.remove(sandboxID) } }
+        do {
+            try slot.drain(in: parents)
+            try slot.destroy(in: parents)
+            state.withLock { $0.statistics.removed += 1 }
+        } catch {
+            slot.closeDescriptors()
+            logger.warning("could not remove a cgroup entry; rund gc will return it", metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])
         }
     }
 

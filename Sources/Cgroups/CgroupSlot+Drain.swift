@@ -32,12 +32,12 @@ extension CgroupSlot {
     /// Polls `cgroup.procs` with a growing pause, killing any process that still shows up
     /// (one forked between listing and killing, or one that joined late).
     private func waitUntilEmpty(timeoutNanoseconds: UInt64, except me: pid_t) throws {
-        let deadline = Clock.monotonicNanoseconds() + timeoutNanoseconds
+        let deadline = MonotonicNanoseconds.now() + timeoutNanoseconds
         var pause: UInt32 = 20
         while true {
             let left = try processes().subtracting([me])
             if left.isEmpty { return }
-            if Clock.monotonicNanoseconds() > deadline {
+            if MonotonicNanoseconds.now() > deadline {
                 throw CgroupError("processes \(left.sorted().map(String.init).joined(separator: ",")) survived SIGKILL in cgroup \(name.text): check for processes stuck in the kernel (state D)")
             }
             for pid in left { _ = kill(pid, SIGKILL) }
@@ -55,14 +55,5 @@ extension CgroupSlot {
             if try state.readValue().hasPrefix("FROZEN") { return }
             usleep(100)
         }
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-enum Clock {
-    static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }

@@ -84,6 +84,16 @@ final class CgroupSlot: @unchecked Sendable {
         name = newName
     }
 
+    /// True while the entry on disk still carries this slot's name. False when `rund gc`
+    /// returned it after its owner died (and someone may have taken it since: its held
+    /// descriptors follow the directory, so nothing may be done through them any more).
+    func stillNamed(in parents: CgroupParents) -> Bool {
+        if parents.marksWithAttribute {
+            return (try? directories[0].extendedAttribute(CgroupParents.holderAttribute)) == name.text
+        }
+        return parents.directories[0].existsAt(name.text)
+    }
+
     /// cgroup v2: set (claim, atomic through XATTR_CREATE; EEXIST if someone else holds it) or
     /// remove the holder attribute of the single directory.
     private func mark(_ newName: CgroupEntryName) throws {

@@ -1,35 +1,27 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import HostOS
 import Synchronization
 
-/// A plain OS thread (not the Swift concurrency pool: its work is blocking mkdirs) that runs
-/// `work` each time it is poked, until stopped.
-final class RefillThread: @unchecked Sendable {
+/// The pool's refill worker: a plain OS thread (its work is blocking mkdirs, which must not
+/// occupy the Swift concurrency pool) that runs `work` each time it is poked, until stopped.
+final class RefillThread: Sendable {
     private let wakeup: EventFD
     private let stopping = Atomic<Bool>(false)
-    private let work: @Sendable () -> Void
-    // Written once in start() before any other thread can see it, read by stop().
-    private var thread = pthread_t()
+    private let thread: Mutex<OSThread?> = Mutex(nil)
 
-    private init(wakeup: EventFD, work: @escaping @Sendable () -> Void) {
+    private init(wakeup: EventFD) {
         self.wakeup = wakeup
-        self.work = work
     }
 
     static func start(_ work: @escaping @Sendable () -> Void) throws -> RefillThread {
-        let refill = RefillThread(wakeup: try EventFD(), work: work)
-        let context = Unmanaged.passRetained(refill).toOpaque()
-        let result = pthread_create(&refill.thread, nil, { context in
-            let refill = Unmanaged<RefillThread>.fromOpaque(context!).takeRetainedValue()
-            refill.loop()
-            return nil
-        }, context)
-        guard result == 0 else {
-            Unmanaged<RefillThread>.fromOpaque(context).release()
-            throw SystemError("pthread_create", errno: result, subject: "cgroup pool refill")
+        let refill = RefillThread(wakeup: try EventFD())
+        let thread = try OSThread.spawn(name: "rund-cg-refill") { [wakeup = refill.wakeup, refill] in
+            while !refill.isStopping {
+                _ = try? wakeup.wait()
+                if refill.isStopping { return }
+                work()
+            }
         }
+        refill.thread.withLock { $0 = thread }
         return refill
     }
 
@@ -38,14 +30,11 @@ final class RefillThread: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .releasing)
         poke()
-        pthread_join(thread, nil)
-    }
-
-    private func loop() {
-        while !stopping.load(ordering: .acquiring) {
-            _ = try? wakeup.wait()
-            if stopping.load(ordering: .acquiring) { return }
-            work()
+        thread.withLock { thread in
+            thread?.join()
+            thread = nil
         }
     }
+
+    private var isStopping: Bool { stopping.load(ordering: .acquiring) }
 }

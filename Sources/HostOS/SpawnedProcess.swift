@@ -2,12 +2,15 @@
 import Glibc
 #endif
 import CLinux
+import Synchronization
 
 /// A child started with posix_spawn that keeps running while the caller works with it
 /// (moves it between cgroups, signals it); `Subprocess.run` is for children run to completion.
-/// Call `wait()` (or `kill()` then `wait()`) exactly once so no zombie is left.
+/// Call `wait()` (or `kill()` then `wait()`) so no zombie is left; once reaped, `kill` does
+/// nothing (the pid may belong to someone else by then) and `wait` returns the same status.
 public final class SpawnedProcess: Sendable {
     public let pid: pid_t
+    private let exitStatus = Mutex<Int32?>(nil)
 
     private init(pid: pid_t) { self.pid = pid }
 
@@ -40,13 +43,18 @@ public final class SpawnedProcess: Sendable {
 
     /// Sends a signal; a child that already exited (zombie) is not an error.
     public func kill(_ signal: Int32 = SIGKILL) {
-        _ = Glibc.kill(pid, signal)
+        exitStatus.withLock { status in
+            if status == nil { _ = Glibc.kill(pid, signal) }
+        }
     }
 
     /// Waits for exit; returns the exit status, or 128+signal.
     @discardableResult
     public func wait() throws -> Int32 {
-        try Subprocess.wait(pid)
+        if let status = exitStatus.withLock({ $0 }) { return status }
+        let status = try Subprocess.wait(pid)
+        exitStatus.withLock { $0 = status }
+        return status
     }
 }
 
@@ -54,9 +62,7 @@ public final class SpawnedProcess: Sendable {
 public enum Pipe {
     public static func make() throws -> (read: FileDescriptor, write: FileDescriptor) {
         var fds: [Int32] = [0, 0]
-        _ = try retryingInterrupts("pipe") { pipe(&fds) }
-        let ends = (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
-        for fd in fds { _ = rund_fcntl_int(fd, F_SETFD, FD_CLOEXEC) }
-        return ends
+        _ = try retryingInterrupts("pipe2") { rund_pipe_cloexec(&fds) }
+        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
     }
 }

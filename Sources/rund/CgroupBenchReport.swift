@@ -1,32 +1,42 @@
 import Cgroups
-import FoundationEssentials
+import Foundation
 
 /// `rund bench cgroups` results: JSON as encoded, a table for people.
 struct CgroupBenchReport: Encodable {
     struct Run: Encodable {
         let threads: Int
         let path: String
+        let rounds: Int
+        /// Operations over all rounds; p50/p99 are over all of them.
         let operations: Int
         let p50Ms: Double
         let p99Ms: Double
+        /// Median over the rounds of each round's wall time, process CPU and host CPU.
         let totalMs: Double
         let processCPUMs: Double
         let hostCPUMs: Double
+        /// mkdir path: median time the kernel needed after the run to free the removed cgroups.
+        let settleMs: Double
         /// Mean microseconds per operation spent in each phase (get, configure, attach, put).
         let phaseMeanUs: [String: Double]
 
-        init(_ measurement: CgroupChurn.Measurement, label: String) {
-            threads = measurement.threads
+        /// Combines the rounds of one path at one thread count.
+        init(_ rounds: [CgroupChurn.Measurement], label: String) {
+            threads = rounds.first?.threads ?? 0
             path = label
-            operations = measurement.latencies.count
-            p50Ms = Double(measurement.percentile(0.5)) / 1e6
-            p99Ms = Double(measurement.percentile(0.99)) / 1e6
-            totalMs = Double(measurement.wallNanoseconds) / 1e6
-            processCPUMs = Double(measurement.processCPUNanoseconds) / 1e6
-            hostCPUMs = Double(measurement.hostCPUNanoseconds) / 1e6
-            let operations = Double(max(1, measurement.latencies.count))
-            phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map {
-                ($0.rawValue, Double(measurement.phaseTotals[$0] ?? 0) / operations / 1e3)
+            self.rounds = rounds.count
+            let latencies = rounds.flatMap(\.latencies).sorted()
+            operations = latencies.count
+            p50Ms = Double(CgroupChurn.percentile(latencies, 0.5)) / 1e6
+            p99Ms = Double(CgroupChurn.percentile(latencies, 0.99)) / 1e6
+            func median(_ values: [UInt64]) -> Double { Double(CgroupChurn.percentile(values.sorted(), 0.5)) / 1e6 }
+            totalMs = median(rounds.map(\.wallNanoseconds))
+            processCPUMs = median(rounds.map(\.processCPUNanoseconds))
+            hostCPUMs = median(rounds.map(\.hostCPUNanoseconds))
+            settleMs = median(rounds.map(\.settleNanoseconds))
+            let perOperation = Double(max(1, latencies.count)) * 1e3
+            phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map { phase in
+                (phase.rawValue, Double(rounds.reduce(UInt64(0)) { $0 + ($1.phaseTotals[phase] ?? 0) }) / perOperation)
             })
         }
     }
@@ -43,6 +53,7 @@ struct CgroupBenchReport: Encodable {
     let mode: String
     let hierarchies: Int
     let count: Int
+    let rounds: Int
     let limits: String
     let runs: [Run]
     let kvmCreateVM: KVMCreateProbe.Comparison?
@@ -66,7 +77,7 @@ struct CgroupBenchReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case ratio, ratioThreads, ratios, mode, hierarchies, count, limits, runs, kvmCreateVM, poolStatistics
+        case ratio, ratioThreads, ratios, mode, hierarchies, count, rounds, limits, runs, kvmCreateVM, poolStatistics
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -77,6 +88,7 @@ struct CgroupBenchReport: Encodable {
         try container.encode(mode, forKey: .mode)
         try container.encode(hierarchies, forKey: .hierarchies)
         try container.encode(count, forKey: .count)
+        try container.encode(rounds, forKey: .rounds)
         try container.encode(limits, forKey: .limits)
         try container.encode(runs, forKey: .runs)
         try container.encodeIfPresent(kvmCreateVM, forKey: .kvmCreateVM)
@@ -85,15 +97,15 @@ struct CgroupBenchReport: Encodable {
 
     func table() -> String {
         var lines = [
-            "cgroup pool vs mkdir/rmdir: \(count) operations per row, cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
-            row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us"]),
+            "cgroup pool vs mkdir/rmdir: \(count) operations per row and round, \(rounds) rounds (times: median round), cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
+            row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us", "settle ms"]),
         ]
         for run in runs {
             let phases = ["get", "configure", "attach", "put"].map { fixed(run.phaseMeanUs[$0] ?? 0, 1) }
             lines.append(row([
                 "\(run.threads)", run.path, fixed(run.p50Ms, 3), fixed(run.p99Ms, 3), fixed(run.totalMs, 1),
                 fixed(run.processCPUMs, 1), fixed(run.hostCPUMs, 1),
-            ] + phases))
+            ] + phases + [run.path == "mkdir" ? fixed(run.settleMs, 1) : "-"]))
         }
         lines.append("ratio mkdir/pool: " + ratios.map {
             "\($0.threads) threads: total \(fixed($0.wall, 2))x, cpu \(fixed($0.processCPU, 2))x, p50 \(fixed($0.p50, 2))x"
@@ -105,22 +117,14 @@ struct CgroupBenchReport: Encodable {
     }
 
     private func row(_ cells: [String]) -> String {
-        let widths = [7, 9, 8, 8, 9, 8, 11, 8, 9, 9, 8]
+        let widths = [7, 9, 8, 8, 9, 8, 11, 8, 9, 9, 8, 9]
         return zip(cells, widths).map { cell, width in
             String(repeating: " ", count: max(0, width - cell.count)) + cell
         }.joined(separator: " ")
     }
 }
 
+/// `value` with `digits` decimals, for tables.
 func fixed(_ value: Double, _ digits: Int) -> String {
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let rounded = (value * scale).rounded() / scale
-    var text = "\(rounded)"
-    if let dot = text.firstIndex(of: ".") {
-        let decimals = text.distance(from: dot, to: text.endIndex) - 1
-        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
-        if digits == 0 { text = String(text[..<dot]) }
-    }
-    return text
+    String(format: "%.\(digits)f", value)
 }

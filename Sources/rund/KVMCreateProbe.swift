@@ -53,9 +53,9 @@ enum KVMCreateProbe {
         let kvm = try KVMSystem()
         var times: [UInt64] = []
         for _ in 0..<samples {
-            let start = monotonicNanoseconds()
+            let start = MonotonicNanoseconds.now()
             let vm = try kvm.createVirtualMachine()
-            times.append(monotonicNanoseconds() - start)
+            times.append(MonotonicNanoseconds.now() - start)
             _ = vm
         }
         print(times.map(String.init).joined(separator: "\n"))
@@ -96,11 +96,5 @@ enum KVMCreateProbe {
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard length > 0 else { throw SystemError.last("readlink", subject: "/proc/self/exe") }
         return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    private static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }

@@ -72,7 +72,7 @@ struct CgroupPoolTests {
             #expect(changed == expected)
 
             try lease.release()
-            #expect(try Subprocess.wait(child.pid) == 128 + SIGKILL)
+            #expect(try child.wait() == 128 + SIGKILL)
             #expect(try snapshot(parent) == before)
             #expect(pool.freeCount == 1)
             #expect(throws: CgroupError.self) { try lease.attach(pid: getpid()) }
@@ -87,6 +87,10 @@ struct CgroupPoolTests {
             let before = try snapshot(parent)
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "../../etc") }
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "ok", limits: CgroupLimits(memoryBytes: 1)) }
+            if host.controllers.contains("cpuset") {
+                let refused = try #require(throws: CgroupError.self) { try pool.take(sandboxID: "ok", limits: CgroupLimits(cpus: "0-4000")) }
+                #expect(refused.message.contains("refused") && !refused.message.contains("\n"))
+            }
             let lease = try pool.take(sandboxID: "twice")
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "twice") }
             try lease.release()
@@ -142,6 +146,10 @@ struct CgroupPoolTests {
             let liveLease = try pool.take(sandboxID: "running", owner: liveOwner)
             try deadLease.attach(pid: dead.pid)
             try liveLease.attach(pid: live.pid)
+            // A process the crashed sandbox left behind: gc must kill it.
+            let straggler = try CgroupTestHost.sleeper()
+            defer { straggler.kill(); _ = try? straggler.wait() }
+            try deadLease.attach(pid: straggler.pid)
             let liveName = try #require(liveLease.name)
             let deadToken = try #require(deadLease.name).dropFirst(3).prefix(12)
 
@@ -152,6 +160,8 @@ struct CgroupPoolTests {
             #expect(report.returned == ["crashed"])
             #expect(report.inUse == ["running"])
             #expect(report.failures == [])
+            #expect(report.killedProcesses == 1)
+            #expect(try straggler.wait() == 128 + SIGKILL)
             for hierarchy in host.hierarchies {
                 #expect(try CgroupTestHost.entries(of: parent, in: hierarchy) == ["pool-\(deadToken)", liveName].sorted())
                 #expect(try CgroupTestHost.read("\(hierarchy.mountPoint)/\(parent)/\(liveName)/cgroup.procs") == "\(live.pid)")
@@ -161,26 +171,37 @@ struct CgroupPoolTests {
                 #expect(try CgroupTestHost.read("\(memory.mountPoint)/\(parent)/pool-\(deadToken)/memory.limit_in_bytes") == "9223372036854771712")
             }
             #expect(kill(live.pid, 0) == 0)
-            let again = try CgroupGarbageCollector.collect(host: host, parentName: parent)
+            let again = try pool.collectGarbage()
             #expect(again.returned == [] && again.inUse == ["running"])
+            // The pool now lists the returned entry and hands it out again; the stale lease's
+            // release must not touch it.
+            let next = try pool.take(sandboxID: "next")
+            #expect(try #require(next.name).hasPrefix("sb-\(deadToken)-"))
+            #expect(pool.statistics.createdOnDemand == 0)
+            let nextChild = try CgroupTestHost.sleeper()
+            defer { nextChild.kill(); _ = try? nextChild.wait() }
+            try next.attach(pid: nextChild.pid)
+            try deadLease.release()
+            #expect(try next.processes() == [nextChild.pid])
+            try next.release()
             try liveLease.release()
         }
     }
 
-    @Test(.enabled(if: access("/usr/bin/python3", X_OK) == 0, "needs python3 to allocate memory"))
-    func aProcessOverItsMemoryLimitIsOOMKilled() throws {
+    @Test func aProcessOverItsMemoryLimitIsOOMKilled() throws {
         try CgroupTestHost.withParent { parent in
             let pool = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 1, refillInBackground: false))
             defer { try? pool.shutdown() }
             let lease = try pool.take(sandboxID: "greedy", limits: CgroupLimits(memoryBytes: 64 << 20))
             let gate = try Pipe.make()
-            // Waits for the go byte (sent once it is inside the cgroup), then touches 256 MiB.
+            // Waits for a line (sent once it is inside the cgroup), then dd fills one 256 MiB
+            // buffer from /dev/zero: every page is touched.
             let child = try SpawnedProcess.spawn(
-                ["/usr/bin/python3", "-c", "import sys; sys.stdin.buffer.read(1); b = b'x' * (256 << 20); print(len(b))"],
+                ["sh", "-c", "read go && exec dd if=/dev/zero of=/dev/null bs=256M count=1 status=none"],
                 standardInput: gate.read)
             gate.read.close()
             try lease.attach(pid: child.pid)
-            try gate.write.writeAll("g")
+            try gate.write.writeAll("go\n")
             gate.write.close()
             #expect(try child.wait() == 128 + SIGKILL)
             let memory = try #require(host.hierarchies.first { $0.has("memory") || $0.version == .v2 })
@@ -216,6 +237,40 @@ struct CgroupPoolTests {
 }
 
 extension CgroupPoolTests {
+    /// A crash can stop a claim after some hierarchies were renamed, or a creation after some
+    /// were made: gc finishes both from the names alone.
+    @Test func gcFinishesHalfRenamedAndHalfMadeEntries() throws {
+        try CgroupTestHost.withParent { parent in
+            let pool = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 1, refillInBackground: false))
+            try pool.shutdown()
+            let hierarchies = host.hierarchies
+            let free = try #require(try CgroupTestHost.entries(of: parent, in: hierarchies[0]).first)
+            let token = String(free.dropFirst(5))
+            let exited = try SpawnedProcess.spawn(["true"])
+            try exited.wait()
+            let taken = "sb-\(token)-\(exited.pid)-1-crashed"
+            let renamed = max(1, hierarchies.count / 2)
+            for hierarchy in hierarchies.prefix(renamed) {
+                #expect(rename("\(hierarchy.mountPoint)/\(parent)/\(free)", "\(hierarchy.mountPoint)/\(parent)/\(taken)") == 0)
+            }
+            let halfMade = "pool-00000000abcd"
+            for hierarchy in hierarchies.suffix(max(1, hierarchies.count - 1)) where hierarchies.count > 1 {
+                #expect(mkdir("\(hierarchy.mountPoint)/\(parent)/\(halfMade)", 0o755) == 0)
+            }
+            let report = try CgroupGarbageCollector.collect(host: host, parentName: parent)
+            #expect(report.returned == ["crashed"])
+            #expect(report.completed == (hierarchies.count > 1 ? ["00000000abcd"] : []))
+            #expect(report.failures == [])
+            for hierarchy in hierarchies {
+                let expected = hierarchies.count > 1 ? [halfMade, free].sorted() : [free]
+                #expect(try CgroupTestHost.entries(of: parent, in: hierarchy) == expected)
+            }
+            let reopened = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 0, refillInBackground: false))
+            defer { try? reopened.shutdown() }
+            #expect(reopened.freeCount == (hierarchies.count > 1 ? 2 : 1))
+        }
+    }
+
     /// The shim attaches itself: release must move the caller out, not kill it. Only this
     /// thread joins (v1 `tasks`), so children other tests spawn meanwhile from other threads
     /// stay where they are; cgroup.procs still lists this process.
