@@ -118,6 +118,17 @@ final class VsockTestGuest {
         return driver.usedIndex(queue: Self.transmitQueue) == before &+ 1
     }
 
+    /// Transmits `bytes` as one buffer, whatever they hold; returns false when not consumed.
+    @discardableResult
+    func sendRaw(_ bytes: [UInt8]) throws -> Bool {
+        try memory.write(bytes, at: Self.transmitArea)
+        let before = driver.usedIndex(queue: Self.transmitQueue)
+        let buffer = VirtioTestDriver.Buffer(address: Self.transmitArea, length: UInt32(bytes.count), writable: false)
+        try driver.publish(try driver.addChain([buffer], queue: Self.transmitQueue), queue: Self.transmitQueue)
+        driver.notify(queue: UInt32(Self.transmitQueue))
+        return driver.usedIndex(queue: Self.transmitQueue) == before &+ 1
+    }
+
     /// Connects guest `port` to host `hostPort`; returns the device's answer.
     func connect(from port: UInt32, to hostPort: UInt32, bufferAllocation: UInt32 = 64 << 10) throws -> [VsockPacket] {
         try send(VsockPacket(sourcePort: port, destinationPort: hostPort, operation: VsockPacket.request, bufferAllocation: bufferAllocation))
