@@ -81,8 +81,9 @@ public enum VsockShutdown: Sendable {
 }
 
 /// One stream connection between the host and the guest: a byte stream with read-some,
-/// write-all and close. Reads and writes may run on different threads at once.
-/// Dropping the stream closes it.
+/// write-all and close, matching the TTRPC target's `ByteStream` requirements exactly
+/// (`read(into:)`, `write(_:)`, `close()`). Reads and writes may run on different threads at
+/// once; `close` wakes a blocked reader. Dropping the stream closes it.
 public final class VsockStream: Sendable {
     let core: VsockCore
     let id: UInt64
@@ -104,8 +105,13 @@ public final class VsockStream: Sendable {
 
     /// Reads what is available, at most `buffer.count` bytes, blocking until something is.
     /// Returns 0 at end of stream (the guest shut down sending or closed). Throws
-    /// `connectionReset` once data read before a reset is consumed, `timedOut` after `timeout`.
-    public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(VsockError) -> Int {
+    /// `connectionReset` once data read before a reset is consumed, `closed` after `close`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(VsockError) -> Int {
+        try read(into: buffer, timeout: nil)
+    }
+
+    /// `read(into:)` that throws `timedOut` when nothing arrived within `timeout` (nil: forever).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration?) throws(VsockError) -> Int {
         try core.waitFor("read from guest port \(guestPort)", timeout: timeout) {
             [id] (state: inout VsockState) throws(VsockError) -> VsockState.Step<Int> in try state.read(id, into: buffer)
         }
@@ -123,7 +129,12 @@ public final class VsockStream: Sendable {
 
     /// Queues all of `bytes` for the guest, blocking while the connection's outgoing buffer is
     /// full (the guest has not granted credit). Throws `brokenPipe` when the guest no longer reads.
-    public func write(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(VsockError) {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(VsockError) {
+        try write(bytes, timeout: nil)
+    }
+
+    /// `write(_:)` that throws `timedOut` when the bytes were not all queued within `timeout`.
+    public func write(_ bytes: UnsafeRawBufferPointer, timeout: Duration?) throws(VsockError) {
         var written = 0
         try core.waitFor("write to guest port \(guestPort)", timeout: timeout) {
             [id] (state: inout VsockState) throws(VsockError) -> VsockState.Step<Void> in

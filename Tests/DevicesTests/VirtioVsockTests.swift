@@ -217,6 +217,27 @@ import Glibc
         #expect(try result.wait().get() == [42])
     }
 
+    /// The TTRPC client runs over any `ByteStream`: read-some, write-all, close. Closing wakes a
+    /// reader blocked in another thread.
+    @Test func worksAsTheByteStreamTTRPCUses() throws {
+        let guest = try VsockTestGuest()
+        let (_, vsock) = try connected(guest)
+        let stream: any ByteStreamShape = vsock
+        try [UInt8]([1, 2]).withUnsafeBytes { try stream.write($0) }
+        #expect(try guest.receive().first?.payload == [1, 2])
+        let blocked = HostResult<Int>()
+        DispatchQueue.global().async {
+            blocked.set { () throws(VsockError) -> Int in
+                var byte: UInt8 = 0
+                return try withUnsafeMutableBytes(of: &byte) { buffer in Result { () throws(VsockError) in try vsock.read(into: buffer) } }.get()
+            }
+        }
+        usleep(20_000)
+        stream.close()
+        #expect(throws: VsockError.closed) { try blocked.wait().get() }
+        #expect(try guest.receive().map(\.flags) == [Packet.shutdownSend | Packet.shutdownReceive])
+    }
+
     @Test func creditRequestIsAnsweredWithCreditUpdate() throws {
         let guest = try VsockTestGuest()
         let (_, stream) = try connected(guest)
@@ -235,6 +256,16 @@ import Glibc
         #expect(throws: VsockError.connectionReset(port: Self.guestPort)) { try stream.read(upTo: 10, timeout: .seconds(1)) }
     }
 }
+
+/// The shape of the TTRPC target's `ByteStream` (Devices does not depend on TTRPC): the
+/// conformance below fails to compile if `VsockStream` stops matching it.
+protocol ByteStreamShape: AnyObject, Sendable {
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    func close()
+}
+
+extension VsockStream: ByteStreamShape {}
 
 /// The result of a host call made on another thread.
 final class HostResult<Value: Sendable>: Sendable {
