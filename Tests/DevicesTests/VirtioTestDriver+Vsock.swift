@@ -1,5 +1,10 @@
 import Devices
+import Dispatch
 import GuestMemory
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A virtio-vsock packet as the guest lays it out (spec 5.10.6): a 44-byte little-endian header
 /// and the payload right after it.
@@ -138,4 +143,46 @@ final class VsockTestGuest {
 
 enum TestGuestError: Error {
     case deviceRefused
+}
+
+/// The result of a host call made on another thread.
+final class HostResult<Value: Sendable>: Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let value = Mutex<Result<Value, VsockError>?>(nil)
+
+    /// Runs `body` on a global queue thread (host calls block).
+    static func start(_ body: @escaping @Sendable () throws(VsockError) -> Value) -> HostResult {
+        let result = HostResult()
+        DispatchQueue.global().async { result.set(body) }
+        return result
+    }
+
+    private func set(_ body: () throws(VsockError) -> Value) {
+        let result = Result(catching: body)
+        value.withLock { $0 = result }
+        done.signal()
+    }
+
+    func wait() throws -> Result<Value, VsockError> {
+        guard done.wait(timeout: .now() + 10) == .success else { throw HostResultError.timedOut }
+        return value.withLock { $0! }
+    }
+}
+
+enum HostResultError: Error {
+    case timedOut
+}
+
+extension VsockTestGuest {
+    /// Polls the receive queue until the device delivered something (host threads deliver
+    /// asynchronously) or 5 s passed.
+    func waitForPackets() throws -> [VsockPacket] {
+        let deadline = DispatchTime.now() + 5
+        while DispatchTime.now() < deadline {
+            let packets = try receive()
+            if !packets.isEmpty { return packets }
+            usleep(1000)
+        }
+        return []
+    }
 }

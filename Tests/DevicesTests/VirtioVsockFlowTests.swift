@@ -50,12 +50,9 @@ import Glibc
         #expect(try guest.connect(from: 5000, to: 1024, bufferAllocation: guestBuffer).map(\.operation) == [Packet.response])
         let stream = try listener.accept(timeout: .seconds(5))
         let payload = Self.pattern(1 << 20, seed: 1)
-        let writer = HostResult<Bool>()
-        DispatchQueue.global().async {
-            writer.set { () throws(VsockError) in
-                try stream.write(payload, timeout: .seconds(30))
-                return true
-            }
+        let writer = HostResult.start { () throws(VsockError) in
+            try stream.write(payload, timeout: .seconds(30))
+            return true
         }
         let received = try receiveAsGuest(guest, ports: [5000: 1024], count: payload.count, guestBuffer: guestBuffer)
         #expect(received[5000] == payload)
@@ -73,13 +70,10 @@ import Glibc
         var peerForwarded = 0
         let stream = try listener.accept(timeout: .seconds(5))
         let payload = Self.pattern(512 << 10, seed: 2)
-        let reader = HostResult<[UInt8]>()
-        DispatchQueue.global().async {
-            reader.set { () throws(VsockError) -> [UInt8] in
-                var all: [UInt8] = []
-                while all.count < payload.count { all += try stream.read(upTo: 3000, timeout: .seconds(30)) }
-                return all
-            }
+        let reader = HostResult.start { () throws(VsockError) -> [UInt8] in
+            var all: [UInt8] = []
+            while all.count < payload.count { all += try stream.read(upTo: 3000, timeout: .seconds(30)) }
+            return all
         }
         var sent = 0
         var creditUpdates = 0
@@ -122,14 +116,10 @@ import Glibc
         }
         let count = 300 << 10
         let writers = streams.map { stream in
-            let done = HostResult<Bool>()
-            DispatchQueue.global().async {
-                done.set { () throws(VsockError) in
-                    try stream.write(Self.pattern(count, seed: Int(stream.guestPort)), timeout: .seconds(30))
-                    return true
-                }
+            HostResult.start { () throws(VsockError) in
+                try stream.write(Self.pattern(count, seed: Int(stream.guestPort)), timeout: .seconds(30))
+                return true
             }
-            return done
         }
         let received = try receiveAsGuest(guest, ports: ports, count: count, guestBuffer: guestBuffer)
         for port in ports.keys { #expect(received[port] == Self.pattern(count, seed: Int(port))) }

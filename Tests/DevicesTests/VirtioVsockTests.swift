@@ -32,6 +32,13 @@ import Glibc
         Packet(sourcePort: Self.guestPort, destinationPort: Self.hostPort, operation: operation, flags: flags, forwardCount: forwarded)
     }
 
+    /// Starts a host `connect` on another thread; returns it and the REQUEST the guest got.
+    func connectFromHost(_ guest: VsockTestGuest, to port: UInt32) throws -> (HostResult<VsockStream>, Packet) {
+        let host = guest.host
+        let result = HostResult.start { () throws(VsockError) in try host.connect(guestPort: port, timeout: .seconds(5)) }
+        return (result, try #require(try guest.waitForPackets().first))
+    }
+
     @Test func identifiesAsAStreamSocketDeviceWithItsCID() throws {
         let guest = try VsockTestGuest()
         let driver = guest.driver
@@ -96,10 +103,7 @@ import Glibc
 
     @Test func hostInitiatedConnectAnsweredByTheGuest() throws {
         let guest = try VsockTestGuest()
-        let result = HostResult<VsockStream>()
-        let host = guest.host
-        DispatchQueue.global().async { result.set { () throws(VsockError) in try host.connect(guestPort: 7000, timeout: .seconds(5)) } }
-        let request = try #require(try guest.waitForPackets().first)
+        let (result, request) = try connectFromHost(guest, to: 7000)
         #expect(request.operation == Packet.request)
         #expect(request.destinationPort == 7000 && request.destinationCID == UInt64(VsockTestGuest.cid))
         #expect(request.bufferAllocation == 256 << 10)
@@ -114,10 +118,7 @@ import Glibc
 
     @Test func hostConnectRefusedOrUnansweredFails() throws {
         let guest = try VsockTestGuest()
-        let refused = HostResult<VsockStream>()
-        let host = guest.host
-        DispatchQueue.global().async { refused.set { () throws(VsockError) in try host.connect(guestPort: 7001, timeout: .seconds(5)) } }
-        let request = try #require(try guest.waitForPackets().first)
+        let (refused, request) = try connectFromHost(guest, to: 7001)
         try guest.send(Packet(sourcePort: 7001, destinationPort: request.sourcePort, operation: Packet.reset))
         #expect(throws: VsockError.connectionRefused(port: 7001)) { try refused.wait().get() }
 
@@ -211,8 +212,7 @@ import Glibc
         #expect(throws: VsockError.timedOut(operation: "read from guest port \(Self.guestPort)")) {
             try stream.read(upTo: 10, timeout: .milliseconds(20))
         }
-        let result = HostResult<[UInt8]>()
-        DispatchQueue.global().async { result.set { () throws(VsockError) in try stream.read(upTo: 10, timeout: .seconds(5)) } }
+        let result = HostResult.start { () throws(VsockError) in try stream.read(upTo: 10, timeout: .seconds(5)) }
         try guest.send(data([42]))
         #expect(try result.wait().get() == [42])
     }
@@ -225,12 +225,9 @@ import Glibc
         let stream: any ByteStreamShape = vsock
         try [UInt8]([1, 2]).withUnsafeBytes { try stream.write($0) }
         #expect(try guest.receive().first?.payload == [1, 2])
-        let blocked = HostResult<Int>()
-        DispatchQueue.global().async {
-            blocked.set { () throws(VsockError) -> Int in
-                var byte: UInt8 = 0
-                return try withUnsafeMutableBytes(of: &byte) { buffer in Result { () throws(VsockError) in try vsock.read(into: buffer) } }.get()
-            }
+        let blocked = HostResult.start { () throws(VsockError) -> Int in
+            var byte: UInt8 = 0
+            return try withUnsafeMutableBytes(of: &byte) { buffer in Result { () throws(VsockError) in try vsock.read(into: buffer) } }.get()
         }
         usleep(20_000)
         stream.close()
@@ -266,38 +263,3 @@ protocol ByteStreamShape: AnyObject, Sendable {
 }
 
 extension VsockStream: ByteStreamShape {}
-
-/// The result of a host call made on another thread.
-final class HostResult<Value: Sendable>: Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private let value = Mutex<Result<Value, VsockError>?>(nil)
-
-    func set(_ body: () throws(VsockError) -> Value) {
-        let result = Result(catching: body)
-        value.withLock { $0 = result }
-        done.signal()
-    }
-
-    func wait() throws -> Result<Value, VsockError> {
-        guard done.wait(timeout: .now() + 10) == .success else { throw HostResultError.timedOut }
-        return value.withLock { $0! }
-    }
-}
-
-enum HostResultError: Error {
-    case timedOut
-}
-
-extension VsockTestGuest {
-    /// Polls the receive queue until the device delivered something (host threads deliver
-    /// asynchronously) or 5 s passed.
-    func waitForPackets() throws -> [VsockPacket] {
-        let deadline = DispatchTime.now() + 5
-        while DispatchTime.now() < deadline {
-            let packets = try receive()
-            if !packets.isEmpty { return packets }
-            usleep(1000)
-        }
-        return []
-    }
-}

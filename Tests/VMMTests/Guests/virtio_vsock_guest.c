@@ -2,11 +2,8 @@
 // Like virtio_blk_guest.c it maps the MMIO gap itself; it drives the vsock device at slot 0 by
 // polling its used rings (no interrupts), the way Linux's virtio_transport lays packets out:
 // connect to host port 1024, send a greeting, print the host's answer, shut down, wait for RST.
-#include <stdint.h>
+#include "guest_io.h"
 
-#define COM1 0x3f8
-#define SLEEP_CONTROL 0x600
-#define VIRTIO_BASE 0xd0000000ull
 #define QUEUE_SIZE 8
 #define RX_BUFFERS 4
 #define RX_BUFFER_SIZE 4140                    // header + 4 KiB, as Linux posts them
@@ -14,7 +11,6 @@
 enum { RX = 0, TX = 1, EVENT = 2 };
 enum { REQUEST = 1, RESPONSE = 2, RST = 3, SHUTDOWN = 4, RW = 5 };
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 struct __attribute__((packed)) hdr {
     uint64_t src_cid, dst_cid;
     uint32_t src_port, dst_port, len;
@@ -30,27 +26,8 @@ struct __attribute__((packed)) hdr {
 #define RX_AREA 0x220000ull
 #define TX_HDR ((volatile struct hdr *)0x230000)
 #define TX_DATA ((volatile uint8_t *)0x231000)
-#define PD_HIGH ((volatile uint64_t *)0x300000)
-#define PDPT ((volatile uint64_t *)0xa000)
 
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static void putc_(char c) { outb(COM1, (uint8_t)c); }
-static void puts_(const char *s) { while (*s) putc_(*s++); }
-static void putu(uint64_t v) {
-    char buf[21]; int i = 20; buf[i] = 0;
-    do { buf[--i] = (char)('0' + v % 10); v /= 10; } while (v);
-    puts_(&buf[i]);
-}
-static volatile uint32_t *reg(uint32_t offset) { return (volatile uint32_t *)(VIRTIO_BASE + offset); }
-static void poweroff(void) { outb(SLEEP_CONTROL, (5 << 2) | (1 << 5)); for (;;) __asm__ volatile("hlt"); }
 static void barrier(void) { __asm__ volatile("mfence" : : : "memory"); }
-
-static void map_mmio_gap(void) {
-    for (uint64_t i = 0; i < 512; i++) PD_HIGH[i] = (0xc0000000ull + (i << 21)) | 0x9b;
-    PDPT[3] = 0x300000 | 0x3;
-    uint64_t cr3;
-    __asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
-}
 
 static uint64_t guest_cid;
 static uint16_t avail_idx[3], used_seen, tx_next;
