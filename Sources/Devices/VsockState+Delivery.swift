@@ -34,7 +34,7 @@ extension VsockState {
         guard var connection = connections[id] else { return 0 }
         var packet = header(for: connection.key, operation: VsockHeader.Operation.readWrite)
         packet.length = UInt32(count)
-        packet.bufferAllocation = UInt32(limits.bufferAllocation)
+        packet.bufferAllocation = UInt32(clamping: limits.bufferAllocation)
         packet.forwardCount = connection.forwarded
         connection.advertisedForwarded = connection.forwarded
         chain.writeBytes(packet.encoded, at: 0)
@@ -53,7 +53,7 @@ extension VsockState {
     private mutating func stampCredit(_ packet: inout VsockHeader) {
         let key = VsockConnectionKey(hostPort: packet.sourcePort, guestPort: packet.destinationPort)
         guard let id = ports[key], let connection = connections[id] else { return }
-        packet.bufferAllocation = UInt32(limits.bufferAllocation)
+        packet.bufferAllocation = UInt32(clamping: limits.bufferAllocation)
         packet.forwardCount = connection.forwarded
         connections[id]?.advertisedForwarded = connection.forwarded
         if packet.operation == VsockHeader.Operation.creditUpdate { connections[id]?.creditUpdateQueued = false }

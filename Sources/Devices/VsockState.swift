@@ -94,6 +94,7 @@ struct VsockState {
 
     private mutating func receiveShutdown(_ id: UInt64, flags: UInt32) {
         guard var connection = connections[id] else { return }
+        guard connection.phase == .established else { return violation(id, "SHUTDOWN before the connection was established") }
         connection.guestShutdown |= flags & VsockHeader.ShutdownFlag.both
         if connection.guestShutdown & VsockHeader.ShutdownFlag.receive != 0 { connection.outgoing.removeAll() }
         connections[id] = connection

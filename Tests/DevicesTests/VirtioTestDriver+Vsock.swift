@@ -143,6 +143,7 @@ final class VsockTestGuest {
 
 enum TestGuestError: Error {
     case deviceRefused
+    case noPacket
 }
 
 /// The result of a host call made on another thread.
@@ -174,6 +175,14 @@ enum HostResultError: Error {
 }
 
 extension VsockTestGuest {
+    /// Starts a host `connect` on another thread; returns it and the REQUEST the guest got.
+    func connectFromHost(to port: UInt32) throws -> (HostResult<VsockStream>, VsockPacket) {
+        let host = self.host
+        let result = HostResult.start { () throws(VsockError) in try host.connect(guestPort: port, timeout: .seconds(5)) }
+        guard let request = try waitForPackets().first else { throw TestGuestError.noPacket }
+        return (result, request)
+    }
+
     /// Polls the receive queue until the device delivered something (host threads deliver
     /// asynchronously) or 5 s passed.
     func waitForPackets() throws -> [VsockPacket] {

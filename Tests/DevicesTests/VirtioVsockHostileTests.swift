@@ -98,6 +98,15 @@ import Testing
         #expect(throws: VsockError.connectionReset(port: 5003)) { try second.read(upTo: 10, timeout: .seconds(1)) }
     }
 
+    /// Anything but RESPONSE or RST to a host REQUEST resets the attempt at once.
+    @Test func shutdownInsteadOfResponseFailsTheHostConnect() throws {
+        let guest = try VsockTestGuest()
+        let (attempt, request) = try guest.connectFromHost(to: 7000)
+        try guest.send(Packet(sourcePort: 7000, destinationPort: request.sourcePort, operation: Packet.shutdown, flags: 3))
+        #expect(throws: VsockError.connectionReset(port: 7000)) { try attempt.wait().get() }
+        #expect(try guest.receive().map(\.operation) == [Packet.reset])
+    }
+
     @Test func aReceiveBufferTooSmallForAHeaderNeedsReset() throws {
         let guest = try VsockTestGuest(receiveBuffers: 4, bufferSize: 16)
         try guest.send(Packet(sourcePort: 5000, destinationPort: 1024, operation: Packet.request))

@@ -32,13 +32,6 @@ import Glibc
         Packet(sourcePort: Self.guestPort, destinationPort: Self.hostPort, operation: operation, flags: flags, forwardCount: forwarded)
     }
 
-    /// Starts a host `connect` on another thread; returns it and the REQUEST the guest got.
-    func connectFromHost(_ guest: VsockTestGuest, to port: UInt32) throws -> (HostResult<VsockStream>, Packet) {
-        let host = guest.host
-        let result = HostResult.start { () throws(VsockError) in try host.connect(guestPort: port, timeout: .seconds(5)) }
-        return (result, try #require(try guest.waitForPackets().first))
-    }
-
     @Test func identifiesAsAStreamSocketDeviceWithItsCID() throws {
         let guest = try VsockTestGuest()
         let driver = guest.driver
@@ -103,7 +96,7 @@ import Glibc
 
     @Test func hostInitiatedConnectAnsweredByTheGuest() throws {
         let guest = try VsockTestGuest()
-        let (result, request) = try connectFromHost(guest, to: 7000)
+        let (result, request) = try guest.connectFromHost(to: 7000)
         #expect(request.operation == Packet.request)
         #expect(request.destinationPort == 7000 && request.destinationCID == UInt64(VsockTestGuest.cid))
         #expect(request.bufferAllocation == 256 << 10)
@@ -118,7 +111,7 @@ import Glibc
 
     @Test func hostConnectRefusedOrUnansweredFails() throws {
         let guest = try VsockTestGuest()
-        let (refused, request) = try connectFromHost(guest, to: 7001)
+        let (refused, request) = try guest.connectFromHost(to: 7001)
         try guest.send(Packet(sourcePort: 7001, destinationPort: request.sourcePort, operation: Packet.reset))
         #expect(throws: VsockError.connectionRefused(port: 7001)) { try refused.wait().get() }
 
