@@ -4,7 +4,7 @@ extension VsockState {
     typealias Step<R> = (R?, VsockWakeup?)
 
     mutating func openConnection(guestPort: UInt32) throws(VsockError) -> UInt64 {
-        guard connections.count < limits.connections else { throw .tooManyConnections(limit: limits.connections) }
+        guard makeRoom() else { throw .tooManyConnections(limit: limits.connections) }
         var key = VsockConnectionKey(hostPort: nextHostPort, guestPort: guestPort)
         while listeners[key.hostPort] != nil || ports[key] != nil {
             key.hostPort = key.hostPort == UInt32.max ? VirtioVsock.firstEphemeralPort : key.hostPort + 1

@@ -76,7 +76,7 @@ struct VsockState {
     /// A guest connection to a host port: accepted into the listener's backlog, or refused.
     private mutating func acceptRequest(_ header: VsockHeader, key: VsockConnectionKey) {
         guard var listener = listeners[key.hostPort] else { return refuse(header) }
-        guard listener.backlog.count < limits.backlog, connections.count < limits.connections else {
+        guard listener.backlog.count < limits.backlog, makeRoom() else {
             logger.debug("vsock: connection to host port \(key.hostPort) refused: backlog or connection limit reached")
             return refuse(header)
         }
@@ -158,6 +158,17 @@ struct VsockState {
         connections[id] = VsockConnection(id: id, key: key, phase: phase)
         ports[key] = id
         return id
+    }
+
+    /// True when a connection may be added. At the limit, the oldest connection the host closed
+    /// but the guest never confirmed is reset to make room: a guest cannot pin entries forever.
+    mutating func makeRoom() -> Bool {
+        guard connections.count >= limits.connections else { return true }
+        guard let stale = connections.values.filter({ $0.hostClosed }).min(by: { $0.id < $1.id }) else { return false }
+        queueControl(header(for: stale.key, operation: VsockHeader.Operation.reset))
+        if ports[stale.key] == stale.id { ports[stale.key] = nil }
+        connections[stale.id] = nil
+        return true
     }
 
     /// The guest no longer knows the connection: drop it from the port table (the ports may be

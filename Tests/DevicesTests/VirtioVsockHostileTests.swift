@@ -155,6 +155,23 @@ import Testing
         #expect(accepted.count == 2)
     }
 
+    /// A guest that never confirms the host's close cannot pin table entries: at the limit the
+    /// oldest such connection is reset to make room.
+    @Test func unconfirmedClosesAreReclaimedAtTheConnectionLimit() throws {
+        let guest = try VsockTestGuest(limits: .init(connections: 2))
+        let listener = try guest.host.listen(port: 1024)
+        var seen: [UInt16] = []
+        for port in UInt32(7000)..<7002 {
+            seen += try guest.connect(from: port, to: 1024).map(\.operation)
+            try listener.accept(timeout: .seconds(1)).close()
+        }
+        seen += try guest.receive().map(\.operation)
+        #expect(seen == [Packet.response, Packet.shutdown, Packet.response, Packet.shutdown])
+        let answer = try guest.connect(from: 7002, to: 1024)
+        #expect(answer.map(\.operation) == [Packet.reset, Packet.response])
+        #expect(answer.first?.destinationPort == 7000)
+    }
+
     /// Random headers with valid CIDs and ports near a live connection: nothing crashes, the
     /// ring never breaks, and the device answers at most one packet per packet.
     @Test func randomPacketsNeverBreakTheDevice() throws {
