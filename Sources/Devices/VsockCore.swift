@@ -104,11 +104,7 @@ final class VsockCore: Sendable {
         withState { state in
             state.receiveQueue = nil
             state.control.removeAll()
-            for port in state.listeners.keys {
-                for id in state.listeners[port]?.backlog ?? [] { state.connections[id] = nil }
-                state.listeners[port]?.backlog.removeAll()
-            }
-            for id in Array(state.connections.keys) { state.detach(id, phase: .reset(refused: false)) }
+            state.resetAll(tellingGuest: false)
         }
     }
 

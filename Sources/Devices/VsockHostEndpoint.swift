@@ -32,6 +32,13 @@ public final class VsockHostEndpoint: Sendable {
         }
         return try VsockStream(core: core, id: id)
     }
+
+    /// Resets every connection (the guest is sent RST for each): blocked reads, writes and
+    /// connects fail with `connectionReset` at once. For when the VM stopped or the host gives up
+    /// on the guest; listeners stay open.
+    public func resetAllConnections() {
+        core.withState(delivering: true) { $0.resetAll(tellingGuest: true) }
+    }
 }
 
 /// Guest connections to one host port, waiting to be accepted. Closing it (or dropping it)

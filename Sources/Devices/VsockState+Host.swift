@@ -136,4 +136,21 @@ extension VsockState {
         for connection in listener.backlog { abandon(connection) }
         if listener.waiters > 0 { pendingWakeups.append((listener.wakeup, listener.waiters)) }
     }
+
+    /// Resets every connection: host calls on them fail with `connectionReset` at once. Connections
+    /// not yet accepted are dropped. With `tellingGuest`, the guest gets an RST for each.
+    mutating func resetAll(tellingGuest: Bool) {
+        for port in listeners.keys {
+            for id in listeners[port]?.backlog ?? [] {
+                if tellingGuest { abandon(id) } else { connections[id] = nil }
+            }
+            listeners[port]?.backlog.removeAll()
+        }
+        for (id, connection) in connections {
+            if tellingGuest, connection.attached {
+                queueControl(header(for: connection.key, operation: VsockHeader.Operation.reset))
+            }
+            detach(id, phase: .reset(refused: false))
+        }
+    }
 }

@@ -160,6 +160,8 @@ public final class Machine: @unchecked Sendable {
         }
         for thread in threads { thread.join() }
         threads.removeAll()
+        // vsock: the guest is gone; host calls blocked on it must not wait for it.
+        vsock?.resetAllConnections()
         logger.debug("machine ended", metadata: ["exit": "\(exit)"])
         return exit
     }

@@ -239,6 +239,23 @@ import Glibc
         #expect(update.forwardCount == 2 && update.bufferAllocation == 256 << 10)
     }
 
+    /// What the VMM does when the VM stops: nothing blocked on the guest keeps waiting.
+    @Test func resetAllConnectionsWakesBlockedCallsAndTellsTheGuest() throws {
+        let guest = try VsockTestGuest()
+        let (listener, stream) = try connected(guest)
+        #expect(try guest.connect(from: Self.guestPort + 1, to: Self.hostPort).map(\.operation) == [Packet.response])
+        let blocked = HostResult.start { () throws(VsockError) in try stream.read(upTo: 10, timeout: .seconds(10)) }
+        usleep(20_000)
+        guest.host.resetAllConnections()
+        #expect(throws: VsockError.connectionReset(port: Self.guestPort)) { try blocked.wait().get() }
+        let resets = try guest.receive()
+        #expect(resets.map(\.operation) == [Packet.reset, Packet.reset])
+        #expect(Set(resets.map(\.destinationPort)) == [Self.guestPort, Self.guestPort + 1])
+        // The listener stays; the unaccepted connection is gone.
+        #expect(throws: VsockError.timedOut(operation: "accept on port \(Self.hostPort)")) { try listener.accept(timeout: .milliseconds(10)) }
+        #expect(try guest.connect(from: Self.guestPort + 2, to: Self.hostPort).map(\.operation) == [Packet.response])
+    }
+
     @Test func driverResetResetsEveryConnection() throws {
         let guest = try VsockTestGuest()
         let (_, stream) = try connected(guest)
