@@ -116,6 +116,18 @@ import Testing
         #expect(try fresh.connect(from: 5000, to: 1024).map(\.operation) == [Packet.reset])
     }
 
+    /// A broken transmit ring needs a reset; the reset then fails the host's streams promptly.
+    @Test func aBrokenTransmitRingNeedsResetAndTheResetEndsHostStreams() throws {
+        let guest = try VsockTestGuest()
+        let stream = try connected(guest)
+        let head = try guest.driver.addChain([.init(address: 1 << 40, length: 44, writable: false)], queue: VsockTestGuest.transmitQueue)
+        try guest.driver.publish(head, queue: VsockTestGuest.transmitQueue)
+        guest.driver.notify(queue: UInt32(VsockTestGuest.transmitQueue))
+        #expect(guest.driver.needsReset)
+        guest.driver.write(0x70, 0)
+        #expect(throws: VsockError.connectionReset(port: 5000)) { try stream.read(upTo: 10, timeout: .seconds(1)) }
+    }
+
     @Test func controlPacketsAreBoundedWhenTheGuestPostsNoReceiveBuffers() throws {
         let guest = try VsockTestGuest(limits: .init(controlPackets: 8), receiveBuffers: 0)
         for port in UInt32(0)..<100 {
