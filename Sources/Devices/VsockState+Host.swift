@@ -29,10 +29,19 @@ extension VsockState {
         }
     }
 
-    /// Gives up a connection attempt: the guest is told with RST, the entry is dropped.
+    /// Gives up a connection: the guest is told with RST, the entry is dropped. A REQUEST the
+    /// guest never received is simply withdrawn (the driver may not be up yet).
     mutating func abandon(_ id: UInt64) {
         guard var connection = connections[id] else { return }
-        if connection.attached { queueControl(header(for: connection.key, operation: VsockHeader.Operation.reset)) }
+        let undelivered = control.firstIndex {
+            $0.operation == VsockHeader.Operation.request && $0.sourcePort == connection.key.hostPort
+                && $0.destinationPort == connection.key.guestPort
+        }
+        if let undelivered {
+            control.remove(at: undelivered)
+        } else if connection.attached {
+            queueControl(header(for: connection.key, operation: VsockHeader.Operation.reset))
+        }
         connection.hostClosed = true
         connections[id] = connection
         detach(id, phase: .reset(refused: false))

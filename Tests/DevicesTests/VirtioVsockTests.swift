@@ -123,6 +123,18 @@ import Glibc
         #expect(seen == [Packet.request, Packet.reset])
     }
 
+    /// Before the guest driver is up (no receive buffers) a timed-out connect leaves nothing
+    /// behind: the guest later sees no stale REQUEST.
+    @Test func connectBeforeTheDriverIsUpTimesOutCleanly() throws {
+        let guest = try VsockTestGuest(receiveBuffers: 0)
+        #expect(throws: VsockError.timedOut(operation: "connect to guest port 7003")) {
+            try guest.host.connect(guestPort: 7003, timeout: .milliseconds(20))
+        }
+        for index in UInt16(0)..<4 { try guest.post(index) }
+        guest.driver.notify(queue: UInt32(VsockTestGuest.receiveQueue))
+        #expect(try guest.receive().isEmpty)
+    }
+
     @Test func guestShutdownOfSendingGivesEndOfStreamAfterTheData() throws {
         let guest = try VsockTestGuest()
         let (_, stream) = try connected(guest)
