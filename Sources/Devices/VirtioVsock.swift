@@ -36,13 +36,14 @@ public final class VirtioVsock: VirtioDevice {
             bufferAllocation: Int = 256 << 10, outgoingBytes: Int = 256 << 10, maxPacketPayload: Int = 64 << 10,
             creditUpdateThreshold: Int = 64 << 10, connections: Int = 256, backlog: Int = 64, controlPackets: Int = 1024
         ) {
-            self.bufferAllocation = bufferAllocation
-            self.outgoingBytes = outgoingBytes
-            self.maxPacketPayload = maxPacketPayload
-            self.creditUpdateThreshold = creditUpdateThreshold
-            self.connections = connections
-            self.backlog = backlog
-            self.controlPackets = controlPackets
+            // Clamped so no configuration can overflow the 32-bit counters or stall a writer.
+            self.bufferAllocation = min(max(bufferAllocation, 1), Int(UInt32.max))
+            self.outgoingBytes = max(outgoingBytes, 1)
+            self.maxPacketPayload = max(maxPacketPayload, 1)
+            self.creditUpdateThreshold = max(creditUpdateThreshold, 0)
+            self.connections = max(connections, 0)
+            self.backlog = max(backlog, 0)
+            self.controlPackets = max(controlPackets, 0)
         }
     }
 
