@@ -20,17 +20,17 @@ public final class VirtioVsock: VirtioDevice {
     /// Bounds on what a guest (or a slow host consumer) can make the device hold.
     public struct Limits: Sendable {
         /// Receive buffer per connection, advertised to the guest as buf_alloc.
-        public var bufferAllocation: Int
+        public let bufferAllocation: Int
         /// Host-written bytes queued per connection before `write` blocks.
-        public var outgoingBytes: Int
+        public let outgoingBytes: Int
         /// Largest payload in one packet to the guest (Linux's receive buffers hold 4 KiB; the cap
         /// matters only for bigger buffers).
-        public var maxPacketPayload: Int
+        public let maxPacketPayload: Int
         /// A CREDIT_UPDATE is sent once the guest's view of our free space drops below this.
-        public var creditUpdateThreshold: Int
-        public var connections: Int
-        public var backlog: Int
-        public var controlPackets: Int
+        public let creditUpdateThreshold: Int
+        public let connections: Int
+        public let backlog: Int
+        public let controlPackets: Int
 
         public init(
             bufferAllocation: Int = 256 << 10, outgoingBytes: Int = 256 << 10, maxPacketPayload: Int = 64 << 10,
