@@ -60,6 +60,14 @@ public final class Virtqueue: Sendable {
     public func processAvailable(
         _ handle: (DescriptorChain) throws(VirtqueueError) -> UInt32
     ) throws(VirtqueueError) -> Bool {
+        try processAvailable(declining: { chain throws(VirtqueueError) -> UInt32? in try handle(chain) })
+    }
+
+    /// Like `processAvailable`, but `handle` may return nil to leave that chain, and all after it,
+    /// available for a later call: for buffers that wait for data (virtio-vsock's receive queue).
+    public func processAvailable(
+        declining handle: (DescriptorChain) throws(VirtqueueError) -> UInt32?
+    ) throws(VirtqueueError) -> Bool {
         try state.withLock { state throws(VirtqueueError) -> Bool in
             guard state.active else { return false }
             let published = availableRing.load(UInt16.self, at: 2)
@@ -70,20 +78,22 @@ public final class Virtqueue: Sendable {
                 state.active = false
                 throw .availIndexJump(lastSeen: state.nextAvailable, published: published, size: size)
             }
-            guard pending > 0 else { return false }
+            var used = 0
             for _ in 0..<pending {
                 let slot = Int(state.nextAvailable % size)
                 let head = availableRing.load(UInt16.self, at: 4 + 2 * slot)
                 do throws(VirtqueueError) {
-                    let written = try handle(try DescriptorChain(head: head, in: self))
+                    guard let written = try handle(try DescriptorChain(head: head, in: self)) else { break }
                     state.nextAvailable &+= 1
                     pushUsed(head: head, written: written, state: &state)
+                    used += 1
                 } catch {
                     // A broken queue stays broken until the driver resets the device.
                     state.active = false
                     throw error
                 }
             }
+            guard used > 0 else { return false }
             // Our used index must be visible before we read whether the driver wants an interrupt.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
             return availableRing.load(UInt16.self, at: 0) & Self.availableFlagNoInterrupt == 0

@@ -26,6 +26,9 @@ public final class Machine: @unchecked Sendable {
     private var threads: [OSThread] = []
     // Keep the device objects (and their fds) alive as long as the machine.
     private let devices: [AnyObject]
+    /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
+    /// Listen and connect from any thread, before or during `run()`.
+    public let vsock: VsockHostEndpoint?
 
     public init(configuration: VMConfiguration, logger: Logger = Logger(label: "rund.vmm")) throws {
         startNanoseconds = MonotonicNanoseconds.now()
@@ -84,6 +87,17 @@ public final class Machine: @unchecked Sendable {
             mmio.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
             acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
             owned.append(transport)
+        }
+        // vsock: optional, in the slot after the disks.
+        if let cid = configuration.vsockGuestCID {
+            let slot = VirtioSlots.slot(configuration.disks.count)
+            let (transport, endpoint) = try Self.makeVsock(guestCID: cid, memory: memory, interrupt: try IRQFDLine(vm: vm, gsi: slot.gsi))
+            mmio.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
+            acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
+            owned.append(transport)
+            vsock = endpoint
+        } else {
+            vsock = nil
         }
         devices = owned
         bus = IOBus(
@@ -146,6 +160,8 @@ public final class Machine: @unchecked Sendable {
         }
         for thread in threads { thread.join() }
         threads.removeAll()
+        // vsock: the guest is gone; host calls blocked on it must not wait for it.
+        vsock?.resetAllConnections()
         logger.debug("machine ended", metadata: ["exit": "\(exit)"])
         return exit
     }

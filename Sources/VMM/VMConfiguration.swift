@@ -33,6 +33,9 @@ public struct VMConfiguration: Sendable {
     public var vcpuCount: Int
     public var disks: [Disk]
     public var console: Console
+    /// vsock: when set, the VM gets a virtio-vsock device with this guest CID (3 or more), in the
+    /// virtio slot after the disks; its host side is `Machine.vsock`.
+    public var vsockGuestCID: UInt32? = nil
 
     public static let maxVCPUs = 32
     public static let minMemoryMiB = 32
@@ -62,6 +65,15 @@ public struct VMConfiguration: Sendable {
         }
         guard disks.count <= VirtioSlots.maxDevices else {
             throw .invalidConfiguration("at most \(VirtioSlots.maxDevices) disks, got \(disks.count)")
+        }
+        // vsock: a valid CID and a free virtio slot.
+        if let cid = vsockGuestCID {
+            guard cid > 2, cid != UInt32.max else {
+                throw .invalidConfiguration("vsock guest CID \(cid) is reserved; use a value from 3 to 4294967294")
+            }
+            guard disks.count < VirtioSlots.maxDevices else {
+                throw .invalidConfiguration("at most \(VirtioSlots.maxDevices - 1) disks with a vsock device, got \(disks.count)")
+            }
         }
     }
 }

@@ -14,12 +14,19 @@ final class VirtioTestDriver {
     static let availableRing: UInt64 = 0x2000
     static let usedRing: UInt64 = 0x3000
 
+    /// The driver's side of one queue.
+    struct DriverQueue {
+        var size: UInt16
+        var availableIndex: UInt16 = 0
+        var nextDescriptor: UInt16 = 0
+    }
+
     let memory: GuestMemory
     let transport: VirtioMMIOTransport
     let interrupts = InterruptCounter()
-    private(set) var queueSize: UInt16 = 0
-    private(set) var availableIndex: UInt16 = 0
-    private var nextDescriptor: UInt16 = 0
+    private(set) var queues: [DriverQueue] = []
+    var queueSize: UInt16 { queues.first?.size ?? 0 }
+    var availableIndex: UInt16 { queues.first?.availableIndex ?? 0 }
 
     init(device: any VirtioDevice, memory: GuestMemory? = nil) throws {
         self.memory = try memory ?? GuestMemory.anonymous([(base: 0, size: 1 << 20)])
@@ -46,11 +53,18 @@ final class VirtioTestDriver {
         return UInt64(read(0x10)) << 32 | UInt64(low)
     }
 
-    /// The spec's initialisation sequence (3.1.1) for queue 0. Returns false when the device
-    /// refused a step (FEATURES_OK not accepted, or it asked for a reset).
+    /// Ring addresses of `queue`: queue 0 at the static addresses, each further one 3 pages on.
+    static func rings(queue: Int) -> (descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64) {
+        let offset = 0x3000 * UInt64(queue)
+        return (descriptorTable + offset, availableRing + offset, usedRing + offset)
+    }
+
+    /// The spec's initialisation sequence (3.1.1) for queues 0..<queueCount (queue 0 at the given
+    /// ring addresses). Returns false when the device refused a step (FEATURES_OK not accepted,
+    /// or it asked for a reset).
     @discardableResult
     func initialize(
-        queueSize: UInt16 = 16, features: UInt64? = nil,
+        queueSize: UInt16 = 16, features: UInt64? = nil, queueCount: Int = 1,
         descriptorTable: UInt64 = descriptorTable, availableRing: UInt64 = availableRing, usedRing: UInt64 = usedRing
     ) -> Bool {
         write(0x70, 0)
@@ -63,17 +77,26 @@ final class VirtioTestDriver {
         write(0x20, UInt32(truncatingIfNeeded: wanted >> 32))
         write(0x70, Virtio.Status.acknowledge | Virtio.Status.driver | Virtio.Status.featuresOK)
         guard status & Virtio.Status.featuresOK != 0 else { return false }
-        write(0x30, 0)
+        queues = []
+        for index in 0..<queueCount {
+            let rings = index == 0 ? (descriptorTable, availableRing, usedRing) : Self.rings(queue: index)
+            guard setUpQueue(index, size: queueSize, rings: rings) else { return false }
+        }
+        write(0x70, Virtio.Status.acknowledge | Virtio.Status.driver | Virtio.Status.featuresOK | Virtio.Status.driverOK)
+        return status & Virtio.Status.driverOK != 0 && !needsReset && read(0x44) == 1
+    }
+
+    private func setUpQueue(_ index: Int, size: UInt16, rings: (UInt64, UInt64, UInt64)) -> Bool {
+        let (descriptorTable, availableRing, usedRing) = rings
+        write(0x30, UInt32(index))
         // No QueueNumMax check: a hostile driver ignores it, and the device must refuse.
         guard read(0x44) == 0 else { return false }
-        self.queueSize = queueSize
-        availableIndex = 0
-        nextDescriptor = 0
+        queues.append(DriverQueue(size: size))
         // GuestMemory.write refuses read-only regions (zero(at:) does not check).
         let page = [UInt8](repeating: 0, count: 0x1000)
         try? memory.write(page, at: availableRing & ~0xfff)
         try? memory.write(page, at: usedRing & ~0xfff)
-        write(0x38, UInt32(queueSize))
+        write(0x38, UInt32(size))
         write(0x80, UInt32(truncatingIfNeeded: descriptorTable))
         write(0x84, UInt32(truncatingIfNeeded: descriptorTable >> 32))
         write(0x90, UInt32(truncatingIfNeeded: availableRing))
@@ -81,12 +104,11 @@ final class VirtioTestDriver {
         write(0xa0, UInt32(truncatingIfNeeded: usedRing))
         write(0xa4, UInt32(truncatingIfNeeded: usedRing >> 32))
         write(0x44, 1)
-        write(0x70, Virtio.Status.acknowledge | Virtio.Status.driver | Virtio.Status.featuresOK | Virtio.Status.driverOK)
-        return status & Virtio.Status.driverOK != 0 && !needsReset && read(0x44) == 1
+        return true
     }
 
-    func writeDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16) throws {
-        let base = Self.descriptorTable + 16 * UInt64(index)
+    func writeDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16, queue: Int = 0) throws {
+        let base = Self.rings(queue: queue).descriptorTable + 16 * UInt64(index)
         try memory.store(address, at: base)
         try memory.store(length, at: base + 8)
         try memory.store(flags, at: base + 12)
@@ -94,15 +116,15 @@ final class VirtioTestDriver {
     }
 
     /// Lays `buffers` out as one chain of fresh descriptors and returns its head.
-    func addChain(_ buffers: [Buffer]) throws -> UInt16 {
-        let head = nextDescriptor
+    func addChain(_ buffers: [Buffer], queue: Int = 0) throws -> UInt16 {
+        let head = queues[queue].nextDescriptor
         for (i, buffer) in buffers.enumerated() {
-            let index = nextDescriptor
-            nextDescriptor = (nextDescriptor + 1) % queueSize
+            let index = queues[queue].nextDescriptor
+            queues[queue].nextDescriptor = (index + 1) % queues[queue].size
             let last = i == buffers.count - 1
             try writeDescriptor(
                 index, address: buffer.address, length: buffer.length,
-                flags: (last ? 0 : 1) | (buffer.writable ? 2 : 0), next: nextDescriptor)
+                flags: (last ? 0 : 1) | (buffer.writable ? 2 : 0), next: queues[queue].nextDescriptor, queue: queue)
         }
         return head
     }
@@ -118,25 +140,31 @@ final class VirtioTestDriver {
             try memory.store(UInt16((last ? 0 : 1) | (buffer.writable ? 2 : 0)), at: entry + 12)
             try memory.store(UInt16(i + 1), at: entry + 14)
         }
-        let head = nextDescriptor
-        nextDescriptor = (nextDescriptor + 1) % queueSize
+        let head = queues[0].nextDescriptor
+        queues[0].nextDescriptor = (head + 1) % queueSize
         try writeDescriptor(head, address: table, length: UInt32(16 * buffers.count), flags: 4, next: 0)
         return head
     }
 
     /// Puts `head` on the available ring and publishes it (without notifying).
-    func publish(_ head: UInt16) throws {
-        try memory.store(head, at: Self.availableRing + 4 + 2 * UInt64(availableIndex % queueSize))
-        availableIndex &+= 1
-        try memory.store(availableIndex, at: Self.availableRing + 2)
+    func publish(_ head: UInt16, queue: Int = 0) throws {
+        let ring = Self.rings(queue: queue).availableRing
+        let index = queues[queue].availableIndex
+        try memory.store(head, at: ring + 4 + 2 * UInt64(index % queues[queue].size))
+        queues[queue].availableIndex = index &+ 1
+        try memory.store(index &+ 1, at: ring + 2)
     }
 
     func notify(queue: UInt32 = 0) { write(0x50, queue) }
 
-    var usedIndex: UInt16 { (try? memory.load(UInt16.self, at: Self.usedRing + 2)) ?? 0 }
+    var usedIndex: UInt16 { usedIndex(queue: 0) }
 
-    func usedElement(_ position: UInt16) throws -> (id: UInt32, length: UInt32) {
-        let base = Self.usedRing + 4 + 8 * UInt64(position % queueSize)
+    func usedIndex(queue: Int) -> UInt16 {
+        (try? memory.load(UInt16.self, at: Self.rings(queue: queue).usedRing + 2)) ?? 0
+    }
+
+    func usedElement(_ position: UInt16, queue: Int = 0) throws -> (id: UInt32, length: UInt32) {
+        let base = Self.rings(queue: queue).usedRing + 4 + 8 * UInt64(position % queues[queue].size)
         return (try memory.load(UInt32.self, at: base), try memory.load(UInt32.self, at: base + 4))
     }
 }

@@ -3,17 +3,13 @@
 // it maps the MMIO gap itself, drives the virtio-blk device at slot 0 through its virtqueue,
 // reports on COM1 and powers off through the ACPI sleep control port.
 // SCENARIO selects what the guest does (see VirtioBlockGuestTests.swift).
-#include <stdint.h>
+#include "guest_io.h"
 
-#define COM1 0x3f8
-#define SLEEP_CONTROL 0x600
-#define VIRTIO_BASE 0xd0000000ull
 #define QUEUE_SIZE 8
 
 enum { READ_SECTOR0 = 1, WRITE_SECTOR1 = 2, DESC_OUTSIDE_MEMORY = 3, DESC_LOOP = 4,
        HUGE_LENGTH = 5, WRONG_DIRECTION = 6, AVAIL_IDX_JUMP = 7, RING_OUTSIDE_MEMORY = 8, SPIN = 9 };
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 struct blk_req { uint32_t type, reserved; uint64_t sector; };
 
 // Fixed guest-physical buffers below the 1 GiB identity map (RAM is 64 MiB).
@@ -23,27 +19,6 @@ struct blk_req { uint32_t type, reserved; uint64_t sector; };
 #define REQ ((volatile struct blk_req *)0x203000)
 #define DATA ((volatile uint8_t *)0x204000)
 #define STATUS ((volatile uint8_t *)0x205000)
-#define PD_HIGH ((volatile uint64_t *)0x300000)
-#define PDPT ((volatile uint64_t *)0xa000)
-
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static void putc_(char c) { outb(COM1, (uint8_t)c); }
-static void puts_(const char *s) { while (*s) putc_(*s++); }
-static void putu(uint64_t v) {
-    char buf[21]; int i = 20; buf[i] = 0;
-    do { buf[--i] = (char)('0' + v % 10); v /= 10; } while (v);
-    puts_(&buf[i]);
-}
-static volatile uint32_t *reg(uint32_t offset) { return (volatile uint32_t *)(VIRTIO_BASE + offset); }
-static void poweroff(void) { outb(SLEEP_CONTROL, (5 << 2) | (1 << 5)); for (;;) __asm__ volatile("hlt"); }
-
-static void map_mmio_gap(void) {
-    // PDPT[3] covers [3 GiB, 4 GiB): 2 MiB pages, uncached.
-    for (uint64_t i = 0; i < 512; i++) PD_HIGH[i] = (0xc0000000ull + (i << 21)) | 0x9b;
-    PDPT[3] = 0x300000 | 0x3;
-    uint64_t cr3;
-    __asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
-}
 
 static int setup_device(uint16_t queue_size, uint64_t desc, uint64_t avail, uint64_t used) {
     if (*reg(0x000) != 0x74726976 || *reg(0x004) != 2 || *reg(0x008) != 2) { puts_("no virtio-blk\n"); return 0; }

@@ -1,0 +1,141 @@
+import Dispatch
+import Logging
+import Synchronization
+
+/// The vsock device's shared engine: the guest side (queue processing on vCPU threads) and the
+/// host side (streams on any thread) meet here under one lock. Nothing here blocks while holding
+/// the lock, and vCPU threads never wait for host consumers: full buffers push back via credit.
+final class VsockCore: Sendable {
+    let guestCID: UInt64
+    let limits: VirtioVsock.Limits
+    let logger: Logger
+    private let state: Mutex<VsockState>
+    /// Processes the receive queue through the transport (so it raises the interrupt).
+    private let deliverer = Mutex<(@Sendable () -> Void)?>(nil)
+
+    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: Logger) {
+        self.guestCID = guestCID
+        self.limits = limits
+        self.logger = logger
+        self.state = Mutex(VsockState(guestCID: guestCID, limits: limits, logger: logger))
+    }
+
+    func setDeliverer(_ deliver: @escaping @Sendable () -> Void) {
+        deliverer.withLock { $0 = deliver }
+    }
+
+    /// Runs `body` under the lock, then wakes the host threads it made runnable.
+    /// Host-side callers pass `delivering`: packets they queued then go to the guest at once.
+    /// Guest-side callers (inside queue processing) must not: they fill the queue themselves.
+    func withState<R, E: Error>(delivering: Bool = false, _ body: (inout VsockState) throws(E) -> R) throws(E) -> R {
+        let (result, wakeups, queued) = state.withLock { state -> (Result<R, E>, [(VsockWakeup, Int)], Bool) in
+            let result: Result<R, E>
+            do throws(E) {
+                result = .success(try body(&state))
+            } catch {
+                result = .failure(error)
+            }
+            let wakeups = state.pendingWakeups
+            state.pendingWakeups.removeAll()
+            let queued = state.needsDelivery
+            if delivering { state.needsDelivery = false }
+            return (result, wakeups, queued)
+        }
+        for (wakeup, count) in wakeups { wakeup.signal(count) }
+        if delivering, queued { deliver() }
+        return try result.get()
+    }
+
+    /// Asks the transport to fill the guest's receive buffers with whatever is queued.
+    func deliver() {
+        deliverer.withLock { $0 }?()
+    }
+
+    // MARK: Guest side (vCPU threads)
+
+    func activate(receiveQueue: Virtqueue) {
+        withState { $0.receiveQueue = receiveQueue }
+    }
+
+    /// Reads one transmit-queue packet. A malformed packet is dropped or answered with RST; it
+    /// never breaks the queue, which only `DescriptorChain` validation can do.
+    func transmit(_ chain: DescriptorChain) {
+        guard chain.readableLength >= VsockHeader.length else {
+            logger.debug("vsock: dropped a \(chain.readableLength)-byte packet shorter than the header")
+            return
+        }
+        let header = VsockHeader(decoding: chain.readBytes(from: 0, count: VsockHeader.length))
+        guard header.sourceCID == guestCID, header.destinationCID == VsockState.hostCID else {
+            logger.debug("vsock: dropped a packet from CID \(header.sourceCID) to CID \(header.destinationCID); the guest is \(guestCID)")
+            return
+        }
+        let available = chain.readableLength - VsockHeader.length
+        let payloadLength = header.operation == VsockHeader.Operation.readWrite ? Int(header.length) : 0
+        guard Int(header.length) <= available, header.operation == VsockHeader.Operation.readWrite || header.length == 0 else {
+            logger.debug("vsock: packet claims \(header.length) payload bytes, carries \(available), operation \(header.operation)")
+            withState { state in
+                state.resetConnection(for: header)
+                state.refuse(header)
+            }
+            return
+        }
+        let payload = chain.readableSlices(from: VsockHeader.length, count: payloadLength)
+        withState { $0.receive(header, payload: payload) }
+    }
+
+    /// Fills the guest's receive buffers from the queued packets.
+    func fillReceiveQueue(_ queue: Virtqueue) throws(VirtqueueError) -> Bool {
+        try queue.processAvailable(declining: { chain throws(VirtqueueError) -> UInt32? in
+            guard chain.writableLength >= VsockHeader.length else {
+                throw .malformedRequest("vsock receive buffer at \(chain.head) has \(chain.writableLength) writable bytes, less than a packet header")
+            }
+            return withState { $0.fill(chain) }
+        })
+    }
+
+    /// Fills receive buffers after transmit processing (replies, credit updates).
+    func fillReceiveQueue() throws(VirtqueueError) -> Bool {
+        guard let queue = withState({ $0.receiveQueue }) else { return false }
+        return try fillReceiveQueue(queue)
+    }
+
+    /// The driver reset the device: every connection is reset, queued packets are forgotten.
+    func reset() {
+        withState { state in
+            state.receiveQueue = nil
+            state.control.removeAll()
+            state.resetAll(tellingGuest: false)
+        }
+    }
+
+    // MARK: Host side waits
+
+    /// Repeats `attempt` under the lock until it returns a value; when it returns nil it has
+    /// registered as a waiter on the returned wakeup, and we sleep until woken or the timeout
+    /// (nil: none) passes.
+    func waitFor<R>(
+        _ operation: String, timeout: Duration?,
+        _ attempt: (inout VsockState) throws(VsockError) -> (R?, VsockWakeup?)
+    ) throws(VsockError) -> R {
+        let deadline = Self.deadline(after: timeout)
+        while true {
+            let (result, wakeup) = try withState(delivering: true, attempt)
+            if let result { return result }
+            guard let wakeup else { throw .closed }
+            if !wakeup.wait(until: deadline) {
+                // One last look: the event may have raced the deadline.
+                let (late, _) = try withState(delivering: true, attempt)
+                if let late { return late }
+                throw .timedOut(operation: operation)
+            }
+        }
+    }
+
+    /// A dispatch deadline `timeout` from now; nil means forever.
+    private static func deadline(after timeout: Duration?) -> DispatchTime {
+        guard let timeout else { return .distantFuture }
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds = max(0, seconds) &* 1_000_000_000 &+ max(0, attoseconds) / 1_000_000_000
+        return .now() + .nanoseconds(Int(clamping: nanoseconds))
+    }
+}
