@@ -81,8 +81,8 @@ struct BootBenchReport: Encodable {
         print("boot to init, \(runs) runs each, \(memoryMiB) MiB, \(vcpus) vCPU(s)")
         print("vmm            median ms     p99 ms   peak RSS MiB")
         for r in results {
-            print(String(format: "%-13@ %10.1f %10.1f %14.1f", r.vmm as NSString, r.bootMillisecondsMedian,
-                         r.bootMillisecondsP99, r.peakRSSMiBMedian))
+            let name = r.vmm.padding(toLength: 13, withPad: " ", startingAt: 0)
+            print(name + String(format: " %10.1f %10.1f %14.1f", r.bootMillisecondsMedian, r.bootMillisecondsP99, r.peakRSSMiBMedian))
         }
         print(String(format: "ratio rund/qemu: boot %.2f, RSS %.2f", ratio, rssRatio))
     }
