@@ -61,8 +61,9 @@ final class FrameConnection: Sendable {
         guard first else { return }
         stream.close()
         outgoing.close()
-        closedLatch.close()
         onClose.withLock { $0 }?(reason)
+        // Last, so a waiter sees everything `onClose` did.
+        closedLatch.close()
     }
 
     var isClosed: Bool { closeReason.withLock { $0 != nil } }
