@@ -49,17 +49,19 @@ public final class TTRPCClient: Sendable {
     ) async throws -> [UInt8] {
         let streamID = try reserveStreamID()
         let frame = try requestFrame(streamID, service, method, payload, metadata, timeout)
-        let timer = timeout.map { timeout in
-            Task { [weak self] in
-                try await Task.sleep(for: timeout)
-                self?.complete(streamID, .failure(Self.deadlineExceeded(service, method)))
-            }
-        }
-        defer { timer?.cancel() }
+        let timer = TaskSlot()
+        defer { timer.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 start(streamID, frame) { continuation.resume(with: $0) }
                 if Task.isCancelled { complete(streamID, .failure(TTRPCStatus(.canceled, "call cancelled"))) }
+                // Armed only once the call is registered, so it cannot fire too early to count.
+                if let timeout {
+                    timer.store(Task { [weak self] in
+                        guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                        self?.complete(streamID, .failure(Self.deadlineExceeded(service, method)))
+                    })
+                }
             }
         } onCancel: {
             complete(streamID, .failure(TTRPCStatus(.canceled, "call cancelled")))

@@ -96,6 +96,7 @@ public final class TTRPCServerConnection: Sendable {
             return true
         }
         let payload = request.payload
+        let deadline = TaskSlot()
         let task = Task { [weak self] in
             let result: Result<[UInt8], TTRPCStatus>
             do {
@@ -103,17 +104,20 @@ public final class TTRPCServerConnection: Sendable {
             } catch {
                 result = .failure(TTRPCStatus(handlerError: error))
             }
+            deadline.cancel()
             _ = answerOnce(result)
             self?.finished(streamID)
         }
         running.withLock { $0[streamID] = task }
         if let timeout {
-            Task {
-                try? await Task.sleep(for: timeout)
+            // ttrpc hands the deadline to the handler's context; here the server also answers
+            // at the deadline itself, so a handler that ignores cancellation cannot hang the call.
+            deadline.store(Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 if answerOnce(.failure(TTRPCStatus(.deadlineExceeded, "context deadline exceeded"))) {
                     task.cancel()
                 }
-            }
+            })
         }
     }
 
