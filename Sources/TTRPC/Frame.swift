@@ -25,9 +25,9 @@ public struct FrameHeader: Equatable, Sendable {
         self.flags = flags
     }
 
-    /// Decodes exactly `FrameHeader.size` bytes.
-    public init(decoding bytes: some Collection<UInt8>) {
-        precondition(bytes.count == FrameHeader.size, "a ttrpc header is 10 bytes")
+    /// Decodes a header; nil unless given exactly `FrameHeader.size` bytes.
+    public init?(decoding bytes: some Collection<UInt8>) {
+        guard bytes.count == FrameHeader.size else { return nil }
         let b = Array(bytes)
         length = UInt32(b[0]) << 24 | UInt32(b[1]) << 16 | UInt32(b[2]) << 8 | UInt32(b[3])
         streamID = UInt32(b[4]) << 24 | UInt32(b[5]) << 16 | UInt32(b[6]) << 8 | UInt32(b[7])

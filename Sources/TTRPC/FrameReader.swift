@@ -20,10 +20,9 @@ struct FrameReader {
         var headerBytes = [UInt8](repeating: 0, count: FrameHeader.size)
         let got = try readFully(into: &headerBytes, from: 0)
         if got == 0 { return nil }
-        guard got == FrameHeader.size else {
+        guard got == FrameHeader.size, let header = FrameHeader(decoding: headerBytes) else {
             throw TTRPCConnectionError.truncatedFrame(expected: FrameHeader.size, received: got)
         }
-        let header = FrameHeader(decoding: headerBytes)
         if header.exceedsLimit {
             try discard(Int(header.length))
             return .oversized(header)

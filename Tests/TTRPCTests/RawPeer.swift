@@ -38,7 +38,7 @@ struct RawPeer: Sendable {
     }
 
     func readFrame() throws -> Frame {
-        let header = FrameHeader(decoding: try read(FrameHeader.size))
+        guard let header = FrameHeader(decoding: try read(FrameHeader.size)) else { throw Timeout() }
         return Frame(header: header, payload: try read(Int(header.length)))
     }
 

@@ -49,6 +49,7 @@ enum TraceFixtures {
         let header = FrameHeader(length: 0x0102_0304, streamID: 0xA0B0_C0D1, type: FrameType.response, flags: 7)
         #expect(header.encoded == [1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD1, 2, 7])
         #expect(FrameHeader(decoding: header.encoded) == header)
+        #expect(FrameHeader(decoding: [1, 2, 3]) == nil)
         #expect(!FrameHeader(length: 4 << 20, streamID: 1, type: 1).exceedsLimit)
         #expect(FrameHeader(length: (4 << 20) + 1, streamID: 1, type: 1).exceedsLimit)
     }
@@ -68,7 +69,7 @@ enum TraceFixtures {
 
     @Test func decodesTracedFrames() throws {
         let fixture = TraceFixtures.connectWithMetadata
-        let header = FrameHeader(decoding: fixture[0..<10])
+        let header = try #require(FrameHeader(decoding: fixture[0..<10]))
         #expect(header == FrameHeader(length: 86, streamID: 1, type: FrameType.request, flags: 0))
         let request = try Ttrpc_Request(serializedBytes: Array(fixture[10...]))
         #expect(request.service == "containerd.task.v2.Task")
@@ -82,7 +83,7 @@ enum TraceFixtures {
         #expect(error.status.message == "cannot pause a paused container")
         #expect(error.payload.isEmpty)
 
-        let empty = FrameHeader(decoding: TraceFixtures.emptyResponse)
+        let empty = try #require(FrameHeader(decoding: TraceFixtures.emptyResponse))
         #expect(empty.length == 0 && empty.streamID == 17 && empty.type == FrameType.response)
         #expect(try !Ttrpc_Response(serializedBytes: [UInt8]()).hasStatus)
     }
