@@ -11,6 +11,10 @@ import Synchronization
 final class FrameConnection: Sendable {
     let stream: any ByteStream
     private let outgoing = BlockingQueue<[UInt8]>()
+    /// Bytes queued but not yet written. A peer that stops reading while we keep producing
+    /// frames would otherwise grow our memory without bound.
+    private let queuedBytes = Mutex(0)
+    static let maxQueuedBytes = 64 << 20
     /// Closed (never pushed to) when the connection ends, so waiters wake.
     private let closedLatch = BlockingQueue<Never>()
     private let closeReason = Mutex<String?>(nil)
@@ -47,7 +51,17 @@ final class FrameConnection: Sendable {
     /// Queues one whole frame; false when the connection has already ended.
     @discardableResult
     func send(_ frame: Frame) -> Bool {
-        outgoing.push(frame.encoded)
+        let bytes = frame.encoded
+        let overflow = queuedBytes.withLock { queued -> Bool in
+            guard queued + bytes.count <= Self.maxQueuedBytes else { return true }
+            queued += bytes.count
+            return false
+        }
+        if overflow {
+            close(reason: "peer is not reading: more than \(Self.maxQueuedBytes >> 20) MiB of frames queued")
+            return false
+        }
+        return outgoing.push(bytes)
     }
 
     /// Ends the connection (idempotent): the stream is closed, queued frames are dropped and
@@ -97,6 +111,7 @@ final class FrameConnection: Sendable {
         while let bytes = outgoing.pop() {
             do {
                 try bytes.withUnsafeBytes { try stream.write($0) }
+                queuedBytes.withLock { $0 -= bytes.count }
             } catch {
                 close(reason: "write failed: \(error)")
                 return

@@ -72,7 +72,16 @@ public final class TTRPCServerConnection: Sendable {
         }
     }
 
+    /// Requests one connection may have in flight; more are refused, so a flooding peer cannot
+    /// grow the server's tasks without bound.
+    static let maxConcurrentRequests = 1024
+
     private func dispatch(_ request: Ttrpc_Request, streamID: UInt32) {
+        guard running.withLock({ $0.count }) < Self.maxConcurrentRequests else {
+            respond(streamID, status: TTRPCStatus(
+                .resourceExhausted, "too many concurrent requests on this connection (\(Self.maxConcurrentRequests))"))
+            return
+        }
         let handler: TTRPCServer.Handler
         switch server.handler(service: request.service, method: request.method) {
         case .success(let found): handler = found
@@ -97,18 +106,22 @@ public final class TTRPCServerConnection: Sendable {
         }
         let payload = request.payload
         let deadline = TaskSlot()
-        let task = Task { [weak self] in
-            let result: Result<[UInt8], TTRPCStatus>
-            do {
-                result = .success(try await handler(context, [UInt8](payload)))
-            } catch {
-                result = .failure(TTRPCStatus(handlerError: error))
+        // Created under the lock so the task cannot finish (and unregister) before it is registered.
+        let task = running.withLock { running in
+            let task = Task { [weak self] in
+                let result: Result<[UInt8], TTRPCStatus>
+                do {
+                    result = .success(try await handler(context, [UInt8](payload)))
+                } catch {
+                    result = .failure(TTRPCStatus(handlerError: error))
+                }
+                deadline.cancel()
+                _ = answerOnce(result)
+                self?.finished(streamID)
             }
-            deadline.cancel()
-            _ = answerOnce(result)
-            self?.finished(streamID)
+            running[streamID] = task
+            return task
         }
-        running.withLock { $0[streamID] = task }
         if let timeout {
             // ttrpc hands the deadline to the handler's context; here the server also answers
             // at the deadline itself, so a handler that ignores cancellation cannot hang the call.

@@ -151,6 +151,42 @@ import Testing
         #expect(expired.response.status.code == 4)
     }
 
+    /// A peer flooding requests that never finish is refused past the per-connection limit.
+    @Test func floodOfConcurrentRequestsIsRefused() async throws {
+        let (connection, peer) = try serverWithRawPeer(echoServer())
+        defer { connection.close() }
+        let limit = TTRPCServerConnection.maxConcurrentRequests
+        let refused = try await onOSThread {
+            let hang = try requestBytes(service: "test.Echo", method: "Hang")
+            var frames: [UInt8] = []
+            for index in 0...limit {
+                frames += Frame(streamID: UInt32(2 * index + 1), type: FrameType.request, payload: hang).encoded
+            }
+            try peer.send(frames)
+            return try peer.readResponse()
+        }
+        #expect(refused.streamID == UInt32(2 * limit + 1))
+        #expect(refused.response.status.code == 8)
+    }
+
+    /// A peer that sends requests but never reads the answers is cut off once the queued
+    /// responses pass the limit, instead of growing the server's memory.
+    @Test func peerThatNeverReadsIsDisconnected() async throws {
+        let server = TTRPCServer()
+        let big = [UInt8](repeating: 7, count: FrameHeader.maxPayloadLength - 64)
+        server.register(service: "s", method: "Big") { _, _ in big }
+        let (connection, peer) = try serverWithRawPeer(server)
+        let ended = try await onOSThread {
+            let request = try requestBytes(service: "s", method: "Big")
+            for index in 0..<40 {
+                try peer.send(Frame(streamID: UInt32(2 * index + 1), type: FrameType.request, payload: request).encoded)
+            }
+            return connection.waitUntilClosed(timeout: .seconds(30))
+        }
+        #expect(ended)
+        #expect(connection.closeReason?.contains("not reading") == true)
+    }
+
     @Test func listenerServesConnectionsUntilShutdown() async throws {
         let path = "/tmp/rund-ttrpc-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         defer { unlink(path) }
