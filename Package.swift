@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .target(name: "CLinux"),
@@ -24,6 +25,8 @@ let package = Package(
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "Storage", dependencies: ["CLinux", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "TTRPC", dependencies: ["HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")], exclude: ["Generated/ttrpc.proto.sha256"], swiftSettings: strict),
+        .target(name: "AgentProtocol", dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")], exclude: ["Generated/agent.proto.sha256"], swiftSettings: strict),
         .executableTarget(
             name: "rund",
             dependencies: [
@@ -41,6 +44,8 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS", "CLinux"], swiftSettings: strict),
+        .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
+        .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
     ]
 )

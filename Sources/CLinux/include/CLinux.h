@@ -124,3 +124,10 @@ static inline size_t rund_kvm_msrs_size(unsigned n) { return sizeof(struct kvm_m
 #define RUND_CLINUX_CGROUPS_H
 #include <sys/xattr.h>
 #endif
+
+// MARK: ttrpc sockets (issue 6): accept4 is _GNU_SOURCE-only in the headers; call the syscall.
+#ifndef RUND_CLINUX_SOCKETS_H
+#define RUND_CLINUX_SOCKETS_H
+#include <sys/socket.h>
+static inline int rund_accept4(int fd, int flags) { return (int)syscall(SYS_accept4, fd, NULL, NULL, flags); }
+#endif

@@ -1,0 +1,73 @@
+import SwiftProtobuf
+import TTRPC
+
+typealias SwiftProtobufMessage = SwiftProtobuf.Message
+
+/// The host's typed view of the agent API over one ttrpc connection. Every method may throw
+/// `TTRPCStatus` (the agent's answer, or DEADLINE_EXCEEDED after `timeout`) or
+/// `TTRPCConnectionError` (the connection to the guest failed).
+public struct AgentClient: Sendable {
+    public let connection: TTRPCClient
+
+    public init(connection: TTRPCClient) {
+        self.connection = connection
+    }
+
+    public func createContainer(_ request: AgentCreateContainerRequest, timeout: Duration? = nil) async throws -> AgentCreateContainerResponse {
+        try await call(.createContainer, request, timeout)
+    }
+
+    public func startProcess(_ request: AgentStartProcessRequest, timeout: Duration? = nil) async throws -> AgentStartProcessResponse {
+        try await call(.startProcess, request, timeout)
+    }
+
+    public func execProcess(_ request: AgentExecProcessRequest, timeout: Duration? = nil) async throws -> AgentStartProcessResponse {
+        try await call(.execProcess, request, timeout)
+    }
+
+    public func writeStdin(_ request: AgentWriteStdinRequest, timeout: Duration? = nil) async throws -> AgentWriteStdinResponse {
+        try await call(.writeStdin, request, timeout)
+    }
+
+    public func closeStdin(_ request: AgentCloseStdinRequest, timeout: Duration? = nil) async throws -> AgentCloseStdinResponse {
+        try await call(.closeStdin, request, timeout)
+    }
+
+    /// Long-polls: returns when output is available or the stream has ended.
+    public func readStdout(_ request: AgentReadOutputRequest, timeout: Duration? = nil) async throws -> AgentReadOutputResponse {
+        try await call(.readStdout, request, timeout)
+    }
+
+    /// Long-polls: returns when output is available or the stream has ended.
+    public func readStderr(_ request: AgentReadOutputRequest, timeout: Duration? = nil) async throws -> AgentReadOutputResponse {
+        try await call(.readStderr, request, timeout)
+    }
+
+    /// Blocks until the process exits; normally called without a timeout.
+    public func waitProcess(_ request: AgentWaitProcessRequest, timeout: Duration? = nil) async throws -> AgentWaitProcessResponse {
+        try await call(.waitProcess, request, timeout)
+    }
+
+    public func signalProcess(_ request: AgentSignalProcessRequest, timeout: Duration? = nil) async throws -> AgentSignalProcessResponse {
+        try await call(.signalProcess, request, timeout)
+    }
+
+    public func resizeTerminal(_ request: AgentResizeTerminalRequest, timeout: Duration? = nil) async throws -> AgentResizeTerminalResponse {
+        try await call(.resizeTerminal, request, timeout)
+    }
+
+    public func stats(_ request: AgentStatsRequest, timeout: Duration? = nil) async throws -> AgentStatsResponse {
+        try await call(.stats, request, timeout)
+    }
+
+    public func shutdown(_ request: AgentShutdownRequest = AgentShutdownRequest(), timeout: Duration? = nil) async throws -> AgentShutdownResponse {
+        try await call(.shutdown, request, timeout)
+    }
+
+    private func call<Response: SwiftProtobufMessage>(
+        _ method: AgentMethod, _ request: some SwiftProtobufMessage, _ timeout: Duration?
+    ) async throws -> Response {
+        try await connection.call(
+            service: AgentMethod.service, method: method.rawValue, request: request, timeout: timeout)
+    }
+}

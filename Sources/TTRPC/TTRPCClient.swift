@@ -1,0 +1,190 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data: the type SwiftProtobuf gives bytes fields
+#else
+import Foundation
+#endif
+import Logging
+import SwiftProtobuf
+import Synchronization
+
+/// A ttrpc client on one connection: concurrent calls multiplexed by stream id (odd, from 1,
+/// increasing by 2, as containerd's client does), answered in any order.
+///
+/// `call` suspends without blocking a concurrency-pool thread; `callBlocking` is for plain OS
+/// threads (device or vCPU threads must not wait on the pool). When the connection ends, every
+/// pending call fails with `TTRPCConnectionError.closed`.
+public final class TTRPCClient: Sendable {
+    public typealias Completion = @Sendable (Result<[UInt8], any Error>) -> Void
+
+    private struct State {
+        var nextStreamID: UInt32 = 1
+        var pending: [UInt32: Completion] = [:]
+        var closed: TTRPCConnectionError?
+    }
+
+    private let state = Mutex(State())
+    private let frames: FrameConnection
+    private let logger: Logger
+
+    /// Starts serving responses from `stream` (its reader and writer threads).
+    public init(stream: any ByteStream, logger: Logger = Logger(label: "rund.ttrpc.client")) throws {
+        self.logger = logger
+        frames = FrameConnection(stream: stream)
+        try frames.start(
+            name: "ttrpc-cli",
+            onFrame: { [weak self] incoming in self?.receive(incoming) },
+            onClose: { [weak self] reason in self?.failAll(.closed(reason: reason)) })
+    }
+
+    deinit {
+        frames.close(reason: "client released")
+    }
+
+    /// Calls `/service/method` with a serialized request; returns the serialized response.
+    /// Throws `TTRPCStatus` for an error answer (DEADLINE_EXCEEDED when `timeout` passes first,
+    /// CANCELED when the task is cancelled) and `TTRPCConnectionError` when the transport fails.
+    public func call(
+        service: String, method: String, payload: [UInt8],
+        metadata: [(key: String, value: String)] = [], timeout: Duration? = nil
+    ) async throws -> [UInt8] {
+        let streamID = try reserveStreamID()
+        let frame = try requestFrame(streamID, service, method, payload, metadata, timeout)
+        let timer = TaskSlot()
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                start(streamID, frame) { continuation.resume(with: $0) }
+                if Task.isCancelled { complete(streamID, .failure(TTRPCStatus(.canceled, "call cancelled"))) }
+                // Armed only once the call is registered, so it cannot fire too early to count.
+                if let timeout {
+                    timer.store(Task { [weak self] in
+                        guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                        self?.complete(streamID, .failure(Self.deadlineExceeded(service, method)))
+                    })
+                }
+            }
+        } onCancel: {
+            complete(streamID, .failure(TTRPCStatus(.canceled, "call cancelled")))
+        }
+    }
+
+    /// `call` for plain OS threads: blocks the calling thread until the answer, the timeout or
+    /// the end of the connection. Never call it from the Swift concurrency pool.
+    public func callBlocking(
+        service: String, method: String, payload: [UInt8],
+        metadata: [(key: String, value: String)] = [], timeout: Duration? = nil
+    ) throws -> [UInt8] {
+        let streamID = try reserveStreamID()
+        let frame = try requestFrame(streamID, service, method, payload, metadata, timeout)
+        let answer = BlockingQueue<Result<[UInt8], any Error>>()
+        start(streamID, frame) { answer.push($0) }
+        if let first = answer.pop(timeoutNanoseconds: timeout.map(\.nanoseconds)) {
+            return try first.get()
+        }
+        // Timed out: fail the call unless its answer won the race, then take whichever came.
+        complete(streamID, .failure(Self.deadlineExceeded(service, method)))
+        return try answer.pop()!.get()
+    }
+
+    /// Ends the connection; pending calls fail with `TTRPCConnectionError.closed`.
+    public func close() {
+        frames.close(reason: "closed by the client")
+    }
+
+    /// Why the connection ended, or nil while it is open.
+    public var closeReason: String? { frames.reasonClosed }
+
+    // MARK: - Internals
+
+    private static func deadlineExceeded(_ service: String, _ method: String) -> TTRPCStatus {
+        TTRPCStatus(.deadlineExceeded, "/\(service)/\(method): deadline exceeded")
+    }
+
+    private func reserveStreamID() throws -> UInt32 {
+        try state.withLock { state in
+            if let closed = state.closed { throw closed }
+            // The last odd id below 2^31 keeps clear of ids a signed peer might misread.
+            guard state.nextStreamID < UInt32(Int32.max) else { throw TTRPCConnectionError.streamIDsExhausted }
+            defer { state.nextStreamID += 2 }
+            return state.nextStreamID
+        }
+    }
+
+    private func requestFrame(
+        _ streamID: UInt32, _ service: String, _ method: String, _ payload: [UInt8],
+        _ metadata: [(key: String, value: String)], _ timeout: Duration?
+    ) throws -> Frame {
+        var request = Ttrpc_Request()
+        request.service = service
+        request.method = method
+        request.payload = Data(payload)
+        if let timeout { request.timeoutNano = Int64(clamping: timeout.nanoseconds) }
+        request.metadata = metadata.map { entry in
+            var pair = Ttrpc_KeyValue()
+            pair.key = entry.key
+            pair.value = entry.value
+            return pair
+        }
+        let bytes: [UInt8] = try request.serializedBytes()
+        guard bytes.count <= FrameHeader.maxPayloadLength else {
+            throw TTRPCConnectionError.requestTooLarge(bytes: bytes.count)
+        }
+        return Frame(streamID: streamID, type: FrameType.request, payload: bytes)
+    }
+
+    /// Registers the completion for `streamID`, then sends the request.
+    private func start(_ streamID: UInt32, _ frame: Frame, completion: @escaping Completion) {
+        let closed = state.withLock { state -> TTRPCConnectionError? in
+            if let closed = state.closed { return closed }
+            state.pending[streamID] = completion
+            return nil
+        }
+        if let closed {
+            completion(.failure(closed))
+        } else if !frames.send(frame) {
+            complete(streamID, .failure(TTRPCConnectionError.closed(reason: frames.reasonClosed ?? "closed")))
+        }
+    }
+
+    /// Completes a pending call once; later completions for the same id are ignored.
+    private func complete(_ streamID: UInt32, _ result: Result<[UInt8], any Error>) {
+        let completion = state.withLock { $0.pending.removeValue(forKey: streamID) }
+        completion?(result)
+    }
+
+    private func failAll(_ error: TTRPCConnectionError) {
+        let completions = state.withLock { state in
+            state.closed = error
+            defer { state.pending = [:] }
+            return Array(state.pending.values)
+        }
+        for completion in completions { completion(.failure(error)) }
+    }
+
+    private func receive(_ incoming: IncomingFrame) {
+        switch incoming {
+        case .oversized(let header):
+            complete(header.streamID, .failure(TTRPCStatus(
+                .resourceExhausted,
+                "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)")))
+        case .frame(let frame):
+            guard frame.header.type == FrameType.response else {
+                logger.debug("ttrpc: ignoring frame type \(frame.header.type) on stream \(frame.header.streamID)")
+                return
+            }
+            let streamID = frame.header.streamID
+            do {
+                let response = try Ttrpc_Response(serializedBytes: frame.payload)
+                if response.hasStatus, response.status.code != TTRPCStatusCode.ok.rawValue {
+                    complete(streamID, .failure(TTRPCStatus(
+                        TTRPCStatusCode(rawValue: response.status.code), response.status.message)))
+                } else {
+                    complete(streamID, .success([UInt8](response.payload)))
+                }
+            } catch {
+                complete(streamID, .failure(TTRPCConnectionError.malformedResponse(
+                    streamID: streamID, reason: "\(error)")))
+            }
+        }
+    }
+}
