@@ -37,7 +37,7 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "HostOSTests", dependencies: ["HostOS"], swiftSettings: strict),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS", "GuestMemory"], swiftSettings: strict),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS"], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
