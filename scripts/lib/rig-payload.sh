@@ -139,7 +139,9 @@ build_payload() {
         host=$(realpath -s -- "$host")
         l1=$(realpath -sm -- "${l1:-$host}")
         l1=$(usr_merged "$l1")
-        [[ $l1 != / ]] || die "--put: '$spec' would replace L1's root directory"
+        case $l1 in
+            /|/init|/rig|/rig/*) die "--put: '$spec' would replace L1's $l1, which the rig needs" ;;
+        esac
         mkdir -p "$stage$(dirname "$l1")"
         cp -aHT -- "$host" "$stage$l1" || die "--put: copying '$host' failed"
         collect_libraries "$host" libraries
