@@ -40,9 +40,9 @@ struct RigTests {
         // A console path unique to this run names its QEMU process, so we can check it is gone.
         let console = "/tmp/rund-rigtest-\(getpid()).console"
         defer { unlink(console) }
-        let result = try Subprocess.run([RigHarness.script, "--timeout", "20", "--console", console, "--", "sleep", "1000"])
+        let result = try Subprocess.run([RigHarness.script, "--timeout", "12", "--console", console, "--", "sleep", "1000"])
         #expect(result.status == 124)
-        #expect(result.stderrText.contains("timed out after 20s"))
+        #expect(result.stderrText.contains("timed out after 12s"))
         let survivors = try Subprocess.run(["sh", "-c", "ps -eo args | grep -F -- '\(console)' | grep -v grep"])
         #expect(survivors.stdoutText.isEmpty, "QEMU left running: \(survivors.stdoutText)")
     }
