@@ -82,7 +82,7 @@ ensure_base_initramfs() {
     local modules key archive tmp
     [[ -x $STATIC_BUSYBOX ]] && ! ldd "$STATIC_BUSYBOX" >/dev/null 2>&1 \
         || die "$STATIC_BUSYBOX is missing or not static: run scripts/setup (installs busybox-static)"
-    modules=$(module_load_order "$kernel_dir/modules" "$@") \
+    modules=$(module_load_order "$kernel_dir/modules" "$@" 2>/dev/null) \
         || die "kernel $version lacks modules $*: re-run scripts/setup"
     key=$({
         printf '%s\n%s\n' "$version" "$modules"
@@ -154,8 +154,9 @@ build_payload() {
     done
     if ((${#wanted_modules[@]})); then
         local order
-        order=$(module_load_order "$kernel_dir/modules" "${wanted_modules[@]}") \
-            || die "--module: kernel $version has no module named: ${wanted_modules[*]}"
+        order=$(module_load_order "$kernel_dir/modules" "${wanted_modules[@]}" 2>"$stage/rig/missing") \
+            || die "--module: kernel $version has no module named: $(paste -sd ' ' "$stage/rig/missing")"
+        rm -f "$stage/rig/missing"
         for module in $order; do
             mkdir -p "$stage/usr/lib/modules/$version/$(dirname "$module")"
             cp "$kernel_dir/modules/$module" "$stage/usr/lib/modules/$version/$module"
