@@ -18,6 +18,7 @@ mount -t devtmpfs devtmpfs /dev || fail "mount /dev"
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
 
 # Rootfs is already a tmpfs. When the payload put files under /tmp, keep that directory: a tmpfs
 # mounted over it would hide them, and moving them onto one costs a full copy under emulation.
@@ -43,6 +44,7 @@ for port in 1 2 3; do
 done
 
 hostname rig-l1
+ip link set lo up || fail "bringing up lo"
 cd / || fail "cd /"
 echo "rig-init: running command" >/dev/console
 sh /rig/command </dev/null >/dev/ttyS1 2>/dev/ttyS2
