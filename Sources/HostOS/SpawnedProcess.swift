@@ -35,7 +35,9 @@ public final class SpawnedProcess: Sendable {
         }
         var pid: pid_t = 0
         let status = withCStrings(argv) { cArgv in
-            posix_spawnp(&pid, argv[0], &actions, nil, cArgv, environ)
+            SpawnAttributes.withCleanSignals { attributes in
+                posix_spawnp(&pid, argv[0], &actions, attributes, cArgv, environ)
+            }
         }
         if status != 0 { throw SystemError("posix_spawn", errno: status, subject: argv[0]) }
         return SpawnedProcess(pid: pid)

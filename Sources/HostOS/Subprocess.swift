@@ -41,7 +41,9 @@ public enum Subprocess {
         var pid: pid_t = 0
         let status = withCStrings(argv) { cArgv in
             withCStrings(env) { cEnv in
-                posix_spawnp(&pid, argv[0], &actions, nil, cArgv, cEnv)
+                SpawnAttributes.withCleanSignals { attributes in
+                    posix_spawnp(&pid, argv[0], &actions, attributes, cArgv, cEnv)
+                }
             }
         }
         if status != 0 { throw SystemError("posix_spawn", errno: status, subject: argv[0]) }

@@ -9,6 +9,12 @@ import Testing
         #expect(result.stderrText == "err\n")
     }
 
+    /// Test threads (like Swift concurrency threads) block signals; children must not inherit that.
+    @Test func childrenStartWithACleanSignalMask() throws {
+        let result = try Subprocess.run(["sh", "-c", "kill -TERM $$; sleep 5; exit 0"])
+        #expect(result.status == 128 + 15)
+    }
+
     @Test func checkedThrowsWithTheLastStderrLine() {
         #expect(throws: Subprocess.Failure.self) { try Subprocess.checked(["sh", "-c", "echo boom >&2; exit 1"]) }
     }
