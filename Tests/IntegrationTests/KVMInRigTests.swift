@@ -7,11 +7,12 @@ struct KVMInRigTests {
     @Test func longModeGuestRunsOnL1KVM() throws {
         let bundle = RigHarness.testBundle
         let outcome = try RigHarness.run(
-            ["sh", "-c", "ls -l /dev/kvm && exec \(bundle) --testing-library swift-testing --filter LongModeGuestTests"],
+            ["sh", "-c", "echo L1 booted: $(cat /proc/version); ls -l /dev/kvm && exec \(bundle) --testing-library swift-testing --filter LongModeGuestTests"],
             puts: [bundle])
         // swift-testing reports on stderr.
         print(outcome.stdout + outcome.stderr)
         #expect(outcome.status == 0, "rig stderr: \(outcome.stderr)")
+        #expect(outcome.stdout.contains("L1 booted: Linux version"))
         #expect(outcome.stdout.contains("/dev/kvm"))
         #expect(outcome.stderr.contains("guestWritesToAPortAndHalts() passed"))
         #expect(!outcome.stderr.contains("skipped"))
