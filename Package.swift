@@ -22,7 +22,8 @@ let package = Package(
         .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
         .target(name: "Devices", dependencies: ["GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "Storage", dependencies: ["CLinux", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "Storage", dependencies: ["CLinux", "CZlib", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .executableTarget(
             name: "rund",

@@ -98,3 +98,12 @@ static inline size_t rund_kvm_cpuid2_size(unsigned n) { return sizeof(struct kvm
 static inline size_t rund_kvm_msrs_size(unsigned n) { return sizeof(struct kvm_msrs) + n * sizeof(struct kvm_msr_entry); }
 
 #endif
+
+// MARK: Storage (issue 3): headers for xattrs and statfs, used by HostOS/FileSystem.swift.
+#ifndef RUND_CLINUX_STORAGE_H
+#define RUND_CLINUX_STORAGE_H
+#include <sys/xattr.h>
+#include <sys/vfs.h>
+#include <sys/file.h>
+#include <sys/sysmacros.h>
+#endif
