@@ -106,4 +106,12 @@ static inline size_t rund_kvm_msrs_size(unsigned n) { return sizeof(struct kvm_m
 #include <sys/vfs.h>
 #include <sys/file.h>
 #include <sys/sysmacros.h>
+// O_TMPFILE needs _GNU_SOURCE, which Swift's importer does not define; the value is the kernel ABI.
+static inline int rund_O_TMPFILE(void) {
+#ifdef O_TMPFILE
+    return O_TMPFILE;
+#else
+    return 020000000 | O_DIRECTORY;
+#endif
+}
 #endif
