@@ -3,6 +3,10 @@ import Glibc
 #endif
 import HostOS
 
+// SEEK_DATA/SEEK_HOLE are hidden behind _GNU_SOURCE in glibc; these are the kernel's values.
+private let seekData: Int32 = 3
+private let seekHole: Int32 = 4
+
 /// The two ways of making a writable layer that reflink is measured against (`rund bench layers`).
 extension WritableLayers {
     /// A full data copy of the template (holes skipped, as `cp --sparse` would), unlinked.
@@ -15,9 +19,9 @@ extension WritableLayers {
         defer { buffer.deallocate() }
         var offset: Int64 = 0
         while offset < size {
-            let dataStart = lseek(template.rawValue, off_t(offset), SEEK_DATA)
+            let dataStart = lseek(template.rawValue, off_t(offset), seekData)
             if dataStart < 0 { break }  // ENXIO: only a hole is left.
-            let holeStart = Int64(lseek(template.rawValue, dataStart, SEEK_HOLE))
+            let holeStart = Int64(lseek(template.rawValue, dataStart, seekHole))
             var position = Int64(dataStart)
             while position < holeStart {
                 let want = Int(min(Int64(buffer.count), holeStart - position))
