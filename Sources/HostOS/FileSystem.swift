@@ -111,6 +111,13 @@ public enum FileSystem {
         }
     }
 
+    /// The value of an xattr of the entry itself (not a symlink's target); nil when absent.
+    public static func extendedAttribute(_ path: String, name: String) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = buffer.withUnsafeMutableBytes { lgetxattr(path, name, $0.baseAddress, $0.count) }
+        return n < 0 ? nil : Array(buffer[0..<n])
+    }
+
     public static func truncate(_ descriptor: FileDescriptor, size: Int64) throws {
         _ = try retryingInterrupts("ftruncate") { ftruncate(descriptor.rawValue, off_t(size)) }
     }
