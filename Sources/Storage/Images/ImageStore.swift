@@ -52,9 +52,9 @@ public final class ImageStore: Sendable {
     public func pull(reference: String, insecure: Bool = false, timeout: Double = 60,
                      progress: (@Sendable (String) -> Void)? = nil) async throws -> StoredImage {
         let parsed = try ImageReference(parsing: reference)
-        try prepare()
         let client = RegistryClient(reference: parsed, insecure: insecure, timeout: timeout, logger: logger)
         let target = try await client.resolveManifest()
+        try prepare()
         let names = parsed.digest == nil ? [parsed.description] : []
         // The lock is taken before downloading: a second puller of the same image waits here
         // and then finds it built.

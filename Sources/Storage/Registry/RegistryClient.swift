@@ -22,6 +22,7 @@ final class RegistryClient {
     private let timeout: Double
     private let logger: Logger
     private var token: String?
+    private let challenges = ChallengeRecorder()
 
     private static let manifestTypes = [
         OCI.MediaType.ociIndex, OCI.MediaType.ociManifest, OCI.MediaType.dockerManifestList, OCI.MediaType.dockerManifest,
@@ -35,7 +36,7 @@ final class RegistryClient {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = max(timeout, 3600)
-        session = URLSession(configuration: configuration)
+        session = URLSession(configuration: configuration, delegate: challenges, delegateQueue: nil)
         self.timeout = timeout
         self.logger = logger
     }
@@ -155,6 +156,12 @@ final class RegistryClient {
                     (body, response) = try await session.data(for: request)
                 }
             } catch let error as URLError {
+                if error.code == .cancelled, let challenge = challenges.take() {
+                    guard attempt == 0 else { break }
+                    try await authenticate(challenge: challenge, what: what)
+                    if let token { request.setValue("Bearer " + token, forHTTPHeaderField: "Authorization") }
+                    continue
+                }
                 if error.code == .timedOut {
                     throw registryError("\(reference.registry) did not answer within \(Int(timeout))s while fetching \(what); check the registry or raise --timeout")
                 }
@@ -252,4 +259,26 @@ final class RegistryClient {
     private func registryError(_ message: String) -> StorageError { StorageError(.registry, message) }
 
     static func megabytes(_ bytes: Int64) -> String { String(format: "%.1f MB", Double(bytes) / 1_000_000) }
+}
+
+/// swift-corelibs-foundation hands a 401 carrying WWW-Authenticate to the session delegate (and
+/// hangs without one). Record the challenge and cancel: the client answers it itself.
+private final class ChallengeRecorder: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: String?
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
+                    completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        let header = (challenge.failureResponse as? HTTPURLResponse)?.value(forHTTPHeaderField: "WWW-Authenticate")
+        lock.withLock { last = header ?? "" }
+        completionHandler(.cancelAuthenticationChallenge, nil)
+    }
+
+    /// The challenge recorded since the last call, if any.
+    func take() -> String? {
+        lock.withLock {
+            defer { last = nil }
+            return last
+        }
+    }
 }

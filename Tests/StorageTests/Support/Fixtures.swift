@@ -107,24 +107,57 @@ enum Fixtures {
     static func ociLayout(layers: [Layer], config: [UInt8]? = nil, platform: (os: String, arch: String)? = nil,
                           manifestBlobs: ((inout [String: [UInt8]]) -> Void)? = nil) -> [UInt8] {
         let config = config ?? configJSON(diffIDs: layers.map { digest($0.uncompressed) })
-        let manifest: [String: Any] = [
-            "schemaVersion": 2, "mediaType": OCI.MediaType.ociManifest,
-            "config": ["mediaType": OCI.MediaType.ociConfig, "digest": digest(config), "size": config.count],
-            "layers": layers.map { ["mediaType": $0.mediaType, "digest": digest($0.bytes), "size": $0.bytes.count] },
-        ]
-        let manifestBytes = Array(try! JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]))
+        let manifestBytes = manifestJSON(config: config, layers: layers)
         var descriptor: [String: Any] = [
             "mediaType": OCI.MediaType.ociManifest, "digest": digest(manifestBytes), "size": manifestBytes.count,
             "annotations": ["org.opencontainers.image.ref.name": "latest"],
         ]
         if let platform { descriptor["platform"] = ["os": platform.os, "architecture": platform.arch] }
-        let index: [String: Any] = ["schemaVersion": 2, "manifests": [descriptor]]
         var blobs: [String: [UInt8]] = [digest(config): config, digest(manifestBytes): manifestBytes]
         for layer in layers { blobs[digest(layer.bytes)] = layer.bytes }
         manifestBlobs?(&blobs)
+        return layoutTar(index: json(["schemaVersion": 2, "manifests": [descriptor]]), blobs: blobs)
+    }
+
+    /// An OCI layout whose index.json points at an image index with a linux/amd64 and a
+    /// linux/arm64 manifest (for `skopeo copy --all`). Returns the tar and the amd64 manifest digest.
+    static func multiPlatformLayout(layers: [Layer]) -> (tar: [UInt8], amd64Manifest: String, amd64Config: String) {
+        var blobs: [String: [UInt8]] = [:]
+        var descriptors: [[String: Any]] = []
+        var amd64 = ("", "")
+        for architecture in ["arm64", "amd64"] {
+            let config = configJSON(diffIDs: layers.map { digest($0.uncompressed) }, architecture: architecture)
+            let manifest = manifestJSON(config: config, layers: layers)
+            blobs[digest(config)] = config
+            blobs[digest(manifest)] = manifest
+            for layer in layers { blobs[digest(layer.bytes)] = layer.bytes }
+            descriptors.append(["mediaType": OCI.MediaType.ociManifest, "digest": digest(manifest), "size": manifest.count,
+                                "platform": ["os": "linux", "architecture": architecture]])
+            if architecture == "amd64" { amd64 = (digest(manifest), digest(config)) }
+        }
+        let imageIndex = json(["schemaVersion": 2, "mediaType": OCI.MediaType.ociIndex, "manifests": descriptors])
+        blobs[digest(imageIndex)] = imageIndex
+        let top = json(["schemaVersion": 2, "manifests": [["mediaType": OCI.MediaType.ociIndex, "digest": digest(imageIndex),
+                                                            "size": imageIndex.count]]])
+        return (layoutTar(index: top, blobs: blobs), amd64.0, amd64.1)
+    }
+
+    static func json(_ object: Any) -> [UInt8] {
+        Array(try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+    }
+
+    static func manifestJSON(config: [UInt8], layers: [Layer]) -> [UInt8] {
+        json([
+            "schemaVersion": 2, "mediaType": OCI.MediaType.ociManifest,
+            "config": ["mediaType": OCI.MediaType.ociConfig, "digest": digest(config), "size": config.count],
+            "layers": layers.map { ["mediaType": $0.mediaType, "digest": digest($0.bytes), "size": $0.bytes.count] },
+        ])
+    }
+
+    static func layoutTar(index: [UInt8], blobs: [String: [UInt8]]) -> [UInt8] {
         var tar = TarWriter()
         tar.file("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}")
-        tar.file("index.json", Array(try! JSONSerialization.data(withJSONObject: index, options: [.sortedKeys])))
+        tar.file("index.json", index)
         tar.directory("blobs/")
         tar.directory("blobs/sha256/")
         for (name, bytes) in blobs.sorted(by: { $0.key < $1.key }) {
