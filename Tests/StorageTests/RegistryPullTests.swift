@@ -97,7 +97,8 @@ struct RegistryPullTests {
         #expect(Fixtures.snapshot(root.path) == before)
     }
 
-    @Test func brokenRegistriesGiveOneLineErrors() async throws {
+    /// The time limit only catches a pull that never gives up on a hanging registry.
+    @Test(.timeLimit(.minutes(2))) func brokenRegistriesGiveOneLineErrors() async throws {
         let root = try TemporaryDirectory()
         let store = ImageStore(root: root.path)
         let before = Fixtures.snapshot(root.path)
@@ -112,11 +113,8 @@ struct RegistryPullTests {
         for (behaviour, kind, words) in cases {
             let server = try BrokenRegistry(behaviour)
             defer { server.stop() }
-            let started = Date()
             let error = await pullError(store, "\(server.address)/rund/x:1", timeout: 1)
-            #expect(error?.kind == kind && error?.message.contains(words) == true, "\(String(describing: error))")
-            // Generous: only a missing timeout (a hang) should ever trip this.
-            #expect(Date().timeIntervalSince(started) < 30, "\(behaviour) took \(Date().timeIntervalSince(started))s")
+            #expect(error?.kind == kind && error?.message.contains(words) == true, "\(behaviour): \(String(describing: error))")
         }
         #expect(Fixtures.snapshot(root.path) == before)
     }

@@ -45,7 +45,16 @@ enum Fixtures {
 
     static let busybox: [UInt8] = Array((try? Data(contentsOf: URL(fileURLWithPath: "/bin/busybox"))) ?? Data())
 
-    static func digest(_ bytes: [UInt8]) -> String { "sha256:" + SHA256.hash(bytes) }
+    /// Digests of big fixtures are asked for many times; SHA-256 in a debug build is slow.
+    static func digest(_ bytes: [UInt8]) -> String {
+        if bytes.count < 65536 { return "sha256:" + SHA256.hash(bytes) }
+        if let known = digestCache.withLock({ $0[bytes.count]?.first { $0.bytes == bytes }?.digest }) { return known }
+        let digest = "sha256:" + SHA256.hash(bytes)
+        digestCache.withLock { $0[bytes.count, default: []].append((bytes, digest)) }
+        return digest
+    }
+
+    private static let digestCache = Locked<[Int: [(bytes: [UInt8], digest: String)]]>([:])
 
     static func gzip(_ bytes: [UInt8], in directory: TemporaryDirectory) throws -> [UInt8] {
         let path = try directory.write("gz-input-\(UInt32.random(in: 0...UInt32.max))", bytes)
@@ -54,8 +63,10 @@ enum Fixtures {
         return Array(try Data(contentsOf: URL(fileURLWithPath: path + ".gz")))
     }
 
+    static func busyboxLayer() -> [UInt8] { busyboxLayerBytes }
+
     /// The busybox layer: a small but complete-looking tree exercising every entry type.
-    static func busyboxLayer() -> [UInt8] {
+    private static let busyboxLayerBytes: [UInt8] = {
         var tar = TarWriter()
         tar.directory("bin/")
         tar.file("bin/busybox", busybox, mode: 0o755, xattrs: ["user.rund": "test-value"])
@@ -75,7 +86,7 @@ enum Fixtures {
         tar.file("opt/sub/deep", "lower\n")
         tar.file("usr/share/" + String(repeating: "long-name-", count: 12) + "/file", "long path\n")
         return tar.finish()
-    }
+    }()
 
     /// Layer 2: whiteouts and an opaque directory over the busybox layer.
     static func whiteoutLayer() -> [UInt8] {
@@ -214,5 +225,19 @@ enum Fixtures {
 
     static var kernelHasEROFS: Bool {
         ((try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? "").contains("erofs")
+    }
+}
+
+/// A value behind a lock, for fixture caches shared by parallel tests.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
     }
 }
