@@ -79,7 +79,7 @@ struct BenchLayers: AsyncParsableCommand {
             erofsImageMB: erofs.megabytes, erofsBuildSecondsP50: Self.percentile(erofs.seconds, 0.5), erofsBuildSeconds: erofs.seconds)
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(Self.table(report))

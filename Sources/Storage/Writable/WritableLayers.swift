@@ -48,9 +48,10 @@ public final class WritableLayers: Sendable {
         guard (16...1_048_576).contains(sizeMiB) else {
             throw StorageError(.badInput, "writable layer size \(sizeMiB) MiB is out of range; use 16 MiB to 1 TiB")
         }
-        try ensureDirectory()
         let path = directory + "/templates/ext4-\(sizeMiB)M.img"
+        // Fast path: a template is only visible once the pool (if any) is mounted.
         if FileSystem.exists(path) { return path }
+        try ensureDirectory()
         let lock = try FileSystem.open(at: nil, directory + "/templates/.lock", O_RDWR | O_CREAT, mode: 0o600)
         _ = try FileSystem.lock(lock)
         if FileSystem.exists(path) { return path }
