@@ -88,6 +88,20 @@ struct ImageImportTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.path + "/images/tmp").isEmpty)
     }
 
+    @Test func staleStagingIsCleanedButLiveStagingKept() throws {
+        let root = try TemporaryDirectory()
+        let scratch = try TemporaryDirectory()
+        let tmp = root.path + "/images/tmp"
+        try FileSystem.makeDirectories(tmp + "/stage-crashed/rootfs")
+        _ = try FileSystem.open(at: nil, tmp + "/stage-crashed/.in-use", O_RDWR | O_CREAT)
+        try FileSystem.makeDirectories(tmp + "/stage-live")
+        let live = try FileSystem.open(at: nil, tmp + "/stage-live/.in-use", O_RDWR | O_CREAT)
+        #expect(try FileSystem.lock(live))
+        try ImageStore(root: root.path).import(path: try scratch.write("d.tar", Fixtures.dockerSave(layers: [Fixtures.busyboxLayer()], tag: "a:1")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp) == ["stage-live"])
+        live.close()
+    }
+
     @Test func concurrentImportsOfOneImageBuildItOnce() async throws {
         let root = try TemporaryDirectory()
         let scratch = try TemporaryDirectory()

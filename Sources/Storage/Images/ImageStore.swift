@@ -35,15 +35,15 @@ public final class ImageStore: Sendable {
         try prepare()
         let staging = try makeStaging()
         defer { removeStaging(staging) }
-        try FileSystem.makeDirectory(at: nil, staging + "/archive", mode: 0o700)
-        var resolved = try ImageArchive(unpacking: path, into: staging + "/archive").resolve()
+        try FileSystem.makeDirectory(at: nil, staging.path + "/archive", mode: 0o700)
+        var resolved = try ImageArchive(unpacking: path, into: staging.path + "/archive").resolve()
         if let reference { resolved.references.append(try ImageReference(parsing: reference).description) }
         return try withImageLock(resolved.id) {
             if let existing = try? record(resolved.id) {
                 try addReferences(resolved.references, to: existing.id)
                 return try lookup(reference: existing.id)
             }
-            return try build(resolved, staging: staging)
+            return try build(resolved, staging: staging.path)
         }
     }
 
@@ -69,8 +69,8 @@ public final class ImageStore: Sendable {
             removeStaging(staging)
             lock.close()
         }
-        let resolved = try await client.download(target, into: staging, references: names, progress: progress)
-        return try build(resolved, staging: staging)
+        let resolved = try await client.download(target, into: staging.path, references: names, progress: progress)
+        return try build(resolved, staging: staging.path)
     }
 
     /// Every stored image, newest first.
@@ -227,18 +227,54 @@ public final class ImageStore: Sendable {
         for directory in [imagesDirectory, imagesDirectory + "/tmp", imagesDirectory + "/locks"] {
             try FileSystem.makeDirectories(directory, mode: 0o700)
         }
+        removeStaleStaging()
     }
 
-    private func makeStaging() throws -> String {
+    /// A staging directory, flocked while in use so cleanup can tell it from a crashed one.
+    private struct Staging {
+        let path: String
+        let lock: FileDescriptor
+    }
+
+    private static let inUseName = ".in-use"
+
+    private func makeStaging() throws -> Staging {
         var template = Array((imagesDirectory + "/tmp/stage-XXXXXX").utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SystemError.last("mkdtemp", subject: imagesDirectory + "/tmp")
         }
-        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let lock = try FileSystem.open(at: nil, path + "/" + Self.inUseName, O_RDWR | O_CREAT, mode: 0o600)
+        _ = try FileSystem.lock(lock)
+        return Staging(path: path, lock: lock)
     }
 
-    private func removeStaging(_ path: String) {
-        do { try FileSystem.removeTree(path) } catch { logger.warning("cannot remove staging \(path): \(error)") }
+    private func removeStaging(_ staging: Staging) {
+        do { try FileSystem.removeTree(staging.path) } catch { logger.warning("cannot remove staging \(staging.path): \(error)") }
+        staging.lock.close()
+    }
+
+    /// Removes what crashed imports, pulls and removals left in tmp/: staging directories whose
+    /// lock nobody holds, and half-deleted images. Safe while other rund processes work.
+    public func removeStaleStaging() {
+        guard let directory = try? FileSystem.openDirectory(at: nil, imagesDirectory + "/tmp"),
+              let names = try? FileSystem.entries(of: directory) else { return }
+        let now = Int(Date().timeIntervalSince1970)
+        for name in names {
+            let path = imagesDirectory + "/tmp/" + name
+            // ctime: rename and mkdtemp both set it, so "young" means another process may be at work.
+            let young = (try? FileSystem.status(at: nil, path)).map { now - Int($0.st_ctim.tv_sec) < 60 } ?? true
+            if name.hasPrefix("stage-") {
+                if let lock = try? FileDescriptor.open(path + "/" + Self.inUseName, O_RDWR) {
+                    guard (try? FileSystem.lock(lock, wait: false)) == true else { continue }
+                } else if young {
+                    continue  // Just made; its lock file is not there yet.
+                }
+            } else if !name.hasPrefix("removed-") || young {
+                continue
+            }
+            do { try FileSystem.removeTree(path) } catch { logger.warning("cannot remove stale \(path): \(error)") }
+        }
     }
 
     private func imageLock(_ id: String) throws -> FileDescriptor {
