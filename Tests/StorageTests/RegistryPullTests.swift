@@ -119,6 +119,19 @@ struct RegistryPullTests {
         #expect(Fixtures.snapshot(root.path) == before)
     }
 
+    @Test func bearerTokenFlowAgainstRealContent() async throws {
+        let registry = try LocalRegistry()
+        defer { registry.stop() }
+        let scratch = try TemporaryDirectory()
+        let root = try TemporaryDirectory()
+        let pushed = try pushMultiPlatform(registry, scratch, name: "rund/private:1")
+        let gate = try BrokenRegistry(.tokenGate(upstream: registry.address))
+        defer { gate.stop() }
+        let image = try await ImageStore(root: root.path).pull(reference: "\(gate.address)/rund/private:1", insecure: true, timeout: 10)
+        #expect(image.id == pushed.amd64Config)
+        #expect(gate.tokenRequests == 1, "one token, reused for every request")
+    }
+
     @Test func bearerChallengeParsing() {
         let parameters = RegistryClient.challengeParameters(#"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#)
         #expect(parameters["realm"] == "https://auth.docker.io/token")

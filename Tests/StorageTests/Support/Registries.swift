@@ -113,7 +113,16 @@ struct StorageTestError: Error, CustomStringConvertible {
 
 /// A misbehaving registry: answers every request with one status, or accepts and never answers.
 final class BrokenRegistry: @unchecked Sendable {
-    enum Behaviour: Sendable { case status(Int, challenge: String?), hang }
+    enum Behaviour: Sendable {
+        case status(Int, challenge: String?)
+        case hang
+        /// A bearer-token front for a real registry: /token hands out a token; requests carrying it
+        /// are redirected to `upstream`, others get a 401 Bearer challenge.
+        case tokenGate(upstream: String)
+    }
+
+    /// Requests /token answered by a token gate.
+    var tokenRequests: Int { held.lock.withLock { held.tokenRequests } }
 
     let address: String
     private let listener: Int32
@@ -123,6 +132,7 @@ final class BrokenRegistry: @unchecked Sendable {
         let lock = NSLock()
         var descriptors: [Int32] = []
         var stopped = false
+        var tokenRequests = 0
     }
     private let held = Held()
 
@@ -138,7 +148,8 @@ final class BrokenRegistry: @unchecked Sendable {
         guard withUnsafeMutablePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }) == 0,
               listen(listener, 16) == 0 else { throw StorageTestError("cannot listen") }
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        self.address = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+        let port = UInt16(bigEndian: address.sin_port)
+        self.address = "127.0.0.1:\(port)"
         let held = self.held
         thread = Thread {
             while !held.lock.withLock({ held.stopped }) {
@@ -151,8 +162,24 @@ final class BrokenRegistry: @unchecked Sendable {
                 var limit = timeval(tv_sec: 1, tv_usec: 0)
                 setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
                 var buffer = [UInt8](repeating: 0, count: 4096)
-                _ = read(connection, &buffer, buffer.count)
+                let count = max(0, read(connection, &buffer, buffer.count))
+                let request = String(decoding: buffer[0..<count], as: UTF8.self)
+                let myAddress = "127.0.0.1:\(port)"
                 switch behaviour {
+                case .tokenGate(let upstream):
+                    let target = request.split(separator: " ").dropFirst().first.map(String.init) ?? "/"
+                    var response: String
+                    if target.hasPrefix("/token?") && target.contains("scope=repository") {
+                        held.lock.withLock { held.tokenRequests += 1 }
+                        let body = #"{"token":"secret-token"}"#
+                        response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+                    } else if request.contains("Authorization: Bearer secret-token") {
+                        response = "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://\(upstream)\(target)\r\nContent-Length: 0\r\n\r\n"
+                    } else {
+                        response = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nWWW-Authenticate: Bearer realm=\"http://\(myAddress)/token\",service=\"test\"\r\n\r\n"
+                    }
+                    _ = response.withCString { write(connection, $0, strlen($0)) }
+                    close(connection)
                 case .hang:
                     held.lock.withLock { held.descriptors.append(connection) }
                 case .status(let code, let challenge):
