@@ -33,7 +33,11 @@ struct ImageImportTests {
             #expect(try manager.destinationOfSymbolicLink(atPath: tree + "/bin/sh") == "busybox")
             let busybox = try status(tree + "/bin/busybox")
             let hardLink = try status(tree + "/bin/ls")
-            #expect(busybox.st_ino == hardLink.st_ino && busybox.st_nlink == 2)
+            // fsck.erofs --extract (the fallback without kernel erofs) drops hard links and xattrs.
+            if Fixtures.kernelHasEROFS {
+                #expect(busybox.st_ino == hardLink.st_ino && busybox.st_nlink == 2)
+                #expect(xattr(tree + "/bin/busybox", "user.rund") == "test-value")
+            }
             #expect(busybox.st_mode & 0o7777 == 0o755)
             #expect(try status(tree + "/etc/setuid-tool").st_mode & 0o7777 == 0o4755)
             let home = try status(tree + "/home/user")
@@ -41,7 +45,6 @@ struct ImageImportTests {
             let null = try status(tree + "/dev/null")
             #expect(null.st_mode & S_IFMT == S_IFCHR && null.st_rdev == FileSystem.deviceNumber(major: 1, minor: 3))
             #expect(try status(tree + "/run-fifo").st_mode & S_IFMT == S_IFIFO)
-            #expect(xattr(tree + "/bin/busybox", "user.rund") == "test-value")
             #expect(manager.fileExists(atPath: tree + "/usr/share/" + String(repeating: "long-name-", count: 12) + "/file"))
             // Whiteouts: the file is gone, the opaque directory keeps only the upper layer's entries.
             #expect(!manager.fileExists(atPath: tree + "/etc/passwd"))
@@ -129,22 +132,24 @@ func xattr(_ path: String, _ name: String) -> String? {
     FileSystem.extendedAttribute(path, name: name).map { String(decoding: $0, as: UTF8.self) }
 }
 
-/// A comparable description of a tree: type, mode, owner, size, link target and content digest.
+/// A comparable description of a tree: type, mode, owner, link target, content digest, and (when the
+/// image is really mounted, not extracted by fsck.erofs) link counts and xattrs.
 enum TreeListing {
-    static func of(_ root: String) throws -> [String] {
+    static func of(_ root: String, linksAndXattrs: Bool = Fixtures.kernelHasEROFS) throws -> [String] {
         var lines: [String] = []
         guard let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
         while let path = enumerator.nextObject() as? String {
             let full = root + "/" + path
             let st = try status(full)
-            var line = "\(path) \(String(st.st_mode, radix: 8)) \(st.st_uid):\(st.st_gid) nlink=\(st.st_nlink)"
+            var line = "\(path) \(String(st.st_mode, radix: 8)) \(st.st_uid):\(st.st_gid)"
+            if linksAndXattrs && st.st_mode & S_IFMT != S_IFDIR { line += " nlink=\(st.st_nlink)" }
             switch st.st_mode & S_IFMT {
             case S_IFREG: line += " " + SHA256.hash(Array(FileManager.default.contents(atPath: full) ?? Data()))
             case S_IFLNK: line += " -> " + (try FileManager.default.destinationOfSymbolicLink(atPath: full))
             case S_IFCHR, S_IFBLK: line += " dev=\(st.st_rdev)"
             default: break
             }
-            if let value = xattr(full, "user.rund") { line += " xattr=\(value)" }
+            if linksAndXattrs, let value = xattr(full, "user.rund") { line += " xattr=\(value)" }
             lines.append(line)
         }
         return lines.sorted()
