@@ -138,8 +138,8 @@ struct ImageArchive {
                 index = try decode(OCI.Index.self, bytes, "image index")
                 continue
             }
-            guard mediaType == nil || OCI.MediaType.manifests.contains(mediaType!) else {
-                throw StorageError(.unsupported, "\(what): unsupported manifest media type '\(mediaType!)'")
+            if let mediaType, !OCI.MediaType.manifests.contains(mediaType) {
+                throw StorageError(.unsupported, "\(what): unsupported manifest media type '\(mediaType)'")
             }
             let manifest = try decode(OCI.Manifest.self, bytes, "manifest")
             return try resolveManifest(manifest, digest: chosen.digest, references: references)

@@ -105,8 +105,7 @@ final class RegistryClient {
         try Digest.check(descriptor.digest, what: what)
         guard descriptor.size >= 0 else { throw registryError("\(what) has a negative size") }
         let request = try makeRequest("/blobs/" + descriptor.digest, accept: "*/*")
-        let (temporary, response) = try await send(request, what: what, download: true)
-        let downloaded = temporary as! URL
+        let (downloaded, response) = try await send(request, what: what) { try await self.session.download(for: $0) }
         defer { try? FileManager.default.removeItem(at: downloaded) }
         try check(response, what: what)
         // Copy into the store's staging while hashing: the blob is verified exactly as stored.
@@ -128,9 +127,9 @@ final class RegistryClient {
     }
 
     private func get(_ path: String, accept: String, what: String) async throws -> (Data, HTTPURLResponse) {
-        let (body, response) = try await send(try makeRequest(path, accept: accept), what: what, download: false)
+        let (body, response) = try await send(try makeRequest(path, accept: accept), what: what) { try await self.session.data(for: $0) }
         try check(response, what: what)
-        return (body as! Data, response)
+        return (body, response)
     }
 
     private func makeRequest(_ path: String, accept: String) throws -> URLRequest {
@@ -145,16 +144,13 @@ final class RegistryClient {
     }
 
     /// Sends once; on 401 with a Bearer challenge, fetches an anonymous token and retries.
-    private func send(_ request: URLRequest, what: String, download: Bool) async throws -> (Any, HTTPURLResponse) {
+    private func send<Body>(_ request: URLRequest, what: String,
+                            _ perform: (URLRequest) async throws -> (Body, URLResponse)) async throws -> (Body, HTTPURLResponse) {
         var request = request
         for attempt in 0..<2 {
-            let (body, response): (Any, URLResponse)
+            let (body, response): (Body, URLResponse)
             do {
-                if download {
-                    (body, response) = try await session.download(for: request)
-                } else {
-                    (body, response) = try await session.data(for: request)
-                }
+                (body, response) = try await perform(request)
             } catch let error as URLError {
                 if error.code == .cancelled, let challenge = challenges.take() {
                     guard attempt == 0 else { break }
