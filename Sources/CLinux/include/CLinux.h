@@ -131,3 +131,20 @@ static inline size_t rund_kvm_msrs_size(unsigned n) { return sizeof(struct kvm_m
 #include <sys/socket.h>
 static inline int rund_accept4(int fd, int flags) { return (int)syscall(SYS_accept4, fd, NULL, NULL, flags); }
 #endif
+
+// MARK: Storage (issue 3): headers for xattrs and statfs, used by HostOS/FileSystem.swift.
+#ifndef RUND_CLINUX_STORAGE_H
+#define RUND_CLINUX_STORAGE_H
+#include <sys/xattr.h>
+#include <sys/vfs.h>
+#include <sys/file.h>
+#include <sys/sysmacros.h>
+// O_TMPFILE needs _GNU_SOURCE, which Swift's importer does not define; the value is the kernel ABI.
+static inline int rund_O_TMPFILE(void) {
+#ifdef O_TMPFILE
+    return O_TMPFILE;
+#else
+    return 020000000 | O_DIRECTORY;
+#endif
+}
+#endif

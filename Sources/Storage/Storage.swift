@@ -1,2 +1,0 @@
-// Placeholder until this target holds real code.
-package enum StorageModule {}
