@@ -1,9 +1,16 @@
 import Cgroups
+import Storage
 
-/// Doctor lines from the areas outside the VMM: the cgroup pool's view of the host.
+/// Doctor lines from the areas outside the VMM: cgroups and storage.
 enum HostCheckExtensions {
     static func checks(stateRoot: String) -> [HostCheck] {
-        [cgroups()]
+        [cgroups(), writableLayers(stateRoot: stateRoot)]
+    }
+
+    /// Reflink on the state root, or the XFS pool file rund falls back to.
+    static func writableLayers(stateRoot: String) -> HostCheck {
+        let probe = WritableLayerBackend.probe(stateRoot: stateRoot)
+        return HostCheck(name: "reflink", status: .ok, detail: probe.summary, fix: nil, requiredForSandboxes: true)
     }
 
     static func cgroups() -> HostCheck {

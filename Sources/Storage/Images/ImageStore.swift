@@ -256,9 +256,12 @@ public final class ImageStore: Sendable {
 
     /// Removes what crashed imports, pulls and removals left in tmp/: staging directories whose
     /// lock nobody holds, and half-deleted images. Safe while other rund processes work.
-    public func removeStaleStaging() {
+    /// Returns the paths removed (or, with `dryRun`, that would be).
+    @discardableResult
+    public func removeStaleStaging(dryRun: Bool = false) -> [String] {
         guard let directory = try? FileSystem.openDirectory(at: nil, imagesDirectory + "/tmp"),
-              let names = try? FileSystem.entries(of: directory) else { return }
+              let names = try? FileSystem.entries(of: directory) else { return [] }
+        var removed: [String] = []
         let now = Int(Date().timeIntervalSince1970)
         for name in names {
             let path = imagesDirectory + "/tmp/" + name
@@ -273,8 +276,15 @@ public final class ImageStore: Sendable {
             } else if !name.hasPrefix("removed-") || young {
                 continue
             }
-            do { try FileSystem.removeTree(path) } catch { logger.warning("cannot remove stale \(path): \(error)") }
+            if dryRun { removed.append(path); continue }
+            do {
+                try FileSystem.removeTree(path)
+                removed.append(path)
+            } catch {
+                logger.warning("cannot remove stale \(path): \(error)")
+            }
         }
+        return removed
     }
 
     private func imageLock(_ id: String) throws -> FileDescriptor {
