@@ -69,9 +69,9 @@ struct BootBenchReport: Encodable {
         results = ["rund", "qemu-microvm"].map { name in
             let list = samples[name] ?? []
             let times = list.map(\.milliseconds)
-            return VMMResult(vmm: name, bootMillisecondsMedian: Percentile.of(times, 50),
-                             bootMillisecondsP99: Percentile.of(times, 99), bootMilliseconds: times,
-                             peakRSSMiBMedian: Percentile.of(list.map(\.peakRSSMiB), 50))
+            return VMMResult(vmm: name, bootMillisecondsMedian: Percentile.of(times, fraction: 0.5),
+                             bootMillisecondsP99: Percentile.of(times, fraction: 0.99), bootMilliseconds: times,
+                             peakRSSMiBMedian: Percentile.of(list.map(\.peakRSSMiB), fraction: 0.5))
         }
         ratio = results[0].bootMillisecondsMedian / results[1].bootMillisecondsMedian
         rssRatio = results[0].peakRSSMiBMedian / results[1].peakRSSMiBMedian
@@ -125,15 +125,5 @@ enum BootProbe {
             throw CLIError("\(argv[0]) never printed '\(marker)' (exit \(usage.status)); console tail: \(tail.replacingOccurrences(of: "\n", with: " | "))")
         }
         return Sample(milliseconds: Double(seen - start) / 1e6, peakRSSMiB: Double(usage.peakRSSKiB) / 1024)
-    }
-}
-
-/// Nearest-rank percentiles over a small sample.
-enum Percentile {
-    static func of(_ values: [Double], _ percent: Double) -> Double {
-        guard !values.isEmpty else { return .nan }
-        let sorted = values.sorted()
-        let rank = Int((percent / 100 * Double(sorted.count)).rounded(.up))
-        return sorted[min(max(rank, 1), sorted.count) - 1]
     }
 }

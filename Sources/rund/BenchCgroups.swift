@@ -67,9 +67,7 @@ struct BenchCgroups: AsyncParsableCommand {
         }
         let report = try measure(host: host)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(report.table())
         }

@@ -76,11 +76,9 @@ struct BenchLayers: AsyncParsableCommand {
             sizeMiB: sizeMib,
             backend: WritableLayerBackend.probe(stateRoot: root).summary,
             sequential: sequential, burst: burst, burstSize: concurrency,
-            erofsImageMB: erofs.megabytes, erofsBuildSecondsP50: Self.percentile(erofs.seconds, 0.5), erofsBuildSeconds: erofs.seconds)
+            erofsImageMB: erofs.megabytes, erofsBuildSecondsP50: Percentile.of(erofs.seconds, fraction: 0.5), erofsBuildSeconds: erofs.seconds)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(Self.table(report))
         }
@@ -179,14 +177,8 @@ struct BenchLayers: AsyncParsableCommand {
     }
 
     static func figures(_ latencies: [Double], wallMs: Double) -> Figures {
-        Figures(count: latencies.count, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99),
+        Figures(count: latencies.count, p50Ms: Percentile.of(latencies, fraction: 0.5), p99Ms: Percentile.of(latencies, fraction: 0.99),
                 perSecond: Double(latencies.count) / max(wallMs / 1000, 0.000_001))
-    }
-
-    static func percentile(_ values: [Double], _ fraction: Double) -> Double {
-        guard !values.isEmpty else { return 0 }
-        let sorted = values.sorted()
-        return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * fraction).rounded()))]
     }
 
     static func milliseconds(since start: DispatchTime) -> Double {

@@ -117,10 +117,3 @@ enum HostChecks {
         return dirs.lazy.map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
     }
 }
-
-/// Prints a value as pretty JSON with sorted keys (stable for scripts and tests).
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
-}

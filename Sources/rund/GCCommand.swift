@@ -48,9 +48,7 @@ struct GCCommand: AsyncParsableCommand {
             }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(objects), as: UTF8.self))
+            try printJSON(objects)
         } else {
             lines.forEach { print($0) }
         }

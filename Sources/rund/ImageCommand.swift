@@ -69,7 +69,7 @@ struct ImageCommand: AsyncParsableCommand {
         func run() async throws {
             let images = try ImageStore(root: StateRoot.resolve(rootOptions.root)).list()
             if json {
-                print(try ImageCommand.encode(images))
+                print(try jsonText(images))
                 return
             }
             print(ImageCommand.pad("IMAGE ID", 14) + ImageCommand.pad("SIZE", 10) + ImageCommand.pad("LAYERS", 8) + "NAMES")
@@ -103,17 +103,11 @@ struct ImageCommand: AsyncParsableCommand {
 
     static func report(_ image: StoredImage, json: Bool) throws {
         if json {
-            print(try encode(image))
+            print(try jsonText(image))
         } else {
             let name = image.references.first ?? image.shortID
             print("\(name) \(image.id) \(size(image.sizeBytes)) \(image.erofsPath)")
         }
-    }
-
-    static func encode<T: Encodable>(_ value: T) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     static func progress(_ line: String) {
