@@ -148,3 +148,72 @@ static inline int rund_O_TMPFILE(void) {
 #endif
 }
 #endif
+
+// MARK: guest agent (issue 6): AF_VSOCK, module loading, power-off, and a fork/exec that runs
+// only async-signal-safe calls in the child (the agent is multithreaded when it spawns).
+#ifndef RUND_CLINUX_AGENT_H
+#define RUND_CLINUX_AGENT_H
+#include <linux/vm_sockets.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <errno.h>
+static inline int rund_vsock_listen(unsigned int port, int backlog) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_vm address;
+    memset(&address, 0, sizeof address);
+    address.svm_family = AF_VSOCK;
+    address.svm_cid = VMADDR_CID_ANY;
+    address.svm_port = port;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno; close(fd); errno = saved; return -1;
+    }
+    return fd;
+}
+static inline int rund_finit_module(int fd) { return (int)syscall(SYS_finit_module, fd, "", 0); }
+static inline int rund_power_off(void) { return reboot(RB_POWER_OFF); }
+
+// One rlimit to apply in the child.
+struct rund_rlimit { int resource; unsigned long long soft; unsigned long long hard; };
+
+// fork + exec `path`. In the child: default signal dispositions and an empty mask, a new
+// session, fds 0/1/2 from the given ones, rlimits, groups/gid/uid (when set_identity), cwd, execve. A failure
+// in the child writes its errno and a step number to `error_fd` (close-on-exec) and _exits(127).
+// Returns the pid, or -1 with errno when fork fails.
+static inline int rund_spawn_process(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                                     int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
+                                     const struct rund_rlimit *limits, size_t limit_count,
+                                     int stdin_fd, int stdout_fd, int stderr_fd, int error_fd) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    int report[2] = {0, 0};
+    sigset_t empty;
+    sigemptyset(&empty);
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    setsid();
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if (dup2(fds[i], i) < 0) { report[1] = 1; goto fail; }
+    }
+    for (size_t i = 0; i < limit_count; i++) {
+        struct rlimit limit = { (rlim_t)limits[i].soft, (rlim_t)limits[i].hard };
+        if (setrlimit(limits[i].resource, &limit) < 0) { report[1] = 2; goto fail; }
+    }
+    if (set_identity) {
+        if (setgroups(group_count, (const gid_t *)groups) < 0) { report[1] = 3; goto fail; }
+        if (setgid(gid) < 0) { report[1] = 4; goto fail; }
+        if (setuid(uid) < 0) { report[1] = 5; goto fail; }
+    }
+    if (chdir(cwd) < 0) { report[1] = 6; goto fail; }
+    execve(path, argv, envp);
+    report[1] = 7;
+fail:
+    report[0] = errno;
+    (void)!write(error_fd, report, sizeof report);
+    _exit(127);
+}
+#endif

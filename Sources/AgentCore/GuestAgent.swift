@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentProtocol
+import FoundationEssentials  // Data: SwiftProtobuf's type for bytes fields
+import Logging
+import TTRPC
+
+/// The agent API served inside the guest. Processes run directly in the guest's root for now:
+/// a container id only groups processes until CreateContainer (rootfs + namespaces) exists.
+public final class GuestAgent: AgentService {
+    private let table: ProcessTable
+    private let logger: Logger
+    /// Ends the VM (PID 1: sync and power off); called after Shutdown has been answered.
+    private let powerOff: @Sendable () -> Void
+
+    static let maxStdinChunk = 1 << 20
+
+    public init(table: ProcessTable, logger: Logger = Logger(label: "rund.agent"), powerOff: @escaping @Sendable () -> Void) {
+        self.table = table
+        self.logger = logger
+        self.powerOff = powerOff
+    }
+
+    public func createContainer(_ request: AgentCreateContainerRequest, context: TTRPCCallContext) async throws -> AgentCreateContainerResponse {
+        throw TTRPCStatus(.unimplemented, "CreateContainer is not implemented by this agent yet: start processes in the guest root with StartProcess")
+    }
+
+    public func startProcess(_ request: AgentStartProcessRequest, context: TTRPCCallContext) async throws -> AgentStartProcessResponse {
+        let key = try Self.key(request.containerID, "")
+        return try start(key, request.process)
+    }
+
+    public func execProcess(_ request: AgentExecProcessRequest, context: TTRPCCallContext) async throws -> AgentStartProcessResponse {
+        guard !request.execID.isEmpty else {
+            throw TTRPCStatus(.invalidArgument, "exec_id must not be empty (\"\" names the main process: use StartProcess)")
+        }
+        let key = try Self.key(request.containerID, request.execID)
+        return try start(key, request.process)
+    }
+
+    public func writeStdin(_ request: AgentWriteStdinRequest, context: TTRPCCallContext) async throws -> AgentWriteStdinResponse {
+        guard request.data.count <= Self.maxStdinChunk else {
+            throw TTRPCStatus(.invalidArgument, "stdin chunk of \(request.data.count) bytes is over the 1 MiB limit: split it")
+        }
+        let process = try process(request.process)
+        do {
+            let written = try await process.writeStdin(Array(request.data))
+            return .with { $0.written = UInt32(written) }
+        } catch is GuestProcess.StdinClosed {
+            throw TTRPCStatus(.failedPrecondition, "stdin of \(process.key) is closed or was not opened (set open_stdin)")
+        }
+    }
+
+    public func closeStdin(_ request: AgentCloseStdinRequest, context: TTRPCCallContext) async throws -> AgentCloseStdinResponse {
+        try await process(request.process).closeStdin()
+        return AgentCloseStdinResponse()
+    }
+
+    public func readStdout(_ request: AgentReadOutputRequest, context: TTRPCCallContext) async throws -> AgentReadOutputResponse {
+        try await read(request, \.stdout)
+    }
+
+    public func readStderr(_ request: AgentReadOutputRequest, context: TTRPCCallContext) async throws -> AgentReadOutputResponse {
+        try await read(request, \.stderr)
+    }
+
+    public func waitProcess(_ request: AgentWaitProcessRequest, context: TTRPCCallContext) async throws -> AgentWaitProcessResponse {
+        let process = try process(request.process)
+        let status = try await process.waitForExit()
+        table.retireIfFinished(process.key)
+        return .with {
+            $0.exitCode = status.code
+            $0.signal = status.signal
+        }
+    }
+
+    public func signalProcess(_ request: AgentSignalProcessRequest, context: TTRPCCallContext) async throws -> AgentSignalProcessResponse {
+        guard (1..<65).contains(request.signal) else {
+            throw TTRPCStatus(.invalidArgument, "signal \(request.signal) is not a signal number (1-64)")
+        }
+        let named = try process(request.process)
+        let targets = request.allProcesses ? table.processes(inContainer: named.key.containerID) : [named]
+        for target in targets {
+            do {
+                try target.signal(request.signal)
+            } catch {
+                throw TTRPCStatus(.internal, "signal \(request.signal) to \(target.key): \(error)")
+            }
+        }
+        return AgentSignalProcessResponse()
+    }
+
+    public func resizeTerminal(_ request: AgentResizeTerminalRequest, context: TTRPCCallContext) async throws -> AgentResizeTerminalResponse {
+        throw TTRPCStatus(.unimplemented, "terminals are not supported by this agent yet")
+    }
+
+    public func stats(_ request: AgentStatsRequest, context: TTRPCCallContext) async throws -> AgentStatsResponse {
+        GuestStats.collect()
+    }
+
+    /// Kills every process, then powers off once the answer had time to leave.
+    public func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse {
+        logger.info("shutdown requested")
+        for process in table.allProcesses() { try? process.signal(SIGKILL) }
+        let powerOff = self.powerOff
+        try DetachedThread.start(name: "power-off") {
+            usleep(200_000)
+            powerOff()
+        }
+        return AgentShutdownResponse()
+    }
+
+    // MARK: helpers
+
+    private func start(_ key: ProcessKey, _ spec: AgentProcessSpec) throws -> AgentStartProcessResponse {
+        let plan = try LaunchPlan(spec)
+        let process = try table.start(key, plan)
+        logger.info("started process", metadata: ["process": "\(key)", "pid": "\(process.pid)", "program": "\(plan.executable)"])
+        return .with { $0.pid = UInt32(process.pid) }
+    }
+
+    private func process(_ ref: AgentProcessRef) throws(TTRPCStatus) -> GuestProcess {
+        try table.process(try Self.key(ref.containerID, ref.execID))
+    }
+
+    private func read(_ request: AgentReadOutputRequest, _ stream: KeyPath<GuestProcess, ProcessOutput>) async throws -> AgentReadOutputResponse {
+        let process = try process(request.process)
+        let chunk = try await process[keyPath: stream].read(maxBytes: request.maxBytes)
+        if chunk.eof { table.retireIfFinished(process.key) }
+        return .with {
+            $0.data = Data(chunk.data)
+            $0.eof = chunk.eof
+        }
+    }
+
+    /// Container ids follow the proto's rule: [A-Za-z0-9_.-], 1 to 64 characters (exec ids too).
+    static func key(_ containerID: String, _ execID: String) throws(TTRPCStatus) -> ProcessKey {
+        guard isValidID(containerID) else {
+            throw TTRPCStatus(.invalidArgument, "container id \"\(containerID)\" must be 1-64 characters of [A-Za-z0-9_.-]")
+        }
+        guard execID.isEmpty || isValidID(execID) else {
+            throw TTRPCStatus(.invalidArgument, "exec id \"\(execID)\" must be 1-64 characters of [A-Za-z0-9_.-]")
+        }
+        return ProcessKey(containerID: containerID, execID: execID)
+    }
+
+    static func isValidID(_ id: String) -> Bool {
+        (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == 0x5f || byte == 0x2e || byte == 0x2d
+        }
+    }
+}

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentCore
+import AgentProtocol
+import FoundationEssentials
+import Synchronization
+import Testing
+import TTRPC
+
+/// The real agent service, on this host, over ttrpc on a socketpair, running real processes
+/// (busybox-free: the host's sh, cat, sleep). Only PID 1 duties (mounts, reaping orphans,
+/// power-off) are left to the inside-L1 test.
+@Suite struct GuestAgentTests {
+    final class PowerOffRecorder: Sendable {
+        let calls = Mutex(0)
+    }
+
+    private func connectedAgent() throws -> (AgentSession, PowerOffRecorder, TTRPCServerConnection) {
+        let recorder = PowerOffRecorder()
+        let server = TTRPCServer()
+        server.register(agent: GuestAgent(table: ProcessTable(reaping: .perProcess)) {
+            recorder.calls.withLock { $0 += 1 }
+        })
+        let (host, guest) = try SocketStream.pair()
+        let connection = try server.serve(guest)
+        return (AgentSession(client: AgentClient(connection: try TTRPCClient(stream: host))), recorder, connection)
+    }
+
+    @Test func runsACommandAndReportsOutputsAndExitCode() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        let finished = try await session.run(["sh", "-c", "echo hi; echo err >&2; exit 3"], container: "c1")
+        #expect(finished == .init(stdout: "hi\n", stderr: "err\n", exitCode: 3, signal: 0))
+    }
+
+    @Test func feedsStdinAndHonoursCwdAndEnvironment() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        let client = session.client
+        _ = try await client.startProcess(.with {
+            $0.containerID = "c2"
+            $0.process = .with {
+                $0.args = ["sh", "-c", "pwd; echo \"$GREETING\"; cat"]
+                $0.env = ["PATH=/usr/bin:/bin", "GREETING=hello there"]
+                $0.cwd = "/tmp"
+                $0.openStdin = true
+            }
+        })
+        let ref = AgentSession.ref("c2")
+        let written = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("from stdin\n".utf8) })
+        #expect(written.written == 11)
+        _ = try await client.closeStdin(.with { $0.process = ref })
+        #expect(try await session.drain(ref) == "/tmp\nhello there\nfrom stdin\n")
+        #expect(try await client.waitProcess(.with { $0.process = ref }).exitCode == 0)
+    }
+
+    @Test func execsBesideTheMainProcessAndSignals() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        let client = session.client
+        _ = try await client.startProcess(.with { $0.containerID = "c3"; $0.process = AgentSession.spec(["sleep", "30"]) })
+        let exec = try await client.execProcess(.with {
+            $0.containerID = "c3"
+            $0.execID = "e1"
+            $0.process = AgentSession.spec(["sh", "-c", "echo $$"])
+        })
+        #expect(try await session.drain(AgentSession.ref("c3", "e1")) == "\(exec.pid)\n")
+        _ = try await client.signalProcess(.with { $0.process = AgentSession.ref("c3"); $0.signal = SIGTERM })
+        let waited = try await client.waitProcess(.with { $0.process = AgentSession.ref("c3") })
+        #expect(waited.signal == SIGTERM && waited.exitCode == 0)
+    }
+
+    @Test func badRequestsGetClearStatusesAndStartNothing() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        let client = session.client
+        func status(_ body: () async throws -> Void) async -> TTRPCStatus? {
+            do {
+                try await body()
+                return nil
+            } catch {
+                return error as? TTRPCStatus
+            }
+        }
+        #expect(await status { _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = AgentSession.spec(["no-such-program-x"]) }) }?.code == .notFound)
+        #expect(await status { _ = try await client.startProcess(.with { $0.containerID = "bad/id"; $0.process = AgentSession.spec(["true"]) }) }?.code == .invalidArgument)
+        #expect(await status { _ = try await client.waitProcess(.with { $0.process = AgentSession.ref("c4") }) }?.code == .notFound)
+        #expect(await status { _ = try await client.createContainer(.with { $0.containerID = "c4" }) }?.code == .unimplemented)
+        var badCwd = AgentSession.spec(["true"])
+        badCwd.cwd = "/no/such/dir"
+        let failed = await status { _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = badCwd }) }
+        #expect(failed?.code == .failedPrecondition)
+        #expect(failed?.message.contains("chdir") == true)
+        _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = AgentSession.spec(["true"]) })
+        #expect(await status { _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = AgentSession.spec(["true"]) }) }?.code == .alreadyExists)
+        #expect(await status { _ = try await client.writeStdin(.with { $0.process = AgentSession.ref("c4"); $0.data = Data("x".utf8) }) }?.code == .failedPrecondition)
+    }
+
+    @Test func statsComeFromProcAndShutdownPowersOff() async throws {
+        let (session, recorder, connection) = try connectedAgent()
+        defer { connection.close() }
+        let stats = try await session.client.stats(.with { $0.containerID = "any" })
+        #expect(stats.cpu.usageNanos > 0)
+        #expect(stats.memory.limitBytes > stats.memory.usageBytes && stats.memory.usageBytes > 0)
+        #expect(stats.pids.current > 1)
+        _ = try await session.client.shutdown()
+        for _ in 0..<50 where recorder.calls.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(recorder.calls.withLock { $0 } == 1)
+    }
+}
