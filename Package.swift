@@ -32,9 +32,10 @@ let package = Package(
         .target(name: "AgentProtocol", dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")], exclude: ["Generated/agent.proto.sha256"], swiftSettings: strict),
         // The guest agent (issue 6): its logic in AgentCore, PID 1 in rund-agent, linked fully static.
         .target(name: "AgentCore", dependencies: ["AgentProtocol", "TTRPC", "HostOS", "CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "AgentEarlyInit"),
         .executableTarget(
             name: "rund-agent",
-            dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AgentEarlyInit", "AgentCore", "AgentProtocol", "TTRPC", "HostOS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict,
             // FoundationEssentials does not autolink its own static dependencies; name them.
             linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
@@ -58,6 +59,6 @@ let package = Package(
         .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict),
     ]
 )

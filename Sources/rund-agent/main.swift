@@ -2,17 +2,22 @@
 import Glibc
 #endif
 import AgentCore
+import AgentEarlyInit
 import AgentProtocol
 import HostOS
 import Logging
 import TTRPC
 
 // rund-agent: the guest's PID 1. Everything up to the mounts runs before any Swift concurrency
-// or extra thread exists (the runtime reads /proc to start its threads).
+// or extra thread exists (the runtime reads /proc to start its threads; /proc itself is mounted
+// even earlier, by AgentEarlyInit).
 let isInit = getpid() == 1
 if isInit {
-    let mountFailures = GuestMounts.mountAll()
+    // /proc is already mounted by AgentEarlyInit's constructor (the runtime needed it).
+    var mountFailures = GuestMounts.mountAll()
     GuestMounts.attachConsole()
+    let procError = rund_agent_early_proc_mount_error()
+    if procError != 0 { mountFailures.insert("mount proc on /proc: \(String(cString: strerror(procError)))", at: 0) }
     if !mountFailures.isEmpty { GuestPower.fail(mountFailures.joined(separator: "; ")) }
 }
 // Every thread inherits this mask: the reaper sigwaits for SIGCHLD, and a write to a closed

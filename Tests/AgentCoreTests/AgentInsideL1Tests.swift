@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentProtocol
+import Devices
+import HostOS
+import Synchronization
+import Testing
+import TTRPC
+import VMM
+
+extension VsockStream: ByteStream {}
+
+/// Run by AgentInRigTests inside the nested rig's L1 (real KVM): boots the stock kernel with
+/// rund-agent as /init and talks to it over virtio-vsock. Proves the guest's vsock driver
+/// against our device, ttrpc over it, and the agent as PID 1.
+@Suite(.enabled(if: AgentL1Environment.current != nil, AgentL1Environment.skipReason))
+struct AgentInsideL1Tests {
+    static let agentPort: UInt32 = 1024
+
+    @Test func hostRunsACommandThroughTheAgentAndShutsTheGuestDown() async throws {
+        let environment = try #require(AgentL1Environment.current)
+
+        var configuration = VMConfiguration(
+            kernelPath: environment.kernel, initrdPath: environment.initrd, extraCommandLine: "quiet",
+            memoryMiB: 256, vcpuCount: 1, console: .standardOutput)
+        configuration.vsockGuestCID = 3
+        let machine = try Machine(configuration: configuration)
+        let exit = MachineOutcome()
+        let runner = try OSThread.spawn(name: "machine") {
+            let result = (try? machine.run()) ?? .crashed("run threw")
+            exit.record(result)
+        }
+        defer {
+            machine.stop(signal: SIGTERM)
+            runner.join()
+        }
+        let vsock = try #require(machine.vsock)
+
+        let started = MonotonicClock.now
+        let stream = try await Self.connect(vsock, port: Self.agentPort, within: .seconds(60)) {
+            exit.value != nil
+        }
+        print("agent-test: connected to the agent after \(MonotonicClock.now - started)")
+        let session = AgentSession(client: AgentClient(connection: try TTRPCClient(stream: stream)))
+
+        let finished = try await session.run(["sh", "-c", "echo hi; echo err >&2; exit 3"], container: "c1")
+        print("agent-test: stdout=\(finished.stdout.debugDescription) stderr=\(finished.stderr.debugDescription) exit=\(finished.exitCode)")
+        #expect(finished == .init(stdout: "hi\n", stderr: "err\n", exitCode: 3, signal: 0))
+
+        // PID 1 mounted the base filesystems before serving.
+        let mounts = try await session.run(["/bin/busybox", "cat", "/proc/mounts"], container: "c2")
+        #expect(mounts.stdout.contains("devtmpfs /dev devtmpfs"))
+        #expect(mounts.stdout.contains("tmpfs /run tmpfs"))
+        let stats = try await session.client.stats(.with { $0.containerID = "c1" })
+        print("agent-test: guest memory used \(stats.memory.usageBytes >> 20) of \(stats.memory.limitBytes >> 20) MiB, \(stats.pids.current) pids")
+        #expect(stats.memory.limitBytes > 0 && stats.pids.current > 0)
+
+        _ = try await session.client.shutdown()
+        for _ in 0..<300 where exit.value == nil { try await Task.sleep(for: .milliseconds(100)) }
+        let result = exit.value
+        print("agent-test: machine exit: \(result.map { "\($0)" } ?? "still running")")
+        #expect(result == .poweredOff)
+    }
+
+    /// Connects to the agent, retrying while the guest boots (its vsock driver answers only
+    /// once loaded, and the agent listens only after that).
+    static func connect(_ vsock: VsockHostEndpoint, port: UInt32, within limit: Duration,
+                        machineEnded: () -> Bool) async throws -> VsockStream {
+        let deadline = MonotonicClock.now + limit
+        while true {
+            let failure: VsockError
+            do {
+                return try vsock.connect(guestPort: port, timeout: .seconds(5))
+            } catch {
+                failure = error
+            }
+            switch failure {
+            case .connectionRefused, .connectionReset, .timedOut:
+                guard MonotonicClock.now < deadline, !machineEnded() else { throw failure }
+                try await Task.sleep(for: .milliseconds(250))
+            default:
+                throw failure
+            }
+        }
+    }
+}
+
+/// How the machine's run ended, set by its thread.
+final class MachineOutcome: Sendable {
+    private let exit = Mutex<MachineExit?>(nil)
+    func record(_ value: MachineExit) { exit.withLock { $0 = value } }
+    var value: MachineExit? { exit.withLock { $0 } }
+}
+
+/// Plain monotonic time for the retry loop (ContinuousClock reads the same clock).
+enum MonotonicClock {
+    static var now: ContinuousClock.Instant { ContinuousClock.now }
+}
+
+/// Where the inside-L1 test finds its guest: AgentInRigTests passes the paths in the command.
+enum AgentL1Environment {
+    struct Paths {
+        var kernel: String
+        var initrd: String
+    }
+
+    static let current: Paths? = {
+        guard let kernel = getenv("RUND_AGENT_TEST_KERNEL"), let initrd = getenv("RUND_AGENT_TEST_INITRD"),
+              FileSystem.exists("/dev/kvm"), !FileSystem.exists("/sys/module/kvm_pvm") else { return nil }
+        return Paths(kernel: String(cString: kernel), initrd: String(cString: initrd))
+    }()
+
+    static let skipReason: Comment = """
+        runs inside the nested rig only (AgentInRigTests sets RUND_AGENT_TEST_KERNEL/INITRD): \
+        needs a /dev/kvm that boots Linux, which this host's PVM does not
+        """
+}

@@ -1,0 +1,37 @@
+import Foundation
+import HostOS
+import Testing
+
+/// The end-to-end proof for the guest agent: inside the nested rig's L1, this package's test
+/// bundle (AgentCoreTests/AgentInsideL1Tests) boots the stock kernel with an initramfs whose
+/// /init is rund-agent, connects over virtio-vsock, runs a command through the agent API and
+/// shuts the guest down.
+@Suite(.enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason))
+struct AgentInRigTests {
+    @Test func hostDrivesTheAgentOverVsockInsideL1() throws {
+        let work = try TestDirectory()
+        let agent = work.path + "/rund-agent", initrd = work.path + "/agent-initrd"
+        // Stripped: every byte of the initramfs is unpacked under emulation, twice over.
+        try Subprocess.checked(["strip", "-o", agent, RigHarness.agentBinary])
+        try Subprocess.checked([RigHarness.repositoryRoot + "/scripts/make-guest-initramfs", "--out", initrd,
+                                "--init", agent, "--module", "virtio_mmio", "--module", "vmw_vsock_virtio_transport"])
+        let kernel = RigHarness.stateRoot + "/kernel/current/vmlinuz"
+        let bundle = RigHarness.testBundle
+        let command = "RUND_AGENT_TEST_KERNEL=\(kernel) RUND_AGENT_TEST_INITRD=\(initrd) exec \(bundle) --testing-library swift-testing --filter AgentInsideL1Tests"
+        let outcome = try RigHarness.run(["sh", "-c", command], puts: [bundle, kernel, initrd], timeout: 600)
+        // swift-testing reports on stderr; the test's own lines and L2's console are on stdout.
+        print(outcome.stdout + outcome.stderr)
+        #expect(outcome.status == 0, "rig stderr: \(outcome.stderr)")
+        #expect(outcome.stdout.contains(#"agent-test: stdout="hi\n" stderr="err\n" exit=3"#))
+        #expect(outcome.stdout.contains("agent-test: machine exit: guest powered off"))
+        #expect(outcome.stderr.contains("hostRunsACommandThroughTheAgentAndShutsTheGuestDown() passed"))
+        #expect(!outcome.stderr.contains("skipped"))
+    }
+}
+
+extension RigHarness {
+    /// The static guest agent built next to this test bundle.
+    static var agentBinary: String {
+        URL(fileURLWithPath: testBundle).deletingLastPathComponent().appendingPathComponent("rund-agent").path
+    }
+}
