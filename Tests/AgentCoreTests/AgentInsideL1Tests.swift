@@ -52,6 +52,15 @@ struct AgentInsideL1Tests {
         let mounts = try await session.run(["/bin/busybox", "cat", "/proc/mounts"], container: "c2")
         #expect(mounts.stdout.contains("devtmpfs /dev devtmpfs"))
         #expect(mounts.stdout.contains("tmpfs /run tmpfs"))
+        // PID 1 reaps orphans: the background sleep outlives its shell (holding stdout open until
+        // it ends) and must not stay a zombie once reparented to the agent.
+        let orphaned = try await session.run(["sh", "-c", "/bin/busybox sleep 1 & echo $!"], container: "c3")
+        try await Task.sleep(for: .milliseconds(500))
+        let states = try await session.run(["/bin/busybox", "sh", "-c", "/bin/busybox cat /proc/[0-9]*/stat"], container: "c4")
+        let zombies = states.stdout.split(separator: "\n").filter { $0.contains(") Z ") }
+        print("agent-test: orphan pid \(orphaned.stdout.split(separator: "\n").first ?? "?"), zombies left: \(zombies.count)")
+        #expect(zombies.isEmpty, "zombies: \(zombies)")
+
         let stats = try await session.client.stats(.with { $0.containerID = "c1" })
         print("agent-test: guest memory used \(stats.memory.usageBytes >> 20) of \(stats.memory.limitBytes >> 20) MiB, \(stats.pids.current) pids")
         #expect(stats.memory.limitBytes > 0 && stats.pids.current > 0)
