@@ -71,6 +71,30 @@ import TTRPC
         #expect(waited.signal == SIGTERM && waited.exitCode == 0)
     }
 
+    /// A read that times out (the long-poll's deadline) gives up its place without taking any
+    /// bytes: the next read still gets everything, in order.
+    @Test func timedOutReadsLoseNoOutput() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        let client = session.client
+        _ = try await client.startProcess(.with {
+            $0.containerID = "c5"
+            $0.process = AgentSession.spec(["sh", "-c", "read line; echo \"got $line\"; exit 7"], openStdin: true)
+        })
+        let ref = AgentSession.ref("c5")
+        await #expect(throws: TTRPCStatus.self) {
+            _ = try await client.readStdout(.with { $0.process = ref }, timeout: .milliseconds(100))
+        }
+        _ = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("x\n".utf8) })
+        #expect(try await session.drain(ref) == "got x\n")
+        #expect(try await client.waitProcess(.with { $0.process = ref }).exitCode == 7)
+        // Exited, waited for and read to the end: the agent forgets it.
+        let status = await { () async -> TTRPCStatus? in
+            do { _ = try await client.waitProcess(.with { $0.process = ref }); return nil } catch { return error as? TTRPCStatus }
+        }()
+        #expect(status?.code == .notFound)
+    }
+
     @Test func badRequestsGetClearStatusesAndStartNothing() async throws {
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
