@@ -4,26 +4,52 @@ import Glibc
 import AgentProtocol
 import FoundationEssentials  // Data: SwiftProtobuf's type for bytes fields
 import Logging
+import Synchronization
 import TTRPC
 
-/// The agent API served inside the guest. Processes run directly in the guest's root for now:
-/// a container id only groups processes until CreateContainer (rootfs + namespaces) exists.
+/// The agent API served inside the guest. Processes of a container made by CreateContainer run
+/// in its overlay rootfs and namespaces; for any other container id they run directly in the
+/// guest's root (the id then only groups processes).
 public final class GuestAgent: AgentService {
     private let table: ProcessTable
+    private let containers = Mutex<[String: ContainerRoot]>([:])
+    private let runRoot: String
     private let logger: Logger
     /// Ends the VM (PID 1: sync and power off); called after Shutdown has been answered.
     private let powerOff: @Sendable () -> Void
 
     static let maxStdinChunk = 1 << 20
 
-    public init(table: ProcessTable, logger: Logger = Logger(label: "rund.agent"), powerOff: @escaping @Sendable () -> Void) {
+    /// `runRoot` is where container rootfs trees are mounted (one directory per container).
+    public init(table: ProcessTable, runRoot: String = "/run/rund", logger: Logger = Logger(label: "rund.agent"),
+                powerOff: @escaping @Sendable () -> Void) {
         self.table = table
+        self.runRoot = runRoot
         self.logger = logger
         self.powerOff = powerOff
     }
 
     public func createContainer(_ request: AgentCreateContainerRequest, context: TTRPCCallContext) async throws -> AgentCreateContainerResponse {
-        throw TTRPCStatus(.unimplemented, "CreateContainer is not implemented by this agent yet: start processes in the guest root with StartProcess")
+        let id = try Self.key(request.containerID, "").containerID
+        let plan = try RootfsPlan(containerID: id, layout: request.rootfs, runRoot: runRoot)
+        guard request.hostname.utf8.count <= 64, !request.hostname.utf8.contains(0) else {
+            throw TTRPCStatus(.invalidArgument, "hostname must be at most 64 bytes")
+        }
+        // Claim the id first so two concurrent creates cannot both mount.
+        let claimed = containers.withLock { containers -> Bool in
+            guard containers[id] == nil else { return false }
+            containers[id] = ContainerRoot(id: id, plan: plan, hostname: request.hostname)
+            return true
+        }
+        guard claimed else { throw TTRPCStatus(.alreadyExists, "container \(id) already exists") }
+        do {
+            _ = try ContainerRoot.mount(id: id, plan: plan, hostname: request.hostname)
+        } catch {
+            _ = containers.withLock { $0.removeValue(forKey: id) }
+            throw error
+        }
+        logger.info("created container", metadata: ["container": "\(id)", "rootfs": "\(plan.rootfs)"])
+        return .with { $0.rootfsPath = plan.rootfs }
     }
 
     public func startProcess(_ request: AgentStartProcessRequest, context: TTRPCCallContext) async throws -> AgentStartProcessResponse {
@@ -114,8 +140,24 @@ public final class GuestAgent: AgentService {
     // MARK: helpers
 
     private func start(_ key: ProcessKey, _ spec: AgentProcessSpec) throws -> AgentStartProcessResponse {
-        let plan = try LaunchPlan(spec)
-        let process = try table.start(key, plan)
+        let place: SpawnPlace
+        let plan: LaunchPlan
+        if let container = containers.withLock({ $0[key.containerID] }) {
+            plan = try LaunchPlan(spec, isExecutable: container.isExecutable)
+            if key.execID.isEmpty {
+                place = .newContainer(container)
+            } else {
+                let main = try? table.process(ProcessKey(containerID: key.containerID, execID: ""))
+                guard let main, main.exitStatus == nil else {
+                    throw TTRPCStatus(.failedPrecondition, "container \(key.containerID) has no running main process to exec beside: StartProcess first")
+                }
+                place = .joining(container, mainPID: main.pid)
+            }
+        } else {
+            plan = try LaunchPlan(spec)
+            place = .guestRoot
+        }
+        let process = try table.start(key, plan, in: place)
         logger.info("started process", metadata: ["process": "\(key)", "pid": "\(process.pid)", "program": "\(plan.executable)"])
         return .with { $0.pid = UInt32(process.pid) }
     }

@@ -10,6 +10,14 @@ public struct GuestMount: Sendable, Equatable {
     public var type: String
     public var flags: UInt
     public var data: String?
+
+    public init(source: String, target: String, type: String, flags: UInt, data: String?) {
+        self.source = source
+        self.target = target
+        self.type = type
+        self.flags = flags
+        self.data = data
+    }
 }
 
 /// What the guest needs mounted before anything else runs. /proc comes first: the Swift runtime

@@ -32,12 +32,12 @@ public final class ProcessTable: Sendable {
     }
 
     /// Starts `plan` as process `key`; ALREADY_EXISTS when that name is taken.
-    func start(_ key: ProcessKey, _ plan: LaunchPlan) throws -> GuestProcess {
+    func start(_ key: ProcessKey, _ plan: LaunchPlan, in place: SpawnPlace = .guestRoot) throws -> GuestProcess {
         let process = try state.withLock { state throws -> GuestProcess in
             guard state.byKey[key] == nil else {
                 throw TTRPCStatus(.alreadyExists, "\(key) already has a process")
             }
-            let process = try Self.spawn(key, plan)
+            let process = try Self.spawn(key, plan, place)
             state.byKey[key] = process
             state.byPID[process.pid] = process
             return process
@@ -87,8 +87,8 @@ public final class ProcessTable: Sendable {
 
     // MARK: spawning
 
-    private static func spawn(_ key: ProcessKey, _ plan: LaunchPlan) throws -> GuestProcess {
-        let stdoutPipe = try Pipe.make(), stderrPipe = try Pipe.make(), errorPipe = try Pipe.make()
+    private static func spawn(_ key: ProcessKey, _ plan: LaunchPlan, _ place: SpawnPlace) throws -> GuestProcess {
+        let stdoutPipe = try Pipe.make(), stderrPipe = try Pipe.make(), reportPipe = try Pipe.make()
         let stdinRead: FileDescriptor, stdinWrite: FileDescriptor?
         if plan.opensStdin {
             let pipe = try Pipe.make()
@@ -99,39 +99,108 @@ public final class ProcessTable: Sendable {
         }
         let limits = plan.limits.map { rund_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         let changesIdentity = plan.uid != getuid() || plan.gid != getgid() || !plan.additionalGIDs.isEmpty
-        let pid = withCStrings(plan.arguments) { argv in
-            withCStrings(plan.environment) { envp in
-                plan.additionalGIDs.withUnsafeBufferPointer { groups in
-                    limits.withUnsafeBufferPointer { limits in
-                        rund_spawn_process(
-                            plan.executable, argv, envp, plan.workingDirectory,
-                            changesIdentity ? 1 : 0, plan.uid, plan.gid, groups.baseAddress, groups.count,
-                            limits.baseAddress, limits.count,
-                            stdinRead.rawValue, stdoutPipe.write.rawValue, stderrPipe.write.rawValue,
-                            errorPipe.write.rawValue)
+        let container: ContainerRoot?
+        var namespaces: [FileDescriptor] = []
+        switch place {
+        case .guestRoot:
+            container = nil
+        case .newContainer(let root):
+            container = root
+        case .joining(let root, let mainPID):
+            container = root
+            for name in ["mnt", "uts", "ipc", "pid"] {
+                namespaces.append(try FileDescriptor.open("/proc/\(mainPID)/ns/\(name)", O_RDONLY | O_CLOEXEC))
+            }
+        }
+        let joinFDs = namespaces.count == 4 ? (namespaces[0].rawValue, namespaces[1].rawValue, namespaces[2].rawValue, namespaces[3].rawValue) : (-1, -1, -1, -1)
+        let directPID = withOptionalCString(container?.plan.rootfs) { rootfs in
+            withOptionalCString(container?.hostname) { hostname in
+                var spawnPlace = rund_spawn_place(rootfs: rootfs, hostname: hostname, join_fds: joinFDs)
+                return withCStrings(plan.arguments) { argv in
+                    withCStrings(plan.environment) { envp in
+                        plan.additionalGIDs.withUnsafeBufferPointer { groups in
+                            limits.withUnsafeBufferPointer { limits in
+                                rund_spawn_process(
+                                    plan.executable, argv, envp, plan.workingDirectory,
+                                    changesIdentity ? 1 : 0, plan.uid, plan.gid, groups.baseAddress, groups.count,
+                                    limits.baseAddress, limits.count,
+                                    stdinRead.rawValue, stdoutPipe.write.rawValue, stderrPipe.write.rawValue,
+                                    reportPipe.write.rawValue, &spawnPlace)
+                            }
+                        }
                     }
                 }
             }
         }
-        guard pid > 0 else { throw SystemError.last("fork", subject: plan.executable) }
+        guard directPID > 0 else { throw SystemError.last("clone", subject: plan.executable) }
         stdinRead.close()
         stdoutPipe.write.close()
         stderrPipe.write.close()
-        errorPipe.write.close()
-        // The child reports a failed setup step on the error pipe; exec closes it silently.
-        var report: [Int32] = [0, 0]
-        let count = report.withUnsafeMutableBytes { (try? errorPipe.read.read(into: $0)) ?? 0 }
-        if count > 0 {
-            // Collect the failed child; under a reaper this may find it already gone (ECHILD).
+        reportPipe.write.close()
+        for namespace in namespaces { namespace.close() }
+        // Records until every writer is gone: exec closes the pipe, a failed step reports first.
+        let report = SpawnReport.read(from: reportPipe.read)
+        var pid = directPID
+        if case .joining = place {
+            // The intermediate child exits once it has named the process; collect it (under a
+            // reaper this may find it already gone: ECHILD).
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            throw TTRPCStatus(.failedPrecondition, "cannot start \(plan.executable): \(SpawnStep.describe(report[1])) failed: \(String(cString: strerror(report[0])))")
+            while waitpid(directPID, &status, 0) < 0 && errno == EINTR {}
+            pid = report.processID ?? -1
         }
-        let process = GuestProcess(
+        if let failure = report.failure {
+            if pid > 0 {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            }
+            throw TTRPCStatus(.failedPrecondition, "cannot start \(plan.executable): \(SpawnStep.describe(failure.step)) failed: \(String(cString: strerror(failure.errno)))")
+        }
+        guard pid > 0 else { throw TTRPCStatus(.internal, "the exec into \(key) did not report its pid") }
+        return GuestProcess(
             key: key, pid: pid, stdin: stdinWrite,
             stdout: try ProcessOutput(draining: stdoutPipe.read, name: "out-\(pid)"),
             stderr: try ProcessOutput(draining: stderrPipe.read, name: "err-\(pid)"))
-        return process
+    }
+
+    private static func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+        guard let string else { return body(nil) }
+        return string.withCString { body($0) }
+    }
+}
+
+/// What the child side of rund_spawn_process wrote on the report pipe.
+struct SpawnReport {
+    var processID: pid_t?
+    var failure: (errno: Int32, step: Int32)?
+
+    static func read(from pipe: FileDescriptor) -> SpawnReport {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64)
+        while bytes.count < 4096 {
+            let count = (try? chunk.withUnsafeMutableBytes { try pipe.read(into: $0) }) ?? 0
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+        }
+        return parse(bytes)
+    }
+
+    /// Records of three native Int32s: {1, pid, 0} or {2, errno, step}.
+    static func parse(_ bytes: [UInt8]) -> SpawnReport {
+        var report = SpawnReport()
+        let stride = 3 * MemoryLayout<Int32>.size
+        var offset = 0
+        while offset + stride <= bytes.count {
+            let record = (0..<3).map { index in
+                bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + index * 4, as: Int32.self) }
+            }
+            switch record[0] {
+            case 1: report.processID = record[1]
+            case 2: report.failure = (record[1], record[2])
+            default: break
+            }
+            offset += stride
+        }
+        return report
     }
 }
 
@@ -146,6 +215,14 @@ enum SpawnStep {
         case 5: return "setuid"
         case 6: return "chdir to the working directory"
         case 7: return "execve"
+        case 8: return "making mounts private"
+        case 9: return "sethostname"
+        case 10: return "mounting /proc in the container"
+        case 11: return "binding /dev into the container"
+        case 12: return "chroot into the container rootfs"
+        case 13: return "chdir to the container root"
+        case 14: return "joining the container's namespaces"
+        case 15: return "clone inside the container"
         default: return "step \(step)"
         }
     }
