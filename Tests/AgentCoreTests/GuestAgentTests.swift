@@ -90,6 +90,7 @@ import TTRPC
         try await Task.sleep(for: .milliseconds(300))
         _ = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("x\n".utf8) })
         #expect(try await session.drain(ref) == "got x\n")
+        #expect(try await session.drain(ref, stderr: true) == "")
         #expect(try await client.waitProcess(.with { $0.process = ref }).exitCode == 7)
         // Exited, waited for and read to the end: the agent forgets it.
         let status = await { () async -> TTRPCStatus? in
