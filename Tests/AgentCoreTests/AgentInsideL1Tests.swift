@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AgentProtocol
 import Devices
+import FoundationEssentials
 import HostOS
 import Synchronization
 import Testing
@@ -25,6 +26,8 @@ struct AgentInsideL1Tests {
             kernelPath: environment.kernel, initrdPath: environment.initrd, extraCommandLine: "quiet",
             memoryMiB: 256, vcpuCount: 1, console: .standardOutput)
         configuration.vsockGuestCID = 3
+        // /dev/vda: the container image (EROFS, read-only); /dev/vdb: its writable ext4.
+        configuration.disks = [.init(path: environment.image, readOnly: true), .init(path: environment.writable, readOnly: false)]
         let machine = try Machine(configuration: configuration)
         let exit = MachineOutcome()
         let runner = try OSThread.spawn(name: "machine") {
@@ -61,6 +64,8 @@ struct AgentInsideL1Tests {
         print("agent-test: orphan pid \(orphaned.stdout.split(separator: "\n").first ?? "?"), zombies left: \(zombies.count)")
         #expect(zombies.isEmpty, "zombies: \(zombies)")
 
+        try await Self.runContainer(session)
+
         let stats = try await session.client.stats(.with { $0.containerID = "c1" })
         print("agent-test: guest memory used \(stats.memory.usageBytes >> 20) of \(stats.memory.limitBytes >> 20) MiB, \(stats.pids.current) pids")
         #expect(stats.memory.limitBytes > 0 && stats.pids.current > 0)
@@ -70,6 +75,53 @@ struct AgentInsideL1Tests {
         let result = exit.value
         print("agent-test: machine exit: \(result.map { "\($0)" } ?? "still running")")
         #expect(result == .poweredOff)
+    }
+
+    /// CreateContainer, then a main process (PID 1 of its namespace, its own hostname, writing
+    /// into the overlay) and an exec that joins it and reads what the main process wrote.
+    static func runContainer(_ session: AgentSession) async throws {
+        let client = session.client
+        let created = try await client.createContainer(.with {
+            $0.containerID = "ctr"
+            $0.hostname = "fn-host"
+            $0.rootfs = .with {
+                $0.image = .with { $0.path = "/dev/vda"; $0.fsType = "erofs" }
+                $0.writable = .with { $0.path = "/dev/vdb"; $0.fsType = "ext4" }
+                $0.upperDir = "upper"
+                $0.workDir = "work"
+            }
+        })
+        print("agent-test: container rootfs at \(created.rootfsPath)")
+        let main = AgentSession.ref("ctr")
+        _ = try await client.startProcess(.with {
+            $0.containerID = "ctr"
+            $0.process = AgentSession.spec(["sh", "-c", "echo pid=$$ host=$(hostname); echo layered > /upper-file; echo ready; read line; echo bye"],
+                                           env: ["PATH=/bin"], openStdin: true)
+        })
+        var mainOutput = ""
+        while !mainOutput.contains("ready\n") {
+            let chunk = try await client.readStdout(.with { $0.process = main })
+            mainOutput += String(decoding: chunk.data, as: UTF8.self)
+            if chunk.eof { break }
+        }
+        print("agent-test: container main: \(mainOutput.split(separator: "\n").first ?? "")")
+        #expect(mainOutput.hasPrefix("pid=1 host=fn-host\n"))
+
+        _ = try await client.execProcess(.with {
+            $0.containerID = "ctr"
+            $0.execID = "e1"
+            $0.process = AgentSession.spec(["sh", "-c", "echo exec-pid=$$; cat /upper-file; ls /"], env: ["PATH=/bin"])
+        })
+        let exec = AgentSession.ref("ctr", "e1")
+        let execOutput = try await session.drain(exec)
+        print("agent-test: container exec: \(execOutput.split(separator: "\n").joined(separator: " "))")
+        #expect(execOutput.contains("layered\n"))
+        #expect(execOutput.contains("busybox") == false && execOutput.contains("bin"))
+        #expect(try await client.waitProcess(.with { $0.process = exec }).exitCode == 0)
+
+        _ = try await client.writeStdin(.with { $0.process = main; $0.data = Data("go\n".utf8) })
+        #expect(try await session.drain(main).contains("bye"))
+        #expect(try await client.waitProcess(.with { $0.process = main }).exitCode == 0)
     }
 
     /// Connects to the agent, retrying while the guest boots (its vsock driver answers only
@@ -112,16 +164,20 @@ enum AgentL1Environment {
     struct Paths {
         var kernel: String
         var initrd: String
+        var image: String
+        var writable: String
     }
 
     static let current: Paths? = {
         guard let kernel = getenv("RUND_AGENT_TEST_KERNEL"), let initrd = getenv("RUND_AGENT_TEST_INITRD"),
+              let image = getenv("RUND_AGENT_TEST_IMAGE"), let writable = getenv("RUND_AGENT_TEST_WRITABLE"),
               FileSystem.exists("/dev/kvm"), !FileSystem.exists("/sys/module/kvm_pvm") else { return nil }
-        return Paths(kernel: String(cString: kernel), initrd: String(cString: initrd))
+        return Paths(kernel: String(cString: kernel), initrd: String(cString: initrd),
+                     image: String(cString: image), writable: String(cString: writable))
     }()
 
     static let skipReason: Comment = """
-        runs inside the nested rig only (AgentInRigTests sets RUND_AGENT_TEST_KERNEL/INITRD): \
+        runs inside the nested rig only (AgentInRigTests sets RUND_AGENT_TEST_KERNEL/INITRD/IMAGE/WRITABLE): \
         needs a /dev/kvm that boots Linux, which this host's PVM does not
         """
 }

@@ -11,18 +11,27 @@ struct AgentInRigTests {
     @Test func hostDrivesTheAgentOverVsockInsideL1() throws {
         let work = try TestDirectory()
         let agent = work.path + "/rund-agent", initrd = work.path + "/agent-initrd"
+        let image = work.path + "/image.erofs", writable = work.path + "/writable.ext4"
         // Stripped: every byte of the initramfs is unpacked under emulation, twice over.
         try Subprocess.checked(["strip", "-o", agent, RigHarness.agentBinary])
         try Subprocess.checked([RigHarness.repositoryRoot + "/scripts/make-guest-initramfs", "--out", initrd,
-                                "--init", agent, "--module", "virtio_mmio", "--module", "vmw_vsock_virtio_transport"])
+                                "--init", agent, "--module", "virtio_mmio", "--module", "vmw_vsock_virtio_transport",
+                                "--module", "virtio_blk", "--module", "erofs", "--module", "overlay"])
+        // The container image: static busybox and a few applet links, as an EROFS filesystem.
+        let tree = work.path + "/image-tree"
+        try Subprocess.checked(["sh", "-c", "mkdir -p \(tree)/bin && cp \"$(command -v busybox)\" \(tree)/bin/busybox && for applet in sh cat hostname ls echo; do ln -s busybox \(tree)/bin/$applet; done"])
+        try Subprocess.checked(["mkfs.erofs", "--quiet", image, tree])
+        try Subprocess.checked(["truncate", "-s", "32M", writable])
+        try Subprocess.checked(["mkfs.ext4", "-q", writable])
         let kernel = RigHarness.stateRoot + "/kernel/current/vmlinuz"
         let bundle = RigHarness.testBundle
-        let command = "RUND_AGENT_TEST_KERNEL=\(kernel) RUND_AGENT_TEST_INITRD=\(initrd) exec \(bundle) --testing-library swift-testing --filter AgentInsideL1Tests"
-        let outcome = try RigHarness.run(["sh", "-c", command], puts: [bundle, kernel, initrd], timeout: 600)
+        let command = "RUND_AGENT_TEST_KERNEL=\(kernel) RUND_AGENT_TEST_INITRD=\(initrd) RUND_AGENT_TEST_IMAGE=\(image) RUND_AGENT_TEST_WRITABLE=\(writable) exec \(bundle) --testing-library swift-testing --filter AgentInsideL1Tests"
+        let outcome = try RigHarness.run(["sh", "-c", command], puts: [bundle, kernel, initrd, image, writable], timeout: 600)
         // swift-testing reports on stderr; the test's own lines and L2's console are on stdout.
         print(outcome.stdout + outcome.stderr)
         #expect(outcome.status == 0, "rig stderr: \(outcome.stderr)")
         #expect(outcome.stdout.contains(#"agent-test: stdout="hi\n" stderr="err\n" exit=3"#))
+        #expect(outcome.stdout.contains("agent-test: container main: pid=1 host=fn-host"))
         #expect(outcome.stdout.contains("agent-test: machine exit: guest powered off"))
         #expect(outcome.stderr.contains("hostRunsACommandThroughTheAgentAndShutsTheGuestDown() passed"))
         #expect(!outcome.stderr.contains("skipped"))
