@@ -33,6 +33,13 @@ struct ContainerRoot: Sendable {
         return ContainerRoot(id: id, plan: plan, hostname: hostname)
     }
 
+    /// Unmounts the overlay, the writable fs and the image (lazily: processes may still hold them).
+    func unmount() {
+        for target in [plan.overlayMount.target, plan.writableMount.target, plan.imageMount.target] {
+            try? Mount.unmount(target, detach: true)
+        }
+    }
+
     /// Whether `path` (inside the container) names something exec could run. Symlinks count:
     /// their targets resolve inside the container only at exec time.
     func isExecutable(_ path: String) -> Bool {

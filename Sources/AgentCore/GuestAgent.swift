@@ -125,13 +125,18 @@ public final class GuestAgent: AgentService {
         GuestStats.collect()
     }
 
-    /// Kills every process, then powers off once the answer had time to leave.
+    /// Kills every process, then (once the answer had time to leave) unmounts the containers'
+    /// filesystems and powers off.
     public func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse {
         logger.info("shutdown requested")
         for process in table.allProcesses() { try? process.signal(SIGKILL) }
         let powerOff = self.powerOff
+        let containers = self.containers.withLock { Array($0.values) }
         try DetachedThread.start(name: "power-off") {
             usleep(200_000)
+            // Overlay first, then the filesystems under it; detached, as a killed process may
+            // not be gone yet. powerOff syncs what is still mounted.
+            for container in containers { container.unmount() }
             powerOff()
         }
         return AgentShutdownResponse()

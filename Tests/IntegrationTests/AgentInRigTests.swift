@@ -25,14 +25,22 @@ struct AgentInRigTests {
         try Subprocess.checked(["mkfs.ext4", "-q", writable])
         let kernel = RigHarness.stateRoot + "/kernel/current/vmlinuz"
         let bundle = RigHarness.testBundle
-        let command = "RUND_AGENT_TEST_KERNEL=\(kernel) RUND_AGENT_TEST_INITRD=\(initrd) RUND_AGENT_TEST_IMAGE=\(image) RUND_AGENT_TEST_WRITABLE=\(writable) exec \(bundle) --testing-library swift-testing --filter AgentInsideL1Tests"
-        let outcome = try RigHarness.run(["sh", "-c", command], puts: [bundle, kernel, initrd, image, writable], timeout: 600)
+        // After the guest powered off, L1 reads the container's write back from the writable fs.
+        let command = """
+            RUND_AGENT_TEST_KERNEL=\(kernel) RUND_AGENT_TEST_INITRD=\(initrd) RUND_AGENT_TEST_IMAGE=\(image) \
+            RUND_AGENT_TEST_WRITABLE=\(writable) \(bundle) --testing-library swift-testing --filter AgentInsideL1Tests
+            status=$?
+            debugfs -R 'cat /upper/upper-file' \(writable) 2>/dev/null | sed 's/^/host-sees: /'
+            exit $status
+            """
+        let outcome = try RigHarness.run(["sh", "-c", command], puts: [bundle, kernel, initrd, image, writable, "/usr/sbin/debugfs"], timeout: 600)
         // swift-testing reports on stderr; the test's own lines and L2's console are on stdout.
         print(outcome.stdout + outcome.stderr)
         #expect(outcome.status == 0, "rig stderr: \(outcome.stderr)")
         #expect(outcome.stdout.contains(#"agent-test: stdout="hi\n" stderr="err\n" exit=3"#))
         #expect(outcome.stdout.contains("agent-test: container main: pid=1 host=fn-host"))
         #expect(outcome.stdout.contains("agent-test: machine exit: guest powered off"))
+        #expect(outcome.stdout.contains("host-sees: layered"))
         #expect(outcome.stderr.contains("hostRunsACommandThroughTheAgentAndShutsTheGuestDown() passed"))
         #expect(!outcome.stderr.contains("skipped"))
     }
