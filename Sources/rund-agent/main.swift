@@ -49,6 +49,13 @@ do {
     let listener = try VsockSocket.listen(port: agentPort)
     try server.serve(listener: listener)
     logger.info("rund-agent listening", metadata: ["vsock-port": "\(agentPort)"])
+    if isInit {
+        do {
+            try BootMarker.signalReady()
+        } catch {
+            logger.warning("boot marker not written", metadata: ["error": "\(error)"])
+        }
+    }
 } catch {
     if isInit { GuestPower.fail("cannot serve the agent on vsock port \(agentPort): \(error)") }
     logger.critical("cannot serve the agent on vsock port \(agentPort): \(error)")

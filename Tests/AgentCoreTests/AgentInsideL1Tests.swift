@@ -45,6 +45,9 @@ struct AgentInsideL1Tests {
             exit.value != nil
         }
         print("agent-test: connected to the agent after \(MonotonicClock.now - started)")
+        let ready = machine.bootMarkerNanoseconds
+        print("agent-test: agent ready (boot marker) \(ready.map { "\($0 / 1_000_000) ms" } ?? "never") after the machine was built")
+        #expect(ready != nil)
         let session = AgentSession(client: AgentClient(connection: try TTRPCClient(stream: stream)))
 
         let finished = try await session.run(["sh", "-c", "echo hi; echo err >&2; exit 3"], container: "c1")
