@@ -55,6 +55,19 @@ import TTRPC
         #expect(try await client.waitProcess(.with { $0.process = ref }).exitCode == 0)
     }
 
+    @Test(.enabled(if: getuid() == 0, "setuid/setgid/setgroups need root"))
+    func runsAsTheRequestedUserWithRlimits() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        var spec = AgentSession.spec(["sh", "-c", "id -u; id -g; id -G; ulimit -n"])
+        spec.user = .with { $0.uid = 1234; $0.gid = 2345; $0.additionalGids = [3456] }
+        spec.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 77; $0.hard = 88 }]
+        _ = try await session.client.startProcess(.with { $0.containerID = "c6"; $0.process = spec })
+        let ref = AgentSession.ref("c6")
+        #expect(try await session.drain(ref) == "1234\n2345\n2345 3456\n77\n")
+        #expect(try await session.client.waitProcess(.with { $0.process = ref }).exitCode == 0)
+    }
+
     @Test func execsBesideTheMainProcessAndSignals() async throws {
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
