@@ -2,7 +2,9 @@
 import Glibc
 #endif
 import AgentProtocol
+import CLinux
 import FoundationEssentials  // Data: SwiftProtobuf's type for bytes fields
+import HostOS
 import Logging
 import Synchronization
 import TTRPC
@@ -118,7 +120,15 @@ public final class GuestAgent: AgentService {
     }
 
     public func resizeTerminal(_ request: AgentResizeTerminalRequest, context: TTRPCCallContext) async throws -> AgentResizeTerminalResponse {
-        throw TTRPCStatus(.unimplemented, "terminals are not supported by this agent yet")
+        let process = try process(request.process)
+        let size = try TerminalSize(request.size)
+        guard let terminal = process.terminal else {
+            throw TTRPCStatus(.failedPrecondition, "\(process.key) has no terminal (it was started with pipes)")
+        }
+        guard rund_set_window_size(terminal.rawValue, size.rows, size.columns, size.width, size.height) == 0 else {
+            throw TTRPCStatus(.internal, "resize the terminal of \(process.key): \(SystemError.last("ioctl TIOCSWINSZ"))")
+        }
+        return AgentResizeTerminalResponse()
     }
 
     public func stats(_ request: AgentStatsRequest, context: TTRPCCallContext) async throws -> AgentStatsResponse {

@@ -16,8 +16,12 @@ final class GuestProcess: Sendable {
     private let exit = Monitor<ExitStatus?>(nil)
     private let exitReported = Atomic(false)
 
-    init(key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput) {
+    /// The terminal's master side, for ResizeTerminal; nil for pipes.
+    let terminal: FileDescriptor?
+
+    init(key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput, terminal: FileDescriptor?) {
         self.key = key
+        self.terminal = terminal
         self.pid = pid
         self.stdin = Mutex(stdin)
         self.stdout = stdout

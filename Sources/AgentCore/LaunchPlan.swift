@@ -23,6 +23,8 @@ public struct LaunchPlan: Sendable, Equatable {
     public var additionalGIDs: [UInt32]
     public var limits: [Limit]
     public var opensStdin: Bool
+    /// Set when the process gets a pseudo-terminal (stdout and stderr merged onto it).
+    public var terminal: TerminalSize?
 
     /// Used when the spec's environment has no PATH (the OCI runtime default).
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -42,9 +44,6 @@ public struct LaunchPlan: Sendable, Equatable {
         guard cwd.hasPrefix("/") else {
             throw TTRPCStatus(.invalidArgument, "cwd \"\(cwd)\" must be an absolute path")
         }
-        guard !spec.hasTerminal else {
-            throw TTRPCStatus(.unimplemented, "terminals are not supported by this agent yet: run without a terminal (pipes)")
-        }
         executable = try Self.resolve(program, path: Self.pathVariable(in: spec.env), isExecutable: isExecutable)
         arguments = spec.args
         environment = spec.env
@@ -62,6 +61,7 @@ public struct LaunchPlan: Sendable, Equatable {
             return Limit(resource: resource, soft: limit.soft, hard: limit.hard)
         }
         opensStdin = spec.openStdin
+        terminal = spec.hasTerminal ? try TerminalSize(spec.terminal.size) : nil
     }
 
     /// The last PATH=… entry wins, as in execvpe; absent means `defaultPath`.
@@ -96,4 +96,23 @@ public struct LaunchPlan: Sendable, Equatable {
         "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
         "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
     ]
+}
+
+/// A terminal window size as TIOCSWINSZ takes it.
+public struct TerminalSize: Sendable, Equatable {
+    public var rows: UInt16
+    public var columns: UInt16
+    public var width: UInt16
+    public var height: UInt16
+
+    public init(_ size: AgentWindowSize) throws(TTRPCStatus) {
+        let values = [size.rows, size.columns, size.widthPixels, size.heightPixels]
+        guard values.allSatisfy({ $0 <= UInt32(UInt16.max) }) else {
+            throw TTRPCStatus(.invalidArgument, "window size values must be at most 65535, got \(values)")
+        }
+        rows = UInt16(values[0])
+        columns = UInt16(values[1])
+        width = UInt16(values[2])
+        height = UInt16(values[3])
+    }
 }

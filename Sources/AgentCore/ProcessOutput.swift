@@ -24,7 +24,8 @@ final class ProcessOutput: Sendable {
 
     private let monitor = Monitor(State())
 
-    /// Starts draining `pipe` (the read end) on its own thread; closes it at end of stream.
+    /// Starts draining `pipe` (a pipe's read end, or a terminal master: EIO once the process
+    /// side is closed counts as the end) on its own thread; closes it at end of stream.
     init(draining pipe: FileDescriptor, name: String) throws {
         try DetachedThread.start(name: name) { [monitor] in
             var scratch = [UInt8](repeating: 0, count: 64 << 10)
@@ -38,6 +39,13 @@ final class ProcessOutput: Sendable {
             monitor.update { $0.ended = true }
         }
     }
+
+    /// A stream with nothing to read (stderr of a process on a terminal).
+    private init() {
+        monitor.update { $0.ended = true }
+    }
+
+    static func ended() -> ProcessOutput { ProcessOutput() }
 
     /// The next bytes (at most `maxBytes`, 0 meaning the default), waiting for some to arrive;
     /// `eof` once the stream has ended and everything was read.

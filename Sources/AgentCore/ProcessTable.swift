@@ -88,15 +88,8 @@ public final class ProcessTable: Sendable {
     // MARK: spawning
 
     private static func spawn(_ key: ProcessKey, _ plan: LaunchPlan, _ place: SpawnPlace) throws -> GuestProcess {
-        let stdoutPipe = try Pipe.make(), stderrPipe = try Pipe.make(), reportPipe = try Pipe.make()
-        let stdinRead: FileDescriptor, stdinWrite: FileDescriptor?
-        if plan.opensStdin {
-            let pipe = try Pipe.make()
-            (stdinRead, stdinWrite) = (pipe.read, pipe.write)
-        } else {
-            stdinRead = try FileDescriptor.open("/dev/null", O_RDONLY | O_CLOEXEC)
-            stdinWrite = nil
-        }
+        let reportPipe = try Pipe.make()
+        let io = try ChildIO(plan)
         let limits = plan.limits.map { rund_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         let changesIdentity = plan.uid != getuid() || plan.gid != getgid() || !plan.additionalGIDs.isEmpty
         let container: ContainerRoot?
@@ -122,9 +115,9 @@ public final class ProcessTable: Sendable {
                             limits.withUnsafeBufferPointer { limits in
                                 rund_spawn_process(
                                     plan.executable, argv, envp, plan.workingDirectory,
-                                    changesIdentity ? 1 : 0, plan.uid, plan.gid, groups.baseAddress, groups.count,
+                                    io.terminal == nil ? 0 : 1, changesIdentity ? 1 : 0, plan.uid, plan.gid, groups.baseAddress, groups.count,
                                     limits.baseAddress, limits.count,
-                                    stdinRead.rawValue, stdoutPipe.write.rawValue, stderrPipe.write.rawValue,
+                                    io.childStdin.rawValue, io.childStdout.rawValue, io.childStderr.rawValue,
                                     reportPipe.write.rawValue, &spawnPlace)
                             }
                         }
@@ -133,9 +126,7 @@ public final class ProcessTable: Sendable {
             }
         }
         guard directPID > 0 else { throw SystemError.last("clone", subject: plan.executable) }
-        stdinRead.close()
-        stdoutPipe.write.close()
-        stderrPipe.write.close()
+        io.closeChildEnds()
         reportPipe.write.close()
         for namespace in namespaces { namespace.close() }
         // Records until every writer is gone: exec closes the pipe, a failed step reports first.
@@ -157,9 +148,10 @@ public final class ProcessTable: Sendable {
         }
         guard pid > 0 else { throw TTRPCStatus(.internal, "the exec into \(key) did not report its pid") }
         return GuestProcess(
-            key: key, pid: pid, stdin: stdinWrite,
-            stdout: try ProcessOutput(draining: stdoutPipe.read, name: "out-\(pid)"),
-            stderr: try ProcessOutput(draining: stderrPipe.read, name: "err-\(pid)"))
+            key: key, pid: pid, stdin: io.stdinWriter,
+            stdout: try ProcessOutput(draining: io.stdoutReader, name: "out-\(pid)"),
+            stderr: try io.stderrReader.map { try ProcessOutput(draining: $0, name: "err-\(pid)") } ?? .ended(),
+            terminal: io.terminal)
     }
 
     private static func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
@@ -223,7 +215,57 @@ enum SpawnStep {
         case 13: return "chdir to the container root"
         case 14: return "joining the container's namespaces"
         case 15: return "clone inside the container"
+        case 16: return "making the terminal the controlling terminal"
         default: return "step \(step)"
         }
+    }
+}
+
+/// The descriptors a new process gets as 0/1/2 and the agent's ends of them: three pipes, or a
+/// pseudo-terminal whose master the agent reads, writes and resizes.
+struct ChildIO {
+    var childStdin: FileDescriptor
+    var childStdout: FileDescriptor
+    var childStderr: FileDescriptor
+    var stdinWriter: FileDescriptor?
+    var stdoutReader: FileDescriptor
+    var stderrReader: FileDescriptor?
+    var terminal: FileDescriptor?
+
+    init(_ plan: LaunchPlan) throws {
+        if let size = plan.terminal {
+            var master: Int32 = -1, slave: Int32 = -1
+            _ = try retryingInterrupts("open pseudo-terminal", subject: "/dev/ptmx") {
+                rund_open_pty(&master, &slave, size.rows, size.columns, size.width, size.height)
+            }
+            let terminal = FileDescriptor(adopting: master), child = FileDescriptor(adopting: slave)
+            (childStdin, childStdout, childStderr) = (child, child, child)
+            self.terminal = terminal
+            stdoutReader = try Self.duplicate(terminal)
+            stdinWriter = plan.opensStdin ? try Self.duplicate(terminal) : nil
+            stderrReader = nil
+            return
+        }
+        let stdout = try Pipe.make(), stderr = try Pipe.make()
+        (childStdout, stdoutReader) = (stdout.write, stdout.read)
+        (childStderr, stderrReader) = (stderr.write, stderr.read)
+        if plan.opensStdin {
+            let stdin = try Pipe.make()
+            (childStdin, stdinWriter) = (stdin.read, stdin.write)
+        } else {
+            childStdin = try FileDescriptor.open("/dev/null", O_RDONLY | O_CLOEXEC)
+            stdinWriter = nil
+        }
+        terminal = nil
+    }
+
+    /// The agent keeps none of the child's ends once the child has them.
+    func closeChildEnds() {
+        for descriptor in [childStdin, childStdout, childStderr] where descriptor.isOpen { descriptor.close() }
+    }
+
+    private static func duplicate(_ descriptor: FileDescriptor) throws -> FileDescriptor {
+        let fd = try retryingInterrupts("dup") { rund_fcntl_int(descriptor.rawValue, F_DUPFD_CLOEXEC, 0) }
+        return FileDescriptor(adopting: fd)
     }
 }

@@ -68,6 +68,31 @@ import TTRPC
         #expect(try await session.client.waitProcess(.with { $0.process = ref }).exitCode == 0)
     }
 
+    /// A terminal process: one stream (stdout) carries everything, the size is the requested
+    /// one and follows ResizeTerminal.
+    @Test func runsOnAResizableTerminal() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        let client = session.client
+        var spec = AgentSession.spec(["sh", "-c", "tty; stty size; echo err >&2; read line; stty size"], openStdin: true)
+        spec.terminal = .with { $0.size = .with { $0.rows = 30; $0.columns = 100 } }
+        _ = try await client.startProcess(.with { $0.containerID = "c7"; $0.process = spec })
+        let ref = AgentSession.ref("c7")
+        var output = ""
+        while !output.contains("err") {
+            output += String(decoding: try await client.readStdout(.with { $0.process = ref }).data, as: UTF8.self)
+        }
+        _ = try await client.resizeTerminal(.with { $0.process = ref; $0.size = .with { $0.rows = 40; $0.columns = 120 } })
+        _ = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("\n".utf8) })
+        output += try await session.drain(ref)
+        #expect(output.hasPrefix("/dev/pts/"))
+        #expect(output.contains("30 100\r\n"))
+        #expect(output.contains("err\r\n"))
+        #expect(output.contains("40 120\r\n"))
+        #expect(try await session.drain(ref, stderr: true) == "")
+        #expect(try await client.waitProcess(.with { $0.process = ref }).exitCode == 0)
+    }
+
     @Test func execsBesideTheMainProcessAndSignals() async throws {
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }

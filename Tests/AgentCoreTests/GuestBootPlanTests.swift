@@ -30,8 +30,8 @@ struct GuestBootPlanTests {
     @Test func mountsProcFirstAndTheRestOfTheBaseSystem() {
         let mounts = GuestMounts.essential
         #expect(mounts.first?.target == "/proc")
-        #expect(mounts.map(\.type) == ["proc", "sysfs", "devtmpfs", "tmpfs"])
-        #expect(mounts.map(\.target) == ["/proc", "/sys", "/dev", "/run"])
+        #expect(mounts.map(\.type) == ["proc", "sysfs", "devtmpfs", "devpts", "tmpfs"])
+        #expect(mounts.map(\.target) == ["/proc", "/sys", "/dev", "/dev/pts", "/run"])
     }
 
     @Test func decodesWaitStatuses() {

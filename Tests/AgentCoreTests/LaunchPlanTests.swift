@@ -53,8 +53,8 @@ struct LaunchPlanTests {
         #expect(status(spec(["nosuchprogram"]))?.code == .notFound)
         #expect(status(spec(["nosuchprogram"]))?.message.contains("not found on PATH") == true)
         var terminal = spec(["sh"])
-        terminal.terminal = .with { $0.size = .with { $0.rows = 24 } }
-        #expect(status(terminal)?.code == .unimplemented)
+        terminal.terminal = .with { $0.size = .with { $0.rows = 70_000 } }
+        #expect(status(terminal)?.code == .invalidArgument)
     }
 
     @Test func mapsRlimitNamesAndChecksSoftAgainstHard() throws {

@@ -163,6 +163,7 @@ static inline int rund_O_TMPFILE(void) {
 #include <errno.h>
 #include <stdio.h>
 #include <linux/sched.h>
+#include <termios.h>
 #include <sys/stat.h>
 static inline int rund_vsock_listen(unsigned int port, int backlog) {
     int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -198,7 +199,7 @@ static inline void rund_spawn_report(int fd, int kind, int a, int b) {
 }
 
 static inline void rund_spawn_exec(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                                   int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
+                                   int controlling_terminal, int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
                                    const struct rund_rlimit *limits, size_t limit_count,
                                    int stdin_fd, int stdout_fd, int stderr_fd, int report_fd) {
     int step = 0;
@@ -211,14 +212,17 @@ static inline void rund_spawn_exec(const char *path, char *const argv[], char *c
     for (int i = 0; i < 3; i++) {
         if (dup2(fds[i], i) < 0) { step = 1; goto fail; }
     }
+    if (controlling_terminal && ioctl(0, TIOCSCTTY, 0) < 0) { step = 16; goto fail; }
     for (size_t i = 0; i < limit_count; i++) {
         struct rlimit limit = { (rlim_t)limits[i].soft, (rlim_t)limits[i].hard };
         if (setrlimit(limits[i].resource, &limit) < 0) { step = 2; goto fail; }
     }
+    // Raw syscalls: glibc's wrappers broadcast credential changes to every thread it knows of,
+    // and after a raw clone it still lists the parent's threads, so they would wait forever.
     if (set_identity) {
-        if (setgroups(group_count, (const gid_t *)groups) < 0) { step = 3; goto fail; }
-        if (setgid(gid) < 0) { step = 4; goto fail; }
-        if (setuid(uid) < 0) { step = 5; goto fail; }
+        if (syscall(SYS_setgroups, group_count, groups) < 0) { step = 3; goto fail; }
+        if (syscall(SYS_setgid, gid) < 0) { step = 4; goto fail; }
+        if (syscall(SYS_setuid, uid) < 0) { step = 5; goto fail; }
     }
     if (chdir(cwd) < 0) { step = 6; goto fail; }
     execve(path, argv, envp);
@@ -246,11 +250,37 @@ static inline int rund_spawn_enter_rootfs(const struct rund_spawn_place *place, 
     return 0;
 }
 
+// A pseudo-terminal pair (both close-on-exec) from /dev/ptmx, unlocked, with its window size.
+static inline int rund_open_pty(int *master_out, int *slave_out, unsigned short rows, unsigned short columns,
+                                unsigned short width, unsigned short height) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    int unlock = 0;
+    unsigned int number = 0;
+    char path[64];
+    struct winsize size = {rows, columns, width, height};
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &number) < 0) goto fail;
+    snprintf(path, sizeof path, "/dev/pts/%u", number);
+    int slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) goto fail;
+    if (ioctl(master, TIOCSWINSZ, &size) < 0) { close(slave); goto fail; }
+    *master_out = master;
+    *slave_out = slave;
+    return 0;
+fail:
+    { int saved = errno; close(master); errno = saved; }
+    return -1;
+}
+static inline int rund_set_window_size(int fd, unsigned short rows, unsigned short columns, unsigned short width, unsigned short height) {
+    struct winsize size = {rows, columns, width, height};
+    return ioctl(fd, TIOCSWINSZ, &size);
+}
+
 // fork/clone + exec `path` (see rund_spawn_place and rund_spawn_report). Returns the pid of the
 // direct child (for an exec into a container: the intermediate, whose report names the real
 // process), or -1 with errno.
 static inline int rund_spawn_process(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                                     int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
+                                     int controlling_terminal, int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
                                      const struct rund_rlimit *limits, size_t limit_count,
                                      int stdin_fd, int stdout_fd, int stderr_fd, int report_fd,
                                      const struct rund_spawn_place *place) {
@@ -273,7 +303,7 @@ static inline int rund_spawn_process(const char *path, char *const argv[], char 
         int step = rund_spawn_enter_rootfs(place, creates);
         if (step) { rund_spawn_report(report_fd, 2, errno, step); _exit(127); }
     }
-    rund_spawn_exec(path, argv, envp, cwd, set_identity, uid, gid, groups, group_count, limits, limit_count,
+    rund_spawn_exec(path, argv, envp, cwd, controlling_terminal, set_identity, uid, gid, groups, group_count, limits, limit_count,
                     stdin_fd, stdout_fd, stderr_fd, report_fd);
     return -1;
 }
