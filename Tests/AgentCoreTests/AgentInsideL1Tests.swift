@@ -122,6 +122,14 @@ struct AgentInsideL1Tests {
         #expect(execOutput.contains("busybox") == false && execOutput.contains("bin"))
         #expect(try await client.waitProcess(.with { $0.process = exec }).exitCode == 0)
 
+        // A terminal inside the container (the guest's devpts, bound in with /dev).
+        var onTerminal = AgentSession.spec(["tty"], env: ["PATH=/bin"])
+        onTerminal.terminal = .with { $0.size = .with { $0.rows = 24; $0.columns = 80 } }
+        _ = try await client.execProcess(.with { $0.containerID = "ctr"; $0.execID = "e2"; $0.process = onTerminal })
+        let terminalOutput = try await session.drain(AgentSession.ref("ctr", "e2"))
+        print("agent-test: container terminal: \(terminalOutput.debugDescription)")
+        #expect(terminalOutput.hasPrefix("/dev/pts/"))
+
         _ = try await client.writeStdin(.with { $0.process = main; $0.data = Data("go\n".utf8) })
         #expect(try await session.drain(main).contains("bye"))
         #expect(try await client.waitProcess(.with { $0.process = main }).exitCode == 0)

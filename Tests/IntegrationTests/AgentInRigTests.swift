@@ -19,7 +19,7 @@ struct AgentInRigTests {
                                 "--module", "virtio_blk", "--module", "erofs", "--module", "overlay"])
         // The container image: static busybox and a few applet links, as an EROFS filesystem.
         let tree = work.path + "/image-tree"
-        try Subprocess.checked(["sh", "-c", "mkdir -p \(tree)/bin && cp \"$(command -v busybox)\" \(tree)/bin/busybox && for applet in sh cat hostname ls echo; do ln -s busybox \(tree)/bin/$applet; done"])
+        try Subprocess.checked(["sh", "-c", "mkdir -p \(tree)/bin && cp \"$(command -v busybox)\" \(tree)/bin/busybox && for applet in sh cat hostname ls echo tty; do ln -s busybox \(tree)/bin/$applet; done"])
         try Subprocess.checked(["mkfs.erofs", "--quiet", image, tree])
         try Subprocess.checked(["truncate", "-s", "32M", writable])
         try Subprocess.checked(["mkfs.ext4", "-q", writable])
