@@ -13,7 +13,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // No default traits: BinaryDelimitedStreams imports all of Foundation, which the static
+        // rund-agent must not link (FoundationEssentials is enough for bytes fields).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
     ],
     targets: [
         .target(name: "CLinux"),
@@ -28,6 +30,15 @@ let package = Package(
         .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "TTRPC", dependencies: ["HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")], exclude: ["Generated/ttrpc.proto.sha256"], swiftSettings: strict),
         .target(name: "AgentProtocol", dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")], exclude: ["Generated/agent.proto.sha256"], swiftSettings: strict),
+        // The guest agent (issue 6): its logic in AgentCore, PID 1 in rund-agent, linked fully static.
+        .target(name: "AgentCore", dependencies: ["AgentProtocol", "TTRPC", "HostOS", "CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "AgentEarlyInit"),
+        .executableTarget(
+            name: "rund-agent",
+            dependencies: ["AgentEarlyInit", "AgentCore", "AgentProtocol", "TTRPC", "HostOS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict,
+            // FoundationEssentials does not autolink its own static dependencies; name them.
+            linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
         .executableTarget(
             name: "rund",
             dependencies: [
@@ -48,5 +59,6 @@ let package = Package(
         .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict),
     ]
 )

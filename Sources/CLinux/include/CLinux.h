@@ -148,3 +148,163 @@ static inline int rund_O_TMPFILE(void) {
 #endif
 }
 #endif
+
+// MARK: guest agent (issue 6): AF_VSOCK, module loading, power-off, and a fork/exec that runs
+// only async-signal-safe calls in the child (the agent is multithreaded when it spawns), into
+// the guest root or a container's namespaces and rootfs.
+#ifndef RUND_CLINUX_AGENT_H
+#define RUND_CLINUX_AGENT_H
+#include <linux/vm_sockets.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <errno.h>
+#include <stdio.h>
+#include <linux/sched.h>
+#include <termios.h>
+#include <sys/stat.h>
+static inline int rund_vsock_listen(unsigned int port, int backlog) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_vm address;
+    memset(&address, 0, sizeof address);
+    address.svm_family = AF_VSOCK;
+    address.svm_cid = VMADDR_CID_ANY;
+    address.svm_port = port;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno; close(fd); errno = saved; return -1;
+    }
+    return fd;
+}
+static inline int rund_finit_module(int fd) { return (int)syscall(SYS_finit_module, fd, "", 0); }
+static inline int rund_power_off(void) { return reboot(RB_POWER_OFF); }
+
+// One rlimit to apply in the child.
+struct rund_rlimit { int resource; unsigned long long soft; unsigned long long hard; };
+
+// Where the process runs. rootfs NULL: the agent's own root. Otherwise, with join_fds[0] < 0, a
+// container's main process: new mount/UTS/IPC/PID namespaces, hostname, /proc and /dev inside
+// rootfs, chroot. With join_fds = {mnt, uts, ipc, pid} of the main process: an exec that joins
+// them (through an intermediate child; the process itself is created with CLONE_PARENT, so it
+// is the agent's child and inside the container's PID namespace).
+struct rund_spawn_place { const char *rootfs; const char *hostname; int join_fds[4]; };
+
+// What the child side reports on `report_fd` (close-on-exec): {1, pid, 0} names the process
+// (exec via an intermediate), {2, errno, step} a failed step; end of file means it exec'd.
+static inline void rund_spawn_report(int fd, int kind, int a, int b) {
+    int record[3] = {kind, a, b};
+    (void)!write(fd, record, sizeof record);
+}
+
+static inline void rund_spawn_exec(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                                   int controlling_terminal, int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
+                                   const struct rund_rlimit *limits, size_t limit_count,
+                                   int stdin_fd, int stdout_fd, int stderr_fd, int report_fd) {
+    int step = 0;
+    sigset_t empty;
+    sigemptyset(&empty);
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    setsid();
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if (dup2(fds[i], i) < 0) { step = 1; goto fail; }
+    }
+    if (controlling_terminal && ioctl(0, TIOCSCTTY, 0) < 0) { step = 16; goto fail; }
+    for (size_t i = 0; i < limit_count; i++) {
+        struct rlimit limit = { (rlim_t)limits[i].soft, (rlim_t)limits[i].hard };
+        if (setrlimit(limits[i].resource, &limit) < 0) { step = 2; goto fail; }
+    }
+    // Raw syscalls: glibc's wrappers broadcast credential changes to every thread it knows of,
+    // and after a raw clone it still lists the parent's threads, so they would wait forever.
+    if (set_identity) {
+        if (syscall(SYS_setgroups, group_count, groups) < 0) { step = 3; goto fail; }
+        if (syscall(SYS_setgid, gid) < 0) { step = 4; goto fail; }
+        if (syscall(SYS_setuid, uid) < 0) { step = 5; goto fail; }
+    }
+    if (chdir(cwd) < 0) { step = 6; goto fail; }
+    execve(path, argv, envp);
+    step = 7;
+fail:
+    rund_spawn_report(report_fd, 2, errno, step);
+    _exit(127);
+}
+
+// Joins the container's mounts and enters its root (steps 8-13); returns 0 or the failed step.
+static inline int rund_spawn_enter_rootfs(const struct rund_spawn_place *place, int new_namespaces) {
+    char path[4096];
+    if (new_namespaces) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return 8;
+        if (place->hostname && place->hostname[0] && sethostname(place->hostname, strlen(place->hostname)) < 0) return 9;
+        snprintf(path, sizeof path, "%s/proc", place->rootfs);
+        mkdir(path, 0555);
+        if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) return 10;
+        snprintf(path, sizeof path, "%s/dev", place->rootfs);
+        mkdir(path, 0755);
+        if (mount("/dev", path, NULL, MS_BIND | MS_REC, NULL) < 0) return 11;
+    }
+    if (chroot(place->rootfs) < 0) return 12;
+    if (chdir("/") < 0) return 13;
+    return 0;
+}
+
+// A pseudo-terminal pair (both close-on-exec) from /dev/ptmx, unlocked, with its window size.
+static inline int rund_open_pty(int *master_out, int *slave_out, unsigned short rows, unsigned short columns,
+                                unsigned short width, unsigned short height) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    int unlock = 0;
+    unsigned int number = 0;
+    char path[64];
+    struct winsize size = {rows, columns, width, height};
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &number) < 0) goto fail;
+    snprintf(path, sizeof path, "/dev/pts/%u", number);
+    int slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) goto fail;
+    if (ioctl(master, TIOCSWINSZ, &size) < 0) { close(slave); goto fail; }
+    *master_out = master;
+    *slave_out = slave;
+    return 0;
+fail:
+    { int saved = errno; close(master); errno = saved; }
+    return -1;
+}
+static inline int rund_set_window_size(int fd, unsigned short rows, unsigned short columns, unsigned short width, unsigned short height) {
+    struct winsize size = {rows, columns, width, height};
+    return ioctl(fd, TIOCSWINSZ, &size);
+}
+
+// fork/clone + exec `path` (see rund_spawn_place and rund_spawn_report). Returns the pid of the
+// direct child (for an exec into a container: the intermediate, whose report names the real
+// process), or -1 with errno.
+static inline int rund_spawn_process(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                                     int controlling_terminal, int set_identity, unsigned int uid, unsigned int gid, const unsigned int *groups, size_t group_count,
+                                     const struct rund_rlimit *limits, size_t limit_count,
+                                     int stdin_fd, int stdout_fd, int stderr_fd, int report_fd,
+                                     const struct rund_spawn_place *place) {
+    int joins = place && place->rootfs && place->join_fds[0] >= 0;
+    int creates = place && place->rootfs && !joins;
+    long flags = SIGCHLD;
+    if (creates) flags |= CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
+    pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
+    if (pid != 0) return pid;
+    if (joins) {
+        static const int types[4] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID};
+        for (int i = 0; i < 4; i++) {
+            if (syscall(SYS_setns, place->join_fds[i], types[i]) < 0) { rund_spawn_report(report_fd, 2, errno, 14); _exit(127); }
+        }
+        pid_t process = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, 0);
+        if (process < 0) { rund_spawn_report(report_fd, 2, errno, 15); _exit(127); }
+        if (process > 0) { rund_spawn_report(report_fd, 1, process, 0); _exit(0); }
+    }
+    if (creates || joins) {
+        int step = rund_spawn_enter_rootfs(place, creates);
+        if (step) { rund_spawn_report(report_fd, 2, errno, step); _exit(127); }
+    }
+    rund_spawn_exec(path, argv, envp, cwd, controlling_terminal, set_identity, uid, gid, groups, group_count, limits, limit_count,
+                    stdin_fd, stdout_fd, stderr_fd, report_fd);
+    return -1;
+}
+#endif

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HostOS
+import TTRPC
+
+/// A container created by CreateContainer: its mounted rootfs and hostname. Processes started
+/// in it get new namespaces (the main process) or join the main process's (execs).
+struct ContainerRoot: Sendable {
+    let id: String
+    let plan: RootfsPlan
+    let hostname: String
+
+    /// Mounts the plan; on any failure unmounts what was mounted and throws.
+    static func mount(id: String, plan: RootfsPlan, hostname: String) throws -> ContainerRoot {
+        var mounted: [String] = []
+        do {
+            for directory in ["", "/image", "/writable", "/rootfs"] {
+                try FileSystem.makeDirectories(plan.directory + directory)
+            }
+            for step in [plan.imageMount, plan.writableMount] {
+                try Mount.mount(source: step.source, target: step.target, type: step.type, flags: step.flags, data: step.data)
+                mounted.append(step.target)
+            }
+            try FileSystem.makeDirectories(plan.upperDirectory)
+            try FileSystem.makeDirectories(plan.workDirectory)
+            let overlay = plan.overlayMount
+            try Mount.mount(source: overlay.source, target: overlay.target, type: overlay.type, flags: overlay.flags, data: overlay.data)
+        } catch {
+            for target in mounted.reversed() { try? Mount.unmount(target, detach: true) }
+            throw TTRPCStatus(.failedPrecondition, "cannot mount the rootfs of container \(id): \(error)")
+        }
+        return ContainerRoot(id: id, plan: plan, hostname: hostname)
+    }
+
+    /// Unmounts the overlay, the writable fs and the image (lazily: processes may still hold them).
+    func unmount() {
+        for target in [plan.overlayMount.target, plan.writableMount.target, plan.imageMount.target] {
+            try? Mount.unmount(target, detach: true)
+        }
+    }
+
+    /// Whether `path` (inside the container) names something exec could run. Symlinks count:
+    /// their targets resolve inside the container only at exec time.
+    func isExecutable(_ path: String) -> Bool {
+        var info = stat()
+        guard lstat(plan.rootfs + path, &info) == 0 else { return false }
+        let type = info.st_mode & S_IFMT
+        return type == S_IFLNK || (type == S_IFREG && info.st_mode & 0o111 != 0)
+    }
+}
+
+/// Where ProcessTable starts a process.
+enum SpawnPlace: Sendable {
+    case guestRoot
+    /// A container's main process: new namespaces, chrooted into its rootfs.
+    case newContainer(ContainerRoot)
+    /// An exec: joins the namespaces of `mainPID` and chroots into the same rootfs.
+    case joining(ContainerRoot, mainPID: pid_t)
+}
