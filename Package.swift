@@ -39,10 +39,12 @@ let package = Package(
             swiftSettings: strict,
             // FoundationEssentials does not autolink its own static dependencies; name them.
             linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
+        // One sandbox's lifecycle for `rund run` (issue 6).
+        .target(name: "Sandbox", dependencies: ["AgentProtocol", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .executableTarget(
             name: "rund",
             dependencies: [
-                "HostOS", "KVM", "VMM", "Storage", "Cgroups",
+                "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -11,6 +11,7 @@ struct Rund: AsyncParsableCommand {
         """,
         subcommands: [
             DoctorCommand.self,
+            RunCommand.self,
             ImageCommand.self,
             VMCommand.self,
             BenchCommand.self,

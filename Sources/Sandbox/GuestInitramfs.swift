@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HostOS
+import Storage
+
+/// The guest's initramfs: rund-agent as /init plus the kernel modules it needs (with their
+/// dependencies, in load order, listed in /etc/modules.order), taken from the cached kernel.
+/// Built once per content and kept under `<root>/initramfs/<sha256>.cpio`.
+public enum GuestInitramfs {
+    /// What the agent needs from the kernel: the MMIO transport, disks, vsock, the rootfs layers.
+    public static let requiredModules = ["virtio_mmio", "virtio_blk", "vmw_vsock_virtio_transport", "overlay", "erofs"]
+
+    /// Returns the cached archive for this agent and kernel, building it when missing.
+    public static func path(stateRoot: String, kernelDirectory: String, agentPath: String,
+                            modules: [String] = requiredModules) throws -> String {
+        let agent = try read(agentPath, what: "guest agent (build rund-agent or pass --agent)")
+        let dependencies = try read(kernelDirectory + "/modules/modules.dep", what: "kernel module list (run scripts/setup)")
+        let order = try loadOrder(of: modules, dependencies: String(decoding: dependencies, as: UTF8.self))
+
+        var archive = NewcArchive()
+        for directory in ["bin", "dev", "etc", "lib", "lib/modules", "mnt", "proc", "root", "run", "sys", "tmp"] {
+            archive.addDirectory(directory)
+        }
+        archive.addFile("init", data: agent, executable: true)
+        var created: Set<String> = []
+        for module in order {
+            var parent = "lib/modules"
+            for component in module.split(separator: "/").dropLast() {
+                parent += "/" + component
+                if created.insert(parent).inserted { archive.addDirectory(parent) }
+            }
+            archive.addFile("lib/modules/" + module, data: try read(kernelDirectory + "/modules/" + module, what: "kernel module"))
+        }
+        archive.addFile("etc/modules.order", data: Array(order.map { $0 + "\n" }.joined().utf8))
+        archive.finish()
+
+        var hash = SHA256()
+        hash.update(archive.bytes)
+        let digest = hash.finalize().map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let directory = stateRoot + "/initramfs"
+        let path = directory + "/" + digest + ".cpio"
+        if FileSystem.exists(path) { return path }
+        try FileSystem.makeDirectories(directory)
+        let temporary = path + ".tmp-\(getpid())"
+        defer { try? FileSystem.unlink(at: nil, temporary) }
+        let file = try FileSystem.open(at: nil, temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o644)
+        try file.writeAll(archive.bytes)
+        try file.fsync()
+        try FileSystem.rename(at: nil, temporary, to: path)
+        return path
+    }
+
+    /// Module paths (relative to the modules directory) with every dependency before its user.
+    static func loadOrder(of names: [String], dependencies: String) throws -> [String] {
+        var dependencyMap: [String: [String]] = [:]
+        var byName: [String: String] = [:]
+        for line in dependencies.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let path = String(line[..<colon])
+            dependencyMap[path] = line[line.index(after: colon)...].split(separator: " ").map(String.init)
+            byName[moduleName(path)] = path
+        }
+        var order: [String] = []
+        var seen: Set<String> = []
+        func visit(_ path: String) {
+            guard seen.insert(path).inserted else { return }
+            for dependency in dependencyMap[path] ?? [] { visit(dependency) }
+            order.append(path)
+        }
+        for name in names {
+            guard let path = byName[name.replacing("-", with: "_")] else {
+                throw SandboxError("kernel module \(name) is not in the cached kernel's modules.dep; run scripts/setup")
+            }
+            visit(path)
+        }
+        return order
+    }
+
+    private static func moduleName(_ path: String) -> String {
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        let stem = base.split(separator: ".", maxSplits: 1).first.map(String.init) ?? base
+        return stem.replacing("-", with: "_")
+    }
+
+    private static func read(_ path: String, what: String) throws -> [UInt8] {
+        do {
+            return try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC).readToEnd(limit: 256 << 20)
+        } catch {
+            throw SandboxError("cannot read the \(what) at \(path): \(error)")
+        }
+    }
+}

@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentProtocol
+import CLinux
+import Cgroups
+import Devices
+import FoundationEssentials
+import HostOS
+import Logging
+import Storage
+import Synchronization
+import TTRPC
+import VMM
+
+/// The agent's vsock connection as the ttrpc client's byte stream. A wrapper rather than a
+/// conformance on VsockStream, which a test target already declares for itself.
+final class AgentChannel: ByteStream {
+    let stream: VsockStream
+    init(_ stream: VsockStream) { self.stream = stream }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try stream.read(into: buffer) }
+    func write(_ bytes: UnsafeRawBufferPointer) throws { try stream.write(bytes) }
+    func close() { stream.close() }
+}
+
+/// Which of the process's outputs a chunk came from.
+public enum SandboxOutput: Sendable {
+    case stdout
+    case stderr
+}
+
+/// One sandbox's lifecycle: cgroup, writable layer, image disk, guest initramfs, microVM, agent
+/// session, container, process, teardown. Everything taken is released on every path out.
+public struct Sandbox: Sendable {
+    public static let agentPort: UInt32 = 1024
+    static let guestCID: UInt32 = 3
+
+    public let stateRoot: String
+    public let agentPath: String
+    let logger: Logger
+
+    public init(stateRoot: String, agentPath: String, logger: Logger = Logger(label: "rund.sandbox")) {
+        self.stateRoot = stateRoot
+        self.agentPath = agentPath
+        self.logger = logger
+    }
+
+    /// Runs `spec`'s process to its end, handing its output to `output` as it arrives.
+    /// Returns its exit status (128+N when signal N ended it).
+    public func run(spec: SandboxSpec, output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
+        let id = try SandboxID.validate(spec.id)
+        let image = try ImageStore(root: stateRoot, logger: logger).lookup(reference: spec.image)
+        let process = try spec.process(config: image.config)
+        let kernelDirectory = stateRoot + "/kernel/current"
+        let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
+
+        let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, logger: logger)
+        defer { cgroup.release() }
+        let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
+        defer { writable.close() }
+
+        var configuration = VMConfiguration(
+            kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
+            memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
+            console: spec.consolePath.map { .file($0) } ?? .none)
+        configuration.vsockGuestCID = Self.guestCID
+        // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
+        configuration.disks = [.init(path: image.erofsPath, readOnly: true),
+                               .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)]
+        let machine = try Machine(configuration: configuration, logger: logger)
+        let outcome = MachineOutcome()
+        // The VMM serves many sandboxes in one process, so the process itself cannot join one
+        // sandbox's cgroup: this machine's thread joins it, and the vCPU threads it starts inherit it.
+        let runner = try OSThread.spawn(name: "vm-\(id)") { [logger] in
+            cgroup.attachCurrentThread(logger: logger)
+            outcome.record((try? machine.run()) ?? .crashed("the VMM failed to run"))
+        }
+        defer {
+            machine.stop(signal: SIGTERM)
+            runner.join()
+        }
+        guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
+        let stream = try await Self.connect(vsock, within: .seconds(120), outcome: outcome)
+        let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
+        let status = try await Self.runContainer(client, id: id, process: process, output: output)
+        _ = try? await client.shutdown(timeout: .seconds(10))
+        for _ in 0..<100 where outcome.value == nil { try? await Task.sleep(for: .milliseconds(50)) }
+        return status
+    }
+
+    /// CreateContainer over the two disks, StartProcess, stream both outputs, Wait.
+    static func runContainer(_ client: AgentClient, id: String,
+                             process: (args: [String], env: [String], cwd: String, uid: UInt32, gid: UInt32),
+                             output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
+        _ = try await client.createContainer(.with {
+            $0.containerID = id
+            $0.hostname = String(id.prefix(63))
+            $0.rootfs = .with {
+                $0.image = .with { $0.path = "/dev/vda"; $0.fsType = "erofs" }
+                $0.writable = .with { $0.path = "/dev/vdb"; $0.fsType = "ext4" }
+                $0.upperDir = "upper"
+                $0.workDir = "work"
+            }
+        })
+        _ = try await client.startProcess(.with {
+            $0.containerID = id
+            $0.process = .with {
+                $0.args = process.args
+                $0.env = process.env
+                $0.cwd = process.cwd
+                $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
+            }
+        })
+        let ref = AgentProcessRef.with { $0.containerID = id }
+        async let out: Void = stream(client, ref, .stdout, output)
+        async let err: Void = stream(client, ref, .stderr, output)
+        _ = try await (out, err)
+        let exit = try await client.waitProcess(.with { $0.process = ref })
+        return exit.signal != 0 ? 128 + exit.signal : exit.exitCode
+    }
+
+    static func stream(_ client: AgentClient, _ ref: AgentProcessRef, _ which: SandboxOutput,
+                       _ output: @Sendable (SandboxOutput, [UInt8]) -> Void) async throws {
+        while true {
+            let request = AgentReadOutputRequest.with { $0.process = ref }
+            let chunk = which == .stdout ? try await client.readStdout(request) : try await client.readStderr(request)
+            if !chunk.data.isEmpty { output(which, [UInt8](chunk.data)) }
+            if chunk.eof { return }
+        }
+    }
+
+    /// Connects to the agent, retrying while the guest boots (its vsock driver answers only once
+    /// loaded, and the agent listens only after that).
+    static func connect(_ vsock: VsockHostEndpoint, within limit: Duration, outcome: MachineOutcome) async throws -> VsockStream {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            let failure: VsockError
+            do {
+                return try vsock.connect(guestPort: agentPort, timeout: .seconds(5))
+            } catch {
+                failure = error
+            }
+            switch failure {
+            case .connectionRefused, .connectionReset, .timedOut:
+                if let ended = outcome.value {
+                    throw SandboxError("the VM ended before its agent answered: \(ended)")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw SandboxError("the guest agent did not answer within \(limit); pass --console FILE to see the guest's console")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            default:
+                throw failure
+            }
+        }
+    }
+}
+
+/// How the machine's run ended, set by its thread.
+final class MachineOutcome: Sendable {
+    private let exit = Mutex<MachineExit?>(nil)
+    func record(_ value: MachineExit) { exit.withLock { $0 = value } }
+    var value: MachineExit? { exit.withLock { $0 } }
+}
