@@ -10,9 +10,11 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a command in a new sandbox: a container of an image inside its own microVM.",
         discussion: """
-        The image must be in the store (`rund image import` or `rund image pull`). Without CMD the
+        The image must be in the store (`rund image import` or `rund image pull`). Without CMD the \
         image's Entrypoint and Cmd run; with it, CMD replaces Cmd. stdout and stderr are streamed.
+
         Exit status: the process's, 128+N when signal N ended it, 125 when rund itself failed.
+
         Needs a /dev/kvm that boots stock kernels; on a PVM host use scripts/rig-run.
         """)
 
