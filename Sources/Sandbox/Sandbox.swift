@@ -46,8 +46,9 @@ public struct Sandbox: Sendable {
     }
 
     /// Runs `spec`'s process to its end, handing its output to `output` as it arrives.
-    /// Returns its exit status (128+N when signal N ended it).
-    public func run(spec: SandboxSpec, output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
+    /// Returns its exit status (128+N when signal N ended it). `signals` reach the process.
+    public func run(spec: SandboxSpec, signals: SandboxSignals = SandboxSignals(),
+                    output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
         let id = try SandboxID.validate(spec.id)
         let image = try ImageStore(root: stateRoot, logger: logger).lookup(reference: spec.image)
         let process = try spec.process(config: image.config)
@@ -82,7 +83,7 @@ public struct Sandbox: Sendable {
         guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
         let stream = try await Self.connect(vsock, within: .seconds(120), outcome: outcome)
         let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
-        let status = try await Self.runContainer(client, id: id, process: process, output: output)
+        let status = try await Self.runContainer(client, id: id, process: process, signals: signals, output: output)
         _ = try? await client.shutdown(timeout: .seconds(10))
         for _ in 0..<100 where outcome.value == nil { try? await Task.sleep(for: .milliseconds(50)) }
         return status
@@ -91,6 +92,7 @@ public struct Sandbox: Sendable {
     /// CreateContainer over the two disks, StartProcess, stream both outputs, Wait.
     static func runContainer(_ client: AgentClient, id: String,
                              process: (args: [String], env: [String], cwd: String, uid: UInt32, gid: UInt32),
+                             signals: SandboxSignals,
                              output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
         _ = try await client.createContainer(.with {
             $0.containerID = id
@@ -111,6 +113,7 @@ public struct Sandbox: Sendable {
                 $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
             }
         })
+        signals.started(client: client, containerID: id)
         let ref = AgentProcessRef.with { $0.containerID = id }
         async let out: Void = stream(client, ref, .stdout, output)
         async let err: Void = stream(client, ref, .stderr, output)

@@ -42,9 +42,12 @@ struct RunCommand: AsyncParsableCommand {
             environment: environment, workingDirectory: workdir, user: try user.map(SandboxSpec.parseUser),
             memoryMiB: memory, vcpuCount: vcpus, consolePath: console)
         let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund())
+        // Ctrl-C and SIGTERM go to the process; its exit (128+N) ends rund.
+        let signals = SandboxSignals()
+        try SignalForwarder.forward([SIGINT, SIGTERM]) { signals.send($0) }
         let status: Int32
         do {
-            status = try await sandbox.run(spec: spec) { stream, bytes in
+            status = try await sandbox.run(spec: spec, signals: signals) { stream, bytes in
                 let handle = stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError
                 handle.write(Data(bytes))
             }
