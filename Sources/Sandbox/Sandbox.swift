@@ -9,7 +9,6 @@ import FoundationEssentials
 import HostOS
 import Logging
 import Storage
-import Synchronization
 import TTRPC
 import VMM
 
@@ -69,23 +68,22 @@ public struct Sandbox: Sendable {
         configuration.disks = [.init(path: image.erofsPath, readOnly: true),
                                .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)]
         let machine = try Machine(configuration: configuration, logger: logger)
-        let outcome = MachineOutcome()
         // The VMM serves many sandboxes in one process, so the process itself cannot join one
         // sandbox's cgroup: this machine's thread joins it, and the vCPU threads it starts inherit it.
         let runner = try OSThread.spawn(name: "vm-\(id)") { [logger] in
             cgroup.attachCurrentThread(logger: logger)
-            outcome.record((try? machine.run()) ?? .crashed("the VMM failed to run"))
+            _ = try? machine.run()
         }
         defer {
             machine.stop(signal: SIGTERM)
             runner.join()
         }
         guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
-        let stream = try await Self.connect(vsock, within: .seconds(120), outcome: outcome)
+        let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
         let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
         let status = try await Self.runContainer(client, id: id, process: process, signals: signals, output: output)
         _ = try? await client.shutdown(timeout: .seconds(10))
-        for _ in 0..<100 where outcome.value == nil { try? await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
         return status
     }
 
@@ -132,36 +130,16 @@ public struct Sandbox: Sendable {
         }
     }
 
-    /// Connects to the agent, retrying while the guest boots (its vsock driver answers only once
-    /// loaded, and the agent listens only after that).
-    static func connect(_ vsock: VsockHostEndpoint, within limit: Duration, outcome: MachineOutcome) async throws -> VsockStream {
-        let deadline = ContinuousClock.now + limit
-        while true {
-            let failure: VsockError
-            do {
-                return try vsock.connect(guestPort: agentPort, timeout: .seconds(5))
-            } catch {
-                failure = error
+    /// Connects to the agent, retrying while the guest boots; a VM that ends first or an agent
+    /// that never answers is a one-line error.
+    static func connectAgent(_ vsock: VsockHostEndpoint, machine: Machine, within limit: Duration) async throws -> VsockStream {
+        do {
+            return try await vsock.connect(guestPort: agentPort, retryingFor: limit) { machine.exitReason != nil }
+        } catch let error as VsockError {
+            if let ended = machine.exitReason {
+                throw SandboxError("the VM ended before its agent answered: \(ended)")
             }
-            switch failure {
-            case .connectionRefused, .connectionReset, .timedOut:
-                if let ended = outcome.value {
-                    throw SandboxError("the VM ended before its agent answered: \(ended)")
-                }
-                guard ContinuousClock.now < deadline else {
-                    throw SandboxError("the guest agent did not answer within \(limit); pass --console FILE to see the guest's console")
-                }
-                try await Task.sleep(for: .milliseconds(100))
-            default:
-                throw failure
-            }
+            throw SandboxError("the guest agent did not answer within \(limit) (\(error)); pass --console FILE to see the guest's console")
         }
     }
-}
-
-/// How the machine's run ended, set by its thread.
-final class MachineOutcome: Sendable {
-    private let exit = Mutex<MachineExit?>(nil)
-    func record(_ value: MachineExit) { exit.withLock { $0 = value } }
-    var value: MachineExit? { exit.withLock { $0 } }
 }

@@ -142,6 +142,9 @@ public final class Machine: @unchecked Sendable {
         ])
     }
 
+    /// How the VM ended, once it has (nil while it runs).
+    public var exitReason: MachineExit? { state.result }
+
     /// Nanoseconds from `init` to the guest's first write to the boot-marker port.
     public var bootMarkerNanoseconds: UInt64? { bootMarker.elapsedNanoseconds }
 
@@ -149,9 +152,14 @@ public final class Machine: @unchecked Sendable {
     /// All vCPU threads have exited when this returns.
     public func run() throws -> MachineExit {
         KickSignal.install()
-        for vcpu in vcpus {
-            let thread = try OSThread.spawn(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
-            threads.append(thread)
+        do {
+            for vcpu in vcpus {
+                let thread = try OSThread.spawn(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
+                threads.append(thread)
+            }
+        } catch {
+            // Stop the vCPUs already started; the VM still ends with a recorded reason.
+            state.finish(.crashed("cannot start vCPU threads: \(error)"))
         }
         let exit = state.waitForExit()
         for (vcpu, thread) in zip(vcpus, threads) {

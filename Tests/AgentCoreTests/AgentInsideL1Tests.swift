@@ -29,22 +29,16 @@ struct AgentInsideL1Tests {
         // /dev/vda: the container image (EROFS, read-only); /dev/vdb: its writable ext4.
         configuration.disks = [.init(path: environment.image, readOnly: true), .init(path: environment.writable, readOnly: false)]
         let machine = try Machine(configuration: configuration)
-        let exit = MachineOutcome()
-        let runner = try OSThread.spawn(name: "machine") {
-            let result = (try? machine.run()) ?? .crashed("run threw")
-            exit.record(result)
-        }
+        let runner = try OSThread.spawn(name: "machine") { _ = try? machine.run() }
         defer {
             machine.stop(signal: SIGTERM)
             runner.join()
         }
         let vsock = try #require(machine.vsock)
 
-        let started = MonotonicClock.now
-        let stream = try await Self.connect(vsock, port: Self.agentPort, within: .seconds(60)) {
-            exit.value != nil
-        }
-        print("agent-test: connected to the agent after \(MonotonicClock.now - started)")
+        let started = ContinuousClock.now
+        let stream = try await vsock.connect(guestPort: Self.agentPort, retryingFor: .seconds(60)) { machine.exitReason != nil }
+        print("agent-test: connected to the agent after \(ContinuousClock.now - started)")
         let ready = machine.bootMarkerNanoseconds
         print("agent-test: agent ready (boot marker) \(ready.map { "\($0 / 1_000_000) ms" } ?? "never") after the machine was built")
         #expect(ready != nil)
@@ -74,8 +68,8 @@ struct AgentInsideL1Tests {
         #expect(stats.memory.limitBytes > 0 && stats.pids.current > 0)
 
         _ = try await session.client.shutdown()
-        for _ in 0..<300 where exit.value == nil { try await Task.sleep(for: .milliseconds(100)) }
-        let result = exit.value
+        for _ in 0..<300 where machine.exitReason == nil { try await Task.sleep(for: .milliseconds(100)) }
+        let result = machine.exitReason
         print("agent-test: machine exit: \(result.map { "\($0)" } ?? "still running")")
         #expect(result == .poweredOff)
     }
@@ -134,40 +128,6 @@ struct AgentInsideL1Tests {
         #expect(try await session.drain(main).contains("bye"))
         #expect(try await client.waitProcess(.with { $0.process = main }).exitCode == 0)
     }
-
-    /// Connects to the agent, retrying while the guest boots (its vsock driver answers only
-    /// once loaded, and the agent listens only after that).
-    static func connect(_ vsock: VsockHostEndpoint, port: UInt32, within limit: Duration,
-                        machineEnded: () -> Bool) async throws -> VsockStream {
-        let deadline = MonotonicClock.now + limit
-        while true {
-            let failure: VsockError
-            do {
-                return try vsock.connect(guestPort: port, timeout: .seconds(5))
-            } catch {
-                failure = error
-            }
-            switch failure {
-            case .connectionRefused, .connectionReset, .timedOut:
-                guard MonotonicClock.now < deadline, !machineEnded() else { throw failure }
-                try await Task.sleep(for: .milliseconds(250))
-            default:
-                throw failure
-            }
-        }
-    }
-}
-
-/// How the machine's run ended, set by its thread.
-final class MachineOutcome: Sendable {
-    private let exit = Mutex<MachineExit?>(nil)
-    func record(_ value: MachineExit) { exit.withLock { $0 = value } }
-    var value: MachineExit? { exit.withLock { $0 } }
-}
-
-/// Plain monotonic time for the retry loop (ContinuousClock reads the same clock).
-enum MonotonicClock {
-    static var now: ContinuousClock.Instant { ContinuousClock.now }
 }
 
 /// Where the inside-L1 test finds its guest: AgentInRigTests passes the paths in the command.
