@@ -12,8 +12,15 @@ public enum GuestInitramfs {
     public static let requiredModules = ["virtio_mmio", "virtio_blk", "vmw_vsock_virtio_transport", "overlay", "erofs"]
 
     /// Returns the cached archive for this agent and kernel, building it when missing.
+    /// Sandbox start calls this every time, so a cache hit costs two stats and no reading: the
+    /// key is the identity of the inputs (the agent file's device, inode, size and mtime, the
+    /// kernel version, the module list), not a hash of the 20 MB archive.
     public static func path(stateRoot: String, kernelDirectory: String, agentPath: String,
                             modules: [String] = requiredModules) throws -> String {
+        let directory = stateRoot + "/initramfs"
+        let path = directory + "/" + (try cacheKey(kernelDirectory: kernelDirectory, agentPath: agentPath, modules: modules)) + ".cpio"
+        if FileSystem.exists(path) { return path }
+
         let agent = try read(agentPath, what: "guest agent (build rund-agent or pass --agent)")
         let dependencies = try read(kernelDirectory + "/modules/modules.dep", what: "kernel module list (run scripts/setup)")
         let order = try loadOrder(of: modules, dependencies: String(decoding: dependencies, as: UTF8.self))
@@ -35,12 +42,6 @@ public enum GuestInitramfs {
         archive.addFile("etc/modules.order", data: Array(order.map { $0 + "\n" }.joined().utf8))
         archive.finish()
 
-        var hash = SHA256()
-        hash.update(archive.bytes)
-        let digest = hash.finalize().map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-        let directory = stateRoot + "/initramfs"
-        let path = directory + "/" + digest + ".cpio"
-        if FileSystem.exists(path) { return path }
         try FileSystem.makeDirectories(directory)
         let temporary = path + ".tmp-\(getpid())"
         defer { try? FileSystem.unlink(at: nil, temporary) }
@@ -49,6 +50,17 @@ public enum GuestInitramfs {
         try file.fsync()
         try FileSystem.rename(at: nil, temporary, to: path)
         return path
+    }
+
+    static func cacheKey(kernelDirectory: String, agentPath: String, modules: [String]) throws -> String {
+        guard let agent = try? FileSystem.status(at: nil, agentPath) else {
+            throw SandboxError("cannot find the guest agent at \(agentPath): build rund-agent or pass --agent")
+        }
+        let version = (try? read(kernelDirectory + "/version", what: "kernel version")).map { String(decoding: $0, as: UTF8.self) }
+            ?? kernelDirectory
+        let identity = "\(agent.st_dev):\(agent.st_ino):\(agent.st_size):\(agent.st_mtim.tv_sec).\(agent.st_mtim.tv_nsec)"
+            + "|\(version)|\(modules.joined(separator: ","))"
+        return SHA256.hash(Array(identity.utf8))
     }
 
     /// Module paths (relative to the modules directory) with every dependency before its user.
