@@ -3,33 +3,95 @@ import HostOS
 import Testing
 
 private let canBuildBusyboxImage = access("/bin/busybox", R_OK) == 0 && access("/usr/bin/mkfs.erofs", X_OK) == 0
+private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) == 0
 
-/// `rund run` end to end: an image imported on this host runs as a container in a microVM
-/// inside the rig's L1 (through scripts/rig-run), its output and exit status come back.
-@Suite(.enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
-       .enabled(if: canBuildBusyboxImage, "needs /bin/busybox (busybox-static) and mkfs.erofs (erofs-utils)"))
+/// `rund run` end to end, inside the rig's L1 (real KVM): an image imported on this host runs as
+/// containers in microVMs. Every check runs in one L1 boot (Guests/run-checks-in-l1.sh through
+/// `scripts/rig-run --script`), which prints one result line per check; each test here asserts one.
+@Suite(.serialized,
+       .enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
+       .enabled(if: canBuildBusyboxImage, "needs /bin/busybox (busybox-static) and mkfs.erofs (erofs-utils)"),
+       .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the hostile agent"))
 struct RunInRigTests {
-    @Test func runPrintsTheOutputAndExitsWithTheProcessStatus() throws {
+    @Test func outputAndExitStatusComeBack() throws { try RunChecks.expectPassed("exit-status") }
+    @Test func environmentWorkdirAndUserReachTheProcess() throws { try RunChecks.expectPassed("env-workdir-user") }
+    @Test func concurrentSandboxesSeeOnlyTheirOwnWritesAndTheImageStaysUnchanged() throws { try RunChecks.expectPassed("isolation") }
+    /// Needs `rund run -i` (branch features).
+    @Test func stdinIsPipedToTheProcess() throws { try RunChecks.expectPassed("stdin") }
+    @Test func tenMegabytesOfOutputArriveIntact() throws { try RunChecks.expectPassed("large-output") }
+    @Test func sigtermToRundReachesTheProcess() throws { try RunChecks.expectPassed("sigterm") }
+    /// Needs the out-of-memory report (branch features).
+    @Test func memoryExhaustionEndsWith137AndSaysSo() throws { try RunChecks.expectPassed("oom") }
+    /// Needs the guest-panic report (branch features).
+    @Test func guestPanicEndsWith125Promptly() throws { try RunChecks.expectPassed("guest-panic") }
+    @Test(arguments: HostileAgent.modes)
+    func hostileAgentEndsRundWith125AndOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-\(mode)") }
+    @Test func nextSandboxRunsAfterTheHostileOnes() throws { try RunChecks.expectPassed("after-hostile") }
+    @Test func manySandboxesInOneProcessLeakNoDescriptorsOrThreads() throws { try RunChecks.expectPassed("fd-threads") }
+    @Test func nothingIsLeftBehind() throws { try RunChecks.expectPassed("no-leaks") }
+}
+
+/// The one L1 boot every RunInRigTests test reads its result from.
+enum RunChecks {
+    struct Check {
+        var passed: Bool
+        var details: String
+    }
+
+    static let results: Result<[String: Check], any Error> = Result { try runAll() }
+
+    static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let checks = try results.get()
+        let check = try #require(checks[name], "the L1 script printed no result for check \(name)", sourceLocation: sourceLocation)
+        #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
+    }
+
+    static func runAll() throws -> [String: Check] {
         let work = try TestDirectory()
         let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
-        let rund = binaries + "/rund"
-        // A `docker save` archive of static busybox, imported into a store of its own.
-        let script = """
-            set -e
-            cd \(work.path) && mkdir -p tree/bin archive
-            cp /bin/busybox tree/bin/busybox && for applet in sh echo cat; do ln -s busybox tree/bin/$applet; done
-            tar -cf archive/layer.tar -C tree .
-            diff=$(sha256sum archive/layer.tar | cut -d' ' -f1)
-            printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$diff" >archive/config.json
-            printf '[{"Config":"config.json","RepoTags":["rundtest/busybox:1"],"Layers":["layer.tar"]}]' >archive/manifest.json
-            tar -cf image.tar -C archive .
-            \(rund) image import --root \(work.path)/store image.tar
-            """
-        try Subprocess.checked(["sh", "-c", script])
-        let outcome = try Subprocess.run([RigHarness.repositoryRoot + "/scripts/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
-                                          "--image", "rundtest/busybox:1", "--", "sh", "-c", "echo hi; exit 3"])
-        print(outcome.stdoutText + outcome.stderrText)
-        #expect(outcome.stdoutText == "hi\n")
-        #expect(outcome.status == 3, "rig-run stderr: \(outcome.stderrText)")
+        let scripts = RigHarness.repositoryRoot + "/scripts"
+        let image = try Subprocess.checked([scripts + "/make-test-image", "--root", work.path + "/store", "--rund", binaries + "/rund"])
+            .stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let hostile = work.path + "/hostile"
+        try HostileAgent.buildAll(into: hostile)
+        let guests = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests"
+        let bundle = RigHarness.testBundle
+        let started = ContinuousClock.now
+        let outcome = try Subprocess.run([scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store", "--timeout", "1500",
+                                          "--put", hostile + ":/opt/hostile", "--put", bundle,
+                                          "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle])
+        print("run-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
+        print(outcome.stdoutText)
+        print(outcome.stderrText.split(separator: "\n").suffix(40).joined(separator: "\n"))
+        var checks: [String: Check] = [:]
+        for line in outcome.stdoutText.split(separator: "\n") where line.hasPrefix("CHECK ") {
+            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+            guard fields.count >= 3 else { continue }
+            checks[String(fields[1])] = Check(passed: fields[2] == "PASS", details: fields.count > 3 ? String(fields[3]) : "")
+        }
+        guard outcome.status == 0, !checks.isEmpty else {
+            throw RunChecksFailure(message: "rig-run --script exited \(outcome.status) after \(checks.count) checks: \(outcome.stderrText.suffix(2000))")
+        }
+        return checks
+    }
+}
+
+struct RunChecksFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// Guests/hostile-agent.c, built static once per mode, named hostile-agent-<mode>.
+enum HostileAgent {
+    static let modes = ["bad-header", "oversized", "garbage-proto", "unknown-stream"]
+
+    static func buildAll(into directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let source = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/hostile-agent.c"
+        for mode in modes {
+            let macro = "MODE_" + mode.uppercased().replacing("-", with: "_")
+            try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-DHOSTILE_MODE=\(macro)",
+                                    "-o", "\(directory)/hostile-agent-\(mode)", source])
+        }
     }
 }

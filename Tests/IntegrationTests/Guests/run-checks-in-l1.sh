@@ -1,0 +1,185 @@
+#!/bin/sh
+# RunInRigTests' checks of `rund run`, all in one L1 boot (scripts/rig-run --script sets RUND,
+# RUND_ROOT and RUND_AGENT). Prints one line per check:
+#   CHECK <name> <PASS|FAIL> <details on one line>
+# Usage: run-checks-in-l1.sh IMAGE HOSTILE_AGENT_DIR TEST_BUNDLE
+IMAGE=$1 HOSTILE=$2 BUNDLE=$3
+work=/tmp/run-checks
+mkdir -p "$work"
+
+uptime_now() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(uptime_now)" 'BEGIN { printf "%.1f", b - a }'; }
+oneline() { tr '\n' '|' | cut -c1-400; }
+report() { echo "CHECK $1 $2 $3"; }
+# `timeout` execs the program in its own process, so `$RUN ... &` leaves rund's pid in $! (a
+# function run in the background would leave a subshell's).
+RUN="timeout -s KILL 240 $RUND run --image $IMAGE"
+rund_run() { $RUN "$@"; }
+# Waits until FILE contains TEXT (a line), up to SECONDS.
+wait_for_line() {
+    i=0
+    while [ $i -lt $(($3 * 5)) ]; do
+        grep -qx "$2" "$1" 2>/dev/null && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    return 1
+}
+# What rund may leave behind: mounts, pool cgroups, loop devices, pool space, processes.
+snapshot() {
+    sort /proc/mounts >"$work/mounts.$1"
+    ls /sys/fs/cgroup/rund 2>/dev/null | grep -E '^(pool|sb)-' | sort >"$work/cgroups.$1"
+    losetup -a 2>/dev/null | sort >"$work/loops.$1"
+    sync
+    df -k "$RUND_ROOT/writable" 2>/dev/null | awk 'NR == 2 { print $3 }' >"$work/pool.$1"
+}
+rund_processes() { ps -o pid,args | grep -v grep | grep "$RUND run" | grep -v "timeout" ; }
+
+# 1. Output and exit status.
+start=$(uptime_now)
+out=$(rund_run -- sh -c 'echo hi; exit 3' 2>"$work/basic.err"); status=$?
+details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/basic.err")"
+if [ "$out" = hi ] && [ $status = 3 ]; then report exit-status PASS "$details"; else report exit-status FAIL "$details"; fi
+# The first run mounted the writable-layer pool and made the cgroup pool's parent: leaks are
+# counted from here.
+snapshot before
+
+# 3. Environment, working directory and user.
+start=$(uptime_now)
+out=$(rund_run --env K=V --env GREETING='hello world' --workdir /tmp --user 1000:1000 -- \
+    sh -c 'echo "K=$K"; echo "GREETING=$GREETING"; pwd; id -u; id -g' 2>"$work/env.err"); status=$?
+expected=$(printf 'K=V\nGREETING=hello world\n/tmp\n1000\n1000')
+details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/env.err")"
+if [ "$out" = "$expected" ] && [ $status = 0 ]; then report env-workdir-user PASS "$details"; else report env-workdir-user FAIL "$details"; fi
+
+# 2. Isolation: two sandboxes of one image at once, each writing the same path; SIGTERM (sent once
+# both have written) makes each read back. A third, later run must see the image unchanged.
+erofs=$(find "$RUND_ROOT/images" -name rootfs.erofs | head -n 1)
+image_sum=$(sha256sum "$erofs" | cut -c1-64)
+start=$(uptime_now)
+writer='trap "cat /data/mine; ls /data | tr \"\\n\" \" \"; echo; exit 0" TERM
+echo "$1" >/data/mine; touch "/data/only-$1"; echo wrote
+i=0; while [ $i -lt 150 ]; do sleep 1; i=$((i + 1)); done; echo "no signal came"'
+$RUN -- sh -c "$writer" sh first >"$work/iso.first" 2>"$work/iso.first.err" & first=$!
+$RUN -- sh -c "$writer" sh second >"$work/iso.second" 2>"$work/iso.second.err" & second=$!
+overlap=no
+if wait_for_line "$work/iso.first" wrote 200 && wait_for_line "$work/iso.second" wrote 200; then overlap=yes; fi
+kill -TERM $first $second 2>/dev/null
+wait $first; first_status=$?
+wait $second; second_status=$?
+third=$(rund_run -- sh -c 'ls /data | tr "\n" " "; echo; if [ -e /data/mine ]; then cat /data/mine; else echo absent; fi' 2>"$work/iso.third.err"); third_status=$?
+image_sum_after=$(sha256sum "$erofs" | cut -c1-64)
+first_out=$(oneline <"$work/iso.first") second_out=$(oneline <"$work/iso.second")
+details="overlap=$overlap first=[$first_status: $first_out] second=[$second_status: $second_out] third=[$third_status: $(printf %s "$third" | oneline)] image-sha-unchanged=$([ "$image_sum" = "$image_sum_after" ] && echo yes || echo no) took=$(since "$start")s stderr=$(cat "$work/iso.first.err" "$work/iso.second.err" "$work/iso.third.err" | oneline)"
+if [ $overlap = yes ] && [ "$first_out" = "wrote|first|mine only-first |" ] && [ "$second_out" = "wrote|second|mine only-second |" ] \
+    && [ "$third" = "$(printf '\nabsent')" ] && [ $first_status = 0 ] && [ $second_status = 0 ] && [ $third_status = 0 ] \
+    && [ "$image_sum" = "$image_sum_after" ]; then
+    report isolation PASS "$details"
+else
+    report isolation FAIL "$details"
+fi
+
+# 4. stdin through -i.
+start=$(uptime_now)
+out=$(printf 'a\nb\n' | rund_run -i -- cat 2>"$work/stdin.err"); status=$?
+details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/stdin.err")"
+if [ "$out" = "$(printf 'a\nb')" ] && [ $status = 0 ]; then report stdin PASS "$details"; else report stdin FAIL "$details"; fi
+
+# 5. 10 MB of output, intact.
+start=$(uptime_now)
+rund_run -- seq 1 1400000 >"$work/seq.out" 2>"$work/seq.err"; status=$?
+got="$(wc -c <"$work/seq.out" | tr -d ' ') $(sha256sum "$work/seq.out" | cut -c1-64)"
+want="$(seq 1 1400000 | wc -c | tr -d ' ') $(seq 1 1400000 | sha256sum | cut -c1-64)"
+rm -f "$work/seq.out"
+details="status=$status got=[$got] want=[$want] took=$(since "$start")s stderr=$(oneline <"$work/seq.err")"
+if [ "$got" = "$want" ] && [ $status = 0 ]; then report large-output PASS "$details"; else report large-output FAIL "$details"; fi
+
+# 6. SIGTERM to rund reaches the process.
+start=$(uptime_now)
+$RUN -- sh -c 'trap "echo trapped; exit 7" TERM; echo ready; i=0; while [ $i -lt 150 ]; do sleep 1; i=$((i + 1)); done' \
+    >"$work/term.out" 2>"$work/term.err" & pid=$!
+ready=no
+wait_for_line "$work/term.out" ready 200 && ready=yes
+signalled=$(since "$start")
+kill -TERM $pid
+wait $pid; status=$?
+details="status=$status ready=$ready stdout=$(oneline <"$work/term.out") signalled-at=${signalled}s took=$(since "$start")s stderr=$(oneline <"$work/term.err")"
+if [ $ready = yes ] && [ $status = 7 ] && grep -qx trapped "$work/term.out"; then report sigterm PASS "$details"; else report sigterm FAIL "$details"; fi
+
+# 7. Memory exhaustion: the process is killed (137) and rund says why.
+start=$(uptime_now)
+out=$(rund_run --memory 128 -- sh -c 'x=$(head -c 400000000 /dev/zero | tr "\0" a); echo "survived ${#x}"' 2>"$work/oom.err"); status=$?
+details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/oom.err")"
+if [ $status = 137 ] && grep -q "out of memory" "$work/oom.err"; then report oom PASS "$details"; else report oom FAIL "$details"; fi
+
+# 8. Guest kernel panic: 125, promptly, naming it.
+start=$(uptime_now)
+rund_run -- sh -c 'echo c >/proc/sysrq-trigger; sleep 150' >"$work/panic.out" 2>"$work/panic.err"; status=$?
+took=$(since "$start")
+left=$(rund_processes | oneline)
+details="status=$status took=${took}s rund-left=[$left] stderr=$(oneline <"$work/panic.err")"
+if [ $status = 125 ] && grep -q panicked "$work/panic.err" && [ "${took%.*}" -lt 90 ] && [ -z "$left" ]; then
+    report guest-panic PASS "$details"
+else
+    report guest-panic FAIL "$details"
+fi
+
+# 9. A hostile agent: each malformed answer must end rund with 125 and one line, before the
+# agent gives up holding the connection (60 s after its frame). All four run at once.
+start=$(uptime_now)
+for mode in bad-header oversized garbage-proto unknown-stream; do
+    (
+        begun=$(uptime_now)
+        timeout -s KILL 240 "$RUND" run --agent "$HOSTILE/hostile-agent-$mode" --image "$IMAGE" -- true \
+            >"$work/hostile.$mode.out" 2>"$work/hostile.$mode.err"
+        echo "$? $(since "$begun")" >"$work/hostile.$mode.status"
+    ) &
+done
+wait
+for mode in bad-header oversized garbage-proto unknown-stream; do
+    read -r status took <"$work/hostile.$mode.status"
+    lines=$(wc -l <"$work/hostile.$mode.err" | tr -d ' ')
+    details="status=$status took=${took}s stderr-lines=$lines stderr=$(oneline <"$work/hostile.$mode.err")"
+    if [ "$status" = 125 ] && [ "$lines" = 1 ] && [ "${took%.*}" -lt 55 ]; then
+        report "hostile-$mode" PASS "$details"
+    else
+        report "hostile-$mode" FAIL "$details"
+    fi
+done
+left=$(rund_processes | oneline)
+# L1 is still fine: the next sandbox runs.
+out=$(rund_run -- echo still-fine 2>"$work/after.err"); status=$?
+details="status=$status stdout=$out rund-left-after-hostile=[$left] took=$(since "$start")s stderr=$(oneline <"$work/after.err")"
+if [ "$out" = still-fine ] && [ $status = 0 ] && [ -z "$left" ]; then report after-hostile PASS "$details"; else report after-hostile FAIL "$details"; fi
+
+# 10a. Descriptors and threads over many sandboxes in one process (a Swift test in the bundle).
+start=$(uptime_now)
+RUND_SANDBOX_TEST_ROOT=$RUND_ROOT RUND_SANDBOX_TEST_AGENT=$RUND_AGENT RUND_SANDBOX_TEST_IMAGE=$IMAGE \
+    RUND_SANDBOX_TEST_RUNS=${RUND_SANDBOX_TEST_RUNS:-20} \
+    timeout -s KILL 900 "$BUNDLE" --testing-library swift-testing --filter SandboxInsideL1Tests >"$work/fd.out" 2>"$work/fd.err"
+status=$?
+summary=$(grep '^sandbox-l1:' "$work/fd.out" | oneline)
+failures=$(grep -E 'recorded an issue|failed|skipped' "$work/fd.err" | cut -c1-300 | oneline)
+details="status=$status $summary took=$(since "$start")s issues=$failures"
+if [ $status = 0 ] && [ -n "$summary" ] && ! grep -q skipped "$work/fd.err"; then report fd-threads PASS "$details"; else report fd-threads FAIL "$details"; fi
+
+# 10b. Nothing left behind by all of the above.
+sleep 1
+snapshot after
+mounts=$(diff "$work/mounts.before" "$work/mounts.after" | grep '^[-+][^-+]' | oneline)
+cgroups_added=$(grep -vxF -f "$work/cgroups.before" "$work/cgroups.after" | grep -c .)
+held=$(for entry in $(cat "$work/cgroups.after"); do
+    case $entry in sb-*) echo "$entry" ;; esac
+    [ -s "/sys/fs/cgroup/rund/$entry/cgroup.procs" ] && echo "$entry:procs"
+done | oneline)
+loops=$(diff "$work/loops.before" "$work/loops.after" | grep '^[-+][^-+]' | oneline)
+pool_before=$(cat "$work/pool.before") pool_after=$(cat "$work/pool.after")
+left=$(rund_processes | oneline)
+details="mounts-changed=[$mounts] cgroups=$(grep -c . "$work/cgroups.before")->$(grep -c . "$work/cgroups.after") held=[$held] loops-changed=[$loops] pool-used-KiB=$pool_before->$pool_after rund-left=[$left]"
+if [ -z "$mounts" ] && [ -z "$held" ] && [ -z "$loops" ] && [ -z "$left" ] && [ -n "$pool_after" ] \
+    && [ "$pool_after" -le $((pool_before + 256)) ] && [ "$cgroups_added" -le 8 ]; then
+    report no-leaks PASS "$details"
+else
+    report no-leaks FAIL "$details"
+fi
+exit 0
