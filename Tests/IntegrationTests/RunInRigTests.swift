@@ -38,15 +38,27 @@ enum RunChecks {
         var details: String
     }
 
-    static let results: Result<[String: Check], any Error> = Result { try runAll() }
+    /// What the L1 script reported, and how the rig ended (a hang or crash leaves later checks
+    /// without a line, and each of those tests says why).
+    struct Report {
+        var checks: [String: Check]
+        var rigStatus: Int32
+        var stderrTail: String
+    }
+
+    static let report: Result<Report, any Error> = Result { try runAll() }
 
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let checks = try results.get()
-        let check = try #require(checks[name], "the L1 script printed no result for check \(name)", sourceLocation: sourceLocation)
+        let report = try report.get()
+        guard let check = report.checks[name] else {
+            Issue.record("the L1 script printed no result for check \(name): rig-run exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
+                         sourceLocation: sourceLocation)
+            return
+        }
         #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
     }
 
-    static func runAll() throws -> [String: Check] {
+    static func runAll() throws -> Report {
         let work = try TestDirectory()
         let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
         let scripts = RigHarness.repositoryRoot + "/scripts"
@@ -55,30 +67,24 @@ enum RunChecks {
         let hostile = work.path + "/hostile"
         try HostileAgent.buildAll(into: hostile)
         let guests = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests"
+        // The test bundle itself comes along: its SandboxInsideL1Tests run in L1.
         let bundle = RigHarness.testBundle
         let started = ContinuousClock.now
-        let outcome = try Subprocess.run([scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store", "--timeout", "1500",
+        let outcome = try Subprocess.run([scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store", "--timeout", "1200",
                                           "--put", hostile + ":/opt/hostile", "--put", bundle,
                                           "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle])
         print("run-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
         print(outcome.stdoutText)
-        print(outcome.stderrText.split(separator: "\n").suffix(40).joined(separator: "\n"))
+        print(outcome.stderrText)
         var checks: [String: Check] = [:]
         for line in outcome.stdoutText.split(separator: "\n") where line.hasPrefix("CHECK ") {
             let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
             guard fields.count >= 3 else { continue }
             checks[String(fields[1])] = Check(passed: fields[2] == "PASS", details: fields.count > 3 ? String(fields[3]) : "")
         }
-        guard outcome.status == 0, !checks.isEmpty else {
-            throw RunChecksFailure(message: "rig-run --script exited \(outcome.status) after \(checks.count) checks: \(outcome.stderrText.suffix(2000))")
-        }
-        return checks
+        let tail = outcome.stderrText.split(separator: "\n").suffix(15).joined(separator: " | ")
+        return Report(checks: checks, rigStatus: outcome.status, stderrTail: String(tail.suffix(3000)))
     }
-}
-
-struct RunChecksFailure: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
 }
 
 /// Guests/hostile-agent.c, built static once per mode, named hostile-agent-<mode>.

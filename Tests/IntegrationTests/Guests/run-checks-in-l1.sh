@@ -10,7 +10,11 @@ mkdir -p "$work"
 uptime_now() { cut -d' ' -f1 /proc/uptime; }
 since() { awk -v a="$1" -v b="$(uptime_now)" 'BEGIN { printf "%.1f", b - a }'; }
 oneline() { tr '\n' '|' | cut -c1-400; }
-report() { echo "CHECK $1 $2 $3"; }
+report() {
+    echo "CHECK $1 $2 $3"
+    echo "run-checks: $1 $2" >&2
+}
+begin() { echo "run-checks: $1 (at $(uptime_now)s)" >&2; }
 # `timeout` execs the program in its own process, so `$RUN ... &` leaves rund's pid in $! (a
 # function run in the background would leave a subshell's).
 RUN="timeout -s KILL 240 $RUND run --image $IMAGE"
@@ -35,7 +39,23 @@ snapshot() {
 }
 rund_processes() { ps -o pid,args | grep -v grep | grep "$RUND run" | grep -v "timeout" ; }
 
-# 1. Output and exit status.
+# A hang shows where rund's threads wait (kernel wait channels), once a minute.
+watchdog() {
+    while sleep 60; do
+        echo "run-checks: still running at $(uptime_now)s" >&2
+        for pid in $(pidof rund); do
+            echo "  rund $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-160)"
+            for task in /proc/"$pid"/task/*; do
+                echo "    ${task##*/} $(cat "$task/comm") $(cat "$task/wchan" 2>/dev/null) $(cut -d' ' -f3 "$task/stat")"
+            done
+        done >&2
+    done
+}
+watchdog &
+watchdog_pid=$!
+
+# Output and exit status.
+begin exit-status
 start=$(uptime_now)
 out=$(rund_run -- sh -c 'echo hi; exit 3' 2>"$work/basic.err"); status=$?
 details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/basic.err")"
@@ -44,7 +64,8 @@ if [ "$out" = hi ] && [ $status = 3 ]; then report exit-status PASS "$details"; 
 # counted from here.
 snapshot before
 
-# 3. Environment, working directory and user.
+# Environment, working directory and user.
+begin env-workdir-user
 start=$(uptime_now)
 out=$(rund_run --env K=V --env GREETING='hello world' --workdir /tmp --user 1000:1000 -- \
     sh -c 'echo "K=$K"; echo "GREETING=$GREETING"; pwd; id -u; id -g' 2>"$work/env.err"); status=$?
@@ -52,10 +73,11 @@ expected=$(printf 'K=V\nGREETING=hello world\n/tmp\n1000\n1000')
 details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/env.err")"
 if [ "$out" = "$expected" ] && [ $status = 0 ]; then report env-workdir-user PASS "$details"; else report env-workdir-user FAIL "$details"; fi
 
-# 2. Isolation: two sandboxes of one image at once, each writing the same path; SIGTERM (sent once
+# Isolation: two sandboxes of one image at once, each writing the same path; SIGTERM (sent once
 # both have written) makes each read back. A third, later run must see the image unchanged.
 erofs=$(find "$RUND_ROOT/images" -name rootfs.erofs | head -n 1)
 image_sum=$(sha256sum "$erofs" | cut -c1-64)
+begin isolation
 start=$(uptime_now)
 writer='trap "cat /data/mine; ls /data | tr \"\\n\" \" \"; echo; exit 0" TERM
 echo "$1" >/data/mine; touch "/data/only-$1"; echo wrote
@@ -79,13 +101,8 @@ else
     report isolation FAIL "$details"
 fi
 
-# 4. stdin through -i.
-start=$(uptime_now)
-out=$(printf 'a\nb\n' | rund_run -i -- cat 2>"$work/stdin.err"); status=$?
-details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/stdin.err")"
-if [ "$out" = "$(printf 'a\nb')" ] && [ $status = 0 ]; then report stdin PASS "$details"; else report stdin FAIL "$details"; fi
-
-# 5. 10 MB of output, intact.
+# 10 MB of output, intact.
+begin large-output
 start=$(uptime_now)
 rund_run -- seq 1 1400000 >"$work/seq.out" 2>"$work/seq.err"; status=$?
 got="$(wc -c <"$work/seq.out" | tr -d ' ') $(sha256sum "$work/seq.out" | cut -c1-64)"
@@ -94,7 +111,8 @@ rm -f "$work/seq.out"
 details="status=$status got=[$got] want=[$want] took=$(since "$start")s stderr=$(oneline <"$work/seq.err")"
 if [ "$got" = "$want" ] && [ $status = 0 ]; then report large-output PASS "$details"; else report large-output FAIL "$details"; fi
 
-# 6. SIGTERM to rund reaches the process.
+# SIGTERM to rund reaches the process.
+begin sigterm
 start=$(uptime_now)
 $RUN -- sh -c 'trap "echo trapped; exit 7" TERM; echo ready; i=0; while [ $i -lt 150 ]; do sleep 1; i=$((i + 1)); done' \
     >"$work/term.out" 2>"$work/term.err" & pid=$!
@@ -106,26 +124,9 @@ wait $pid; status=$?
 details="status=$status ready=$ready stdout=$(oneline <"$work/term.out") signalled-at=${signalled}s took=$(since "$start")s stderr=$(oneline <"$work/term.err")"
 if [ $ready = yes ] && [ $status = 7 ] && grep -qx trapped "$work/term.out"; then report sigterm PASS "$details"; else report sigterm FAIL "$details"; fi
 
-# 7. Memory exhaustion: the process is killed (137) and rund says why.
-start=$(uptime_now)
-out=$(rund_run --memory 128 -- sh -c 'x=$(head -c 400000000 /dev/zero | tr "\0" a); echo "survived ${#x}"' 2>"$work/oom.err"); status=$?
-details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/oom.err")"
-if [ $status = 137 ] && grep -q "out of memory" "$work/oom.err"; then report oom PASS "$details"; else report oom FAIL "$details"; fi
-
-# 8. Guest kernel panic: 125, promptly, naming it.
-start=$(uptime_now)
-rund_run -- sh -c 'echo c >/proc/sysrq-trigger; sleep 150' >"$work/panic.out" 2>"$work/panic.err"; status=$?
-took=$(since "$start")
-left=$(rund_processes | oneline)
-details="status=$status took=${took}s rund-left=[$left] stderr=$(oneline <"$work/panic.err")"
-if [ $status = 125 ] && grep -q panicked "$work/panic.err" && [ "${took%.*}" -lt 90 ] && [ -z "$left" ]; then
-    report guest-panic PASS "$details"
-else
-    report guest-panic FAIL "$details"
-fi
-
-# 9. A hostile agent: each malformed answer must end rund with 125 and one line, before the
+# A hostile agent: each malformed answer must end rund with 125 and one line, before the
 # agent gives up holding the connection (60 s after its frame). All four run at once.
+begin hostile
 start=$(uptime_now)
 for mode in bad-header oversized garbage-proto unknown-stream; do
     (
@@ -152,7 +153,36 @@ out=$(rund_run -- echo still-fine 2>"$work/after.err"); status=$?
 details="status=$status stdout=$out rund-left-after-hostile=[$left] took=$(since "$start")s stderr=$(oneline <"$work/after.err")"
 if [ "$out" = still-fine ] && [ $status = 0 ] && [ -z "$left" ]; then report after-hostile PASS "$details"; else report after-hostile FAIL "$details"; fi
 
-# 10a. Descriptors and threads over many sandboxes in one process (a Swift test in the bundle).
+# Checks of contracts still being built (branch features) come last.
+# stdin through -i.
+begin stdin
+start=$(uptime_now)
+out=$(printf 'a\nb\n' | rund_run -i -- cat 2>"$work/stdin.err"); status=$?
+details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/stdin.err")"
+if [ "$out" = "$(printf 'a\nb')" ] && [ $status = 0 ]; then report stdin PASS "$details"; else report stdin FAIL "$details"; fi
+
+# Memory exhaustion: the process is killed (137) and rund says why.
+begin oom
+start=$(uptime_now)
+out=$(rund_run --memory 128 -- sh -c 'x=$(head -c 400000000 /dev/zero | tr "\0" a); echo "survived ${#x}"' 2>"$work/oom.err"); status=$?
+details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/oom.err")"
+if [ $status = 137 ] && grep -q "out of memory" "$work/oom.err"; then report oom PASS "$details"; else report oom FAIL "$details"; fi
+
+# Guest kernel panic: 125, promptly, naming it.
+begin guest-panic
+start=$(uptime_now)
+rund_run -- sh -c 'echo c >/proc/sysrq-trigger; sleep 150' >"$work/panic.out" 2>"$work/panic.err"; status=$?
+took=$(since "$start")
+left=$(rund_processes | oneline)
+details="status=$status took=${took}s rund-left=[$left] stderr=$(oneline <"$work/panic.err")"
+if [ $status = 125 ] && grep -q panicked "$work/panic.err" && [ "${took%.*}" -lt 90 ] && [ -z "$left" ]; then
+    report guest-panic PASS "$details"
+else
+    report guest-panic FAIL "$details"
+fi
+
+# Descriptors and threads over many sandboxes in one process (a Swift test in the bundle).
+begin fd-threads
 start=$(uptime_now)
 RUND_SANDBOX_TEST_ROOT=$RUND_ROOT RUND_SANDBOX_TEST_AGENT=$RUND_AGENT RUND_SANDBOX_TEST_IMAGE=$IMAGE \
     RUND_SANDBOX_TEST_RUNS=${RUND_SANDBOX_TEST_RUNS:-20} \
@@ -163,7 +193,8 @@ failures=$(grep -E 'recorded an issue|failed|skipped' "$work/fd.err" | cut -c1-3
 details="status=$status $summary took=$(since "$start")s issues=$failures"
 if [ $status = 0 ] && [ -n "$summary" ] && ! grep -q skipped "$work/fd.err"; then report fd-threads PASS "$details"; else report fd-threads FAIL "$details"; fi
 
-# 10b. Nothing left behind by all of the above.
+# Nothing left behind by all of the above.
+begin no-leaks
 sleep 1
 snapshot after
 mounts=$(diff "$work/mounts.before" "$work/mounts.after" | grep '^[-+][^-+]' | oneline)
@@ -182,4 +213,5 @@ if [ -z "$mounts" ] && [ -z "$held" ] && [ -z "$loops" ] && [ -z "$left" ] && [ 
 else
     report no-leaks FAIL "$details"
 fi
+kill $watchdog_pid
 exit 0
