@@ -33,6 +33,9 @@ public enum SandboxOutput: Sendable {
 public struct Sandbox: Sendable {
     public static let agentPort: UInt32 = 1024
     static let guestCID: UInt32 = 3
+    /// The agent answers CreateContainer and StartProcess at once; a guest that does not (a
+    /// hostile or wedged agent, an ignored or mangled answer) must not hold rund forever.
+    static let controlCallTimeout: Duration = .seconds(30)
 
     public let stateRoot: String
     public let agentPath: String
@@ -101,7 +104,7 @@ public struct Sandbox: Sendable {
                 $0.upperDir = "upper"
                 $0.workDir = "work"
             }
-        })
+        }, timeout: controlCallTimeout)
         _ = try await client.startProcess(.with {
             $0.containerID = id
             $0.process = .with {
@@ -110,7 +113,7 @@ public struct Sandbox: Sendable {
                 $0.cwd = process.cwd
                 $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
             }
-        })
+        }, timeout: controlCallTimeout)
         signals.started(client: client, containerID: id)
         let ref = AgentProcessRef.with { $0.containerID = id }
         async let out: Void = stream(client, ref, .stdout, output)

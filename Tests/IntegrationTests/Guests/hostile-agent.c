@@ -27,7 +27,7 @@
 #ifndef HOSTILE_MODE
 #error "build with -DHOSTILE_MODE=MODE_..."
 #endif
-#define HOLD_SECONDS 60
+#define HOLD_SECONDS 90
 #define AGENT_PORT 1024
 
 static void say(const char *text) {
