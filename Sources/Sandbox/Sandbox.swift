@@ -72,7 +72,8 @@ public struct Sandbox: Sendable {
         let stdin = SandboxStdinSlot()
         let runner = try Self.start(machine, id: id, cgroup: cgroup, logger: logger)
         defer {
-            // The machine first: its end closes the agent connection, which ends a stdin write in flight.
+            // The stdin pump is joined after the machine: the VM's end closes the agent
+            // connection, which ends a stdin write still in flight.
             stdin.stop()
             machine.stop(signal: SIGTERM)
             runner.join()
