@@ -80,7 +80,9 @@ import TTRPC
         let (first, _) = try await output(client, "tty")
         #expect(first == "30 100\r\n")
 
-        let spec = SandboxSpec(id: "resized", root: .image("unused"), command: ["sh", "-c", "sleep 1; stty size"], terminal: size)
+        // Waits (up to 20 s, for a loaded host) until the size changes.
+        let poll = "for i in $(seq 200); do s=$(stty size); [ \"$s\" != \"30 100\" ] && break; sleep 0.1; done; echo $s"
+        let spec = SandboxSpec(id: "resized", root: .image("unused"), command: ["sh", "-c", poll], terminal: size)
         try await start(client, "resized", spec)
         let signals = SandboxSignals()
         signals.resize(to: WindowSize(rows: 40, columns: 120))  // before `started`: delivered once it is
