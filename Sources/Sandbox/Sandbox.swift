@@ -46,16 +46,22 @@ public struct Sandbox: Sendable {
 
     /// Runs `spec`'s process to its end, handing its output to `output` as it arrives.
     /// Returns its exit status (128+N when signal N ended it). `signals` reach the process.
+    /// `phases`, if given, gets the phase boundaries (`rund bench run`).
     public func run(spec: SandboxSpec, signals: SandboxSignals = SandboxSignals(),
+                    phases: SandboxPhaseRecorder? = nil,
                     output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
+        defer { phases?.finish() }  // First declared, so it runs after every release below.
+        phases?.begin(.prepare)
         let id = try SandboxID.validate(spec.id)
         let image = try ImageStore(root: stateRoot, logger: logger).lookup(reference: spec.image)
         let process = try spec.process(config: image.config)
         let kernelDirectory = stateRoot + "/kernel/current"
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
 
+        phases?.begin(.cgroup)
         let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, logger: logger)
         defer { cgroup.release() }
+        phases?.begin(.writableLayer)
         let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
         defer { writable.close() }
 
@@ -67,7 +73,9 @@ public struct Sandbox: Sendable {
         // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
         configuration.disks = [.init(path: image.erofsPath, readOnly: true),
                                .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)]
+        phases?.begin(.vmCreate)
         let machine = try Machine(configuration: configuration, logger: logger)
+        phases?.begin(.kernelBoot)
         // The VMM serves many sandboxes in one process, so the process itself cannot join one
         // sandbox's cgroup: this machine's thread joins it, and the vCPU threads it starts inherit it.
         let runner = try OSThread.spawn(name: "vm-\(id)") { [logger] in
@@ -80,8 +88,11 @@ public struct Sandbox: Sendable {
         }
         guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
         let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
+        phases?.begin(.processStart)
         let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
-        let status = try await Self.runContainer(client, id: id, process: process, signals: signals, output: output)
+        let status = try await Self.runContainer(client, id: id, process: process, signals: signals, phases: phases, output: output)
+        phases?.begin(.teardown)
+        phases?.bootMarker(elapsedSinceVMCreate: machine.bootMarkerNanoseconds)  // Written by now.
         _ = try? await client.shutdown(timeout: .seconds(10))
         for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
         return status
@@ -90,7 +101,7 @@ public struct Sandbox: Sendable {
     /// CreateContainer over the two disks, StartProcess, stream both outputs, Wait.
     static func runContainer(_ client: AgentClient, id: String,
                              process: (args: [String], env: [String], cwd: String, uid: UInt32, gid: UInt32),
-                             signals: SandboxSignals,
+                             signals: SandboxSignals, phases: SandboxPhaseRecorder? = nil,
                              output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
         _ = try await client.createContainer(.with {
             $0.containerID = id
@@ -111,6 +122,7 @@ public struct Sandbox: Sendable {
                 $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
             }
         })
+        phases?.begin(.exit)
         signals.started(client: client, containerID: id)
         let ref = AgentProcessRef.with { $0.containerID = id }
         async let out: Void = stream(client, ref, .stdout, output)
