@@ -97,7 +97,7 @@ struct BenchRun: AsyncParsableCommand {
                 throw CLIError("`\(argv.joined(separator: " "))` exited with status \(status) in the sandbox; bench a command that succeeds")
             }
             table.append(try phases.durations())
-            peakRSS.append(PeakRSS.mebibytes() ?? .nan)
+            if let peak = PeakRSS.mebibytes() { peakRSS.append(peak) }
             qemuSamples.append(try BootProbe.measure(peer.argv, timeout: timeout, marker: QEMUPeer.marker,
                                                        readStandardError: true, killAtMarker: true))
         }
@@ -172,8 +172,9 @@ struct RunBenchReport: Encodable {
     let kernelBootRatio: Double
     /// rund vm-create+kernel-boot median / QEMU boot median: the like-for-like span.
     let vmCreateKernelBootRatio: Double
+    /// One per run (none where /proc/self/status could not be read).
     let peakRSSMiB: [Double]
-    let peakRSSMiBMax: Double
+    let peakRSSMiBMax: Double?
     /// false: VmHWM could not be reset, so each figure is the process's peak so far.
     let peakRSSPerRun: Bool
 
@@ -197,7 +198,7 @@ struct RunBenchReport: Encodable {
         kernelBootRatio = (table.figures(SandboxPhase.kernelBoot.rawValue)?.medianMs ?? .nan) / qemu.bootMsMedian
         vmCreateKernelBootRatio = (table.figures(PhaseTable.vmCreateAndKernelBoot)?.medianMs ?? .nan) / qemu.bootMsMedian
         self.peakRSSMiB = peakRSSMiB
-        peakRSSMiBMax = peakRSSMiB.max() ?? .nan
+        peakRSSMiBMax = peakRSSMiB.max()
         self.peakRSSPerRun = peakRSSPerRun
     }
 
@@ -210,9 +211,10 @@ struct RunBenchReport: Encodable {
         }
         lines.append("qemu-microvm boot".padding(toLength: 22, withPad: " ", startingAt: 0)
             + String(format: " %11.1f %10.1f", qemu.bootMsMedian, qemu.bootMsP99) + "   (\(qemu.endPoint))")
+        lines.append("qemu devices: " + qemu.devices.joined(separator: ", "))
         lines.append(String(format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", kernelBootRatio, vmCreateKernelBootRatio))
-        lines.append(String(format: "peak RSS MiB: rund max %.1f%@, qemu median %.1f", peakRSSMiBMax,
-                            peakRSSPerRun ? " (per run)" : " (process lifetime)", qemu.peakRSSMiBMedian))
+        let rundPeak = peakRSSMiBMax.map { String(format: "max %.1f", $0) + (peakRSSPerRun ? " (per run)" : " (process lifetime)") } ?? "unknown"
+        lines.append("peak RSS MiB: rund " + rundPeak + String(format: ", qemu median %.1f", qemu.peakRSSMiBMedian))
         return lines.joined(separator: "\n")
     }
 }
