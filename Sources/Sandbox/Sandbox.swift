@@ -51,8 +51,12 @@ public struct Sandbox: Sendable {
 
     /// Runs `spec`'s process to its end, handing its output to `output` as it arrives (and,
     /// when `spec.interactive`, this process's stdin to it). `signals` reach the process.
+    /// `phases`, if given, gets the phase boundaries (`rund bench run`).
     public func run(spec: SandboxSpec, signals: SandboxSignals = SandboxSignals(),
+                    phases: SandboxPhaseRecorder? = nil,
                     output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
+        defer { phases?.finish() }  // First declared, so it runs after every release below.
+        phases?.begin(.prepare)
         let id = try SandboxID.validate(spec.id)
         let root = try openRoot(spec.root)
         defer { root.keepOpen?.close() }
@@ -60,15 +64,19 @@ public struct Sandbox: Sendable {
         let kernelDirectory = stateRoot + "/kernel/current"
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
 
+        phases?.begin(.cgroup)
         let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, writableSizeMiB: spec.writableSizeMiB,
                                        soleSandboxInProcess: soleSandboxInProcess, logger: logger)
         defer { cgroup.release(logger: logger) }
         try cgroup.attachProcess()
+        phases?.begin(.writableLayer)
         let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
         defer { writable.close() }
 
+        phases?.begin(.vmCreate)
         let machine = try Machine(configuration: machineConfiguration(
             spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
+        phases?.begin(.kernelBoot)
         let stdin = SandboxStdinSlot()
         let runner = try Self.start(machine, id: id, cgroup: cgroup, logger: logger)
         defer {
@@ -82,11 +90,15 @@ public struct Sandbox: Sendable {
         do {
             guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
             let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
+            phases?.begin(.processStart)
             let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
             try await Self.startContainer(client, id: id, process: process)
+            phases?.begin(.exit)
             if spec.interactive { stdin.start(try SandboxStdin(input: 0, client: client, process: .with { $0.containerID = id })) }
             signals.started(client: client, containerID: id, hasTerminal: spec.terminal != nil)
             let exit = try await Self.waitForProcess(client, id: id, output: output)
+            phases?.begin(.teardown)
+            phases?.bootMarker(elapsedSinceVMCreate: machine.bootMarkerNanoseconds)  // Written by now.
             stdin.stop()
             _ = try? await client.shutdown(timeout: .seconds(10))
             for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
