@@ -100,6 +100,7 @@ public final class GuestAgent: AgentService {
         return .with {
             $0.exitCode = status.code
             $0.signal = status.signal
+            $0.oomKilled = GuestStats.oomKills() > process.oomKillsAtStart
         }
     }
 

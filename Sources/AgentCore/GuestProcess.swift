@@ -18,9 +18,14 @@ final class GuestProcess: Sendable {
 
     /// The terminal's master side, for ResizeTerminal; nil for pipes.
     let terminal: FileDescriptor?
+    /// The guest's OOM kill count just before the process started: more at its exit means the
+    /// OOM killer fired while it ran.
+    let oomKillsAtStart: UInt64
 
-    init(key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput, terminal: FileDescriptor?) {
+    init(key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput, terminal: FileDescriptor?,
+         oomKillsAtStart: UInt64 = 0) {
         self.key = key
+        self.oomKillsAtStart = oomKillsAtStart
         self.terminal = terminal
         self.pid = pid
         self.stdin = Mutex(stdin)

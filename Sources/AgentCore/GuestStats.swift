@@ -15,14 +15,18 @@ public enum GuestStats {
         var response = AgentStatsResponse()
         if let text = readText(procRoot + "/stat") { response.cpu = cpu(fromStat: text) }
         if let text = readText(procRoot + "/meminfo") { response.memory = memory(fromMeminfo: text) }
-        if let text = readText(procRoot + "/vmstat") {
-            response.memory.oomKills = fields(text, separator: " ")["oom_kill"] ?? 0
-        }
+        response.memory.oomKills = oomKills(procRoot: procRoot)
         if let directory = try? FileDescriptor.openDirectory(procRoot),
            let names = try? directory.directoryEntries() {
             response.pids.current = UInt64(names.filter { !$0.isEmpty && $0.allSatisfy(\.isNumber) }.count)
         }
         return response
+    }
+
+    /// How many processes the guest's OOM killer has killed since boot (0 if unknown). The VM
+    /// is the sandbox, so a kill anywhere in it is one of the container's.
+    public static func oomKills(procRoot: String = "/proc") -> UInt64 {
+        readText(procRoot + "/vmstat").flatMap { fields($0, separator: " ")["oom_kill"] } ?? 0
     }
 
     /// The aggregate "cpu" line: user+nice as user time, system+irq+softirq as system time.

@@ -88,6 +88,7 @@ public final class ProcessTable: Sendable {
     // MARK: spawning
 
     private static func spawn(_ key: ProcessKey, _ plan: LaunchPlan, _ place: SpawnPlace) throws -> GuestProcess {
+        let oomKillsAtStart = GuestStats.oomKills()
         let reportPipe = try Pipe.make()
         let io = try ChildIO(plan)
         let limits = plan.limits.map { rund_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
@@ -151,7 +152,7 @@ public final class ProcessTable: Sendable {
             key: key, pid: pid, stdin: io.stdinWriter,
             stdout: try ProcessOutput(draining: io.stdoutReader, name: "out-\(pid)"),
             stderr: try io.stderrReader.map { try ProcessOutput(draining: $0, name: "err-\(pid)") } ?? .ended(),
-            terminal: io.terminal)
+            terminal: io.terminal, oomKillsAtStart: oomKillsAtStart)
     }
 
     private static func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {

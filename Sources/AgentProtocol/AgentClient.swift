@@ -34,6 +34,18 @@ public struct AgentClient: Sendable {
     }
 
     /// Long-polls: returns when output is available or the stream has ended.
+    /// `writeStdin` for a plain OS thread (one pumping the host's stdin): blocks it until the
+    /// agent has taken the bytes. Never call it from the Swift concurrency pool.
+    public func writeStdinBlocking(_ request: AgentWriteStdinRequest, timeout: Duration? = nil) throws -> AgentWriteStdinResponse {
+        try callBlocking(.writeStdin, request, timeout)
+    }
+
+    /// `closeStdin` for a plain OS thread; see `writeStdinBlocking`.
+    public func closeStdinBlocking(_ request: AgentCloseStdinRequest, timeout: Duration? = nil) throws -> AgentCloseStdinResponse {
+        try callBlocking(.closeStdin, request, timeout)
+    }
+
+    /// Long-polls: returns when output is available or the stream has ended.
     public func readStdout(_ request: AgentReadOutputRequest, timeout: Duration? = nil) async throws -> AgentReadOutputResponse {
         try await call(.readStdout, request, timeout)
     }
@@ -69,5 +81,13 @@ public struct AgentClient: Sendable {
     ) async throws -> Response {
         try await connection.call(
             service: AgentMethod.service, method: method.rawValue, request: request, timeout: timeout)
+    }
+
+    private func callBlocking<Response: SwiftProtobufMessage>(
+        _ method: AgentMethod, _ request: some SwiftProtobufMessage, _ timeout: Duration?
+    ) throws -> Response {
+        let answer = try connection.callBlocking(
+            service: AgentMethod.service, method: method.rawValue, payload: try request.serializedBytes(), timeout: timeout)
+        return try Response(serializedBytes: answer)
     }
 }

@@ -41,6 +41,12 @@ public final class CgroupLease: Sendable {
         try withSlot { try $0.attachThread(tid) }
     }
 
+    /// Moves process `pid` back to the cgroups this process was in when the pool opened (a
+    /// process that joined its own sandbox's cgroup steps out before `release`).
+    public func detach(pid: Int32) throws {
+        try withSlot { _ in try pool.parents.moveHome(pid) }
+    }
+
     /// Changes the limits; only values that differ from the current ones are written.
     public func update(limits: CgroupLimits) throws {
         try withSlot { try pool.write(limits, to: $0) }

@@ -249,7 +249,15 @@ public final class CgroupPool: Sendable {
             guard let slot = popped else { break }
             do {
                 try slot.rename(to: .taken(token: slot.token, owner: owner, sandboxID: id), in: parents)
-                return slot
+                guard slot.holdsLeftoverMemory(in: parents) else { return slot }
+                // It would count against this sandbox's limit: remove it (it is ours and empty).
+                logger.debug("removing a pool entry that holds an earlier sandbox's memory", metadata: ["cgroup": "\(slot.name.text)"])
+                try? slot.destroy(in: parents)
+                state.withLock { state in
+                    state.statistics.taken -= 1
+                    state.statistics.removed += 1
+                }
+                continue
             } catch {
                 // Claimed by another process, or damaged: drop it; `rund gc` repairs damage.
                 logger.debug("skipping pool entry", metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])

@@ -8,6 +8,14 @@ import CLinux
 public enum SignalForwarder {
     nonisolated(unsafe) private static var writeEnd: Int32 = -1
 
+    /// Ignores `signal` in the whole process (SIGPIPE: a write to a closed pipe fails with EPIPE instead).
+    public static func ignore(_ signal: Int32) {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = SIG_IGN
+        sigemptyset(&action.sa_mask)
+        sigaction(signal, &action, nil)
+    }
+
     /// Installs handlers for `signals`; `callback` runs on a dedicated thread for each delivery.
     /// Call once per process.
     public static func forward(_ signals: [Int32], to callback: @escaping @Sendable (Int32) -> Void) throws {

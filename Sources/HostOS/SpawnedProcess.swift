@@ -15,9 +15,11 @@ public final class SpawnedProcess: Sendable {
     private init(pid: pid_t) { self.pid = pid }
 
     /// Starts argv (searched on PATH). `standardInput`/`standardOutput` are dup'ed onto the
-    /// child's fd 0/1; by default both are /dev/null. stderr is inherited.
+    /// child's fd 0/1; by default both are /dev/null. stderr is inherited unless `standardError`
+    /// is given.
     public static func spawn(
-        _ argv: [String], standardInput: FileDescriptor? = nil, standardOutput: FileDescriptor? = nil
+        _ argv: [String], standardInput: FileDescriptor? = nil, standardOutput: FileDescriptor? = nil,
+        standardError: FileDescriptor? = nil
     ) throws -> SpawnedProcess {
         precondition(!argv.isEmpty)
         var actions = posix_spawn_file_actions_t()
@@ -33,6 +35,7 @@ public final class SpawnedProcess: Sendable {
         } else {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
+        if let standardError { posix_spawn_file_actions_adddup2(&actions, standardError.rawValue, 2) }
         var pid: pid_t = 0
         let status = withCStrings(argv) { cArgv in
             SpawnAttributes.withCleanSignals { attributes in

@@ -39,62 +39,116 @@ public struct Sandbox: Sendable {
 
     public let stateRoot: String
     public let agentPath: String
+    /// This process runs no other sandbox while this one runs (`rund run`): on cgroup v2 the
+    /// whole process can then join the sandbox's cgroup (see `SandboxCgroup`).
+    public let soleSandboxInProcess: Bool
     let logger: Logger
 
-    public init(stateRoot: String, agentPath: String, logger: Logger = Logger(label: "rund.sandbox")) {
+    public init(stateRoot: String, agentPath: String, soleSandboxInProcess: Bool = false,
+                logger: Logger = Logger(label: "rund.sandbox")) {
         self.stateRoot = stateRoot
         self.agentPath = agentPath
+        self.soleSandboxInProcess = soleSandboxInProcess
         self.logger = logger
     }
 
-    /// Runs `spec`'s process to its end, handing its output to `output` as it arrives.
-    /// Returns its exit status (128+N when signal N ended it). `signals` reach the process.
+    /// Runs `spec`'s process to its end, handing its output to `output` as it arrives (and,
+    /// when `spec.interactive`, this process's stdin to it). `signals` reach the process.
+    /// `phases`, if given, gets the phase boundaries (`rund bench run`).
     public func run(spec: SandboxSpec, signals: SandboxSignals = SandboxSignals(),
-                    output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
+                    phases: SandboxPhaseRecorder? = nil,
+                    output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
+        defer { phases?.finish() }  // First declared, so it runs after every release below.
+        phases?.begin(.prepare)
         let id = try SandboxID.validate(spec.id)
-        let image = try ImageStore(root: stateRoot, logger: logger).lookup(reference: spec.image)
-        let process = try spec.process(config: image.config)
+        let root = try openRoot(spec.root)
+        defer { root.keepOpen?.close() }
+        let process = try spec.processSpec(config: root.config)
         let kernelDirectory = stateRoot + "/kernel/current"
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
 
-        let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, logger: logger)
-        defer { cgroup.release() }
+        phases?.begin(.cgroup)
+        let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, writableSizeMiB: spec.writableSizeMiB,
+                                       soleSandboxInProcess: soleSandboxInProcess, logger: logger)
+        defer { cgroup.release(logger: logger) }
+        try cgroup.attachProcess()
+        phases?.begin(.writableLayer)
         let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
         defer { writable.close() }
 
+        phases?.begin(.vmCreate)
+        let machine = try Machine(configuration: machineConfiguration(
+            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
+        phases?.begin(.kernelBoot)
+        let stdin = SandboxStdinSlot()
+        let runner = try Self.start(machine, id: id, cgroup: cgroup, logger: logger)
+        defer {
+            // The stdin pump is joined after the machine: the VM's end closes the agent
+            // connection, which ends a stdin write still in flight.
+            stdin.stop()
+            machine.stop(signal: SIGTERM)
+            runner.join()
+            stdin.join()
+        }
+        do {
+            guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
+            let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
+            phases?.begin(.processStart)
+            let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
+            try await Self.startContainer(client, id: id, process: process)
+            phases?.begin(.exit)
+            if spec.interactive { stdin.start(try SandboxStdin(input: 0, client: client, process: .with { $0.containerID = id })) }
+            signals.started(client: client, containerID: id, hasTerminal: spec.terminal != nil)
+            let exit = try await Self.waitForProcess(client, id: id, output: output)
+            phases?.begin(.teardown)
+            phases?.bootMarker(elapsedSinceVMCreate: machine.bootMarkerNanoseconds)  // Written by now.
+            stdin.stop()
+            _ = try? await client.shutdown(timeout: .seconds(10))
+            for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
+            return exit
+        } catch {
+            throw await Self.explainFailure(error, machine: machine)
+        }
+    }
+
+    /// The image disk and config for the container's root: a store image's EROFS, or a
+    /// throwaway EROFS of a directory (`keepOpen`: its only reference, closed when the run ends).
+    func openRoot(_ root: SandboxRoot) throws -> (disk: String, config: OCI.ImageConfiguration.Config, keepOpen: FileDescriptor?) {
+        let store = ImageStore(root: stateRoot, logger: logger)
+        switch root {
+        case .image(let reference):
+            let image = try store.lookup(reference: reference)
+            return (image.erofsPath, image.config, nil)
+        case .directory(let directory):
+            let erofs = try store.buildThrowawayRootfs(of: directory)
+            return ("/proc/self/fd/\(erofs.rawValue)", OCI.ImageConfiguration.Config(), erofs)
+        }
+    }
+
+    func machineConfiguration(_ spec: SandboxSpec, kernelDirectory: String, initramfs: String, imageDisk: String,
+                              writable: FileDescriptor) -> VMConfiguration {
         var configuration = VMConfiguration(
             kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
             console: spec.consolePath.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
         // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
-        configuration.disks = [.init(path: image.erofsPath, readOnly: true),
+        configuration.disks = [.init(path: imageDisk, readOnly: true),
                                .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)]
-        let machine = try Machine(configuration: configuration, logger: logger)
-        // The VMM serves many sandboxes in one process, so the process itself cannot join one
-        // sandbox's cgroup: this machine's thread joins it, and the vCPU threads it starts inherit it.
-        let runner = try OSThread.spawn(name: "vm-\(id)") { [logger] in
+        return configuration
+    }
+
+    /// Runs the machine on its own thread, which joins the sandbox's cgroup first (cgroup v1;
+    /// on v2 the whole process already has). The vCPU threads it starts inherit it.
+    static func start(_ machine: Machine, id: String, cgroup: SandboxCgroup, logger: Logger) throws -> OSThread {
+        try OSThread.spawn(name: "vm-\(id)") {
             cgroup.attachCurrentThread(logger: logger)
             _ = try? machine.run()
         }
-        defer {
-            machine.stop(signal: SIGTERM)
-            runner.join()
-        }
-        guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
-        let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
-        let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
-        let status = try await Self.runContainer(client, id: id, process: process, signals: signals, output: output)
-        _ = try? await client.shutdown(timeout: .seconds(10))
-        for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
-        return status
     }
 
-    /// CreateContainer over the two disks, StartProcess, stream both outputs, Wait.
-    static func runContainer(_ client: AgentClient, id: String,
-                             process: (args: [String], env: [String], cwd: String, uid: UInt32, gid: UInt32),
-                             signals: SandboxSignals,
-                             output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> Int32 {
+    /// CreateContainer over the two disks, then StartProcess.
+    static func startContainer(_ client: AgentClient, id: String, process: AgentProcessSpec) async throws {
         _ = try await client.createContainer(.with {
             $0.containerID = id
             $0.hostname = String(id.prefix(63))
@@ -107,20 +161,30 @@ public struct Sandbox: Sendable {
         }, timeout: controlCallTimeout)
         _ = try await client.startProcess(.with {
             $0.containerID = id
-            $0.process = .with {
-                $0.args = process.args
-                $0.env = process.env
-                $0.cwd = process.cwd
-                $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
-            }
+            $0.process = process
         }, timeout: controlCallTimeout)
-        signals.started(client: client, containerID: id)
+    }
+
+    /// Streams both outputs concurrently to their ends, then Wait.
+    static func waitForProcess(_ client: AgentClient, id: String,
+                               output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
         let ref = AgentProcessRef.with { $0.containerID = id }
         async let out: Void = stream(client, ref, .stdout, output)
         async let err: Void = stream(client, ref, .stderr, output)
         _ = try await (out, err)
-        let exit = try await client.waitProcess(.with { $0.process = ref })
-        return exit.signal != 0 ? 128 + exit.signal : exit.exitCode
+        return SandboxExit(try await client.waitProcess(.with { $0.process = ref }))
+    }
+
+    /// A failed agent call: when the guest is gone (or goes within a moment, as a connection
+    /// broken by a panic precedes the VM's end), why it went, in one line.
+    static func explainFailure(_ error: Error, machine: Machine) async -> Error {
+        if let status = error as? TTRPCStatus, status.code == .deadlineExceeded {
+            return SandboxError("the guest agent did not answer in time (\(status.message)); pass --console FILE to see the guest's console")
+        }
+        guard error is TTRPCConnectionError else { return error }
+        for _ in 0..<40 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
+        if let ended = machine.exitReason { return SandboxError(guestEnded: ended) }
+        return SandboxError("the connection to the guest agent broke (\(error)); pass --console FILE to see the guest's console")
     }
 
     static func stream(_ client: AgentClient, _ ref: AgentProcessRef, _ which: SandboxOutput,

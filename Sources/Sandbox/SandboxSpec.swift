@@ -1,9 +1,30 @@
+import AgentProtocol
+import HostOS
 import Storage
+
+/// What the container's root filesystem is made from.
+public enum SandboxRoot: Sendable, Equatable {
+    /// An image in the store, by reference.
+    case image(String)
+    /// A host directory, packed into a throwaway EROFS for this sandbox (no image config: the
+    /// command must be given).
+    case directory(String)
+
+    /// `--image REF` or `--rootfs DIR`: exactly one of them.
+    public static func choose(image: String?, rootfs: String?) throws -> SandboxRoot {
+        switch (image, rootfs) {
+        case (let image?, nil): return .image(image)
+        case (nil, let directory?): return .directory(directory)
+        case (.some, .some): throw SandboxError("give either --image or --rootfs, not both")
+        case (nil, nil): throw SandboxError("give the container's root: --image REF (from `rund image ls`) or --rootfs DIR")
+        }
+    }
+}
 
 /// What one `rund run` asks for. nil fields take the image config's values.
 public struct SandboxSpec: Sendable {
     public var id: String
-    public var image: String
+    public var root: SandboxRoot
     /// Replaces the image's Cmd (its Entrypoint stays), as `docker run IMAGE CMD...` does.
     public var command: [String]
     /// `K=V` entries added after (and overriding) the image's environment.
@@ -15,12 +36,17 @@ public struct SandboxSpec: Sendable {
     public var writableSizeMiB: Int
     /// Where the guest's serial console goes (nil: nowhere).
     public var consolePath: String?
+    /// The process reads the host process's standard input (else /dev/null).
+    public var interactive: Bool
+    /// The process gets a pseudo-terminal of this size (stdout and stderr merged onto it).
+    public var terminal: WindowSize?
 
-    public init(id: String, image: String, command: [String] = [], environment: [String] = [],
+    public init(id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],
                 workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
-                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil) {
+                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
+                interactive: Bool = false, terminal: WindowSize? = nil) {
         self.id = id
-        self.image = image
+        self.root = root
         self.command = command
         self.environment = environment
         self.workingDirectory = workingDirectory
@@ -29,6 +55,16 @@ public struct SandboxSpec: Sendable {
         self.vcpuCount = vcpuCount
         self.writableSizeMiB = writableSizeMiB
         self.consolePath = consolePath
+        self.interactive = interactive
+        self.terminal = terminal
+    }
+
+    /// A sandbox of image `image` (a reference in the store).
+    public init(id: String, image: String, command: [String] = [], environment: [String] = [],
+                workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
+                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil) {
+        self.init(id: id, root: .image(image), command: command, environment: environment, workingDirectory: workingDirectory,
+                  user: user, memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB, consolePath: consolePath)
     }
 
     /// Parses `UID[:GID]` (numbers only: the host cannot read the image's /etc/passwd).
@@ -45,6 +81,7 @@ public struct SandboxSpec: Sendable {
     func process(config: OCI.ImageConfiguration.Config) throws -> (args: [String], env: [String], cwd: String, uid: UInt32, gid: UInt32) {
         let args = (config.entrypoint ?? []) + (command.isEmpty ? (config.command ?? []) : command)
         guard !args.isEmpty else {
+            if case .directory = root { throw SandboxError("--rootfs has no image config to take a command from: give the command after --") }
             throw SandboxError("the image has no Entrypoint or Cmd: give the command after --")
         }
         var env = config.environment ?? []
@@ -59,8 +96,35 @@ public struct SandboxSpec: Sendable {
             env.removeAll { $0.hasPrefix(key) }
             env.append(entry)
         }
+        // As docker does: a terminal needs a TERM to be usable by full-screen programs.
+        if terminal != nil, !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         let cwd = workingDirectory ?? config.workingDirectory.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         let user = try self.user ?? config.user.flatMap { $0.isEmpty ? nil : try Self.parseUser($0) } ?? (0, 0)
         return (args, env, cwd, user.uid, user.gid)
+    }
+
+    /// The agent's ProcessSpec for the process `process(config:)` resolves, with its stdio.
+    func processSpec(config: OCI.ImageConfiguration.Config) throws -> AgentProcessSpec {
+        let process = try process(config: config)
+        return .with {
+            $0.args = process.args
+            $0.env = process.env
+            $0.cwd = process.cwd
+            $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
+            $0.openStdin = interactive
+            if let terminal {
+                $0.terminal = .with { $0.size = AgentWindowSize(terminal) }
+            }
+        }
+    }
+}
+
+extension AgentWindowSize {
+    init(_ size: WindowSize) {
+        self.init()
+        rows = UInt32(size.rows)
+        columns = UInt32(size.columns)
+        widthPixels = UInt32(size.widthPixels)
+        heightPixels = UInt32(size.heightPixels)
     }
 }

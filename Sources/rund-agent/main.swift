@@ -48,7 +48,8 @@ do {
     }))
     let listener = try VsockSocket.listen(port: agentPort)
     try server.serve(listener: listener)
-    logger.info("rund-agent listening", metadata: ["vsock-port": "\(agentPort)"])
+    // The marker before the log line: writing a line to the serial console takes long enough
+    // under emulation that the host's connect would be answered first.
     if isInit {
         do {
             try BootMarker.signalReady()
@@ -56,6 +57,7 @@ do {
             logger.warning("boot marker not written", metadata: ["error": "\(error)"])
         }
     }
+    logger.info("rund-agent listening", metadata: ["vsock-port": "\(agentPort)"])
 } catch {
     if isInit { GuestPower.fail("cannot serve the agent on vsock port \(agentPort): \(error)") }
     logger.critical("cannot serve the agent on vsock port \(agentPort): \(error)")

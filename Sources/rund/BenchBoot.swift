@@ -101,10 +101,14 @@ enum BootProbe {
         try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     }
 
-    static func measure(_ argv: [String], timeout: Double) throws -> Sample {
+    /// Time from spawning argv to `marker` on its stdout (and stderr, with `readStandardError`).
+    /// By default the VMM runs on to its own end; `killAtMarker` ends it there (a guest that
+    /// never powers off).
+    static func measure(_ argv: [String], timeout: Double, marker: String = BootProbe.marker,
+                        readStandardError: Bool = false, killAtMarker: Bool = false) throws -> Sample {
         let pipe = try Pipe.make()
         let start = MonotonicNanoseconds.now()
-        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write)
+        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write, standardError: readStandardError ? pipe.write : nil)
         pipe.write.close()
         var seen: UInt64?
         var buffer: [UInt8] = []
@@ -116,9 +120,10 @@ enum BootProbe {
             if n == 0 { break }
             buffer.append(contentsOf: chunk[0..<n])
             if seen == nil, buffer.firstRange(of: Array(marker.utf8)) != nil { seen = MonotonicNanoseconds.now() }
+            if seen != nil, killAtMarker { break }
             if buffer.count > 1 << 20 { buffer.removeFirst(buffer.count - 4096) }
         }
-        if seen == nil { child.kill() }
+        if seen == nil || killAtMarker { child.kill() }
         let usage = try child.waitWithUsage()
         guard let seen else {
             let tail = String(decoding: buffer.suffix(400), as: UTF8.self)

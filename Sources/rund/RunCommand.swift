@@ -10,16 +10,27 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a command in a new sandbox: a container of an image inside its own microVM.",
         discussion: """
-        The image must be in the store (`rund image import` or `rund image pull`). Without CMD the \
-        image's Entrypoint and Cmd run; with it, CMD replaces Cmd. stdout and stderr are streamed.
+        The root filesystem is an image in the store (--image; `rund image import` or `rund image \
+        pull`) or a host directory (--rootfs, packed into a throwaway EROFS for this run). Without \
+        CMD an image's Entrypoint and Cmd run; with it, CMD replaces Cmd (--rootfs needs CMD). \
+        stdout and stderr are streamed; stdin is /dev/null unless -i. With -t the process gets a \
+        terminal (the host terminal's size, else 24x80; output comes on stdout only), the host \
+        terminal is raw while it runs, and window size changes follow. Ctrl-C (without -t) and \
+        SIGTERM are forwarded to the process.
 
-        Exit status: the process's, 128+N when signal N ended it, 125 when rund itself failed.
+        Exit status: the process's, 128+N when signal N ended it; 137 when the sandbox ran out of \
+        memory and the OOM killer ended the process (rund says so on stderr); 125 when rund itself \
+        failed or the guest died (a kernel panic, say), with one `rund: ...` line.
 
         Needs a /dev/kvm that boots stock kernels; on a PVM host use scripts/rig-run.
         """)
 
     @OptionGroup var rootOptions: RootOptions
-    @Option(help: "Image reference in the store.") var image: String
+    @Option(help: "Image reference in the store.") var image: String?
+    @Option(help: ArgumentHelp("Host directory to use as the container's root filesystem instead of an image.", valueName: "DIR"))
+    var rootfs: String?
+    @Flag(name: .shortAndLong, help: "Connect rund's stdin to the process (else it reads /dev/null).") var interactive = false
+    @Flag(name: [.customShort("t"), .long], help: "Give the process a terminal.") var tty = false
     @Option(help: "Guest memory in MiB.") var memory: Int = 256
     @Option(help: "Number of vCPUs.") var vcpus: Int = 1
     @Option(name: .customLong("env"), help: ArgumentHelp("Environment entry for the process. Repeatable.", valueName: "K=V"))
@@ -33,31 +44,55 @@ struct RunCommand: AsyncParsableCommand {
     var command: [String] = []
 
     func run() async throws {
-        if KVMHostProbe.flavor() == .pvm {
-            throw CLIError("this host's KVM is PVM and cannot boot the guest kernel; run it in the rig: scripts/rig-run [options] -- CMD")
-        }
-        let argv = command.first == "--" ? Array(command.dropFirst()) : command
-        let spec = SandboxSpec(
-            id: "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))", image: image, command: argv,
-            environment: environment, workingDirectory: workdir, user: try user.map(SandboxSpec.parseUser),
-            memoryMiB: memory, vcpuCount: vcpus, consolePath: console)
-        let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund())
-        // Ctrl-C and SIGTERM go to the process; its exit (128+N) ends rund.
-        let signals = SandboxSignals()
-        try SignalForwarder.forward([SIGINT, SIGTERM]) { signals.send($0) }
-        let status: Int32
+        // Passthrough capture takes a leading --help as the command.
+        if let first = command.first, ["-h", "--help"].contains(first) { throw CleanExit.helpRequest(self) }
+        let exit: SandboxExit
         do {
-            status = try await sandbox.run(spec: spec, signals: signals) { stream, bytes in
-                let handle = stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError
-                handle.write(Data(bytes))
-            }
-        } catch let error as CLIError {
-            throw error
+            exit = try await runSandbox()
         } catch {
+            // After runSandbox: the terminal is out of raw mode again, so the line prints cleanly.
             FileHandle.standardError.write(Data("rund: \(error)\n".utf8))
             throw ExitCode(125)
         }
-        if status != 0 { throw ExitCode(status) }
+        if let message = exit.outOfMemoryMessage(memoryMiB: memory) {
+            FileHandle.standardError.write(Data("rund: \(message)\n".utf8))
+        }
+        if exit.status != 0 { throw ExitCode(exit.status) }
+    }
+
+    private func runSandbox() async throws -> SandboxExit {
+        let argv = command.first == "--" ? Array(command.dropFirst()) : command
+        let root = try SandboxRoot.choose(image: image, rootfs: rootfs)
+        if case .directory = root, argv.isEmpty {
+            throw CLIError("--rootfs has no image config to take a command from: give the command after --")
+        }
+        if KVMHostProbe.flavor() == .pvm {
+            throw CLIError("this host's KVM is PVM and cannot boot the guest kernel; run it in the rig: scripts/rig-run [options] -- CMD")
+        }
+        let hostTerminal = tty && Terminal.isTerminal(0)
+        let spec = SandboxSpec(
+            id: "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))", root: root,
+            command: argv, environment: environment, workingDirectory: workdir, user: try user.map(SandboxSpec.parseUser),
+            memoryMiB: memory, vcpuCount: vcpus, consolePath: console, interactive: interactive,
+            terminal: tty ? (hostTerminal ? Terminal.windowSize(of: 0) : nil) ?? .fallback : nil)
+        let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund(),
+                              soleSandboxInProcess: true)
+        // Ctrl-C and SIGTERM go to the process; its exit (128+N) ends rund. The window size
+        // follows the host terminal's.
+        let signals = SandboxSignals()
+        try SignalForwarder.forward([SIGINT, SIGTERM] + (hostTerminal ? [SIGWINCH] : [])) { signal in
+            if signal == SIGWINCH {
+                if let size = Terminal.windowSize(of: 0) { signals.resize(to: size) }
+            } else {
+                signals.send(signal)
+            }
+        }
+        // Keys go to the guest's terminal as they are typed (Ctrl-C included), and its output
+        // comes back as it is; the host terminal is restored on every way out of here.
+        let rawMode = hostTerminal ? try Terminal.enterRawMode(0) : nil
+        defer { rawMode?.restore() }
+        let output = try RunOutput(signals: signals)
+        return try await sandbox.run(spec: spec, signals: signals, output: output.write)
     }
 
     static func agentNextToRund() -> String {

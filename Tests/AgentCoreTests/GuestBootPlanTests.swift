@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HostOS
 @testable import AgentCore
 import Testing
 
@@ -57,5 +61,17 @@ struct GuestBootPlanTests {
         #expect(memory.usageBytes == 62144 * 1024)
         #expect(memory.cacheBytes == 30000 * 1024)
         #expect(memory.rssBytes == 40000 * 1024)
+    }
+
+    /// WaitProcess's oom_killed compares this count at the process's start and exit.
+    @Test func countsOOMKillsFromVmstat() throws {
+        let directory = "/tmp/rund-vmstat-\(getpid())"
+        try FileSystem.makeDirectories(directory)
+        defer { try? FileSystem.removeTree(directory) }
+        #expect(GuestStats.oomKills(procRoot: directory) == 0)
+        try FileSystem.open(at: nil, directory + "/vmstat", O_WRONLY | O_CREAT, mode: 0o644)
+            .writeAll("nr_free_pages 1000\noom_kill 3\nnr_zone_active_anon 7\n")
+        #expect(GuestStats.oomKills(procRoot: directory) == 3)
+        #expect(GuestStats.collect(procRoot: directory).memory.oomKills == 3)
     }
 }

@@ -223,7 +223,7 @@ public final class ImageStore: Sendable {
 
     // MARK: Staging, locks, atomic writes
 
-    private func prepare() throws {
+    func prepare() throws {
         for directory in [imagesDirectory, imagesDirectory + "/tmp", imagesDirectory + "/locks"] {
             try FileSystem.makeDirectories(directory, mode: 0o700)
         }
@@ -231,14 +231,14 @@ public final class ImageStore: Sendable {
     }
 
     /// A staging directory, flocked while in use so cleanup can tell it from a crashed one.
-    private struct Staging {
+    struct Staging {
         let path: String
         let lock: FileDescriptor
     }
 
     private static let inUseName = ".in-use"
 
-    private func makeStaging() throws -> Staging {
+    func makeStaging() throws -> Staging {
         var template = Array((imagesDirectory + "/tmp/stage-XXXXXX").utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SystemError.last("mkdtemp", subject: imagesDirectory + "/tmp")
@@ -249,7 +249,7 @@ public final class ImageStore: Sendable {
         return Staging(path: path, lock: lock)
     }
 
-    private func removeStaging(_ staging: Staging) {
+    func removeStaging(_ staging: Staging) {
         do { try FileSystem.removeTree(staging.path) } catch { logger.warning("cannot remove staging \(staging.path): \(error)") }
         staging.lock.close()
     }

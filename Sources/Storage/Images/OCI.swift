@@ -55,6 +55,15 @@ public enum OCI {
             public var command: [String]?
             public var workingDirectory: String?
 
+            public init(user: String? = nil, environment: [String]? = nil, entrypoint: [String]? = nil,
+                        command: [String]? = nil, workingDirectory: String? = nil) {
+                self.user = user
+                self.environment = environment
+                self.entrypoint = entrypoint
+                self.command = command
+                self.workingDirectory = workingDirectory
+            }
+
             enum CodingKeys: String, CodingKey {
                 case user = "User", environment = "Env", entrypoint = "Entrypoint", command = "Cmd", workingDirectory = "WorkingDir"
             }

@@ -1,0 +1,34 @@
+import AgentProtocol
+
+/// How the sandbox's process ended.
+public struct SandboxExit: Sendable, Equatable {
+    /// Its exit code, or 128+N when signal N ended it.
+    public var processStatus: Int32
+    /// The guest's OOM killer fired while it ran (it, or a process it started, was killed).
+    public var oomKilled: Bool
+
+    public init(processStatus: Int32, oomKilled: Bool) {
+        self.processStatus = processStatus
+        self.oomKilled = oomKilled
+    }
+
+    init(_ response: AgentWaitProcessResponse) {
+        self.init(processStatus: response.signal != 0 ? 128 + response.signal : response.exitCode,
+                  oomKilled: response.oomKilled)
+    }
+
+    /// The process failed because memory ran out: it did not succeed and the OOM killer fired.
+    /// (A process that succeeded although a child was killed is left alone.)
+    public var diedOfMemoryExhaustion: Bool { oomKilled && processStatus != 0 }
+
+    /// What `rund run` exits with: the process's status, 137 (128+SIGKILL, as for any
+    /// OOM-killed container) when memory ran out.
+    public var status: Int32 { diedOfMemoryExhaustion ? 137 : processStatus }
+
+    /// The line that explains an out-of-memory end, naming the sandbox's memory size.
+    public func outOfMemoryMessage(memoryMiB: Int) -> String? {
+        guard diedOfMemoryExhaustion else { return nil }
+        let who = processStatus == 137 ? "the process was killed" : "a process was killed (exit status \(processStatus))"
+        return "\(who): the sandbox ran out of memory (--memory \(memoryMiB) MiB); give it more with --memory"
+    }
+}
