@@ -16,13 +16,10 @@ struct RunInRigTests {
     @Test func outputAndExitStatusComeBack() throws { try RunChecks.expectPassed("exit-status") }
     @Test func environmentWorkdirAndUserReachTheProcess() throws { try RunChecks.expectPassed("env-workdir-user") }
     @Test func concurrentSandboxesSeeOnlyTheirOwnWritesAndTheImageStaysUnchanged() throws { try RunChecks.expectPassed("isolation") }
-    /// Needs `rund run -i` (branch features).
     @Test func stdinIsPipedToTheProcess() throws { try RunChecks.expectPassed("stdin") }
     @Test func tenMegabytesOfOutputArriveIntact() throws { try RunChecks.expectPassed("large-output") }
     @Test func sigtermToRundReachesTheProcess() throws { try RunChecks.expectPassed("sigterm") }
-    /// Needs the out-of-memory report (branch features).
     @Test func memoryExhaustionEndsWith137AndSaysSo() throws { try RunChecks.expectPassed("oom") }
-    /// Needs the guest-panic report (branch features).
     @Test func guestPanicEndsWith125Promptly() throws { try RunChecks.expectPassed("guest-panic") }
     @Test(arguments: HostileAgent.modes)
     func hostileAgentEndsRundWith125AndOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-\(mode)") }

@@ -158,7 +158,6 @@ out=$(rund_run -- echo still-fine 2>"$work/after.err"); status=$?
 details="status=$status stdout=$out rund-left-after-hostile=[$left] took=$(since "$start")s stderr=$(oneline <"$work/after.err")"
 if [ "$out" = still-fine ] && [ $status = 0 ] && [ -z "$left" ]; then report after-hostile PASS "$details"; else report after-hostile FAIL "$details"; fi
 
-# Checks of contracts still being built (branch features) come last.
 # stdin through -i.
 begin stdin
 start=$(uptime_now)
