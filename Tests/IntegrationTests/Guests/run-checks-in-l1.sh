@@ -104,12 +104,18 @@ fi
 # 10 MB of output, intact.
 begin large-output
 start=$(uptime_now)
-rund_run -- seq 1 1400000 >"$work/seq.out" 2>"$work/seq.err"; status=$?
+rund_run --console "$work/seq.console" -- seq 1 1400000 >"$work/seq.out" 2>"$work/seq.err"; status=$?
 got="$(wc -c <"$work/seq.out" | tr -d ' ') $(sha256sum "$work/seq.out" | cut -c1-64)"
 want="$(seq 1 1400000 | wc -c | tr -d ' ') $(seq 1 1400000 | sha256sum | cut -c1-64)"
 rm -f "$work/seq.out"
 details="status=$status got=[$got] want=[$want] took=$(since "$start")s stderr=$(oneline <"$work/seq.err")"
-if [ "$got" = "$want" ] && [ $status = 0 ]; then report large-output PASS "$details"; else report large-output FAIL "$details"; fi
+if [ "$got" = "$want" ] && [ $status = 0 ]; then
+    report large-output PASS "$details"
+else
+    report large-output FAIL "$details"
+    echo "run-checks: large-output: the guest's console ends:" >&2
+    tail -n 30 "$work/seq.console" >&2
+fi
 
 # SIGTERM to rund reaches the process.
 begin sigterm
