@@ -23,7 +23,6 @@
 #define MODE_OVERSIZED 2      /* a response announcing 5 MiB (limit 4 MiB), then silence */
 #define MODE_GARBAGE_PROTO 3  /* a response on the right stream whose payload is not protobuf */
 #define MODE_UNKNOWN_STREAM 4 /* a well-formed response for a stream rund never opened */
-#define MODE_DIES 5           /* exits mid-call, as a crashed agent would: PID 1's end panics the guest */
 
 #ifndef HOSTILE_MODE
 #error "build with -DHOSTILE_MODE=MODE_..."
@@ -122,8 +121,6 @@ int main(void) {
         /* An empty Response message is valid protobuf: only the stream id is wrong. */
         send_frame(peer, 0, stream + 1000, 0x02, 0, NULL, 0);
         break;
-    case MODE_DIES:
-        _exit(9);
     }
     say("hostile-agent: sent the malformed frame\n");
     sleep(HOLD_SECONDS);
