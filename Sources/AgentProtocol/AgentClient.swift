@@ -33,7 +33,6 @@ public struct AgentClient: Sendable {
         try await call(.closeStdin, request, timeout)
     }
 
-    /// Long-polls: returns when output is available or the stream has ended.
     /// `writeStdin` for a plain OS thread (one pumping the host's stdin): blocks it until the
     /// agent has taken the bytes. Never call it from the Swift concurrency pool.
     public func writeStdinBlocking(_ request: AgentWriteStdinRequest, timeout: Duration? = nil) throws -> AgentWriteStdinResponse {

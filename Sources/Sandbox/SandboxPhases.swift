@@ -41,8 +41,8 @@ public final class SandboxPhaseRecorder: Sendable {
 
     /// The agent-ready phase began at the boot marker, `elapsed` nanoseconds after the machine's
     /// construction began (vm-create's start); nil when the guest never wrote the marker.
-    /// The agent listens, logs, then writes the marker, so the host's connect can be answered
-    /// first: then agent-ready is empty and kernel-boot ends at the answered connect.
+    /// The agent writes the marker just after it starts listening, so the host's connect can
+    /// still be answered first: then agent-ready is empty and kernel-boot ends at the connect.
     public func bootMarker(elapsedSinceVMCreate elapsed: UInt64?) {
         marks.withLock { marks in
             guard let elapsed, let vmCreate = marks.starts[.vmCreate] else { return }

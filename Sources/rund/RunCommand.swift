@@ -63,9 +63,6 @@ struct RunCommand: AsyncParsableCommand {
     private func runSandbox() async throws -> SandboxExit {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let root = try SandboxRoot.choose(image: image, rootfs: rootfs)
-        if case .directory = root, argv.isEmpty {
-            throw CLIError("--rootfs has no image config to take a command from: give the command after --")
-        }
         if KVMHostProbe.flavor() == .pvm {
             throw CLIError("this host's KVM is PVM and cannot boot the guest kernel; run it in the rig: scripts/rig-run [options] -- CMD")
         }
