@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups"], swiftSettings: strict),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RundTests", dependencies: ["rund", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict),
     ]

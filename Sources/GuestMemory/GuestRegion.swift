@@ -17,6 +17,7 @@ public final class GuestRegion: @unchecked Sendable {
         try GuestRegion.checkShape(base: guestBase, size: size)
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let p, p != MAP_FAILED else { throw SystemError.last("mmap", subject: "guest RAM \(size >> 20) MiB") }
+        try Self.excludeFromCoreDumps(p, size: size)
         self.guestBase = guestBase
         self.size = size
         self.host = p
@@ -31,6 +32,7 @@ public final class GuestRegion: @unchecked Sendable {
         let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE
         let p = mmap(nil, size, prot, flags, file.rawValue, Int(offset))
         guard let p, p != MAP_FAILED else { throw SystemError.last("mmap", subject: "guest region file") }
+        try Self.excludeFromCoreDumps(p, size: size)
         self.guestBase = guestBase
         self.size = size
         self.host = p
@@ -48,6 +50,15 @@ public final class GuestRegion: @unchecked Sendable {
         guard length >= 0, address >= guestBase else { return false }
         let offset = address - guestBase
         return offset <= UInt64(size) && UInt64(length) <= UInt64(size) - offset
+    }
+
+    /// What a guest holds is its tenant's: a core dump of the VMM must not carry it.
+    private static func excludeFromCoreDumps(_ mapping: UnsafeMutableRawPointer, size: Int) throws {
+        guard madvise(mapping, size, MADV_DONTDUMP) == 0 else {
+            let error = SystemError.last("madvise", subject: "MADV_DONTDUMP on guest memory")
+            munmap(mapping, size)
+            throw error
+        }
     }
 
     private static func checkShape(base: UInt64, size: Int) throws {

@@ -39,26 +39,31 @@ public struct Sandbox: Sendable {
 
     public let stateRoot: String
     public let agentPath: String
-    /// This process runs no other sandbox while this one runs (`rund run`): on cgroup v2 the
-    /// whole process can then join the sandbox's cgroup (see `SandboxCgroup`).
+    /// This process runs no other sandbox while this one runs (`rund run`): the whole process
+    /// can then join the sandbox's cgroup, which is what confines it (see `SandboxCgroup`).
     public let soleSandboxInProcess: Bool
+    /// Run a sandbox that cannot be confined by a cgroup anyway (else it does not start).
+    public let allowUnconfined: Bool
     let logger: Logger
 
-    public init(stateRoot: String, agentPath: String, soleSandboxInProcess: Bool = false,
+    public init(stateRoot: String, agentPath: String, soleSandboxInProcess: Bool = false, allowUnconfined: Bool = false,
                 logger: Logger = Logger(label: "rund.sandbox")) {
         self.stateRoot = stateRoot
         self.agentPath = agentPath
         self.soleSandboxInProcess = soleSandboxInProcess
+        self.allowUnconfined = allowUnconfined
         self.logger = logger
     }
 
     /// Runs `spec`'s process to its end, handing its output to `output` as it arrives (and,
-    /// when `spec.interactive`, this process's stdin to it). `signals` reach the process.
-    /// `phases`, if given, gets the phase boundaries (`rund bench run`).
-    public func run(spec: SandboxSpec, signals: SandboxSignals = SandboxSignals(),
+    /// when `spec.interactive`, this process's stdin to it). `control` reaches the process with
+    /// signals and can stop the sandbox (the exit then says so in `stoppedByHost`). `phases`, if
+    /// given, gets the phase boundaries (`rund bench run`).
+    public func run(spec: SandboxSpec, control: SandboxControl = SandboxControl(),
                     phases: SandboxPhaseRecorder? = nil,
                     output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
         defer { phases?.finish() }  // First declared, so it runs after every release below.
+        defer { control.ended() }
         phases?.begin(.prepare)
         let id = try SandboxID.validate(spec.id)
         let root = try openRoot(spec.root)
@@ -68,20 +73,23 @@ public struct Sandbox: Sendable {
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
 
         phases?.begin(.cgroup)
-        let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, writableSizeMiB: spec.writableSizeMiB,
-                                       soleSandboxInProcess: soleSandboxInProcess, logger: logger)
+        let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
+                                       writableSizeMiB: spec.writableSizeMiB, soleSandboxInProcess: soleSandboxInProcess,
+                                       allowUnconfined: allowUnconfined, logger: logger)
         defer { cgroup.release(logger: logger) }
         try cgroup.attachProcess()
         phases?.begin(.writableLayer)
         let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
         defer { writable.close() }
 
+        if let stop = control.stopped { return SandboxExit(stoppedByHost: stop) }
         phases?.begin(.vmCreate)
         let machine = try Machine(configuration: machineConfiguration(
             spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
         phases?.begin(.kernelBoot)
         let stdin = SandboxStdinSlot()
-        let runner = try Self.start(machine, id: id, cgroup: cgroup, logger: logger)
+        let runner = try OSThread.spawn(name: "vm-\(id)") { _ = try? machine.run() }
+        control.attach(machine)
         defer {
             // The stdin pump is joined after the machine: the VM's end closes the agent
             // connection, which ends a stdin write still in flight.
@@ -94,11 +102,15 @@ public struct Sandbox: Sendable {
             guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
             let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
             phases?.begin(.processStart)
-            let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream)))
+            let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream), confineThreads: {
+                try AgentConnectionConfinement.filter.applyToCurrentThread { violation in
+                    machine.stop(confinementBroken: "\(violation)")
+                }
+            }))
             try await Self.startContainer(client, id: id, process: process)
             phases?.begin(.exit)
             if spec.interactive { stdin.start(try SandboxStdin(input: 0, client: client, process: .with { $0.containerID = id })) }
-            signals.started(client: client, containerID: id, hasTerminal: spec.terminal != nil)
+            control.started(client: client, containerID: id, hasTerminal: spec.terminal != nil)
             let exit = try await Self.waitForProcess(client, id: id, output: output)
             phases?.begin(.teardown)
             phases?.bootMarker(elapsedSinceVMCreate: machine.bootMarkerNanoseconds)  // Written by now.
@@ -107,6 +119,8 @@ public struct Sandbox: Sendable {
             for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
             return exit
         } catch {
+            // The host stopped the VM: whatever broke on the way is the stop's doing.
+            if let stop = control.stopped { return SandboxExit(stoppedByHost: stop) }
             throw await Self.explainFailure(error, machine: machine)
         }
     }
@@ -132,19 +146,12 @@ public struct Sandbox: Sendable {
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
             console: spec.consolePath.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
+        configuration.stallTimeout = spec.stallTimeout
+        configuration.testHooks = spec.testHooks
         // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
         configuration.disks = [.init(path: imageDisk, readOnly: true),
                                .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)]
         return configuration
-    }
-
-    /// Runs the machine on its own thread, which joins the sandbox's cgroup first (cgroup v1;
-    /// on v2 the whole process already has). The vCPU threads it starts inherit it.
-    static func start(_ machine: Machine, id: String, cgroup: SandboxCgroup, logger: Logger) throws -> OSThread {
-        try OSThread.spawn(name: "vm-\(id)") {
-            cgroup.attachCurrentThread(logger: logger)
-            _ = try? machine.run()
-        }
     }
 
     /// CreateContainer over the two disks, then StartProcess.

@@ -5,42 +5,41 @@ import CLinux
 import Cgroups
 import Logging
 
-/// The sandbox's pooled cgroup, and what joins it:
-/// - cgroup v1: the machine's thread (`tasks`), so one VMM process can serve many sandboxes;
-/// - cgroup v2 (a thread cannot join a memory-controlled cgroup alone): the whole process, when
-///   it runs this one sandbox only (`rund run`); it steps back out before the release;
-/// - otherwise (v2 with several sandboxes per process, no writable cgroupfs as inside a bare
-///   rig guest) none: the sandbox runs unconfined, and the log says so.
+/// The sandbox's pooled cgroup, which the whole VMM process joins (its vCPU threads and guest
+/// memory with it) while it runs this one sandbox. A process, not a thread: memory is charged to
+/// the cgroup of the process that owns the pages (cgroup v1 charges the mm owner's memcg; v2
+/// refuses a lone thread in a memory-controlled cgroup), so only a whole process makes the guest's
+/// memory count against the sandbox's limit on both.
+///
+/// Fails closed: when the sandbox cannot be confined (no writable cgroupfs, or a process that
+/// serves several sandboxes at once) it does not start, unless the caller allows it to run
+/// unconfined, which the log then says.
 final class SandboxCgroup: Sendable {
-    enum Placement: Equatable {
-        case thread
-        case process
-        case none
-    }
-
     private let pool: CgroupPool?
     private let lease: CgroupLease?
-    let placement: Placement
 
-    init(sandboxID: String, memoryMiB: Int, writableSizeMiB: Int, soleSandboxInProcess: Bool, logger: Logger) throws {
+    init(sandboxID: String, memoryMiB: Int, vcpuCount: Int, writableSizeMiB: Int, soleSandboxInProcess: Bool,
+         allowUnconfined: Bool, logger: Logger) throws {
         let host: CgroupHost
         do {
+            guard soleSandboxInProcess else {
+                throw SandboxError(.cannotConfine, "this process serves other sandboxes, and a cgroup confines whole processes")
+            }
             host = try CgroupHost.detect()
-            guard host.writable else { throw SandboxError("cgroupfs is read-only") }
+            guard host.writable else { throw SandboxError(.cannotConfine, "cgroupfs is read-only here") }
         } catch {
-            logger.warning("running without a cgroup: \(error)")
-            (pool, lease, placement) = (nil, nil, .none)
-            return
-        }
-        placement = Self.placement(host: host, soleSandboxInProcess: soleSandboxInProcess)
-        guard placement != .none else {
-            logger.warning("running without a cgroup: cgroup v2 confines whole processes, and this one serves several sandboxes")
+            guard allowUnconfined else {
+                if let error = error as? SandboxError { throw error }
+                throw SandboxError(.cannotConfine, "cannot use cgroups here: \(error)")
+            }
+            logger.warning("running without a cgroup, as asked: \(error)")
             (pool, lease) = (nil, nil)
             return
         }
         let pool = try CgroupPool(host: host, configuration: .init(minimumFree: 0, maximumFree: 8, refillInBackground: false), logger: logger)
         do {
-            lease = try pool.take(sandboxID: sandboxID, limits: Self.limits(memoryMiB: memoryMiB, writableSizeMiB: writableSizeMiB))
+            lease = try pool.take(sandboxID: sandboxID,
+                                  limits: Self.limits(memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB))
         } catch {
             try? pool.shutdown()
             throw error
@@ -48,46 +47,36 @@ final class SandboxCgroup: Sendable {
         self.pool = pool
     }
 
-    /// v1 hierarchies take single threads; anything with v2 takes whole processes only.
-    static func placement(host: CgroupHost, soleSandboxInProcess: Bool) -> Placement {
-        if host.hierarchies.allSatisfy({ $0.version == .v1 }) { return .thread }
-        return soleSandboxInProcess ? .process : .none
-    }
-
-    /// Guest RAM, plus what the guest's writes can pin in the host's page cache (at most its
-    /// writable layer's size, where that lives in memory: a tmpfs state root, as in the rig,
-    /// where nothing can write it back), plus the VMM's own pages (with the whole process
-    /// inside on v2: rund's heap, threads and buffers too). Only a runaway VMM meets this
-    /// limit: the guest itself cannot use more than its RAM, and its OOM killer acts first.
-    static func limits(memoryMiB: Int, writableSizeMiB: Int) -> CgroupLimits {
-        CgroupLimits(memoryBytes: Int64(memoryMiB + writableSizeMiB + overheadMiB) << 20)
+    /// - Memory: guest RAM, plus what the guest's writes can pin in the host's page cache (at most
+    ///   its writable layer's size, where that lives in memory: a tmpfs state root, as in the rig,
+    ///   where nothing can write it back), plus the VMM's own pages (rund's heap, threads and
+    ///   buffers). Only a runaway VMM meets this limit: the guest itself cannot use more than its
+    ///   RAM, and its OOM killer acts first.
+    /// - CPU: one CPU per vCPU, and a quarter CPU for the VMM's own threads.
+    /// - Tasks: rund's threads (the guest's processes are not host tasks); a cap on what a VMM
+    ///   that went wrong could start.
+    static func limits(memoryMiB: Int, vcpuCount: Int, writableSizeMiB: Int) -> CgroupLimits {
+        let period = CgroupLimits.defaultCPUPeriodMicros
+        return CgroupLimits(memoryBytes: Int64(memoryMiB + writableSizeMiB + overheadMiB) << 20,
+                            cpuQuotaMicros: Int64(vcpuCount) * period + period / 4, cpuPeriodMicros: period,
+                            maxProcesses: maxTasks)
     }
 
     static let overheadMiB = 64
+    static let maxTasks: Int64 = 256
 
     /// The cgroup's directories (empty without one).
     var paths: [String] { lease?.paths ?? [] }
 
-    /// v2: moves this process in. Call before the guest's memory is touched: pages are charged
-    /// to the cgroup the process is in when they are first used.
+    /// Moves this process in. Call before the guest's memory is touched: pages are charged to the
+    /// cgroup the process is in when they are first used.
     func attachProcess() throws {
-        guard placement == .process, let lease else { return }
-        try lease.attach(pid: getpid())
+        try lease?.attach(pid: getpid())
     }
 
-    /// v1: moves the calling thread (the machine's) in; the vCPU threads it starts inherit it.
-    func attachCurrentThread(logger: Logger) {
-        guard placement == .thread, let lease else { return }
-        do {
-            try lease.attach(thread: Int32(rund_gettid()))
-        } catch {
-            logger.warning("cannot move the VM thread into its cgroup: \(error)")
-        }
-    }
-
-    /// Steps the process out (v2), then returns the cgroup to the pool.
+    /// Steps the process out, then returns the cgroup to the pool.
     func release(logger: Logger) {
-        if placement == .process, let lease {
+        if let lease {
             do {
                 try lease.detach(pid: getpid())
             } catch {

@@ -1,16 +1,31 @@
 import VMM
 
-/// A sandbox step that failed, as one line that says what to do.
+/// A sandbox step that failed, as one line that says what went wrong.
 public struct SandboxError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable, Equatable {
+        case failed
+        /// The sandbox could not be given its cgroup, and running unconfined was not allowed.
+        case cannotConfine
+    }
+
+    public let kind: Kind
     public let description: String
-    public init(_ description: String) { self.description = description }
+
+    public init(_ description: String) {
+        self.init(.failed, description)
+    }
+
+    public init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = kind == .cannotConfine ? "the sandbox cannot be confined: \(description)" : description
+    }
 }
 
 extension SandboxError {
     /// The guest ended while the process ran: "the guest kernel panicked: Kernel panic - ...".
     init(guestEnded reason: MachineExit) {
         switch reason {
-        case .guestPanicked, .crashed: self.init("the \(reason)")
+        case .guestPanicked, .crashed, .stalled, .confinementBroken: self.init("the \(reason)")
         case .poweredOff, .rebooted: self.init("the \(reason) before the process ended")
         case .stoppedBySignal: self.init("the VM was stopped before the process ended")
         }

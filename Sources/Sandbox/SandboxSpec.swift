@@ -1,6 +1,7 @@
 import AgentProtocol
 import HostOS
 import Storage
+import VMM
 
 /// What the container's root filesystem is made from.
 public enum SandboxRoot: Sendable, Equatable {
@@ -40,11 +41,16 @@ public struct SandboxSpec: Sendable {
     public var interactive: Bool
     /// The process gets a pseudo-terminal of this size (stdout and stderr merged onto it).
     public var terminal: WindowSize?
+    /// End the sandbox when its guest makes no progress for this long (`VMConfiguration.stallTimeout`).
+    public var stallTimeout: Duration?
+    /// Test-only VMM behaviour (`VMConfiguration.testHooks`).
+    public var testHooks: Set<VMConfiguration.TestHook> = []
 
     public init(id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],
                 workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
                 memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
-                interactive: Bool = false, terminal: WindowSize? = nil) {
+                interactive: Bool = false, terminal: WindowSize? = nil, stallTimeout: Duration? = nil,
+                testHooks: Set<VMConfiguration.TestHook> = []) {
         self.id = id
         self.root = root
         self.command = command
@@ -57,14 +63,18 @@ public struct SandboxSpec: Sendable {
         self.consolePath = consolePath
         self.interactive = interactive
         self.terminal = terminal
+        self.stallTimeout = stallTimeout
+        self.testHooks = testHooks
     }
 
     /// A sandbox of image `image` (a reference in the store).
     public init(id: String, image: String, command: [String] = [], environment: [String] = [],
                 workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
-                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil) {
+                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
+                stallTimeout: Duration? = nil) {
         self.init(id: id, root: .image(image), command: command, environment: environment, workingDirectory: workingDirectory,
-                  user: user, memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB, consolePath: consolePath)
+                  user: user, memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB, consolePath: consolePath,
+                  stallTimeout: stallTimeout)
     }
 
     /// Parses `UID[:GID]` (numbers only: the host cannot read the image's /etc/passwd).

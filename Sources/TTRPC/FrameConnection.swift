@@ -25,9 +25,12 @@ final class FrameConnection: Sendable {
     }
 
     /// Starts the reader and writer threads. `onFrame` runs on the reader thread and must not
-    /// block; `onClose` runs once when the connection ends.
+    /// block; `onClose` runs once when the connection ends. `confine`, if given, runs first on
+    /// each thread (a seccomp filter: the threads handle the peer's bytes); a thread it fails
+    /// for closes the connection instead of serving it.
     func start(
         name: String,
+        confine: (@Sendable () throws -> Void)? = nil,
         onFrame: @escaping @Sendable (IncomingFrame) -> Void,
         onClose: @escaping @Sendable (String) -> Void
     ) throws {
@@ -36,10 +39,14 @@ final class FrameConnection: Sendable {
             // Detached: nobody joins them; they end with the stream.
             _ = try OSThread.spawn(name: "\(name)-w") { [self] in
                 pthread_detach(pthread_self())
+                guard confined(by: confine) else { return }
+                defer { if confine != nil { SeccompFilter.threadEnding() } }
                 writeLoop()
             }
             _ = try OSThread.spawn(name: "\(name)-r") { [self] in
                 pthread_detach(pthread_self())
+                guard confined(by: confine) else { return }
+                defer { if confine != nil { SeccompFilter.threadEnding() } }
                 readLoop(onFrame: onFrame)
             }
         } catch {
@@ -91,9 +98,25 @@ final class FrameConnection: Sendable {
         return isClosed
     }
 
+    private func confined(by confine: (@Sendable () throws -> Void)?) -> Bool {
+        guard let confine else { return true }
+        do {
+            try confine()
+            return true
+        } catch {
+            close(reason: "cannot confine the connection's thread: \(error)")
+            return false
+        }
+    }
+
     private func readLoop(onFrame: @Sendable (IncomingFrame) -> Void) {
         var reader = FrameReader(stream: stream)
         while true {
+            // A trapped call failed somewhere below: whatever came of it, this thread stops here.
+            if SeccompFilter.currentThreadWasTrapped {
+                close(reason: "the connection's thread made a forbidden system call")
+                return
+            }
             do {
                 guard let incoming = try reader.next() else {
                     close(reason: "peer closed the connection")
@@ -109,6 +132,10 @@ final class FrameConnection: Sendable {
 
     private func writeLoop() {
         while let bytes = outgoing.pop() {
+            if SeccompFilter.currentThreadWasTrapped {
+                close(reason: "the connection's thread made a forbidden system call")
+                return
+            }
             do {
                 try bytes.withUnsafeBytes { try stream.write($0) }
                 queuedBytes.withLock { $0 -= bytes.count }

@@ -26,12 +26,15 @@ public final class TTRPCClient: Sendable {
     private let frames: FrameConnection
     private let logger: Logger
 
-    /// Starts serving responses from `stream` (its reader and writer threads).
-    public init(stream: any ByteStream, logger: Logger = Logger(label: "rund.ttrpc.client")) throws {
+    /// Starts serving responses from `stream` (its reader and writer threads, each of which
+    /// runs `confineThreads` first when given: see `FrameConnection.start`).
+    public init(stream: any ByteStream, logger: Logger = Logger(label: "rund.ttrpc.client"),
+                confineThreads: (@Sendable () throws -> Void)? = nil) throws {
         self.logger = logger
         frames = FrameConnection(stream: stream)
         try frames.start(
             name: "ttrpc-cli",
+            confine: confineThreads,
             onFrame: { [weak self] incoming in self?.receive(incoming) },
             onClose: { [weak self] reason in self?.failAll(.closed(reason: reason)) })
     }

@@ -8,6 +8,7 @@ import GuestMemory
 import HostOS
 import KVM
 import Logging
+import Synchronization
 
 /// One microVM: guest memory, the in-kernel irqchip, devices, and one thread per vCPU.
 /// Build it with `init` (nothing runs yet), then `run()` blocks until the guest ends.
@@ -24,6 +25,10 @@ public final class Machine: @unchecked Sendable {
     let console: ConsoleSink
     let bootMarker: BootMarker
     private var threads: [OSThread] = []
+    /// VM exits the VMM has handled: the stall watchdog's sign of life from the guest.
+    private let exitsHandled = Atomic<UInt64>(0)
+    /// While the watchdog asks, each vCPU thread files what its vCPU is doing here.
+    private let snapshots = Mutex<[UInt32: VCPUSnapshot]?>(nil)
     // Keep the device objects (and their fds) alive as long as the machine.
     private let devices: [AnyObject]
     /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
@@ -70,7 +75,9 @@ public final class Machine: @unchecked Sendable {
         self.state = state
         let console = ConsoleSink(output: consoleOutput)
         self.console = console
-        bootMarker = BootMarker(start: startNanoseconds)
+        let breakConfinement: (@Sendable () -> Void)? = configuration.testHooks.contains(.forbiddenSystemCallAtBootMarker)
+            ? { @Sendable in _ = rund_seccomp_forbidden_call() } : nil
+        bootMarker = BootMarker(start: startNanoseconds, onFirstWrite: breakConfinement)
 
         let serial = Serial8250(base: X86Layout.com1Port, interrupt: try IRQFDLine(vm: vm, gsi: X86Layout.com1GSI),
                                 output: { console.write($0) })
@@ -161,7 +168,7 @@ public final class Machine: @unchecked Sendable {
             // Stop the vCPUs already started; the VM still ends with a recorded reason.
             state.finish(.crashed("cannot start vCPU threads: \(error)"))
         }
-        let exit = state.waitForExit()
+        let exit = configuration.stallTimeout.map(waitWatchingForStalls) ?? state.waitForExit()
         for (vcpu, thread) in zip(vcpus, threads) {
             vcpu.requestExit()
             thread.send(signal: KickSignal.number)
@@ -179,9 +186,27 @@ public final class Machine: @unchecked Sendable {
         state.finish(.stoppedBySignal(signal))
     }
 
+    /// Ends the VM because a thread serving it (one of the host's, outside the machine: the
+    /// agent connection's) broke its confinement.
+    public func stop(confinementBroken report: String) {
+        state.finish(.confinementBroken(report))
+    }
+
     private func runLoop(_ vcpu: VCPU) {
         KickSignal.unblockInCurrentThread()
-        while !state.isFinished {
+        if configuration.confineThreads {
+            do {
+                try VCPUConfinement.filter.applyToCurrentThread { [state] violation in
+                    state.finish(.confinementBroken("\(violation)"))
+                }
+            } catch {
+                // Fail closed: a vCPU that cannot be confined does not run the guest.
+                state.finish(.crashed("cannot confine vCPU \(vcpu.id)'s thread: \(error)"))
+                return
+            }
+        }
+        defer { if configuration.confineThreads { SeccompFilter.threadEnding() } }
+        while !state.isFinished && !SeccompFilter.currentThreadWasTrapped {
             let exit: VCPU.Exit
             do {
                 exit = try vcpu.run()
@@ -189,6 +214,11 @@ public final class Machine: @unchecked Sendable {
                 state.finish(.crashed("\(error)"))
                 return
             }
+            if case .interrupted = exit {
+                answerSnapshotRequest(vcpu)
+                continue
+            }
+            exitsHandled.add(1, ordering: .relaxed)
             switch exit {
             case let .io(port, isWrite, size, count, data):
                 for i in 0..<count {
@@ -198,7 +228,7 @@ public final class Machine: @unchecked Sendable {
             case let .mmio(address, isWrite, data):
                 if isWrite { bus.mmioWrite(address, UnsafeRawBufferPointer(data)) } else { bus.mmioRead(address, into: data) }
             case .interrupted:
-                continue
+                break
             case .halt:
                 state.finish(.crashed("vCPU \(vcpu.id) halted outside the in-kernel irqchip"))
             case .shutdown:
@@ -217,6 +247,65 @@ public final class Machine: @unchecked Sendable {
                 state.finish(.crashed("unhandled exit \(reason) on vCPU \(vcpu.id)"))
             }
         }
+    }
+
+    // MARK: stall watchdog
+
+    /// `waitForExit`, ending the VM as stalled when the guest makes no progress for `limit`: no
+    /// VM exit (so no console output, no device or vsock traffic) while a vCPU stays runnable.
+    /// An idle guest (every vCPU halted) is not stalled, however long it stays quiet.
+    private func waitWatchingForStalls(_ limit: Duration) -> MachineExit {
+        var seen = exitsHandled.load(ordering: .relaxed)
+        var quietSince = ContinuousClock.now
+        while true {
+            if let exit = state.waitForExit(milliseconds: 1000) { return exit }
+            let count = exitsHandled.load(ordering: .relaxed)
+            if count != seen || ContinuousClock.now - quietSince < limit {
+                if count != seen { quietSince = .now }
+                seen = count
+                continue
+            }
+            // Two looks a second apart: a vCPU caught between two timer ticks is not stuck.
+            let first = snapshotVCPUs()
+            if let exit = state.waitForExit(milliseconds: 1000) { return exit }
+            let second = snapshotVCPUs()
+            let busy = vcpus.filter { vcpu in [first, second].allSatisfy { $0[vcpu.id]?.isHalted != true } }
+            guard exitsHandled.load(ordering: .relaxed) == seen, !busy.isEmpty else {
+                quietSince = .now
+                continue
+            }
+            let report = busy.map { vcpu in
+                [first[vcpu.id], second[vcpu.id]].map { $0.map(String.init(describing:)) ?? "vCPU \(vcpu.id) did not answer" }
+                    .joined(separator: "; a second later: ")
+            }
+            let console = self.console.lastLines.map { "; console ends: " + $0.joined(separator: " | ") } ?? "; no console output"
+            state.finish(.stalled("no VM exit for \(limit) while a vCPU ran: " + report.joined(separator: "; ") + console))
+        }
+    }
+
+    /// What every vCPU is doing: each thread is kicked out of KVM_RUN and files a snapshot.
+    /// A vCPU that does not answer within two seconds is missing from the result.
+    private func snapshotVCPUs() -> [UInt32: VCPUSnapshot] {
+        snapshots.withLock { $0 = [:] }
+        for (vcpu, thread) in zip(vcpus, threads) {
+            vcpu.requestExit()
+            thread.send(signal: KickSignal.number)
+        }
+        let deadline = ContinuousClock.now + .seconds(2)
+        var taken: [UInt32: VCPUSnapshot] = [:]
+        repeat {
+            _ = state.waitForExit(milliseconds: 10)
+            taken = snapshots.withLock { $0 ?? [:] }
+        } while taken.count < vcpus.count && ContinuousClock.now < deadline && !state.isFinished
+        snapshots.withLock { $0 = nil }
+        return taken
+    }
+
+    /// On a vCPU thread just out of KVM_RUN: files a snapshot if the watchdog asked for one.
+    private func answerSnapshotRequest(_ vcpu: VCPU) {
+        let wanted = snapshots.withLock { $0.map { $0[vcpu.id] == nil } ?? false }
+        guard wanted, let snapshot = try? VCPUSnapshot(vcpu) else { return }
+        snapshots.withLock { $0?[vcpu.id] = snapshot }
     }
 
     static func readFile(_ path: String, kind: String, limit: Int) throws -> [UInt8] {

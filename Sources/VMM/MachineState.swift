@@ -33,4 +33,11 @@ final class MachineState: Sendable {
             _ = try? wakeup.wait()
         }
     }
+
+    /// The exit reason once recorded, or nil when `milliseconds` pass first.
+    func waitForExit(milliseconds: Int32) -> MachineExit? {
+        if let result { return result }
+        if (try? wakeup.descriptor.waitReadable(milliseconds: milliseconds)) == true { _ = try? wakeup.wait() }
+        return result
+    }
 }

@@ -31,9 +31,12 @@ final class SleepControlPort: PortIODevice {
 final class BootMarker: MMIODevice {
     private let start: UInt64
     private let firstWrite = Mutex<UInt64?>(nil)
+    /// Runs on the writing vCPU's thread at the first write (a test hook).
+    private let onFirstWrite: (@Sendable () -> Void)?
 
-    init(start: UInt64) {
+    init(start: UInt64, onFirstWrite: (@Sendable () -> Void)? = nil) {
         self.start = start
+        self.onFirstWrite = onFirstWrite
     }
 
     /// Nanoseconds from VMM start to the first marker write, if any.
@@ -45,17 +48,26 @@ final class BootMarker: MMIODevice {
 
     func write(offset: UInt64, _ data: UnsafeRawBufferPointer) {
         let now = MonotonicNanoseconds.now()
-        firstWrite.withLock { if $0 == nil { $0 = now - start } }
+        let first = firstWrite.withLock { time -> Bool in
+            guard time == nil else { return false }
+            time = now - start
+            return true
+        }
+        if first { onFirstWrite?() }
     }
 }
 
 /// Where the guest console goes, and what it said: the sink remembers a kernel panic line so
-/// the VM's end can be reported as a panic rather than a reboot.
+/// the VM's end can be reported as a panic rather than a reboot, and the last few lines for
+/// reports of a guest that stopped making progress.
 final class ConsoleSink: Sendable {
     static let panicMarker = Array("Kernel panic - not syncing".utf8)
+    static let keptLines = 5
+    static let keptLineBytes = 160
     private struct Scan {
         var line: [UInt8] = []
         var panicLine: String?
+        var recent: [[UInt8]] = []
     }
 
     private let output: FileDescriptor?
@@ -67,6 +79,19 @@ final class ConsoleSink: Sendable {
 
     var panicLine: String? { scan.withLock { $0.panicLine } }
 
+    /// The console's last lines (the unfinished one included), printable ASCII only; nil
+    /// when the guest wrote nothing.
+    var lastLines: [String]? {
+        scan.withLock { state in
+            let lines = (state.recent + (state.line.isEmpty ? [] : [state.line])).suffix(Self.keptLines)
+            guard !lines.isEmpty else { return nil }
+            return lines.map { line in
+                String(decoding: line.prefix(Self.keptLineBytes).map { (0x20..<0x7f).contains($0) ? $0 : UInt8(ascii: ".") },
+                       as: UTF8.self)
+            }
+        }
+    }
+
     func write(_ bytes: [UInt8]) {
         if let output { try? output.writeAll(bytes) }
         scan.withLock { state in
@@ -76,6 +101,11 @@ final class ConsoleSink: Sendable {
                         // Drop the "[    1.234567] " timestamp prefix.
                         let text = String(decoding: state.line, as: UTF8.self)
                         state.panicLine = String(text.trimmingPrefix(while: { "[] .".contains($0) || $0.isNumber }))
+                    }
+                    let line = state.line.last == UInt8(ascii: "\r") ? state.line.dropLast() : state.line[...]
+                    if !line.isEmpty {
+                        if state.recent.count == Self.keptLines { state.recent.removeFirst() }
+                        state.recent.append(Array(line.prefix(Self.keptLineBytes)))
                     }
                     state.line.removeAll(keepingCapacity: true)
                 } else if state.line.count < 4096 {

@@ -36,6 +36,21 @@ public struct VMConfiguration: Sendable {
     /// vsock: when set, the VM gets a virtio-vsock device with this guest CID (3 or more), in the
     /// virtio slot after the disks; its host side is `Machine.vsock`.
     public var vsockGuestCID: UInt32? = nil
+    /// When set, the VM ends as `.stalled` once the guest makes no progress for this long: no VM
+    /// exit while a vCPU stays runnable (an idle guest, every vCPU halted, is not stalled). A
+    /// guest that computes without any I/O for that long is taken for stalled too: for tests
+    /// and diagnosis, not for every workload.
+    public var stallTimeout: Duration? = nil
+    /// Confine each vCPU thread with its seccomp filter before the guest runs (`VCPUConfinement`).
+    public var confineThreads = true
+    /// Test-only behaviour, for tests that prove a defence works.
+    public var testHooks: Set<TestHook> = []
+
+    public enum TestHook: String, Sendable, Hashable, CaseIterable {
+        /// The vCPU thread that takes the guest's first boot-marker write makes a system call its
+        /// filter forbids (socket): the VM must end with `.confinementBroken`.
+        case forbiddenSystemCallAtBootMarker = "forbidden-syscall"
+    }
 
     public static let maxVCPUs = 32
     public static let minMemoryMiB = 32
@@ -65,6 +80,9 @@ public struct VMConfiguration: Sendable {
         }
         guard disks.count <= VirtioSlots.maxDevices else {
             throw .invalidConfiguration("at most \(VirtioSlots.maxDevices) disks, got \(disks.count)")
+        }
+        if let stallTimeout, stallTimeout < .seconds(2) {
+            throw .invalidConfiguration("the stall timeout must be at least 2 seconds, got \(stallTimeout)")
         }
         // vsock: a valid CID and a free virtio slot.
         if let cid = vsockGuestCID {
@@ -101,6 +119,10 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
     /// A triple fault or an unrecoverable vCPU state.
     case crashed(String)
     case stoppedBySignal(Int32)
+    /// The guest made no progress for the configured stall timeout (what each vCPU was doing).
+    case stalled(String)
+    /// A VMM thread made a system call its seccomp filter forbids; the VM was stopped.
+    case confinementBroken(String)
 
     public var exitStatus: Int32 {
         switch self {
@@ -109,6 +131,8 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
         case .guestPanicked: return 3
         case .crashed: return 4
         case .stoppedBySignal(let signal): return 128 + signal
+        case .stalled: return 5
+        case .confinementBroken: return 6
         }
     }
 
@@ -119,6 +143,8 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
         case .guestPanicked(let line): return "guest kernel panicked: \(line)"
         case .crashed(let reason): return "guest crashed: \(reason)"
         case .stoppedBySignal(let signal): return "stopped by signal \(signal)"
+        case .stalled(let report): return "guest made no progress (\(report))"
+        case .confinementBroken(let report): return "VM was stopped: \(report)"
         }
     }
 }

@@ -4,6 +4,7 @@ import HostOS
 import KVM
 import Logging
 import Sandbox
+import VMM
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,12 +16,18 @@ struct RunCommand: AsyncParsableCommand {
         CMD an image's Entrypoint and Cmd run; with it, CMD replaces Cmd (--rootfs needs CMD). \
         stdout and stderr are streamed; stdin is /dev/null unless -i. With -t the process gets a \
         terminal (the host terminal's size, else 24x80; output comes on stdout only), the host \
-        terminal is raw while it runs, and window size changes follow. Ctrl-C (without -t) and \
-        SIGTERM are forwarded to the process.
+        terminal is raw while it runs, and window size changes follow.
 
-        Exit status: the process's, 128+N when signal N ended it; 137 when the sandbox ran out of \
-        memory and the OOM killer ended the process (rund says so on stderr); 125 when rund itself \
-        failed or the guest died (a kernel panic, say), with one `rund: ...` line.
+        Stopping: the first SIGTERM, SIGINT (Ctrl-C without -t) or SIGHUP is forwarded to the \
+        process. If the sandbox has not ended --stop-timeout seconds later, rund stops its VM \
+        itself (the guest may ignore the signal, or not answer at all); a second signal stops \
+        it at once. Either way everything the sandbox held is released, rund says so in one \
+        line and exits with 128+N for signal N.
+
+        Exit status: the process's, 128+N when signal N ended it (or rund stopped the sandbox on \
+        signal N); 137 when the sandbox ran out of memory and the OOM killer ended the process \
+        (rund says so on stderr); 125 when rund itself failed or the guest died (a kernel panic, \
+        or no progress for --stall-timeout seconds), with one `rund: ...` line.
 
         Needs a /dev/kvm that boots stock kernels; on a PVM host use scripts/rig-run.
         """)
@@ -40,8 +47,26 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "The static guest agent (default: rund-agent next to the rund binary).") var agent: String?
     @Option(help: ArgumentHelp("Write the guest's serial console to FILE (for debugging boots).", valueName: "FILE"))
     var console: String?
+    @Option(help: ArgumentHelp("Seconds to wait, after forwarding a stop signal, before stopping the VM.", valueName: "SECONDS"))
+    var stopTimeout: Double = 10
+    @Option(help: ArgumentHelp(
+        "End the sandbox (status 125) when its guest makes no progress for this long: no VM exit while a vCPU runs. "
+            + "Reports what each vCPU was doing. For diagnosing stuck guests; a guest that computes silently "
+            + "for that long counts as stuck.", valueName: "SECONDS"))
+    var stallTimeout: Double?
+    @Flag(help: ArgumentHelp("Run even when the sandbox cannot be given its own cgroup (then nothing limits the memory, CPU "
+        + "and tasks of rund's process). Without it such a sandbox does not start."))
+    var unconfined = false
+    @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
+
+    func validate() throws {
+        guard stopTimeout >= 0, stopTimeout <= 86400 else { throw ValidationError("--stop-timeout must be 0 to 86400 seconds, got \(stopTimeout)") }
+        if let stallTimeout, !(2...86400).contains(stallTimeout) {
+            throw ValidationError("--stall-timeout must be 2 to 86400 seconds, got \(stallTimeout)")
+        }
+    }
 
     func run() async throws {
         // Passthrough capture takes a leading --help as the command.
@@ -49,12 +74,15 @@ struct RunCommand: AsyncParsableCommand {
         let exit: SandboxExit
         do {
             exit = try await runSandbox()
+        } catch let error as SandboxError where error.kind == .cannotConfine {
+            FileHandle.standardError.write(Data("rund: \(error); pass --unconfined to run it without a cgroup\n".utf8))
+            throw ExitCode(125)
         } catch {
             // After runSandbox: the terminal is out of raw mode again, so the line prints cleanly.
             FileHandle.standardError.write(Data("rund: \(error)\n".utf8))
             throw ExitCode(125)
         }
-        if let message = exit.outOfMemoryMessage(memoryMiB: memory) {
+        if let message = exit.stopMessage ?? exit.outOfMemoryMessage(memoryMiB: memory) {
             FileHandle.standardError.write(Data("rund: \(message)\n".utf8))
         }
         if exit.status != 0 { throw ExitCode(exit.status) }
@@ -71,25 +99,27 @@ struct RunCommand: AsyncParsableCommand {
             id: "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))", root: root,
             command: argv, environment: environment, workingDirectory: workdir, user: try user.map(SandboxSpec.parseUser),
             memoryMiB: memory, vcpuCount: vcpus, consolePath: console, interactive: interactive,
-            terminal: tty ? (hostTerminal ? Terminal.windowSize(of: 0) : nil) ?? .fallback : nil)
+            terminal: tty ? (hostTerminal ? Terminal.windowSize(of: 0) : nil) ?? .fallback : nil,
+            stallTimeout: stallTimeout.map { .milliseconds(Int64($0 * 1000)) }, testHooks: Set(testHook))
         let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund(),
-                              soleSandboxInProcess: true)
-        // Ctrl-C and SIGTERM go to the process; its exit (128+N) ends rund. The window size
-        // follows the host terminal's.
-        let signals = SandboxSignals()
-        try SignalForwarder.forward([SIGINT, SIGTERM] + (hostTerminal ? [SIGWINCH] : [])) { signal in
+                              soleSandboxInProcess: true, allowUnconfined: unconfined)
+        // A stop signal goes to the process, and stops the VM if the sandbox outlives the grace
+        // period (or on a second one). The window size follows the host terminal's.
+        let control = SandboxControl()
+        let grace = Duration.milliseconds(Int64(stopTimeout * 1000))
+        try SignalForwarder.forward([SIGINT, SIGTERM, SIGHUP] + (hostTerminal ? [SIGWINCH] : [])) { signal in
             if signal == SIGWINCH {
-                if let size = Terminal.windowSize(of: 0) { signals.resize(to: size) }
+                if let size = Terminal.windowSize(of: 0) { control.resize(to: size) }
             } else {
-                signals.send(signal)
+                control.terminate(signal, grace: grace)
             }
         }
         // Keys go to the guest's terminal as they are typed (Ctrl-C included), and its output
         // comes back as it is; the host terminal is restored on every way out of here.
         let rawMode = hostTerminal ? try Terminal.enterRawMode(0) : nil
         defer { rawMode?.restore() }
-        let output = try RunOutput(signals: signals)
-        return try await sandbox.run(spec: spec, signals: signals, output: output.write)
+        let output = try RunOutput(control: control)
+        return try await sandbox.run(spec: spec, control: control, output: output.write)
     }
 
     static func agentNextToRund() -> String {
@@ -97,3 +127,5 @@ struct RunCommand: AsyncParsableCommand {
         return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("rund-agent").path
     }
 }
+
+extension VMConfiguration.TestHook: ExpressibleByArgument {}

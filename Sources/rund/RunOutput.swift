@@ -12,14 +12,14 @@ final class RunOutput: Sendable {
     private let standardOutput: FileDescriptor
     private let standardError: FileDescriptor
     private let broken = Mutex<Set<Int32>>([])
-    private let signals: SandboxSignals
+    private let control: SandboxControl
 
     /// Call once per process: it makes SIGPIPE ignored.
-    init(signals: SandboxSignals) throws {
+    init(control: SandboxControl) throws {
         SignalForwarder.ignore(SIGPIPE)
         standardOutput = try FileDescriptor.duplicate(1)
         standardError = try FileDescriptor.duplicate(2)
-        self.signals = signals
+        self.control = control
     }
 
     func write(_ stream: SandboxOutput, _ bytes: [UInt8]) {
@@ -29,7 +29,7 @@ final class RunOutput: Sendable {
             try target.writeAll(bytes)
         } catch {
             broken.withLock { _ = $0.insert(target.rawValue) }
-            if let error = error as? SystemError, error.errno == EPIPE { signals.send(SIGPIPE) }
+            if let error = error as? SystemError, error.errno == EPIPE { control.send(SIGPIPE) }
         }
     }
 }

@@ -20,7 +20,8 @@ struct VMBoot: ParsableCommand {
         virtio-blk device (vda, vdb, ...), all described in ACPI. SIGTERM or SIGINT stops the guest.
 
         Exit status: 0 guest powered off, 2 guest rebooted, 3 guest kernel panicked,
-        4 guest crashed (triple fault, KVM error), 128+N stopped by signal N, 1 bad input.
+        4 guest crashed (triple fault, KVM error), 5 guest made no progress (--stall-timeout),
+        128+N stopped by signal N, 1 bad input.
         """)
 
     @Option(help: "Linux kernel image (bzImage).") var kernel: String
@@ -32,13 +33,17 @@ struct VMBoot: ParsableCommand {
     @Option(help: "Guest memory in MiB.") var memory: Int = 256
     @Option(help: ArgumentHelp("Guest console: a file path, or '-' for standard output.", valueName: "FILE|-"))
     var console: String = "-"
+    @Option(help: ArgumentHelp("End the VM (status 5) when the guest makes no progress for this long: no VM exit while a vCPU runs.",
+                               valueName: "SECONDS"))
+    var stallTimeout: Double?
     @Flag(help: "Print one JSON object describing how the VM ended.") var json = false
     @Flag(help: "Log VMM internals to standard error.") var verbose = false
 
     func run() throws {
-        let configuration = VMConfiguration(
+        var configuration = VMConfiguration(
             kernelPath: kernel, initrdPath: initrd, extraCommandLine: cmdline, memoryMiB: memory, vcpuCount: vcpus,
             disks: try disks.map(Self.parseDisk), console: console == "-" ? .standardOutput : .file(console))
+        configuration.stallTimeout = stallTimeout.map { .milliseconds(Int64($0 * 1000)) }
         var logger = Logger(label: "rund.vmm")
         logger.logLevel = verbose ? .debug : .warning
 

@@ -24,6 +24,9 @@ struct RunInRigTests {
     @Test(arguments: HostileAgent.modes)
     func hostileAgentEndsRundWith125AndOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-\(mode)") }
     @Test func nextSandboxRunsAfterTheHostileOnes() throws { try RunChecks.expectPassed("after-hostile") }
+    @Test func aProcessThatIgnoresSIGTERMIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-grace") }
+    @Test func aSecondSignalStopsTheSandboxAtOnce() throws { try RunChecks.expectPassed("stop-second-signal") }
+    @Test func anAgentThatNeverAnswersIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-mute-agent") }
     @Test func manySandboxesInOneProcessLeakNoDescriptorsOrThreads() throws { try RunChecks.expectPassed("fd-threads") }
     @Test func nothingIsLeftBehind() throws { try RunChecks.expectPassed("no-leaks") }
 }
@@ -86,12 +89,15 @@ enum RunChecks {
 
 /// Guests/hostile-agent.c, built static once per mode, named hostile-agent-<mode>.
 enum HostileAgent {
+    /// The modes that answer with one malformed frame (a test each).
     static let modes = ["bad-header", "oversized", "garbage-proto", "unknown-stream"]
+    /// Every mode the checks use.
+    static let allModes = modes + ["mute-after-start"]
 
     static func buildAll(into directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let source = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/hostile-agent.c"
-        for mode in modes {
+        for mode in allModes {
             let macro = "MODE_" + mode.uppercased().replacing("-", with: "_")
             try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-DHOSTILE_MODE=\(macro)",
                                     "-o", "\(directory)/hostile-agent-\(mode)", source])

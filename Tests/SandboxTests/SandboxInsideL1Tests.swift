@@ -13,8 +13,9 @@ import Testing
 struct SandboxInsideL1Tests {
     @Test func sandboxesOneAfterAnotherLeakNoDescriptorsThreadsOrCgroups() async throws {
         let environment = try #require(SandboxL1Environment.current)
-        // Not the sole sandbox of its process: the shim's case, where the VMM serves many.
-        let sandbox = Sandbox(stateRoot: environment.stateRoot, agentPath: environment.agent)
+        // One after another, each the process's only sandbox while it runs: the process joins
+        // each sandbox's cgroup and steps out again 21 times.
+        let sandbox = Sandbox(stateRoot: environment.stateRoot, agentPath: environment.agent, soleSandboxInProcess: true)
         // The first run makes what lives for the process (the pool mount, the concurrency
         // pool's threads, the initramfs cache): measure from after it.
         let warmUp = try await Self.runOnce(sandbox, image: environment.image, index: 0)
@@ -41,7 +42,8 @@ struct SandboxInsideL1Tests {
 
     static func runOnce(_ sandbox: Sandbox, image: String, index: Int) async throws -> Int32 {
         let output = Mutex("")
-        let spec = SandboxSpec(id: "l1-leak-\(index)", image: image, command: ["sh", "-c", "echo run-\(index)"])
+        let spec = SandboxSpec(id: "l1-leak-\(index)", image: image, command: ["sh", "-c", "echo run-\(index)"],
+                               stallTimeout: .seconds(60))
         let exit = try await sandbox.run(spec: spec) { _, bytes in
             output.withLock { $0 += String(decoding: bytes, as: UTF8.self) }
         }

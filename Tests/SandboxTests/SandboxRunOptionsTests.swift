@@ -3,6 +3,7 @@ import Cgroups
 import HostOS
 @testable import Sandbox
 import Storage
+import Logging
 import Testing
 
 /// What `rund run` options turn into before any VM starts: the root, the agent's ProcessSpec,
@@ -65,19 +66,29 @@ struct SandboxRunOptionsTests {
         #expect(SandboxExit(AgentWaitProcessResponse.with { $0.signal = 15 }).status == 143)
     }
 
-    @Test func theCgroupTakesThreadsOnV1AndTheProcessOnV2() {
-        let v1 = CgroupHost(mode: .v1, hierarchies: [
-            CgroupHierarchy(version: .v1, mountPoint: "/sys/fs/cgroup/memory", controllers: ["memory"]),
-        ], writable: true)
-        let hybrid = CgroupHost(mode: .hybrid, hierarchies: v1.hierarchies, writable: true, unifiedMountPoint: "/sys/fs/cgroup/unified")
-        let v2 = CgroupHost(mode: .v2, hierarchies: [
-            CgroupHierarchy(version: .v2, mountPoint: "/sys/fs/cgroup", controllers: ["cpu", "memory", "pids"]),
-        ], writable: true)
-        #expect(SandboxCgroup.placement(host: v1, soleSandboxInProcess: true) == .thread)
-        #expect(SandboxCgroup.placement(host: hybrid, soleSandboxInProcess: false) == .thread)
-        #expect(SandboxCgroup.placement(host: v2, soleSandboxInProcess: true) == .process)
-        #expect(SandboxCgroup.placement(host: v2, soleSandboxInProcess: false) == SandboxCgroup.Placement.none)
-        #expect(SandboxCgroup.limits(memoryMiB: 128, writableSizeMiB: 64).memoryBytes == Int64(128 + 64 + SandboxCgroup.overheadMiB) << 20)
+    @Test func theCgroupLimitsMemoryCPUAndTasksFromTheSandboxSize() {
+        let limits = SandboxCgroup.limits(memoryMiB: 128, vcpuCount: 2, writableSizeMiB: 64)
+        #expect(limits.memoryBytes == Int64(128 + 64 + SandboxCgroup.overheadMiB) << 20)
+        #expect(limits.cpuQuotaMicros == 225_000)  // two CPUs and a quarter, per 100 ms
+        #expect(limits.cpuPeriodMicros == 100_000)
+        #expect(limits.maxProcesses == SandboxCgroup.maxTasks)
+        #expect((try? limits.validate()) != nil)
+    }
+
+    @Test func aSandboxThatCannotBeConfinedDoesNotStartUnlessAllowed() throws {
+        // A process serving several sandboxes cannot put each in its own cgroup.
+        do {
+            _ = try SandboxCgroup(sandboxID: "shared", memoryMiB: 64, vcpuCount: 1, writableSizeMiB: 64, soleSandboxInProcess: false,
+                                  allowUnconfined: false, logger: Logger(label: "test"))
+            Issue.record("an unconfinable sandbox was given a cgroup")
+        } catch let error as SandboxError {
+            #expect(error.kind == .cannotConfine)
+            #expect(error.description == "the sandbox cannot be confined: this process serves other sandboxes, and a cgroup confines whole processes")
+        }
+        let unconfined = try SandboxCgroup(sandboxID: "shared", memoryMiB: 64, vcpuCount: 1, writableSizeMiB: 64,
+                                           soleSandboxInProcess: false, allowUnconfined: true, logger: Logger(label: "test"))
+        #expect(unconfined.paths.isEmpty)
+        unconfined.release(logger: Logger(label: "test"))
     }
 
     @Test func aGuestThatEndedIsNamedInTheError() {

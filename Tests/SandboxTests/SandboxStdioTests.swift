@@ -84,9 +84,9 @@ import TTRPC
         let poll = "for i in $(seq 200); do s=$(stty size); [ \"$s\" != \"30 100\" ] && break; sleep 0.1; done; echo $s"
         let spec = SandboxSpec(id: "resized", root: .image("unused"), command: ["sh", "-c", poll], terminal: size)
         try await start(client, "resized", spec)
-        let signals = SandboxSignals()
-        signals.resize(to: WindowSize(rows: 40, columns: 120))  // before `started`: delivered once it is
-        signals.started(client: client, containerID: "resized", hasTerminal: true)
+        let control = SandboxControl()
+        control.resize(to: WindowSize(rows: 40, columns: 120))  // before `started`: delivered once it is
+        control.started(client: client, containerID: "resized", hasTerminal: true)
         let (text, exit) = try await output(client, "resized")
         #expect(text == "40 120\r\n")
         #expect(exit.status == 0)

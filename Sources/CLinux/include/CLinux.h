@@ -17,6 +17,7 @@
 #include <linux/loop.h>
 #include <fcntl.h>
 #include <linux/memfd.h>
+#include "CLinuxSeccomp.h"
 int memfd_create(const char *name, unsigned int flags);
 // Declared here because _GNU_SOURCE would make Glibc symbols such as environ ambiguous in Swift.
 int pipe2(int pipefd[2], int flags);

@@ -2,7 +2,8 @@
  * A hostile guest agent for `rund run --agent`: the guest's /init (PID 1) that loads the vsock
  * modules from /etc/modules.order, as rund-agent does, listens on vsock port 1024 and answers
  * rund's first request with one malformed ttrpc frame, then holds the connection open and says
- * nothing more, so rund must notice on its own. Built static, once per mode:
+ * nothing more, so rund must notice on its own (MODE_MUTE_AFTER_START instead plays along until
+ * the process "runs", then never answers again). Built static, once per mode:
  *   gcc -static -O2 -DHOSTILE_MODE=MODE_... -o hostile-agent hostile-agent.c
  * After HOLD_SECONDS it powers the guest off (a PID 1 that exits would panic the guest).
  */
@@ -23,6 +24,8 @@
 #define MODE_OVERSIZED 2      /* a response announcing 5 MiB (limit 4 MiB), then silence */
 #define MODE_GARBAGE_PROTO 3  /* a response on the right stream whose payload is not protobuf */
 #define MODE_UNKNOWN_STREAM 4 /* a well-formed response for a stream rund never opened */
+#define MODE_MUTE_AFTER_START 5 /* answers CreateContainer and StartProcess, then nothing ever
+                                   (SignalProcess, WaitProcess, output reads): a wedged agent */
 
 #ifndef HOSTILE_MODE
 #error "build with -DHOSTILE_MODE=MODE_..."
@@ -87,6 +90,53 @@ static void send_frame(int fd, uint32_t length, uint32_t stream, uint8_t type, u
     if (payload_length) (void)!write(fd, payload, payload_length);
 }
 
+/* A protobuf varint at *at (below end); 0 past the end. */
+static uint64_t varint(const uint8_t **at, const uint8_t *end) {
+    uint64_t value = 0;
+    for (int shift = 0; *at < end && shift < 64; shift += 7) {
+        uint8_t byte = *(*at)++;
+        value |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) break;
+    }
+    return value;
+}
+
+/* True when the ttrpc Request in `request` calls `method` (field 2, a string). */
+static int calls(const uint8_t *request, size_t length, const char *method) {
+    const uint8_t *at = request, *end = request + length;
+    while (at < end) {
+        uint64_t key = varint(&at, end);
+        if ((key & 7) == 0) { varint(&at, end); continue; }
+        if ((key & 7) != 2) return 0;
+        uint64_t size = varint(&at, end);
+        if (size > (uint64_t)(end - at)) return 0;
+        if (key >> 3 == 2) return size == strlen(method) && memcmp(at, method, size) == 0;
+        at += size;
+    }
+    return 0;
+}
+
+/* Plays a working agent up to the process's start, then goes silent on the open connection. */
+static void mute_after_start(int peer) {
+    static uint8_t request[1 << 16];
+    uint8_t header[10];
+    for (;;) {
+        if (read_fully(peer, header, sizeof header) < 0) power_off();
+        uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
+        uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
+        if (length > sizeof request || read_fully(peer, request, length) < 0) power_off();
+        /* An empty Response payload decodes as success with an empty (default) answer. */
+        if (calls(request, length, "CreateContainer")) {
+            send_frame(peer, 0, stream, 0x02, 0, NULL, 0);
+        } else if (calls(request, length, "StartProcess")) {
+            send_frame(peer, 0, stream, 0x02, 0, NULL, 0);
+            say("hostile-agent: started, now mute\n");
+        } else if (calls(request, length, "SignalProcess")) {
+            say("hostile-agent: got a signal, not answering\n");
+        }
+    }
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     load_modules();
@@ -97,6 +147,10 @@ int main(void) {
         power_off();
     }
     int peer = accept(listener, NULL, NULL);
+    if (HOSTILE_MODE == MODE_MUTE_AFTER_START) {
+        if (peer < 0) power_off();
+        mute_after_start(peer);
+    }
     uint8_t header[10];
     static uint8_t request[1 << 16];
     if (peer < 0 || read_fully(peer, header, sizeof header) < 0) power_off();

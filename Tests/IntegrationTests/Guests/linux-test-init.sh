@@ -20,5 +20,16 @@ panic)
     echo "guest: init exiting"
     exit 1
     ;;
+soak-short)
+    echo "guest: soak done"
+    ;;
+soak-busy)
+    # Forks (page-table churn), computing and console output, as a busy function would.
+    i=0
+    while [ $i -lt 200 ]; do echo $i | md5sum >/dev/null; i=$((i + 1)); done
+    head -c 8000000 /dev/urandom | md5sum >/dev/null
+    seq 1 3000
+    echo "guest: soak done"
+    ;;
 esac
 poweroff -f

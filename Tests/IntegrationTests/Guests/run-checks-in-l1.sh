@@ -16,9 +16,17 @@ report() {
 }
 begin() { echo "run-checks: $1 (at $(uptime_now)s)" >&2; }
 # `timeout` execs the program in its own process, so `$RUN ... &` leaves rund's pid in $! (a
-# function run in the background would leave a subshell's).
-RUN="timeout -s KILL 240 $RUND run --image $IMAGE"
+# function run in the background would leave a subshell's). Every sandbox gets a stall watchdog:
+# a guest that makes no progress for 60 s ends its run with 125 and what its vCPUs were doing,
+# instead of holding the check until its limit. `timeout` sends SIGTERM at the limit (rund then
+# stops the VM within its 10 s grace) and SIGKILL 30 s later.
+RUN="timeout -k 30 240 $RUND run --stall-timeout 60 --image $IMAGE"
 rund_run() { $RUN "$@"; }
+# No cgroup left held and no staging left behind, as `rund gc` sees it.
+gc_clean() {
+    gc=$("$RUND" gc --root "$RUND_ROOT" --dry-run 2>&1)
+    echo "$gc" | grep -q 'cgroups: would return 0, in use 0' && echo "$gc" | grep -q 'images: would remove 0'
+}
 # Waits until FILE contains TEXT (a line), up to SECONDS.
 wait_for_line() {
     i=0
@@ -105,7 +113,7 @@ fi
 begin large-output
 start=$(uptime_now)
 # ~30 s when it works; the output has been seen to stall for good (1 run in 4-6), so a shorter limit.
-timeout -s KILL 120 "$RUND" run --image "$IMAGE" --console "$work/seq.console" -- seq 1 1400000 \
+timeout -k 30 120 "$RUND" run --stall-timeout 60 --image "$IMAGE" --console "$work/seq.console" -- seq 1 1400000 \
     >"$work/seq.out" 2>"$work/seq.err"
 status=$?
 got="$(wc -c <"$work/seq.out" | tr -d ' ') $(sha256sum "$work/seq.out" | cut -c1-64)"
@@ -142,7 +150,7 @@ runs=""
 for mode in bad-header oversized garbage-proto unknown-stream; do
     (
         begun=$(uptime_now)
-        timeout -s KILL 240 "$RUND" run --agent "$HOSTILE/hostile-agent-$mode" --image "$IMAGE" -- true \
+        timeout -k 30 240 "$RUND" run --agent "$HOSTILE/hostile-agent-$mode" --image "$IMAGE" -- true \
             >"$work/hostile.$mode.out" 2>"$work/hostile.$mode.err"
         echo "$? $(since "$begun")" >"$work/hostile.$mode.status"
     ) &
@@ -166,6 +174,67 @@ left=$(rund_processes | oneline)
 out=$(rund_run -- echo still-fine 2>"$work/after.err"); status=$?
 details="status=$status stdout=$out rund-left-after-hostile=[$left] took=$(since "$start")s stderr=$(oneline <"$work/after.err")"
 if [ "$out" = still-fine ] && [ $status = 0 ] && [ -z "$left" ]; then report after-hostile PASS "$details"; else report after-hostile FAIL "$details"; fi
+
+# Stop means stop: a process that ignores SIGTERM is stopped after the grace period (10 s).
+begin stop-grace
+start=$(uptime_now)
+$RUN -- sh -c 'trap "" TERM; echo ready; sleep 600' >"$work/grace.out" 2>"$work/grace.err" & pid=$!
+ready=no
+wait_for_line "$work/grace.out" ready 200 && ready=yes
+signalled=$(uptime_now)
+kill -TERM $pid
+wait $pid; status=$?
+took=$(since "$signalled")
+clean=no; gc_clean && clean=yes
+lines=$(grep -v ' warning rund\.' "$work/grace.err" | grep -c .)
+details="status=$status ready=$ready stopped-after=${took}s error-lines=$lines gc-clean=$clean stderr=$(oneline <"$work/grace.err") gc=[$(echo "$gc" | oneline)]"
+if [ $ready = yes ] && [ $status = 143 ] && [ "${took%.*}" -ge 9 ] && [ "${took%.*}" -lt 30 ] && [ "$lines" = 1 ] \
+    && grep -q 'did not stop within 10 s of SIGTERM' "$work/grace.err" && [ $clean = yes ]; then
+    report stop-grace PASS "$details"
+else
+    report stop-grace FAIL "$details"
+fi
+
+# A second signal stops it at once.
+begin stop-second-signal
+$RUN -- sh -c 'trap "" INT TERM; echo ready; sleep 600' >"$work/second.out" 2>"$work/second.err" & pid=$!
+ready=no
+wait_for_line "$work/second.out" ready 200 && ready=yes
+kill -INT $pid
+sleep 1
+signalled=$(uptime_now)
+kill -INT $pid
+wait $pid; status=$?
+took=$(since "$signalled")
+clean=no; gc_clean && clean=yes
+lines=$(grep -v ' warning rund\.' "$work/second.err" | grep -c .)
+details="status=$status ready=$ready stopped-after=${took}s error-lines=$lines gc-clean=$clean stderr=$(oneline <"$work/second.err") gc=[$(echo "$gc" | oneline)]"
+if [ $ready = yes ] && [ $status = 130 ] && [ "${took%.*}" -lt 8 ] && [ "$lines" = 1 ] \
+    && grep -q 'stopped at once on SIGINT' "$work/second.err" && [ $clean = yes ]; then
+    report stop-second-signal PASS "$details"
+else
+    report stop-second-signal FAIL "$details"
+fi
+
+# An agent that takes the signal call and never answers anything again: stopped all the same.
+begin stop-mute-agent
+timeout -k 30 240 "$RUND" run --agent "$HOSTILE/hostile-agent-mute-after-start" --image "$IMAGE" \
+    --console "$work/mute.console" -- sleep 600 >"$work/mute.out" 2>"$work/mute.err" & pid=$!
+ready=no
+wait_for_line "$work/mute.console" "hostile-agent: started, now mute" 200 && ready=yes
+signalled=$(uptime_now)
+kill -TERM $pid
+wait $pid; status=$?
+took=$(since "$signalled")
+clean=no; gc_clean && clean=yes
+lines=$(grep -v ' warning rund\.' "$work/mute.err" | grep -c .)
+details="status=$status ready=$ready stopped-after=${took}s error-lines=$lines gc-clean=$clean stderr=$(oneline <"$work/mute.err") console=[$(tail -n 3 "$work/mute.console" | tr -d '\r' | oneline)]"
+if [ $ready = yes ] && [ $status = 143 ] && [ "${took%.*}" -ge 9 ] && [ "${took%.*}" -lt 30 ] && [ "$lines" = 1 ] \
+    && grep -q 'did not stop within 10 s of SIGTERM' "$work/mute.err" && [ $clean = yes ]; then
+    report stop-mute-agent PASS "$details"
+else
+    report stop-mute-agent FAIL "$details"
+fi
 
 # stdin through -i.
 begin stdin

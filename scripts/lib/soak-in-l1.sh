@@ -1,0 +1,92 @@
+#!/bin/sh
+# Inside L1 (scripts/soak through scripts/rig-run --script): RUNS sandboxes one after another,
+# alternating a short and a busy guest, each watched for stalls. Prints one line per run and a
+# summary; for a stalled run also L1's kvm_exit trace at that moment and the guest's console.
+#   soak-in-l1.sh run  RUNS IMAGE              rund run (agent, vsock, disks)
+#   soak-in-l1.sh vm   RUNS INITRD KERNEL      rund vm boot of a busybox guest (no agent)
+#   soak-in-l1.sh qemu RUNS INITRD KERNEL      QEMU microvm booting that same guest
+KIND=$1 RUNS=$2 ARG=$3 KERNEL=${4:-}
+work=/tmp/soak
+mkdir -p "$work"
+uptime_now() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(uptime_now)" 'BEGIN { printf "%.1f", b - a }'; }
+oneline() { tr -d '\r' | tr '\n' '|' | cut -c1-600; }
+tracing=/sys/kernel/tracing
+mount -t tracefs nodev "$tracing" 2>/dev/null
+# rund's own default command line, so the QEMU guest boots exactly as rund's does.
+cmdline_base="console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd 8250.nr_uarts=1 cryptomgr.notests init_on_alloc=0 pci=off quiet"
+
+# What L1's KVM does for the stuck guest: a second of kvm_exit/kvm_entry events.
+trace_kvm() {
+    [ -d "$tracing/events/kvm" ] || { echo "  (no kvm tracepoints in L1)"; return; }
+    echo >"$tracing/trace"
+    echo 1 >"$tracing/events/kvm/kvm_exit/enable"
+    echo 1 >"$tracing/events/kvm/kvm_inj_virq/enable" 2>/dev/null
+    echo 1 >"$tracing/events/kvm/kvm_page_fault/enable" 2>/dev/null
+    sleep 1
+    echo 0 >"$tracing/events/kvm/kvm_exit/enable"
+    echo 0 >"$tracing/events/kvm/kvm_inj_virq/enable" 2>/dev/null
+    echo 0 >"$tracing/events/kvm/kvm_page_fault/enable" 2>/dev/null
+    echo "  trace: $(grep -vc '^#' "$tracing/trace") events in 1 s; exit reasons:"
+    grep -o 'reason [A-Za-z_]*\|kvm_page_fault\|kvm_inj_virq' "$tracing/trace" | sort | uniq -c | sort -rn | head -5 | sed 's/^/    /'
+    grep -v '^#' "$tracing/trace" | tail -n 8 | sed 's/^ */    /'
+}
+
+ok=0 stalled=0 failed=0 i=1
+while [ "$i" -le "$RUNS" ]; do
+    if [ $((i % 2)) = 0 ]; then load=busy; else load=short; fi
+    rm -f "$work/out" "$work/err" "$work/console"
+    start=$(uptime_now)
+    case $KIND in
+    run)
+        if [ $load = busy ]; then
+            set -- sh -c 'seq 1 300000; i=0; while [ $i -lt 100 ]; do echo $i | sha256sum >/dev/null; i=$((i+1)); done; echo done'
+        else
+            set -- echo done
+        fi
+        timeout -k 10 240 "$RUND" run --stall-timeout 60 --image "$ARG" --console "$work/console" -- "$@" \
+            >"$work/out" 2>"$work/err" &
+        ;;
+    vm)
+        timeout -k 10 240 "$RUND" vm boot --stall-timeout 60 --kernel "$KERNEL" --initrd "$ARG" --memory 256 \
+            --cmdline "quiet rundtest=soak-$load" --console "$work/console" >"$work/out" 2>"$work/err" &
+        ;;
+    qemu)
+        # No watchdog of its own: a run still going after 150 s counts as stalled.
+        timeout -k 10 150 qemu-system-x86_64 -M microvm,accel=kvm -cpu host -m 256 -smp 1 -nodefaults \
+            -no-user-config -display none -no-reboot -serial "file:$work/console" \
+            -kernel "$KERNEL" -initrd "$ARG" -append "$cmdline_base rundtest=soak-$load" >"$work/out" 2>"$work/err" &
+        ;;
+    esac
+    pid=$!
+    traced=no
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        # Healthy runs take well under 45 s: catch L1's view while a stuck one still is.
+        if [ $traced = no ] && [ "$(since "$start" | cut -d. -f1)" -ge 45 ]; then
+            trace_kvm >"$work/trace"
+            traced=yes
+        fi
+    done
+    wait "$pid"; status=$?
+    took=$(since "$start")
+    verdict=failed
+    case $KIND in
+    run) if [ $status = 0 ] && grep -qx done "$work/out"; then verdict=ok
+         elif [ $status = 125 ] && grep -q 'made no progress' "$work/err"; then verdict=stalled; fi ;;
+    vm)  if [ $status = 0 ] && grep -q 'guest: soak done' "$work/console"; then verdict=ok
+         elif [ $status = 5 ]; then verdict=stalled; fi ;;
+    qemu) if grep -q 'guest: soak done' "$work/console" && [ $status = 0 ]; then verdict=ok
+          elif [ $status = 124 ] || [ $status = 137 ]; then verdict=stalled; fi ;;
+    esac
+    case $verdict in ok) ok=$((ok + 1)) ;; stalled) stalled=$((stalled + 1)) ;; *) failed=$((failed + 1)) ;; esac
+    echo "SOAK $i $load $verdict status=$status took=${took}s"
+    if [ $verdict != ok ]; then
+        echo "  stderr: $(oneline <"$work/err")"
+        echo "  console ends: $(tail -n 12 "$work/console" 2>/dev/null | oneline)"
+        [ -f "$work/trace" ] && cat "$work/trace"
+    fi
+    rm -f "$work/trace"
+    i=$((i + 1))
+done
+echo "SOAK-SUMMARY kind=$KIND runs=$RUNS ok=$ok stalled=$stalled failed=$failed"
