@@ -55,7 +55,7 @@ public final class ImageStore: Sendable {
     public func pull(reference: String, insecure: Bool = false, timeout: Double = 60,
                      progress: (@Sendable (String) -> Void)? = nil) async throws -> StoredImage {
         let parsed = try ImageReference(parsing: reference)
-        let client = RegistryClient(reference: parsed, insecure: insecure, timeout: timeout, logger: logger)
+        let client = RegistryClient(reference: parsed, insecure: insecure, timeout: timeout, limits: limits, logger: logger)
         let target = try await client.resolveManifest()
         try prepare()
         let names = parsed.digest == nil ? [parsed.description] : []
