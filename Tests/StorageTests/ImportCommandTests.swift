@@ -22,9 +22,10 @@ struct ImportCommandTests {
         // A name with a line break: the message quotes it, still on one line.
         var lineBreak = TarWriter()
         lineBreak.raw(utf8("evil\nrund: forged line/../../x"), content: [])
-        // The header that used to trap (size + padding overflowed: exit 132, staging left behind).
+        // The header that used to trap: a whiteout's content is skipped, not read, and skipping
+        // size + padding overflowed (SIGILL, exit 132, staging left behind).
         var trap = TarWriter()
-        trap.raw(utf8("huge"), content: []) { header in
+        trap.raw(utf8(".wh.huge"), content: []) { header in
             for (i, byte) in ([0x80, 0, 0, 0, 0x7f] + [UInt8](repeating: 0xff, count: 7) as [UInt8]).enumerated() { header[124 + i] = byte }
         }
         var bomb = TarWriter()
