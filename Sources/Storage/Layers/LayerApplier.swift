@@ -148,7 +148,7 @@ struct LayerApplier {
                 current = try FileSystem.openat2(at: current, component, flags, resolve: Self.resolve)
             } catch let error as SystemError where [ELOOP, ENOTDIR, EXDEV].contains(error.errno) {
                 let through = ArchivePath.printable(ArchivePath.joined(Array(components[0...index])))
-                throw StorageError(.badInput, "\(what): an entry is written through '\(through)', which is a symlink or a file; refusing the image")
+                throw StorageError(.badInput, "\(what): an entry's path goes through '\(through)', which is a symlink or a file; refusing the image")
             }
         }
         return current
