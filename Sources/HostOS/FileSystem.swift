@@ -143,16 +143,9 @@ public enum FileSystem {
     }
 
     /// rm -rf of one entry inside a directory, never following symlinks. Missing is fine.
+    /// Works on raw names underneath, so entries whose names are not UTF-8 go too.
     public static func removeTree(at directory: FileDescriptor, _ name: String) throws {
-        guard let st = try status(at: directory, name) else { return }
-        if st.st_mode & S_IFMT == S_IFDIR {
-            let child = try openDirectory(at: directory, name)
-            for entry in try entries(of: child) { try removeTree(at: child, entry) }
-            child.close()
-            try unlink(at: directory, name, isDirectory: true)
-        } else {
-            try unlink(at: directory, name)
-        }
+        try removeTree(at: directory, Array(name.utf8))
     }
 
     /// rm -rf of a path. Missing is fine.

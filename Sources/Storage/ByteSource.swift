@@ -35,6 +35,51 @@ extension ByteSource {
     }
 }
 
+/// Bytes in memory: for parsing small documents, and for fuzzing the parsers.
+struct MemorySource: ByteSource {
+    private let bytes: [UInt8]
+    private var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let count = min(buffer.count, bytes.count - offset)
+        guard count > 0 else { return 0 }
+        bytes.withUnsafeBytes { source in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + count)]))
+        }
+        offset += count
+        return count
+    }
+}
+
+/// Stops a stream at a byte limit: a decompression bomb, or an archive larger than allowed,
+/// ends with one error line instead of filling the disk or the memory.
+struct LimitedSource<Inner: ByteSource>: ByteSource {
+    var inner: Inner
+    let limit: Int64
+    /// Says what went past the limit, for the error.
+    let exceeded: @Sendable (Int64) -> StorageError
+    private(set) var count: Int64 = 0
+
+    init(_ inner: Inner, limit: Int64, exceeded: @escaping @Sendable (Int64) -> StorageError) {
+        self.inner = inner
+        self.limit = limit
+        self.exceeded = exceeded
+    }
+
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        // Ask for at most one byte past the limit: enough to tell "exactly at" from "past".
+        let allowed = count >= limit ? 0 : limit - count
+        let want = Int(min(Int64(buffer.count), allowed < Int64.max ? allowed + 1 : allowed))
+        guard want > 0 else { return 0 }
+        let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
+        count += Int64(n)
+        if count > limit { throw exceeded(limit) }
+        return n
+    }
+}
+
 /// Reads a file descriptor.
 struct FileSource: ByteSource {
     let file: FileDescriptor
@@ -80,18 +125,20 @@ struct GzipSource<Inner: ByteSource>: ByteSource {
     }
 
     mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard !finished, buffer.count > 0 else { return 0 }
+        guard !finished, let output = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        // zlib counts in 32 bits; a larger buffer is filled 4 GiB at most at a time.
+        let outputCount = min(buffer.count, Int(UInt32.max))
         while true {
             if state.stream.avail_in == 0 {
                 let n = try inner.read(into: state.input)
                 if n == 0 { throw StorageError(.badInput, "compressed layer is truncated; fetch or export the image again") }
-                state.stream.next_in = state.input.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                state.stream.next_in = state.inputStart
                 state.stream.avail_in = uInt(n)
             }
-            state.stream.next_out = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            state.stream.avail_out = uInt(buffer.count)
+            state.stream.next_out = output.assumingMemoryBound(to: Bytef.self)
+            state.stream.avail_out = uInt(outputCount)
             let status = inflate(&state.stream, Z_NO_FLUSH)
-            let produced = buffer.count - Int(state.stream.avail_out)
+            let produced = outputCount - Int(state.stream.avail_out)
             switch status {
             case Z_OK, Z_BUF_ERROR:
                 if produced > 0 { return produced }
@@ -110,6 +157,7 @@ struct GzipSource<Inner: ByteSource>: ByteSource {
 private final class InflateState {
     var stream = z_stream()
     let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
+    var inputStart: UnsafeMutablePointer<Bytef> { input.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: Bytef.self) }
 
     init() throws {
         guard rund_inflate_init(&stream) == Z_OK else {
@@ -128,10 +176,10 @@ private final class InflateState {
         if stream.avail_in == 0 {
             let n = try source.read(into: input)
             if n == 0 { return false }
-            stream.next_in = input.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            stream.next_in = inputStart
             stream.avail_in = uInt(n)
         }
-        guard stream.next_in.pointee == 0x1f else { return false }
+        guard let next = stream.next_in, next.pointee == 0x1f else { return false }
         return inflateReset(&stream) == Z_OK
     }
 }

@@ -31,12 +31,14 @@ struct ImageCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let store = ImageStore(root: StateRoot.resolve(rootOptions.root))
-            let onTerminal = isatty(2) == 1 && !json
-            var progress: (@Sendable (String) -> Void)?
-            if onTerminal { progress = { @Sendable line in ImageCommand.progress(line) } }
-            let image = try await store.pull(reference: reference, insecure: insecure, timeout: timeout, progress: progress)
-            try ImageCommand.report(image, json: json)
+            try await ImageCommand.reportingFailure {
+                let store = ImageStore(root: StateRoot.resolve(rootOptions.root))
+                let onTerminal = isatty(2) == 1 && !json
+                var progress: (@Sendable (String) -> Void)?
+                if onTerminal { progress = { @Sendable line in ImageCommand.progress(line) } }
+                let image = try await store.pull(reference: reference, insecure: insecure, timeout: timeout, progress: progress)
+                try ImageCommand.report(image, json: json)
+            }
         }
     }
 
@@ -53,9 +55,11 @@ struct ImageCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let store = ImageStore(root: StateRoot.resolve(rootOptions.root))
-            if isatty(2) == 1 && !json { ImageCommand.progress("importing \(file)") }
-            try ImageCommand.report(try store.import(path: file, reference: tag), json: json)
+            try await ImageCommand.reportingFailure {
+                let store = ImageStore(root: StateRoot.resolve(rootOptions.root))
+                if isatty(2) == 1 && !json { ImageCommand.progress("importing \(file)") }
+                try ImageCommand.report(try store.import(path: file, reference: tag), json: json)
+            }
         }
     }
 
@@ -67,16 +71,18 @@ struct ImageCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let images = try ImageStore(root: StateRoot.resolve(rootOptions.root)).list()
-            if json {
-                print(try jsonText(images))
-                return
-            }
-            print(ImageCommand.pad("IMAGE ID", 14) + ImageCommand.pad("SIZE", 10) + ImageCommand.pad("LAYERS", 8) + "NAMES")
-            for image in images {
-                let names = image.references.isEmpty ? "<none>" : image.references.joined(separator: ", ")
-                print(ImageCommand.pad(image.shortID, 14) + ImageCommand.pad(ImageCommand.size(image.sizeBytes), 10)
-                      + ImageCommand.pad(String(image.layerCount), 8) + names)
+            try await ImageCommand.reportingFailure {
+                let images = try ImageStore(root: StateRoot.resolve(rootOptions.root)).list()
+                if json {
+                    print(try jsonText(images))
+                    return
+                }
+                print(ImageCommand.pad("IMAGE ID", 14) + ImageCommand.pad("SIZE", 10) + ImageCommand.pad("LAYERS", 8) + "NAMES")
+                for image in images {
+                    let names = image.references.isEmpty ? "<none>" : image.references.joined(separator: ", ")
+                    print(ImageCommand.pad(image.shortID, 14) + ImageCommand.pad(ImageCommand.size(image.sizeBytes), 10)
+                          + ImageCommand.pad(String(image.layerCount), 8) + names)
+                }
             }
         }
     }
@@ -91,15 +97,31 @@ struct ImageCommand: AsyncParsableCommand {
         var references: [String]
 
         func run() async throws {
-            let store = ImageStore(root: StateRoot.resolve(rootOptions.root))
-            for reference in references {
-                let removed = try store.remove(reference: reference)
-                print(removed.isEmpty ? "untagged \(reference)" : removed.map { "deleted \($0)" }.joined(separator: "\n"))
+            try await ImageCommand.reportingFailure {
+                let store = ImageStore(root: StateRoot.resolve(rootOptions.root))
+                for reference in references {
+                    let removed = try store.remove(reference: reference)
+                    print(removed.isEmpty ? "untagged \(reference)" : removed.map { "deleted \($0)" }.joined(separator: "\n"))
+                }
             }
         }
     }
 
     // MARK: Output
+
+    /// Runs a subcommand; a failure is one `rund: ...` line on stderr and exit status 1 (the
+    /// store's errors quote names from images, so any line break left in one is flattened here).
+    static func reportingFailure(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            let line = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
+            FileHandle.standardError.write(Data("rund: \(line)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
 
     static func report(_ image: StoredImage, json: Bool) throws {
         if json {

@@ -15,6 +15,7 @@
 #include <linux/kvm.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
+#include <linux/openat2.h>
 #include <fcntl.h>
 #include <linux/memfd.h>
 #include "CLinuxSeccomp.h"
@@ -91,6 +92,16 @@ static inline int rund_ioctl_int(int fd, unsigned long request, unsigned long ar
 static inline int rund_open(const char *path, int flags, unsigned int mode) { return open(path, flags, mode); }
 static inline int rund_openat(int dirfd, const char *path, int flags, unsigned int mode) { return openat(dirfd, path, flags, mode); }
 static inline int rund_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
+// openat2(2) has no glibc wrapper and struct open_how is only in <linux/openat2.h>.
+static inline int rund_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long mode,
+                               unsigned long long resolve) {
+    struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+static inline unsigned long long rund_RESOLVE_BENEATH(void) { return RESOLVE_BENEATH; }
+static inline unsigned long long rund_RESOLVE_NO_SYMLINKS(void) { return RESOLVE_NO_SYMLINKS; }
+static inline unsigned long long rund_RESOLVE_NO_MAGICLINKS(void) { return RESOLVE_NO_MAGICLINKS; }
+static inline unsigned long long rund_RESOLVE_NO_XDEV(void) { return RESOLVE_NO_XDEV; }
 static inline int rund_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
 static inline int rund_pthread_setname(pthread_t t, const char *name) { return pthread_setname_np(t, name); }
 static inline int rund_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -13,14 +13,18 @@ struct ImageArchive {
         var size: Int64
     }
 
-    private var members: [String: Member] = [:]
-    private var symlinks: [String: String] = [:]
+    /// Members by normalised name (`ArchivePath` components joined by "/"), as bytes: two names
+    /// are the same member only when their bytes are (no Unicode equivalence).
+    private var members: [[UInt8]: Member] = [:]
+    private var links: [[UInt8]: [UInt8]] = [:]
     private let what: String
+    private let limits: StorageLimits
 
     /// Unpacks `archive` (optionally gzip-compressed) into `staging`. Member names never reach
     /// the filesystem: each member is stored under a counter, so hostile names cannot escape.
-    init(unpacking archive: String, into staging: String) throws {
+    init(unpacking archive: String, into staging: String, limits: StorageLimits = StorageLimits()) throws {
         what = "archive \(archive)"
+        self.limits = limits
         let file: FileDescriptor
         do {
             file = try FileDescriptor.open(archive, O_RDONLY)
@@ -29,11 +33,17 @@ struct ImageArchive {
         }
         var magic = [UInt8](repeating: 0, count: 2)
         _ = try magic.withUnsafeMutableBytes { try file.pread(into: $0, at: 0) }
+        let what = self.what
+        let tooLarge: @Sendable (Int64) -> StorageError = { limit in
+            StorageError(.limitExceeded, "\(what) unpacks to more than \(limit) bytes; refusing it")
+        }
         if magic == [0x1f, 0x8b] {
-            var reader = TarReader(try GzipSource(FileSource(file: file)), describing: what)
+            let source = LimitedSource(try GzipSource(FileSource(file: file)), limit: limits.archiveBytes, exceeded: tooLarge)
+            var reader = TarReader(source, describing: what, limits: limits)
             try unpack(&reader, into: staging)
         } else {
-            var reader = TarReader(FileSource(file: file), describing: what)
+            var reader = TarReader(LimitedSource(FileSource(file: file), limit: limits.archiveBytes, exceeded: tooLarge),
+                                   describing: what, limits: limits)
             try unpack(&reader, into: staging)
         }
     }
@@ -41,11 +51,17 @@ struct ImageArchive {
     private mutating func unpack<S: ByteSource>(_ reader: inout TarReader<S>, into staging: String) throws {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
         defer { buffer.deallocate() }
+        var count = 0
         while let entry = try reader.next() {
-            let name = try ArchivePath.components(entry.path, what: what).joined(separator: "/")
+            let components = try ArchivePath.components(entry.path, directory: entry.kind == .directory, what: what)
+            let name = ArchivePath.joined(components)
+            count += 1
+            guard count <= limits.entriesPerLayer else {
+                throw StorageError(.limitExceeded, "\(what) has more than \(limits.entriesPerLayer) members; refusing it")
+            }
             switch entry.kind {
             case .regular:
-                let localPath = staging + "/member-\(members.count)"
+                let localPath = staging + "/member-\(count)"
                 let out = try FileDescriptor.open(localPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
                 var hasher = SHA256()
                 while true {
@@ -58,46 +74,67 @@ struct ImageArchive {
                 members[name] = Member(localPath: localPath, digest: "sha256:" + hasher.finalizeHex(), size: entry.size)
             case .symbolicLink, .hardLink:
                 // docker save links duplicate layers; resolve them later, inside the archive only.
-                let base = entry.kind == .hardLink ? [] : Array(name.split(separator: "/").dropLast().map(String.init))
-                var parts = base
-                for part in entry.linkTarget.split(separator: "/") where part != "." {
-                    if part == ".." {
-                        guard !parts.isEmpty else { throw StorageError(.badInput, "\(what): link '\(entry.path)' points outside the archive") }
-                        parts.removeLast()
-                    } else {
-                        parts.append(String(part))
-                    }
-                }
-                symlinks[name] = parts.joined(separator: "/")
+                let base = entry.kind == .hardLink ? [] : Array(components.dropLast())
+                links[name] = try resolveLink(entry, from: base)
             default:
                 continue
             }
         }
     }
 
-    private func member(_ name: String) -> Member? {
+    /// A link target inside the archive, as a normalised name: relative to the link's directory
+    /// (a symlink) or to the archive root (a hard link); never above the root, never absolute.
+    private func resolveLink(_ entry: TarEntry, from base: [[UInt8]]) throws -> [UInt8] {
+        let outside = StorageError(.badInput, "\(what): link '\(entry.printablePath)' points outside the archive")
+        guard !entry.linkTarget.contains(0), entry.linkTarget.first != ArchivePath.slash else { throw outside }
+        var parts = base
+        for part in entry.linkTarget.split(separator: ArchivePath.slash) where !part.elementsEqual([ArchivePath.dot]) {
+            if part.elementsEqual([ArchivePath.dot, ArchivePath.dot]) {
+                guard !parts.isEmpty else { throw outside }
+                parts.removeLast()
+            } else {
+                parts.append(Array(part))
+            }
+        }
+        return ArchivePath.joined(parts)
+    }
+
+    private func member(_ name: [UInt8]) -> Member? {
         var current = name
         for _ in 0..<8 {
             if let member = members[current] { return member }
-            guard let next = symlinks[current] else { return nil }
+            guard let next = links[current] else { return nil }
             current = next
         }
         return nil
     }
 
+    /// A member named by a document (docker save's manifest.json), checked like a tar name.
+    private func member(named name: String) throws -> Member? {
+        member(ArchivePath.joined(try ArchivePath.components(Array(name.utf8), what: what)))
+    }
+
     private func memberBytes(_ name: String) throws -> [UInt8] {
-        guard let member = member(name) else {
+        guard let member = try member(named: name) else {
             throw StorageError(.badInput, "\(what) has no '\(name)'; it is not a complete OCI layout or docker save archive")
         }
-        return try FileDescriptor.open(member.localPath, O_RDONLY).readToEnd(limit: 16 << 20)
+        return try document(member, name)
+    }
+
+    /// A JSON document's bytes, its size checked before anything is read.
+    private func document(_ member: Member, _ name: String) throws -> [UInt8] {
+        guard member.size <= Int64(limits.documentBytes) else {
+            throw StorageError(.limitExceeded, "\(what): \(name) is \(member.size) bytes, more than the \(limits.documentBytes)-byte limit for a document; refusing it")
+        }
+        return try FileDescriptor.open(member.localPath, O_RDONLY).readToEnd(limit: limits.documentBytes)
     }
 
     /// Resolves the archive to the linux/amd64 image it holds.
     func resolve() throws -> ResolvedImage {
-        if member("index.json") != nil && member("oci-layout") != nil {
+        if try member(named: "index.json") != nil, try member(named: "oci-layout") != nil {
             return try resolveLayout()
         }
-        if member("manifest.json") != nil {
+        if try member(named: "manifest.json") != nil {
             return try resolveDockerSave()
         }
         throw StorageError(.badInput, "\(what) is neither an OCI image layout (index.json, oci-layout) nor a docker save archive (manifest.json)")
@@ -105,7 +142,7 @@ struct ImageArchive {
 
     private func blob(_ descriptor: OCI.Descriptor) throws -> Member {
         try Digest.check(descriptor.digest, what: what)
-        guard let member = member("blobs/sha256/" + Digest.hex(descriptor.digest)) else {
+        guard let member = try member(named: "blobs/sha256/" + Digest.hex(descriptor.digest)) else {
             throw StorageError(.badInput, "\(what) lacks blob \(descriptor.digest); the layout is incomplete")
         }
         guard member.digest == descriptor.digest, member.size == descriptor.size else {
@@ -132,7 +169,7 @@ struct ImageArchive {
                let reference = try? ImageReference(parsing: name), name.contains("/") || name.contains(":") {
                 references.append(reference.description)
             }
-            let bytes = try FileDescriptor.open(try blob(chosen).localPath, O_RDONLY).readToEnd(limit: 16 << 20)
+            let bytes = try document(try blob(chosen), "manifest \(chosen.digest)")
             let mediaType = chosen.mediaType ?? (try? decode(OCI.Manifest.self, bytes, "manifest").mediaType) ?? nil
             if let mediaType, OCI.MediaType.indexes.contains(mediaType) {
                 index = try decode(OCI.Index.self, bytes, "image index")
@@ -149,8 +186,9 @@ struct ImageArchive {
 
     private func resolveManifest(_ manifest: OCI.Manifest, digest: String, references: [String]) throws -> ResolvedImage {
         let configMember = try blob(manifest.config)
-        let configuration = try decode(OCI.ImageConfiguration.self, try FileDescriptor.open(configMember.localPath, O_RDONLY).readToEnd(limit: 16 << 20), "image config")
+        let configuration = try decode(OCI.ImageConfiguration.self, try document(configMember, "image config"), "image config")
         try OCI.checkPlatform(configuration, what: what)
+        try OCI.checkLayerCount(manifest.layers.count, limits: limits, what: what)
         var layers: [ResolvedImage.Layer] = []
         for (number, descriptor) in manifest.layers.enumerated() {
             let layerWhat = "layer \(number + 1) (\(descriptor.digest))"
@@ -163,15 +201,16 @@ struct ImageArchive {
     private func resolveDockerSave() throws -> ResolvedImage {
         let entries = try decode([OCI.DockerArchiveEntry].self, try memberBytes("manifest.json"), "manifest.json")
         guard let entry = entries.first else { throw StorageError(.badInput, "\(what): manifest.json lists no image") }
-        guard let configMember = member(try ArchivePath.components(entry.config, what: what).joined(separator: "/")) else {
+        guard let configMember = try member(named: entry.config) else {
             throw StorageError(.badInput, "\(what) lacks its image config '\(entry.config)'")
         }
-        let configuration = try decode(OCI.ImageConfiguration.self, try FileDescriptor.open(configMember.localPath, O_RDONLY).readToEnd(limit: 16 << 20), "image config")
+        let configuration = try decode(OCI.ImageConfiguration.self, try document(configMember, "image config"), "image config")
         try OCI.checkPlatform(configuration, what: what)
+        try OCI.checkLayerCount(entry.layers.count, limits: limits, what: what)
         var layers: [ResolvedImage.Layer] = []
         for (number, name) in entry.layers.enumerated() {
-            let layerWhat = "layer \(number + 1) (\(name))"
-            guard let layer = member(try ArchivePath.components(name, what: what).joined(separator: "/")) else {
+            let layerWhat = "layer \(number + 1) (\(ArchivePath.printable(Array(name.utf8))))"
+            guard let layer = try member(named: name) else {
                 throw StorageError(.badInput, "\(what) lacks \(layerWhat)")
             }
             var magic = [UInt8](repeating: 0, count: 2)

@@ -8,6 +8,8 @@ public struct ImageReference: Sendable, Equatable, CustomStringConvertible {
 
     public init(parsing text: String) throws {
         let invalid = StorageError(.badInput, "'\(text)' is not an image reference; use [REGISTRY/]NAME[:TAG][@sha256:DIGEST]")
+        // Printable ASCII only: then Characters and bytes agree, and every check below holds.
+        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw invalid }
         var rest = Substring(text)
         if let at = rest.firstIndex(of: "@") {
             let digest = String(rest[rest.index(after: at)...])
@@ -25,12 +27,12 @@ public struct ImageReference: Sendable, Equatable, CustomStringConvertible {
         if let last = parts.last, let colon = last.lastIndex(of: ":") {
             tag = String(last[last.index(after: colon)...])
             parts[parts.count - 1] = String(last[..<colon])
-            guard let tag, !tag.isEmpty, tag.count <= 128 else { throw invalid }
         }
         if registry == "docker.io" && parts.count == 1 { parts.insert("library", at: 0) }
         repository = parts.joined(separator: "/")
-        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789._-/")
-        guard !repository.isEmpty, repository.allSatisfy({ allowed.contains($0) }) else { throw invalid }
+        // Checked on bytes (names come from archives too, and end up in URLs and on screen):
+        // the distribution spec's character sets.
+        guard Self.isRegistry(registry), Self.isRepository(repository), tag.map(Self.isTag) ?? true else { throw invalid }
         if tag == nil && digest == nil { tag = "latest" }
     }
 
@@ -41,19 +43,43 @@ public struct ImageReference: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 
+    private static func isRegistry(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return !bytes.isEmpty && bytes.count <= 255 && bytes.allSatisfy { isAlphanumeric($0) || Array(".-:[]".utf8).contains($0) }
+    }
+
+    private static func isRepository(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return !bytes.isEmpty && bytes.count <= 255
+            && bytes.allSatisfy { ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || Array("._-/".utf8).contains($0) }
+    }
+
+    /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
+    private static func isTag(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard let first = bytes.first, bytes.count <= 128, isAlphanumeric(first) || first == UInt8(ascii: "_") else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || Array("_.-".utf8).contains($0) }
+    }
+
+    private static func isAlphanumeric(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+    }
+
     /// What the registry API calls the manifest: the digest if pinned, else the tag.
     var manifestReference: String { digest ?? tag ?? "latest" }
 }
 
-/// `sha256:<64 hex>` digests, the only algorithm rund accepts.
+/// `sha256:<64 hex>` digests, the only algorithm rund accepts. Checked on bytes: the hex part
+/// becomes a file name in the store, so "looks like a hex digit" is not good enough.
 enum Digest {
     static func isValid(_ digest: String) -> Bool {
-        guard digest.hasPrefix("sha256:") else { return false }
-        let hex = digest.dropFirst(7)
-        return hex.count == 64 && hex.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
+        let bytes = Array(digest.utf8)
+        guard bytes.count == 71, bytes.starts(with: Array("sha256:".utf8)) else { return false }
+        return bytes.dropFirst(7).allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) }
     }
 
-    static func hex(_ digest: String) -> String { String(digest.dropFirst(7)) }
+    static func hex(_ digest: String) -> String { String(decoding: Array(digest.utf8).dropFirst(7), as: UTF8.self) }
 
     static func check(_ digest: String, what: String) throws {
         guard isValid(digest) else {

@@ -19,11 +19,14 @@ public final class ImageStore: Sendable {
     public let root: String
     let imagesDirectory: String
     let logger: Logger
+    /// Bounds on what an image or a registry may make the store read, unpack and write.
+    public let limits: StorageLimits
 
-    public init(root: String, logger: Logger = Logger(label: "rund.storage")) {
+    public init(root: String, logger: Logger = Logger(label: "rund.storage"), limits: StorageLimits = StorageLimits()) {
         self.root = root
         imagesDirectory = root + "/images"
         self.logger = logger
+        self.limits = limits
     }
 
     // MARK: Public operations
@@ -36,7 +39,7 @@ public final class ImageStore: Sendable {
         let staging = try makeStaging()
         defer { removeStaging(staging) }
         try FileSystem.makeDirectory(at: nil, staging.path + "/archive", mode: 0o700)
-        var resolved = try ImageArchive(unpacking: path, into: staging.path + "/archive").resolve()
+        var resolved = try ImageArchive(unpacking: path, into: staging.path + "/archive", limits: limits).resolve()
         if let reference { resolved.references.append(try ImageReference(parsing: reference).description) }
         return try withImageLock(resolved.id) {
             if let existing = try? record(resolved.id) {
@@ -52,7 +55,7 @@ public final class ImageStore: Sendable {
     public func pull(reference: String, insecure: Bool = false, timeout: Double = 60,
                      progress: (@Sendable (String) -> Void)? = nil) async throws -> StoredImage {
         let parsed = try ImageReference(parsing: reference)
-        let client = RegistryClient(reference: parsed, insecure: insecure, timeout: timeout, logger: logger)
+        let client = RegistryClient(reference: parsed, insecure: insecure, timeout: timeout, limits: limits, logger: logger)
         let target = try await client.resolveManifest()
         try prepare()
         let names = parsed.digest == nil ? [parsed.description] : []
@@ -129,18 +132,28 @@ public final class ImageStore: Sendable {
         let tree = staging + "/rootfs"
         try FileSystem.makeDirectory(at: nil, tree, mode: 0o755)
         let treeHandle = try FileSystem.openDirectory(at: nil, tree)
-        var applier = LayerApplier(root: treeHandle, logger: logger)
+        var applier = LayerApplier(root: treeHandle, logger: logger, limits: limits)
         let diffIDs = image.configuration.rootfs?.diffIDs ?? []
         guard diffIDs.isEmpty || diffIDs.count == image.layers.count else {
             throw StorageError(.badInput, "image config lists \(diffIDs.count) layers but the manifest has \(image.layers.count); the image is inconsistent")
         }
+        var imageBytesLeft = limits.imageBytes
         for (index, layer) in image.layers.enumerated() {
             let file = try FileDescriptor.open(layer.path, O_RDONLY)
-            let digest: String
+            // Every layer's uncompressed stream is cut off at its limit, tar padding included, so
+            // a decompression bomb stops there with one line.
+            let exceeded = Self.limitError(layer.what, layerLimit: limits.layerBytes, imageLimit: limits.imageBytes)
+            let limit = min(limits.layerBytes, imageBytesLeft)
+            let (digest, size): (String, Int64)
             switch layer.encoding {
-            case .tar: digest = try apply(DigestingSource(FileSource(file: file)), with: &applier, what: layer.what)
-            case .gzip: digest = try apply(DigestingSource(try GzipSource(FileSource(file: file))), with: &applier, what: layer.what)
+            case .tar:
+                (digest, size) = try apply(DigestingSource(LimitedSource(FileSource(file: file), limit: limit, exceeded: exceeded)),
+                                           with: &applier, what: layer.what)
+            case .gzip:
+                (digest, size) = try apply(DigestingSource(LimitedSource(try GzipSource(FileSource(file: file)), limit: limit, exceeded: exceeded)),
+                                           with: &applier, what: layer.what)
             }
+            imageBytesLeft -= size
             if !diffIDs.isEmpty && diffIDs[index] != digest {
                 throw StorageError(.digestMismatch, "\(layer.what): uncompressed content is \(digest) but the config says \(diffIDs[index]); the image is corrupt")
             }
@@ -162,11 +175,22 @@ public final class ImageStore: Sendable {
         return try lookup(reference: image.id)
     }
 
-    private func apply<S: ByteSource>(_ source: DigestingSource<S>, with applier: inout LayerApplier, what: String) throws -> String {
-        var reader = TarReader(source, describing: what)
+    /// Applies one layer; returns the digest and size of its uncompressed stream.
+    private func apply<S: ByteSource>(_ source: DigestingSource<S>, with applier: inout LayerApplier, what: String) throws -> (String, Int64) {
+        var reader = TarReader(source, describing: what, limits: limits)
         try applier.apply(&reader, what: what)
         try reader.source.drain()
-        return reader.source.digest()
+        return (reader.source.digest(), reader.source.count)
+    }
+
+    /// The error for a layer cut off by `LimitedSource`: its own limit, or what the image had left.
+    private static func limitError(_ what: String, layerLimit: Int64, imageLimit: Int64) -> @Sendable (Int64) -> StorageError {
+        { limit in
+            if limit < layerLimit {
+                return StorageError(.limitExceeded, "\(what) takes the image past \(imageLimit) uncompressed bytes; refusing the image")
+            }
+            return StorageError(.limitExceeded, "\(what) inflates to more than \(limit) bytes (the per-layer limit); refusing the image")
+        }
     }
 
     // MARK: Records and names

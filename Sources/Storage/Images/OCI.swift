@@ -116,6 +116,12 @@ public enum OCI {
         throw StorageError(.unsupported, "\(what) has no linux/amd64 image (offers: \(offered.isEmpty ? "none" : offered.joined(separator: ", "))); pick an image built for linux/amd64")
     }
 
+    static func checkLayerCount(_ count: Int, limits: StorageLimits, what: String) throws {
+        guard count <= limits.layersPerImage else {
+            throw StorageError(.limitExceeded, "\(what) has \(count) layers, more than the limit of \(limits.layersPerImage); refusing it")
+        }
+    }
+
     static func checkPlatform(_ config: ImageConfiguration, what: String) throws {
         if let os = config.os, let architecture = config.architecture, os != "linux" || architecture != "amd64" {
             throw StorageError(.unsupported, "\(what) is built for \(os)/\(architecture), not linux/amd64; pick an image built for linux/amd64")

@@ -119,6 +119,15 @@ final class BrokenRegistry: @unchecked Sendable {
         /// A bearer-token front for a real registry: /token hands out a token; requests carrying it
         /// are redirected to `upstream`, others get a 401 Bearer challenge.
         case tokenGate(upstream: String)
+        /// Answers each request by its target (path and query) with the reply the closure picks;
+        /// the closure also gets the server's own address.
+        case scripted(@Sendable (_ target: String, _ address: String) -> Reply)
+    }
+
+    enum Reply: Sendable {
+        case body(status: Int, headers: [String: String], body: [UInt8])
+        /// 200 and a body that never ends (until the client hangs up); `headers` may lie about its length.
+        case endless(headers: [String: String])
     }
 
     /// Requests /token answered by a token gate.
@@ -180,6 +189,10 @@ final class BrokenRegistry: @unchecked Sendable {
                     }
                     _ = response.withCString { write(connection, $0, strlen($0)) }
                     close(connection)
+                case .scripted(let reply):
+                    let target = request.split(separator: " ").dropFirst().first.map(String.init) ?? "/"
+                    BrokenRegistry.send(reply(target, myAddress), on: connection, while: { !held.lock.withLock { held.stopped } })
+                    close(connection)
                 case .hang:
                     held.lock.withLock { held.descriptors.append(connection) }
                 case .status(let code, let challenge):
@@ -192,6 +205,34 @@ final class BrokenRegistry: @unchecked Sendable {
             }
         }
         thread.start()
+    }
+
+    /// Writes a reply; MSG_NOSIGNAL so a client that hangs up ends the write, not the test process.
+    private static func send(_ reply: Reply, on connection: Int32, while running: () -> Bool) {
+        func write(_ bytes: [UInt8]) -> Bool {
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { Glibc.send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        switch reply {
+        case .body(let status, let headers, let body):
+            var head = "HTTP/1.1 \(status) Status\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
+            for (key, value) in headers { head += "\(key): \(value)\r\n" }
+            _ = write(Array((head + "\r\n").utf8) + body)
+        case .endless(let headers):
+            var head = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+            for (key, value) in headers { head += "\(key): \(value)\r\n" }
+            guard write(Array((head + "\r\n").utf8)) else { return }
+            let chunk = [UInt8](repeating: 0x20, count: 65536)
+            // At most 1 GiB, so a client that never stops reading cannot pin the test forever.
+            for _ in 0..<(1 << 14) where running() {
+                if !write(chunk) { return }
+            }
+        }
     }
 
     func stop() {

@@ -43,6 +43,41 @@ struct TarWriter {
         return bytes
     }
 
+    /// An entry named by raw bytes (no String on the way), with optional raw pax records before it,
+    /// and `tamper` to rewrite header fields before the checksum is computed.
+    mutating func raw(_ name: [UInt8], _ type: TypeFlag = .file, content: [UInt8] = [], mode: Int = 0o644,
+                      link: [UInt8] = [], pax: [([UInt8], [UInt8])] = [], tamper: ((inout [UInt8]) -> Void)? = nil) {
+        if !pax.isEmpty {
+            let records = Self.paxRecords(pax)
+            appendHeader(name: Array("PaxHeaders/x".utf8), type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: [], major: 0, minor: 0)
+            appendData(records)
+        }
+        appendHeader(name: Array(name.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: 0, gid: 0,
+                     link: Array(link.prefix(100)), major: 0, minor: 0, tamper: tamper)
+        appendData(content)
+    }
+
+    /// An extension header (pax 'x'/'g', GNU 'L'/'K') of exactly these bytes.
+    mutating func extensionHeader(type: UInt8, _ body: [UInt8], tamper: ((inout [UInt8]) -> Void)? = nil) {
+        appendHeader(name: Array("././@LongLink".utf8), type: type, size: body.count, mode: 0o644, uid: 0, gid: 0, link: [],
+                     major: 0, minor: 0, tamper: tamper)
+        appendData(body)
+    }
+
+    /// Appends bytes as they are (for truncated or padded archives).
+    mutating func append(_ data: [UInt8]) { bytes += data }
+
+    static func paxRecords(_ records: [([UInt8], [UInt8])]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (key, value) in records {
+            let body = [UInt8(ascii: " ")] + key + [UInt8(ascii: "=")] + value + [UInt8(ascii: "\n")]
+            var length = body.count + 1
+            while String(length).utf8.count + body.count != length { length += 1 }
+            out += Array(String(length).utf8) + body
+        }
+        return out
+    }
+
     mutating func entry(_ path: String, _ type: TypeFlag, content: [UInt8] = [], mode: Int, uid: Int = 0, gid: Int = 0,
                         link: String = "", major: Int = 0, minor: Int = 0, xattrs: [String: String] = [:]) {
         var pax: [(String, String)] = xattrs.sorted { $0.key < $1.key }.map { ("SCHILY.xattr." + $0.key, $0.value) }
@@ -56,11 +91,11 @@ struct TarWriter {
                 while String(length).count + body.utf8.count != length { length += 1 }
                 records += Array((String(length) + body).utf8)
             }
-            appendHeader(name: "PaxHeaders/x", type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: "", major: 0, minor: 0)
+            appendHeader(name: Array("PaxHeaders/x".utf8), type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: [], major: 0, minor: 0)
             appendData(records)
         }
-        appendHeader(name: String(path.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: uid, gid: gid,
-                     link: String(link.prefix(100)), major: major, minor: minor)
+        appendHeader(name: Array(path.utf8.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: uid, gid: gid,
+                     link: Array(link.utf8.prefix(100)), major: major, minor: minor)
         appendData(content)
     }
 
@@ -69,12 +104,13 @@ struct TarWriter {
         bytes += [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
     }
 
-    private mutating func appendHeader(name: String, type: UInt8, size: Int, mode: Int, uid: Int, gid: Int,
-                                       link: String, major: Int, minor: Int) {
+    private mutating func appendHeader(name: [UInt8], type: UInt8, size: Int, mode: Int, uid: Int, gid: Int,
+                                       link: [UInt8], major: Int, minor: Int, tamper: ((inout [UInt8]) -> Void)? = nil) {
         var header = [UInt8](repeating: 0, count: 512)
-        func put(_ text: String, _ offset: Int, _ length: Int) {
-            for (i, byte) in text.utf8.prefix(length).enumerated() { header[offset + i] = byte }
+        func put<C: Collection>(_ bytes: C, _ offset: Int, _ length: Int) where C.Element == UInt8 {
+            for (i, byte) in bytes.prefix(length).enumerated() { header[offset + i] = byte }
         }
+        func put(_ text: String, _ offset: Int, _ length: Int) { put(Array(text.utf8), offset, length) }
         func octal(_ value: Int, _ offset: Int, _ length: Int) {
             put(String(String(value, radix: 8).suffix(length - 1)).leftPad(length - 1), offset, length - 1)
         }
@@ -90,10 +126,17 @@ struct TarWriter {
         put("00", 263, 2)
         octal(major, 329, 8)
         octal(minor, 337, 8)
+        tamper?(&header)
+        Self.seal(&header)
+        bytes += header
+    }
+
+    /// Writes the header checksum (unless a test has already put bytes there on purpose).
+    static func seal(_ header: inout [UInt8]) {
+        guard header[148..<156].allSatisfy({ $0 == 0 }) else { return }
         for i in 148..<156 { header[i] = 0x20 }
         let sum = header.reduce(0) { $0 + Int($1) }
-        put(String(String(sum, radix: 8)).leftPad(6) + "\0 ", 148, 8)
-        bytes += header
+        for (i, byte) in (String(String(sum, radix: 8)).leftPad(6) + "\0 ").utf8.enumerated() { header[148 + i] = byte }
     }
 }
 
