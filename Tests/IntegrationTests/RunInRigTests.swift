@@ -27,6 +27,8 @@ struct RunInRigTests {
     @Test func aProcessThatIgnoresSIGTERMIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-grace") }
     @Test func aSecondSignalStopsTheSandboxAtOnce() throws { try RunChecks.expectPassed("stop-second-signal") }
     @Test func anAgentThatNeverAnswersIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-mute-agent") }
+    @Test func vmmThreadsAreFilteredAndTheCgroupHoldsTheGuestsMemory() throws { try RunChecks.expectPassed("confinement") }
+    @Test func aForbiddenSystemCallEndsTheSandboxClearly() throws { try RunChecks.expectPassed("seccomp-violation") }
     @Test func manySandboxesInOneProcessLeakNoDescriptorsOrThreads() throws { try RunChecks.expectPassed("fd-threads") }
     @Test func nothingIsLeftBehind() throws { try RunChecks.expectPassed("no-leaks") }
 }

@@ -236,6 +236,46 @@ else
     report stop-mute-agent FAIL "$details"
 fi
 
+# Confinement: while a sandbox runs, its vCPU and agent-connection threads are under their seccomp
+# filters, and the cgroup rund joined holds the guest's memory and carries the CPU and task limits.
+begin confinement
+$RUN --memory 256 -- sh -c 'trap "exit 0" TERM; x=$(head -c 120000000 /dev/zero | tr "\0" a); echo touched; sleep 100 & wait' \
+    >"$work/conf.out" 2>"$work/conf.err" & pid=$!
+touched=no
+wait_for_line "$work/conf.out" touched 200 && touched=yes
+filters=$(for task in /proc/"$pid"/task/*; do
+    comm=$(cat "$task/comm" 2>/dev/null)
+    case $comm in vcpu*|ttrpc-cli-*) echo "$comm:$(awk '/^Seccomp:/ { print $2 }' "$task/status")" ;; esac
+done | sort | tr '\n' ' ')
+cgroup=/sys/fs/cgroup$(awk -F: '$1 == "0" { print $3 }' /proc/"$pid"/cgroup)
+current=$(cat "$cgroup/memory.current" 2>/dev/null) memory_max=$(cat "$cgroup/memory.max" 2>/dev/null)
+cpu_max=$(cat "$cgroup/cpu.max" 2>/dev/null) pids_max=$(cat "$cgroup/pids.max" 2>/dev/null)
+kill -TERM $pid
+wait $pid; status=$?
+details="touched=$touched filters=[$filters] cgroup=$cgroup memory.current=$current memory.max=$memory_max cpu.max=[$cpu_max] pids.max=$pids_max status=$status stderr=$(oneline <"$work/conf.err")"
+if [ $touched = yes ] && echo "$filters" | grep -q 'vcpu0:2' && echo "$filters" | grep -q 'ttrpc-cli-r:2' \
+    && echo "$filters" | grep -q 'ttrpc-cli-w:2' && ! echo "$filters" | grep -q ':[01] ' \
+    && [ "${current:-0}" -ge 120000000 ] && [ "$memory_max" = $(((256 + 64 + 64) << 20)) ] \
+    && [ "$cpu_max" = "125000 100000" ] && [ "$pids_max" = 256 ]; then
+    report confinement PASS "$details"
+else
+    report confinement FAIL "$details"
+fi
+
+# A vCPU thread that makes a forbidden system call (a test hook) ends the sandbox, clearly.
+begin seccomp-violation
+start=$(uptime_now)
+rund_run --test-hook forbidden-syscall -- echo never >"$work/violation.out" 2>"$work/violation.err"; status=$?
+clean=no; gc_clean && clean=yes
+lines=$(grep -v ' warning rund\.' "$work/violation.err" | grep -c .)
+details="status=$status took=$(since "$start")s error-lines=$lines gc-clean=$clean stdout=$(oneline <"$work/violation.out") stderr=$(oneline <"$work/violation.err")"
+if [ $status = 125 ] && [ "$lines" = 1 ] && grep -q 'vCPU thread made a system call its seccomp filter forbids (socket' "$work/violation.err" \
+    && ! grep -q never "$work/violation.out" && [ $clean = yes ]; then
+    report seccomp-violation PASS "$details"
+else
+    report seccomp-violation FAIL "$details"
+fi
+
 # stdin through -i.
 begin stdin
 start=$(uptime_now)
