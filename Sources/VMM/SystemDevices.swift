@@ -5,6 +5,7 @@ import Boot
 import Devices
 import HostOS
 import Synchronization
+import Untrusted
 
 /// The ACPI sleep control register of a hardware-reduced platform (FADT SLEEP_CONTROL_REG).
 /// Linux powers off by writing SLP_TYP=S5 with SLP_EN set.
@@ -50,9 +51,11 @@ final class BootMarker: MMIODevice {
 }
 
 /// Where the guest console goes, and what it said: the sink remembers a kernel panic line so
-/// the VM's end can be reported as a panic rather than a reboot.
+/// the VM's end can be reported as a panic rather than a reboot. The line is guest text bound for
+/// the operator's terminal, so it is kept escaped and bounded (`UntrustedText`).
 final class ConsoleSink: Sendable {
     static let panicMarker = Array("Kernel panic - not syncing".utf8)
+    private static let timestampBytes = Array("[] .0123456789".utf8)
     private struct Scan {
         var line: [UInt8] = []
         var panicLine: String?
@@ -73,9 +76,10 @@ final class ConsoleSink: Sendable {
             for byte in bytes {
                 if byte == UInt8(ascii: "\n") {
                     if state.panicLine == nil, state.line.firstRange(of: Self.panicMarker) != nil {
-                        // Drop the "[    1.234567] " timestamp prefix.
-                        let text = String(decoding: state.line, as: UTF8.self)
-                        state.panicLine = String(text.trimmingPrefix(while: { "[] .".contains($0) || $0.isNumber }))
+                        // Drop the "[    1.234567] " timestamp prefix and the serial driver's CR.
+                        let text = state.line.drop { Self.timestampBytes.contains($0) }
+                        let end = text.lastIndex { $0 != UInt8(ascii: "\r") }.map { $0 + 1 } ?? text.startIndex
+                        state.panicLine = UntrustedText.escaped(bytes: text[..<end])
                     }
                     state.line.removeAll(keepingCapacity: true)
                 } else if state.line.count < 4096 {
