@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS"], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS", "CLinux"], swiftSettings: strict),
         .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
