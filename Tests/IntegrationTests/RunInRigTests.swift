@@ -24,6 +24,8 @@ struct RunInRigTests {
     @Test(arguments: HostileAgent.modes)
     func hostileAgentEndsRundWith125AndOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-\(mode)") }
     @Test func nextSandboxRunsAfterTheHostileOnes() throws { try RunChecks.expectPassed("after-hostile") }
+    @Test(arguments: HostileAgent.lyingModes)
+    func lyingAgentAnswersEndRundCleanlyInOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-answer-\(mode)") }
     @Test func manySandboxesInOneProcessLeakNoDescriptorsOrThreads() throws { try RunChecks.expectPassed("fd-threads") }
     @Test func nothingIsLeftBehind() throws { try RunChecks.expectPassed("no-leaks") }
 }
@@ -86,12 +88,16 @@ enum RunChecks {
 
 /// Guests/hostile-agent.c, built static once per mode, named hostile-agent-<mode>.
 enum HostileAgent {
+    /// Malformed frames, then silence.
     static let modes = ["bad-header", "oversized", "garbage-proto", "unknown-stream"]
+    /// Well-formed answers with impossible numbers or hostile error messages.
+    static let lyingModes = ["exit-huge", "exit-256", "signal-negative", "signal-huge", "signal-max", "huge-pid",
+                             "escape-message", "huge-message", "deadline-message"]
 
     static func buildAll(into directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let source = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/hostile-agent.c"
-        for mode in modes {
+        for mode in modes + lyingModes {
             let macro = "MODE_" + mode.uppercased().replacing("-", with: "_")
             try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-DHOSTILE_MODE=\(macro)",
                                     "-o", "\(directory)/hostile-agent-\(mode)", source])
