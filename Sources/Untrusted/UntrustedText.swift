@@ -18,7 +18,7 @@ public enum UntrustedText {
     }
 
     public static func escaped(bytes: some Collection<UInt8>, limit: Int = defaultLimit) -> String {
-        let limit = max(limit, 0)
+        let limit = min(max(limit, 0), Int.max - 3)
         // Every input byte yields at least one output byte, so no more than limit + 3 bytes (the
         // tail of one scalar) can be rendered; the rest is only counted.
         let head = Array(bytes.prefix(limit + 3))

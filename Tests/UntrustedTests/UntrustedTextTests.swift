@@ -85,5 +85,7 @@ struct UntrustedTextTests {
         #expect(UntrustedText.escaped("ab€", limit: 5) == "ab€")
         #expect(UntrustedText.escaped("abc", limit: 0) == "…(3 more bytes)")
         #expect(UntrustedText.escaped("", limit: 0) == "")
+        #expect(UntrustedText.escaped("a\u{1b}", limit: -5) == "…(2 more bytes)")
+        #expect(UntrustedText.escaped("a\u{1b}", limit: .max) == "a\\x1b")
     }
 }
