@@ -27,7 +27,7 @@
 #define MODE_OVERSIZED 2      /* a response announcing 5 MiB (limit 4 MiB), then silence */
 #define MODE_GARBAGE_PROTO 3  /* a response on the right stream whose payload is not protobuf */
 #define MODE_UNKNOWN_STREAM 4 /* a well-formed response for a stream rund never opened */
-/* Lying modes: the first two fields are WaitProcess's exit_code and signal. */
+/* Lying modes: well-formed ttrpc, impossible values or hostile text (see serve_lies). */
 #define MODE_EXIT_HUGE 5        /* exit_code 0x7fffffff */
 #define MODE_EXIT_256 6         /* exit_code 256: 0 once truncated to 8 bits */
 #define MODE_SIGNAL_NEGATIVE 7  /* signal -1 */
