@@ -20,15 +20,17 @@ let package = Package(
     targets: [
         .target(name: "CLinux"),
         .target(name: "HostOS", dependencies: ["CLinux"], swiftSettings: strict),
+        // Guest-controlled text and guest-triggered log lines, made safe for the host's operator.
+        .target(name: "Untrusted", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "KVM", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
         .target(name: "GuestMemory", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
         .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
-        .target(name: "Devices", dependencies: ["GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Devices", dependencies: ["GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Storage", dependencies: ["CLinux", "CZlib", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "TTRPC", dependencies: ["HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")], exclude: ["Generated/ttrpc.proto.sha256"], swiftSettings: strict),
+        .target(name: "TTRPC", dependencies: ["HostOS", "Untrusted", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")], exclude: ["Generated/ttrpc.proto.sha256"], swiftSettings: strict),
         .target(name: "AgentProtocol", dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")], exclude: ["Generated/agent.proto.sha256"], swiftSettings: strict),
         // The guest agent (issue 6): its logic in AgentCore, PID 1 in rund-agent, linked fully static.
         .target(name: "AgentCore", dependencies: ["AgentProtocol", "TTRPC", "HostOS", "CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
@@ -40,7 +42,7 @@ let package = Package(
             // FoundationEssentials does not autolink its own static dependencies; name them.
             linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
         // One sandbox's lifecycle for `rund run` (issue 6).
-        .target(name: "Sandbox", dependencies: ["AgentProtocol", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Sandbox", dependencies: ["AgentProtocol", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .executableTarget(
             name: "rund",
             dependencies: [
@@ -51,11 +53,12 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "HostOSTests", dependencies: ["HostOS", "CLinux"], swiftSettings: strict),
+        .testTarget(name: "UntrustedTests", dependencies: ["Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS", "GuestMemory"], swiftSettings: strict),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS"], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS"], swiftSettings: strict),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS", "CLinux"], swiftSettings: strict),
         .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),

@@ -11,7 +11,7 @@ struct UARTRegisters {
     static let fcrEnable: UInt8 = 0x01, fcrClearReceive: UInt8 = 0x02
     static let lcrDivisorLatch: UInt8 = 0x80
     static let mcrLoopback: UInt8 = 0x10
-    static let lsrDataReady: UInt8 = 0x01, lsrTransmitterEmpty: UInt8 = 0x60
+    static let lsrDataReady: UInt8 = 0x01, lsrOverrun: UInt8 = 0x02, lsrTransmitterEmpty: UInt8 = 0x60
     // Modem lines as a connected terminal shows them: carrier, data set ready, clear to send.
     static let msrConnected: UInt8 = 0xb0
 
@@ -25,10 +25,13 @@ struct UARTRegisters {
     /// THR-empty interrupt latched: set when the transmitter empties with THRI enabled,
     /// cleared by reading IIR (when it is the reported source) or writing THR.
     var transmitEmptyPending = false
-    var receiveQueue: [UInt8] = []
-    var receiveHead = 0
+    /// Input the guest has not read yet: console input and, in loopback, its own output. Fixed
+    /// size, so a guest that writes without reading (or keeps one byte pending) cannot grow it.
+    var receiveQueue = ByteRing(capacity: Serial8250.receiveCapacity)
+    /// A byte was dropped since LSR was last read (LSR OE, as a 16550's FIFO overrun).
+    var overrun = false
 
-    var dataReady: Bool { receiveHead < receiveQueue.count }
+    var dataReady: Bool { !receiveQueue.isEmpty }
     var divisorLatch: Bool { lineControl & Self.lcrDivisorLatch != 0 }
 
     /// The interrupt source IIR reports, highest priority first.
@@ -47,22 +50,14 @@ struct UARTRegisters {
         return !before && interruptPending
     }
 
-    mutating func receive(_ bytes: [UInt8]) {
-        if receiveHead > 0 && receiveHead == receiveQueue.count {
-            receiveQueue.removeAll(keepingCapacity: true)
-            receiveHead = 0
-        }
-        let room = Serial8250.receiveCapacity - (receiveQueue.count - receiveHead)
-        receiveQueue.append(contentsOf: bytes.prefix(max(room, 0)))
+    mutating func receive(_ bytes: some Sequence<UInt8>) {
+        if receiveQueue.push(contentsOf: bytes) > 0 { overrun = true }
     }
 
     mutating func read(_ offset: UInt16) -> UInt8 {
         switch offset {
         case Self.data where divisorLatch: return divisorLow
-        case Self.data:
-            guard dataReady else { return 0 }
-            defer { receiveHead += 1 }
-            return receiveQueue[receiveHead]
+        case Self.data: return receiveQueue.pop() ?? 0
         case Self.interruptEnable where divisorLatch: return divisorHigh
         case Self.interruptEnable: return interruptEnable
         case Self.interruptIdentify:
@@ -71,7 +66,9 @@ struct UARTRegisters {
             return identification | (fifoEnabled ? Self.iirFIFOEnabled : 0)
         case Self.lineControl: return lineControl
         case Self.modemControl: return modemControl
-        case Self.lineStatus: return Self.lsrTransmitterEmpty | (dataReady ? Self.lsrDataReady : 0)
+        case Self.lineStatus:
+            defer { overrun = false }
+            return Self.lsrTransmitterEmpty | (dataReady ? Self.lsrDataReady : 0) | (overrun ? Self.lsrOverrun : 0)
         case Self.modemStatus: return modemStatus
         case Self.scratch: return scratch
         default: return 0
@@ -86,7 +83,8 @@ struct UARTRegisters {
             // The byte leaves at once, so THR is empty again straight away.
             transmitEmptyPending = true
             if modemControl & Self.mcrLoopback != 0 {
-                receive([value])
+                // The guest's own byte comes back to it, into the same bounded queue.
+                if !receiveQueue.push(value) { overrun = true }
                 return nil
             }
             return value
@@ -98,10 +96,7 @@ struct UARTRegisters {
             if enablesTransmitEmpty { transmitEmptyPending = true }
         case Self.interruptIdentify:
             fifoEnabled = value & Self.fcrEnable != 0
-            if value & Self.fcrClearReceive != 0 {
-                receiveQueue.removeAll(keepingCapacity: true)
-                receiveHead = 0
-            }
+            if value & Self.fcrClearReceive != 0 { receiveQueue.removeAll() }
         case Self.lineControl: lineControl = value
         case Self.modemControl: modemControl = value & 0x1f
         case Self.scratch: scratch = value

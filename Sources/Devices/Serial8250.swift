@@ -1,11 +1,12 @@
 import Synchronization
 
 /// A 16550A UART as Linux's 8250 driver probes and drives it. Output is immediate, so the
-/// transmitter is always empty (LSR THRE|TEMT); input waits in a bounded receive queue.
+/// transmitter is always empty (LSR THRE|TEMT); input waits in a fixed-size receive ring.
 public final class Serial8250: PortIODevice {
     /// Number of consecutive ports the UART occupies from `base`.
     public static let portCount: UInt16 = 8
-    /// Input bytes beyond this are dropped, so a flood of input cannot grow memory without bound.
+    /// Unread input beyond this is dropped (and counted), so neither a flood of console input nor
+    /// a guest looping its own output back (MCR LOOP) can grow memory: the ring is allocated once.
     public static let receiveCapacity = 4096
 
     public let base: UInt16
@@ -18,6 +19,9 @@ public final class Serial8250: PortIODevice {
         self.interrupt = interrupt
         self.output = output
     }
+
+    /// Received bytes dropped because the guest had not read the ones before (input and loopback).
+    public var droppedInputBytes: UInt64 { state.withLock { $0.receiveQueue.dropped } }
 
     /// Queues bytes for the guest to read (console input); raises the receive interrupt if enabled.
     public func enqueueInput(_ bytes: [UInt8]) {

@@ -1,5 +1,6 @@
 import HostOS
 import Logging
+import Untrusted
 
 /// A virtio-blk device (spec 5.2) over a host file descriptor: the file may be unlinked (a
 /// reflinked clone) and only pread/pwrite/fsync are used. Immutable after init, so it is safe to
@@ -22,7 +23,8 @@ public final class VirtioBlock: VirtioDevice {
     /// Capacity in 512-byte sectors; a trailing partial sector of the file is not exposed.
     public let capacity: UInt64
     let identifier: [UInt8]
-    let logger: Logger
+    /// Every line it logs can be triggered by the guest's requests, so each is rate-limited.
+    let logger: RateLimitedLogger
     private let config: [UInt8]
 
     public init(
@@ -35,7 +37,7 @@ public final class VirtioBlock: VirtioDevice {
         self.identifier = Array(Array(identifier.utf8).prefix(Self.identifierLength))
         var logger = logger
         logger[metadataKey: "disk"] = "\(identifier)"
-        self.logger = logger
+        self.logger = RateLimitedLogger(logger)
         self.config = Self.configSpace(capacity: capacity)
     }
 

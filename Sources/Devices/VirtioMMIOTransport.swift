@@ -1,6 +1,7 @@
 import GuestMemory
 import Logging
 import Synchronization
+import Untrusted
 
 /// The virtio-mmio version 2 transport (spec 4.2): registers, feature negotiation, the device
 /// status state machine, queue setup and interrupts, in front of one `VirtioDevice`.
@@ -9,7 +10,8 @@ public final class VirtioMMIOTransport: MMIODevice {
     public let device: any VirtioDevice
     private let memory: GuestMemory
     private let interrupt: any InterruptLine
-    private let logger: Logger
+    /// The driver (the guest) triggers every line it logs, so each is rate-limited.
+    private let logger: RateLimitedLogger
     private let offeredFeatures: UInt64
     private let state: Mutex<TransportState>
 
@@ -36,7 +38,7 @@ public final class VirtioMMIOTransport: MMIODevice {
         self.interrupt = interrupt
         var logger = logger
         logger[metadataKey: "virtio-device"] = "\(device.deviceType)"
-        self.logger = logger
+        self.logger = RateLimitedLogger(logger)
         // Our queues implement indirect descriptors but not event indices.
         self.offeredFeatures = (device.offeredFeatures & ~Virtio.Feature.eventIndex)
             | Virtio.Feature.version1 | Virtio.Feature.indirectDescriptors

@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import Synchronization
+import Untrusted
 
 /// The vsock device's shared engine: the guest side (queue processing on vCPU threads) and the
 /// host side (streams on any thread) meet here under one lock. Nothing here blocks while holding
@@ -8,7 +9,8 @@ import Synchronization
 final class VsockCore: Sendable {
     let guestCID: UInt64
     let limits: VirtioVsock.Limits
-    let logger: Logger
+    /// Shared with the state: the guest's packets trigger every line, so each is rate-limited.
+    let logger: RateLimitedLogger
     private let state: Mutex<VsockState>
     /// Processes the receive queue through the transport (so it raises the interrupt).
     private let deliverer = Mutex<(@Sendable () -> Void)?>(nil)
@@ -16,8 +18,9 @@ final class VsockCore: Sendable {
     init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: Logger) {
         self.guestCID = guestCID
         self.limits = limits
-        self.logger = logger
-        self.state = Mutex(VsockState(guestCID: guestCID, limits: limits, logger: logger))
+        let limited = RateLimitedLogger(logger)
+        self.logger = limited
+        self.state = Mutex(VsockState(guestCID: guestCID, limits: limits, logger: limited))
     }
 
     func setDeliverer(_ deliver: @escaping @Sendable () -> Void) {

@@ -1,4 +1,5 @@
 import Logging
+import Untrusted
 
 /// Everything the vsock device knows, guarded by one lock (`VsockCore`). Every container is
 /// bounded: connections by `limits.connections`, each connection's buffers by the credit we
@@ -8,7 +9,7 @@ struct VsockState {
 
     let guestCID: UInt64
     let limits: VirtioVsock.Limits
-    let logger: Logger
+    let logger: RateLimitedLogger
     var connections: [UInt64: VsockConnection] = [:]
     var ports: [VsockConnectionKey: UInt64] = [:]
     var listeners: [UInt32: VsockListenerState] = [:]
@@ -25,7 +26,7 @@ struct VsockState {
     /// Something was queued for the guest since the last delivery.
     var needsDelivery = false
 
-    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: Logger) {
+    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: RateLimitedLogger) {
         self.guestCID = guestCID
         self.limits = limits
         self.logger = logger

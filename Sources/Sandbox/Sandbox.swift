@@ -10,6 +10,7 @@ import HostOS
 import Logging
 import Storage
 import TTRPC
+import Untrusted
 import VMM
 
 /// The agent's vsock connection as the ttrpc client's byte stream. A wrapper rather than a
@@ -186,7 +187,7 @@ public struct Sandbox: Sendable {
     /// broken by a panic precedes the VM's end), why it went, in one line.
     static func explainFailure(_ error: Error, machine: Machine) async -> Error {
         if let status = error as? TTRPCStatus, status.code == .deadlineExceeded {
-            return SandboxError("the guest agent did not answer in time (\(status.message)); pass --console FILE to see the guest's console")
+            return SandboxError("the guest agent did not answer in time (\(UntrustedText.escaped(status.message))); pass --console FILE to see the guest's console")
         }
         guard error is TTRPCConnectionError else { return error }
         for _ in 0..<40 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }

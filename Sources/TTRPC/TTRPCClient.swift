@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import SwiftProtobuf
 import Synchronization
+import Untrusted
 
 /// A ttrpc client on one connection: concurrent calls multiplexed by stream id (odd, from 1,
 /// increasing by 2, as containerd's client does), answered in any order.
@@ -24,13 +25,14 @@ public final class TTRPCClient: Sendable {
 
     private let state = Mutex(State())
     private let frames: FrameConnection
-    private let logger: Logger
+    /// The server (a guest agent, say) triggers what it logs: rate-limited.
+    private let logger: RateLimitedLogger
 
     /// Starts serving responses from `stream` (its reader and writer threads, each of which
     /// runs `confineThreads` first when given: see `FrameConnection.start`).
     public init(stream: any ByteStream, logger: Logger = Logger(label: "rund.ttrpc.client"),
                 confineThreads: (@Sendable () throws -> Void)? = nil) throws {
-        self.logger = logger
+        self.logger = RateLimitedLogger(logger)
         frames = FrameConnection(stream: stream)
         try frames.start(
             name: "ttrpc-cli",

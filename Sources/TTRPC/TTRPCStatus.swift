@@ -1,3 +1,5 @@
+import Untrusted
+
 /// A google.rpc.Code value. A struct rather than an enum so codes this side does not know
 /// survive a round trip.
 public struct TTRPCStatusCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -33,7 +35,8 @@ public struct TTRPCStatusCode: RawRepresentable, Hashable, Sendable, CustomStrin
 }
 
 /// A non-OK ttrpc status: what a handler throws to fail a call, and what a client call throws
-/// when the server answered with an error.
+/// when the server answered with an error. `message` is the peer's text as sent; `description`
+/// shows it escaped and bounded (`UntrustedText`), since the peer may be a hostile guest.
 public struct TTRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: TTRPCStatusCode
     public var message: String
@@ -43,7 +46,7 @@ public struct TTRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "\(message): \(code)" }
+    public var description: String { "\(UntrustedText.escaped(message)): \(code)" }
 }
 
 /// The transport failed: the call's outcome is unknown.

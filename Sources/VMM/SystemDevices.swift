@@ -5,6 +5,7 @@ import Boot
 import Devices
 import HostOS
 import Synchronization
+import Untrusted
 
 /// The ACPI sleep control register of a hardware-reduced platform (FADT SLEEP_CONTROL_REG).
 /// Linux powers off by writing SLP_TYP=S5 with SLP_EN set.
@@ -59,9 +60,11 @@ final class BootMarker: MMIODevice {
 
 /// Where the guest console goes, and what it said: the sink remembers a kernel panic line so
 /// the VM's end can be reported as a panic rather than a reboot, and the last few lines for
-/// reports of a guest that stopped making progress.
+/// reports of a guest that stopped making progress. Both are guest text bound for the operator's
+/// terminal, so they come out escaped and bounded (`UntrustedText`).
 final class ConsoleSink: Sendable {
     static let panicMarker = Array("Kernel panic - not syncing".utf8)
+    private static let timestampBytes = Array("[] .0123456789".utf8)
     static let keptLines = 5
     static let keptLineBytes = 160
     private struct Scan {
@@ -79,16 +82,13 @@ final class ConsoleSink: Sendable {
 
     var panicLine: String? { scan.withLock { $0.panicLine } }
 
-    /// The console's last lines (the unfinished one included), printable ASCII only; nil
-    /// when the guest wrote nothing.
+    /// The console's last lines (the unfinished one included), escaped; nil when the guest
+    /// wrote nothing.
     var lastLines: [String]? {
         scan.withLock { state in
             let lines = (state.recent + (state.line.isEmpty ? [] : [state.line])).suffix(Self.keptLines)
             guard !lines.isEmpty else { return nil }
-            return lines.map { line in
-                String(decoding: line.prefix(Self.keptLineBytes).map { (0x20..<0x7f).contains($0) ? $0 : UInt8(ascii: ".") },
-                       as: UTF8.self)
-            }
+            return lines.map { UntrustedText.escaped(bytes: $0, limit: Self.keptLineBytes) }
         }
     }
 
@@ -98,14 +98,15 @@ final class ConsoleSink: Sendable {
             for byte in bytes {
                 if byte == UInt8(ascii: "\n") {
                     if state.panicLine == nil, state.line.firstRange(of: Self.panicMarker) != nil {
-                        // Drop the "[    1.234567] " timestamp prefix.
-                        let text = String(decoding: state.line, as: UTF8.self)
-                        state.panicLine = String(text.trimmingPrefix(while: { "[] .".contains($0) || $0.isNumber }))
+                        // Drop the "[    1.234567] " timestamp prefix and the serial driver's CR.
+                        let text = state.line.drop { Self.timestampBytes.contains($0) }
+                        let end = text.lastIndex { $0 != UInt8(ascii: "\r") }.map { $0 + 1 } ?? text.startIndex
+                        state.panicLine = UntrustedText.escaped(bytes: text[..<end])
                     }
                     let line = state.line.last == UInt8(ascii: "\r") ? state.line.dropLast() : state.line[...]
                     if !line.isEmpty {
                         if state.recent.count == Self.keptLines { state.recent.removeFirst() }
-                        state.recent.append(Array(line.prefix(Self.keptLineBytes)))
+                        state.recent.append(Array(line.prefix(4 * Self.keptLineBytes)))
                     }
                     state.line.removeAll(keepingCapacity: true)
                 } else if state.line.count < 4096 {

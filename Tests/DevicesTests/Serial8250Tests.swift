@@ -102,6 +102,52 @@ import Testing
         #expect(inb(0) == 0x42)
     }
 
+    /// A guest writing in loopback without reading fills the receive queue once; the rest is
+    /// dropped, counted and flagged in LSR (OE, cleared by reading LSR), as a real FIFO overruns.
+    @Test func loopbackFloodFillsTheQueueOnceAndDropsTheRest() {
+        outb(4, 0x10)
+        let sent = 1_000_000
+        for index in 0..<sent { outb(0, UInt8(truncatingIfNeeded: index)) }
+        #expect(console.recorded.isEmpty)
+        #expect(inb(5) == 0x60 | 0x02 | 0x01)  // THRE|TEMT, overrun, data ready
+        #expect(inb(5) == 0x60 | 0x01)  // OE was cleared by the read
+        var received: [UInt8] = []
+        while inb(5) & 0x01 != 0 { received.append(inb(0)) }
+        #expect(received == (0..<Serial8250.receiveCapacity).map { UInt8(truncatingIfNeeded: $0) })
+        #expect(uart.droppedInputBytes == UInt64(sent - Serial8250.receiveCapacity))
+    }
+
+    /// Keeping one byte pending (write one, read the one before) forever: every byte comes
+    /// back in order and nothing is dropped. (The queue this replaced grew by a byte each time.)
+    @Test func loopbackWithOneBytePendingDeliversEveryByte() {
+        outb(4, 0x10)
+        outb(0, 0)
+        var mismatches = 0
+        for index in 1...2_000_000 {
+            outb(0, UInt8(truncatingIfNeeded: index))
+            if inb(0) != UInt8(truncatingIfNeeded: index - 1) { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+        #expect(inb(5) == 0x60 | 0x01)
+        #expect(uart.droppedInputBytes == 0)
+        // Leaving loopback sends bytes to the console again; the pending one is still there.
+        outb(4, 0x08)
+        outb(0, UInt8(ascii: "x"))
+        #expect(console.recorded == [UInt8(ascii: "x")])
+        #expect(inb(0) == UInt8(truncatingIfNeeded: 2_000_000))
+    }
+
+    /// Console input beyond the queue's room is dropped the same way, with one byte pending.
+    @Test func inputFloodIsBoundedToo() {
+        uart.enqueueInput([0xaa])
+        for _ in 0..<1000 { uart.enqueueInput([UInt8](repeating: 0x55, count: 4096)) }
+        #expect(uart.droppedInputBytes == UInt64(1000 * 4096 - (Serial8250.receiveCapacity - 1)))
+        #expect(inb(0) == 0xaa)
+        var count = 0
+        while inb(5) & 0x01 != 0 { #expect(inb(0) == 0x55); count += 1 }
+        #expect(count == Serial8250.receiveCapacity - 1)
+    }
+
     @Test func divisorLatchSharesPortsWithDataAndInterruptEnable() {
         outb(1, 0x01)
         outb(3, 0x83)

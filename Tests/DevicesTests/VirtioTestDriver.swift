@@ -1,5 +1,6 @@
 import Devices
 import GuestMemory
+import Logging
 
 /// The guest side of virtio-mmio, written from the spec: drives a transport only through its
 /// registers and a split virtqueue it lays out in guest memory, as Linux's virtio_mmio does.
@@ -28,9 +29,11 @@ final class VirtioTestDriver {
     var queueSize: UInt16 { queues.first?.size ?? 0 }
     var availableIndex: UInt16 { queues.first?.availableIndex ?? 0 }
 
-    init(device: any VirtioDevice, memory: GuestMemory? = nil) throws {
-        self.memory = try memory ?? GuestMemory.anonymous([(base: 0, size: 1 << 20)])
-        self.transport = VirtioMMIOTransport(device: device, memory: self.memory, interrupt: interrupts)
+    init(device: any VirtioDevice, memory: GuestMemory? = nil, logger: Logger? = nil) throws {
+        let memory = try memory ?? GuestMemory.anonymous([(base: 0, size: 1 << 20)])
+        self.memory = memory
+        self.transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: interrupts,
+                                             logger: logger ?? Logger(label: "rund.devices.virtio-mmio"))
     }
 
     func read(_ offset: UInt64) -> UInt32 {

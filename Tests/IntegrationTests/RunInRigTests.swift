@@ -29,6 +29,8 @@ struct RunInRigTests {
     @Test func anAgentThatNeverAnswersIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-mute-agent") }
     @Test func vmmThreadsAreFilteredAndTheCgroupHoldsTheGuestsMemory() throws { try RunChecks.expectPassed("confinement") }
     @Test func aForbiddenSystemCallEndsTheSandboxClearly() throws { try RunChecks.expectPassed("seccomp-violation") }
+    @Test(arguments: HostileAgent.lyingModes)
+    func lyingAgentAnswersEndRundCleanlyInOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-answer-\(mode)") }
     @Test func manySandboxesInOneProcessLeakNoDescriptorsOrThreads() throws { try RunChecks.expectPassed("fd-threads") }
     @Test func nothingIsLeftBehind() throws { try RunChecks.expectPassed("no-leaks") }
 }
@@ -91,15 +93,18 @@ enum RunChecks {
 
 /// Guests/hostile-agent.c, built static once per mode, named hostile-agent-<mode>.
 enum HostileAgent {
-    /// The modes that answer with one malformed frame (a test each).
+    /// Malformed frames, then silence.
     static let modes = ["bad-header", "oversized", "garbage-proto", "unknown-stream"]
-    /// Every mode the checks use.
-    static let allModes = modes + ["mute-after-start"]
+    /// Well-formed answers with impossible numbers or hostile error messages.
+    static let lyingModes = ["exit-huge", "exit-256", "signal-negative", "signal-huge", "signal-max", "huge-pid",
+                             "escape-message", "huge-message", "deadline-message"]
+    /// Plays along until the process runs, then never answers again.
+    static let wedgedModes = ["mute-after-start"]
 
     static func buildAll(into directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let source = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/hostile-agent.c"
-        for mode in allModes {
+        for mode in modes + lyingModes + wedgedModes {
             let macro = "MODE_" + mode.uppercased().replacing("-", with: "_")
             try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-DHOSTILE_MODE=\(macro)",
                                     "-o", "\(directory)/hostile-agent-\(mode)", source])

@@ -184,6 +184,35 @@ import Testing
         }
         #expect(try await healthy.value == [0x08, 0x01])
     }
+
+    /// A hostile server's error text (escape sequences, 2 MiB of it) reaches the caller as sent,
+    /// but its description, what ends up on a terminal or in a log, is inert and short.
+    @Test func hostileStatusMessagesAreShownEscapedAndBounded() async throws {
+        let (client, peer) = try clientWithRawPeer()
+        defer { client.close() }
+        let hostile = "\u{1b}]0;pwned\u{07}\u{1b}[2J\r\u{202e}" + String(repeating: "\u{1b}[31mX", count: 2 << 18)
+        let call = Task { try await client.call(service: "s", method: "m", payload: []) }
+        try await onOSThread {
+            let id = try peer.readFrame().header.streamID
+            var response = Ttrpc_Response()
+            response.status.code = TTRPCStatusCode.internal.rawValue
+            response.status.message = hostile
+            let payload: [UInt8] = try response.serializedBytes()
+            try peer.send(header: FrameHeader(length: UInt32(payload.count), streamID: id, type: FrameType.response), payload: payload)
+        }
+        do {
+            _ = try await call.value
+            Issue.record("the error answer was taken as success")
+        } catch let status as TTRPCStatus {
+            #expect(status.code == .internal)
+            #expect(status.message == hostile)
+            let shown = "\(status)"
+            #expect(shown.utf8.count < 600)
+            #expect(shown.hasPrefix("\\x1b]0;pwned\\x07\\x1b[2J\\r\\u{202e}"))
+            #expect(shown.hasSuffix(" more bytes): internal"))
+            #expect(shown.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7f && !(0x80...0x9f).contains($0.value) && $0 != "\u{202e}" })
+        }
+    }
 }
 
 /// Records strings from concurrent tasks.

@@ -1,11 +1,16 @@
 /*
  * A hostile guest agent for `rund run --agent`: the guest's /init (PID 1) that loads the vsock
- * modules from /etc/modules.order, as rund-agent does, listens on vsock port 1024 and answers
- * rund's first request with one malformed ttrpc frame, then holds the connection open and says
- * nothing more, so rund must notice on its own (MODE_MUTE_AFTER_START instead plays along until
- * the process "runs", then never answers again). Built static, once per mode:
- *   gcc -static -O2 -DHOSTILE_MODE=MODE_... -o hostile-agent hostile-agent.c
- * After HOLD_SECONDS it powers the guest off (a PID 1 that exits would panic the guest).
+ * modules from /etc/modules.order, as rund-agent does, and listens on vsock port 1024. Built
+ * static, once per mode:
+ *   gcc -static -O2 -Wall -Werror -DHOSTILE_MODE=MODE_... -o hostile-agent hostile-agent.c
+ * Malformed-frame modes answer rund's first request with one malformed ttrpc frame, then hold
+ * the connection open and say nothing more, so rund must notice on its own; after HOLD_SECONDS
+ * the agent powers the guest off (a PID 1 that exits would panic the guest).
+ * Lying modes speak well-formed ttrpc but answer with values no real agent would send: exit
+ * codes and signals out of range, a huge pid, error messages full of terminal escape sequences
+ * (and megabytes of them). They answer every call at once and power off on Shutdown.
+ * MODE_MUTE_AFTER_START plays a working agent until the process "runs", then never answers
+ * anything again, SignalProcess included: a wedged agent rund must stop on its own.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -24,8 +29,17 @@
 #define MODE_OVERSIZED 2      /* a response announcing 5 MiB (limit 4 MiB), then silence */
 #define MODE_GARBAGE_PROTO 3  /* a response on the right stream whose payload is not protobuf */
 #define MODE_UNKNOWN_STREAM 4 /* a well-formed response for a stream rund never opened */
-#define MODE_MUTE_AFTER_START 5 /* answers CreateContainer and StartProcess, then nothing ever
-                                   (SignalProcess, WaitProcess, output reads): a wedged agent */
+/* Lying modes: well-formed ttrpc, impossible values or hostile text (see serve_lies). */
+#define MODE_EXIT_HUGE 5        /* exit_code 0x7fffffff */
+#define MODE_EXIT_256 6         /* exit_code 256: 0 once truncated to 8 bits */
+#define MODE_SIGNAL_NEGATIVE 7  /* signal -1 */
+#define MODE_SIGNAL_HUGE 8      /* signal 1 << 30 */
+#define MODE_SIGNAL_MAX 9       /* signal 0x7fffffff: 128 + it overflows an int32 */
+#define MODE_HUGE_PID 10        /* StartProcess answers pid 0xffffffff; the process "exits" 7 */
+#define MODE_ESCAPE_MESSAGE 11  /* CreateContainer fails with escape sequences in the message */
+#define MODE_HUGE_MESSAGE 12    /* ... with 3 MiB of them */
+#define MODE_DEADLINE_MESSAGE 13 /* ... as DEADLINE_EXCEEDED, which rund quotes differently */
+#define MODE_MUTE_AFTER_START 14 /* answers CreateContainer and StartProcess, then nothing, ever */
 
 #ifndef HOSTILE_MODE
 #error "build with -DHOSTILE_MODE=MODE_..."
@@ -79,6 +93,15 @@ static void put32(uint8_t *at, uint32_t value) {
     at[0] = value >> 24; at[1] = value >> 16; at[2] = value >> 8; at[3] = value;
 }
 
+static void write_fully(int fd, const uint8_t *bytes, size_t count) {
+    while (count > 0) {
+        ssize_t n = write(fd, bytes, count);
+        if (n <= 0) return;
+        bytes += n;
+        count -= (size_t)n;
+    }
+}
+
 static void send_frame(int fd, uint32_t length, uint32_t stream, uint8_t type, uint8_t flags,
                        const uint8_t *payload, size_t payload_length) {
     uint8_t header[10];
@@ -86,52 +109,156 @@ static void send_frame(int fd, uint32_t length, uint32_t stream, uint8_t type, u
     put32(header + 4, stream);
     header[8] = type;
     header[9] = flags;
-    (void)!write(fd, header, sizeof header);
-    if (payload_length) (void)!write(fd, payload, payload_length);
+    write_fully(fd, header, sizeof header);
+    if (payload_length) write_fully(fd, payload, payload_length);
 }
 
-/* A protobuf varint at *at (below end); 0 past the end. */
-static uint64_t varint(const uint8_t **at, const uint8_t *end) {
-    uint64_t value = 0;
-    for (int shift = 0; *at < end && shift < 64; shift += 7) {
-        uint8_t byte = *(*at)++;
-        value |= (uint64_t)(byte & 0x7f) << shift;
-        if (!(byte & 0x80)) break;
-    }
-    return value;
+/* ---- Just enough protobuf for the lying modes ---- */
+
+/* A message being built: appends never run past `capacity` (the rest is dropped). */
+struct buffer { uint8_t *bytes; size_t length, capacity; };
+
+static void put_byte(struct buffer *b, uint8_t byte) {
+    if (b->length < b->capacity) b->bytes[b->length++] = byte;
 }
 
-/* True when the ttrpc Request in `request` calls `method` (field 2, a string). */
-static int calls(const uint8_t *request, size_t length, const char *method) {
-    const uint8_t *at = request, *end = request + length;
-    while (at < end) {
-        uint64_t key = varint(&at, end);
-        if ((key & 7) == 0) { varint(&at, end); continue; }
-        if ((key & 7) != 2) return 0;
-        uint64_t size = varint(&at, end);
-        if (size > (uint64_t)(end - at)) return 0;
-        if (key >> 3 == 2) return size == strlen(method) && memcmp(at, method, size) == 0;
-        at += size;
+static void put_varint(struct buffer *b, uint64_t value) {
+    while (value >= 0x80) { put_byte(b, (uint8_t)(value | 0x80)); value >>= 7; }
+    put_byte(b, (uint8_t)value);
+}
+
+/* int32 fields are varints of the value sign-extended to 64 bits (10 bytes when negative). */
+static void put_int32_field(struct buffer *b, unsigned field, int32_t value) {
+    put_varint(b, (uint64_t)field << 3);
+    put_varint(b, (uint64_t)(int64_t)value);
+}
+
+static void put_bytes_field(struct buffer *b, unsigned field, const uint8_t *bytes, size_t count) {
+    put_varint(b, (uint64_t)field << 3 | 2);
+    put_varint(b, count);
+    for (size_t i = 0; i < count; i++) put_byte(b, bytes[i]);
+}
+
+/* The method name of a ttrpc Request (field 2), or "" when absent or malformed. */
+static void request_method(const uint8_t *bytes, size_t length, char *method, size_t method_size) {
+    size_t at = 0;
+    method[0] = 0;
+    while (at < length) {
+        uint64_t key = 0, value = 0;
+        for (int shift = 0; at < length && shift < 64; shift += 7) {
+            key |= (uint64_t)(bytes[at] & 0x7f) << shift;
+            if (!(bytes[at++] & 0x80)) break;
+        }
+        for (int shift = 0; at < length && shift < 64; shift += 7) {
+            value |= (uint64_t)(bytes[at] & 0x7f) << shift;
+            if (!(bytes[at++] & 0x80)) break;
+        }
+        if ((key & 7) == 0) continue;          /* a varint field: value read */
+        if ((key & 7) != 2 || value > length - at) return;
+        if (key >> 3 == 2 && value < method_size) {
+            memcpy(method, bytes + at, value);
+            method[value] = 0;
+        }
+        at += value;
     }
-    return 0;
+}
+
+/* Text that tries to retitle, clear and overwrite the operator's terminal, forge a line of
+ * rund's own and reverse what follows (U+202E). */
+static const char hostile_text[] =
+    "\x1b]0;pwned\x07\x1b[2J\x1b[H\rrund: all good\n\b\b\t\xe2\x80\xae\x1b[31mred";
+
+/* Answers one request: an error status (code, message) or an OK payload. */
+static void answer(int fd, uint32_t stream, int32_t code, const uint8_t *message, size_t message_length,
+                   const uint8_t *payload, size_t payload_length) {
+    static uint8_t response_bytes[4 << 20];
+    static uint8_t status_bytes[4 << 20];
+    struct buffer response = {response_bytes, 0, sizeof response_bytes};
+    if (code != 0) {
+        struct buffer status = {status_bytes, 0, sizeof status_bytes};
+        put_int32_field(&status, 1, code);
+        put_bytes_field(&status, 2, message, message_length);
+        put_bytes_field(&response, 1, status.bytes, status.length);
+    } else if (payload_length) {
+        put_bytes_field(&response, 2, payload, payload_length);
+    }
+    send_frame(fd, (uint32_t)response.length, stream, 0x02, 0, response.bytes, response.length);
+}
+
+/* Serves calls until rund asks for Shutdown or goes away, lying as HOSTILE_MODE says. */
+static void serve_lies(int peer) {
+    static uint8_t request[1 << 16];
+    static uint8_t huge[3 << 20];
+    for (;;) {
+        uint8_t header[10];
+        if (read_fully(peer, header, sizeof header) < 0) return;
+        uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
+        uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
+        if (length > sizeof request || read_fully(peer, request, length) < 0) return;
+        if (header[8] != 0x01) continue;
+        char method[64];
+        request_method(request, length, method, sizeof method);
+
+        uint8_t payload_bytes[64];
+        struct buffer payload = {payload_bytes, 0, sizeof payload_bytes};
+        if (!strcmp(method, "CreateContainer")) {
+            if (HOSTILE_MODE == MODE_ESCAPE_MESSAGE) {
+                answer(peer, stream, 13, (const uint8_t *)hostile_text, sizeof hostile_text - 1, NULL, 0);
+                continue;
+            }
+            if (HOSTILE_MODE == MODE_DEADLINE_MESSAGE) {
+                answer(peer, stream, 4, (const uint8_t *)hostile_text, sizeof hostile_text - 1, NULL, 0);
+                continue;
+            }
+            if (HOSTILE_MODE == MODE_HUGE_MESSAGE) {
+                /* Whole copies only: a cut UTF-8 sequence would make it invalid protobuf. */
+                size_t text = sizeof hostile_text - 1, total = sizeof huge / text * text;
+                for (size_t i = 0; i < total; i++) huge[i] = (uint8_t)hostile_text[i % text];
+                answer(peer, stream, 13, huge, total, NULL, 0);
+                continue;
+            }
+        } else if (!strcmp(method, "StartProcess")) {
+            put_varint(&payload, 1 << 3);
+            put_varint(&payload, HOSTILE_MODE == MODE_HUGE_PID ? 0xffffffffu : 42);
+        } else if (!strcmp(method, "ReadStdout") || !strcmp(method, "ReadStderr")) {
+            put_varint(&payload, 2 << 3);
+            put_varint(&payload, 1);  /* eof */
+        } else if (!strcmp(method, "WaitProcess")) {
+            int32_t exit_code = 0, signal_number = 0;
+            switch (HOSTILE_MODE) {
+            case MODE_EXIT_HUGE: exit_code = 0x7fffffff; break;
+            case MODE_EXIT_256: exit_code = 256; break;
+            case MODE_SIGNAL_NEGATIVE: signal_number = -1; break;
+            case MODE_SIGNAL_HUGE: signal_number = 1 << 30; break;
+            case MODE_SIGNAL_MAX: signal_number = 0x7fffffff; break;
+            default: exit_code = 7; break;
+            }
+            if (exit_code) put_int32_field(&payload, 1, exit_code);
+            if (signal_number) put_int32_field(&payload, 2, signal_number);
+        }
+        answer(peer, stream, 0, NULL, 0, payload.bytes, payload.length);
+        if (!strcmp(method, "Shutdown")) return;
+    }
 }
 
 /* Plays a working agent up to the process's start, then goes silent on the open connection. */
 static void mute_after_start(int peer) {
     static uint8_t request[1 << 16];
-    uint8_t header[10];
     for (;;) {
-        if (read_fully(peer, header, sizeof header) < 0) power_off();
+        uint8_t header[10];
+        if (read_fully(peer, header, sizeof header) < 0) return;
         uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
         uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
-        if (length > sizeof request || read_fully(peer, request, length) < 0) power_off();
+        if (length > sizeof request || read_fully(peer, request, length) < 0) return;
+        char method[64];
+        request_method(request, length, method, sizeof method);
         /* An empty Response payload decodes as success with an empty (default) answer. */
-        if (calls(request, length, "CreateContainer")) {
+        if (!strcmp(method, "CreateContainer")) {
             send_frame(peer, 0, stream, 0x02, 0, NULL, 0);
-        } else if (calls(request, length, "StartProcess")) {
+        } else if (!strcmp(method, "StartProcess")) {
             send_frame(peer, 0, stream, 0x02, 0, NULL, 0);
             say("hostile-agent: started, now mute\n");
-        } else if (calls(request, length, "SignalProcess")) {
+        } else if (!strcmp(method, "SignalProcess")) {
             say("hostile-agent: got a signal, not answering\n");
         }
     }
@@ -147,13 +274,19 @@ int main(void) {
         power_off();
     }
     int peer = accept(listener, NULL, NULL);
+    if (peer < 0) power_off();
     if (HOSTILE_MODE == MODE_MUTE_AFTER_START) {
-        if (peer < 0) power_off();
         mute_after_start(peer);
+        power_off();
+    }
+    if (HOSTILE_MODE >= MODE_EXIT_HUGE) {
+        serve_lies(peer);
+        say("hostile-agent: done lying\n");
+        power_off();
     }
     uint8_t header[10];
     static uint8_t request[1 << 16];
-    if (peer < 0 || read_fully(peer, header, sizeof header) < 0) power_off();
+    if (read_fully(peer, header, sizeof header) < 0) power_off();
     uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
     uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
     if (length > sizeof request || read_fully(peer, request, length) < 0) power_off();

@@ -46,6 +46,11 @@ snapshot() {
     df -k "$RUND_ROOT/writable" 2>/dev/null | awk 'NR == 2 { print $3 }' >"$work/pool.$1"
 }
 rund_processes() { ps -o pid,args | grep -v grep | grep "$RUND run" | grep -v "timeout" ; }
+# Bytes in FILE other than printable ASCII, newlines and the "…" (e2 80 a6) of a shortened message.
+unprintable_bytes() { tr -d '\n\342\200\246' <"$1" | tr -d ' -~' | wc -c | tr -d ' '; }
+# A file on one line with anything unprintable shown as '?', so a failing check cannot carry
+# escape sequences to whoever reads its details.
+visible() { tr '\n' '|' <"$1" | tr -c ' -~|' '?' | cut -c1-400; }
 
 # A hang shows where rund's threads wait (kernel wait channels), once a minute.
 watchdog() {
@@ -275,6 +280,57 @@ if [ $status = 125 ] && [ "$lines" = 1 ] && grep -q 'vCPU thread made a system c
 else
     report seccomp-violation FAIL "$details"
 fi
+
+# A lying agent: well-formed answers with impossible values (exit codes, signals, a pid) or
+# error messages full of terminal escape sequences, one of them 3 MiB long. rund must not trap
+# and must print nothing unprintable: a huge pid changes nothing (the "process" exits 7); an
+# error message ends rund with 125 and one short line; an impossible exit code or signal ends
+# it with 125, or a clamped status 1-255, and one line. Three at a time.
+begin hostile-answers
+start=$(uptime_now)
+for batch in "exit-huge exit-256 signal-negative" "signal-huge signal-max huge-pid" \
+    "escape-message huge-message deadline-message"; do
+    runs=""
+    for mode in $batch; do
+        (
+            begun=$(uptime_now)
+            timeout -s KILL 240 "$RUND" run --agent "$HOSTILE/hostile-agent-$mode" --image "$IMAGE" -- true \
+                >"$work/answer.$mode.out" 2>"$work/answer.$mode.err" &
+            pid=$!
+            wait $pid
+            echo "$? $(since "$begun") $pid" >"$work/answer.$mode.status"
+        ) &
+        runs="$runs $!"
+    done
+    wait $runs
+done
+# A sandbox's cgroup that rund did not give back (it died, say) is one `rund gc` would reclaim;
+# gc names it by the sandbox, run-<pid of rund>-<random>.
+abandoned=$("$RUND" gc --dry-run 2>&1 | grep '^cgroups:')
+left=$(rund_processes | oneline)
+for mode in exit-huge exit-256 signal-negative signal-huge signal-max huge-pid escape-message huge-message deadline-message; do
+    read -r status took pid <"$work/answer.$mode.status"
+    err=$work/answer.$mode.err
+    lines=$(grep -v ' warning rund\.' "$err" | grep -c .)
+    bad=$(unprintable_bytes "$err")
+    longest=$(awk '{ if (length($0) > n) n = length($0) } END { print n + 0 }' "$err")
+    released=yes
+    case $abandoned in *"run-$pid-"*) released=no ;; esac
+    details="status=$status took=${took}s error-lines=$lines unprintable-bytes=$bad longest-line=$longest cgroup-released=$released gc=[$abandoned] rund-left=[$left] stderr=$(visible "$err")"
+    case $mode in
+    huge-pid) [ "$status" = 7 ] && [ "$lines" = 0 ]; sane=$? ;;
+    *-message) [ "$status" = 125 ] && [ "$lines" = 1 ]; sane=$? ;;
+    # Not 0 (a failure shown as success), and not rund dying of a signal (a trap: SIGILL,
+    # SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV; or the timeout's SIGKILL).
+    *) case $status in 0 | 132 | 133 | 134 | 135 | 136 | 137 | 139) sane=1 ;; *) [ "$lines" = 1 ]; sane=$? ;; esac ;;
+    esac
+    if [ $sane = 0 ] && [ "$bad" = 0 ] && [ "$longest" -le 1024 ] && [ $released = yes ] && [ -z "$left" ] \
+        && [ "${took%.*}" -lt 80 ]; then
+        report "hostile-answer-$mode" PASS "$details"
+    else
+        report "hostile-answer-$mode" FAIL "$details"
+    fi
+done
 
 # stdin through -i.
 begin stdin
