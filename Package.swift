@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "UntrustedTests", dependencies: ["Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS", "GuestMemory"], swiftSettings: strict),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS"], exclude: ["Guests"], swiftSettings: strict),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS", "Sandbox", "Cgroups", .product(name: "Logging", package: "swift-log")], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),

@@ -84,9 +84,20 @@ public struct Sandbox: Sendable {
         defer { writable.close() }
 
         if let stop = control.stopped { return SandboxExit(stoppedByHost: stop) }
+        // Everything of the VM lives inside this call: when it returns, the VM and its memory are
+        // gone (KVM's worker thread with them), so the cgroup is empty when it is given back.
+        return try await runInVM(spec: spec, id: id, process: process, machineConfiguration: machineConfiguration(
+            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable),
+                                 control: control, phases: phases, output: output)
+    }
+
+    /// Builds and boots the machine, runs the process through the agent, and tears the machine
+    /// down on every path out.
+    private func runInVM(spec: SandboxSpec, id: String, process: AgentProcessSpec, machineConfiguration: VMConfiguration,
+                         control: SandboxControl, phases: SandboxPhaseRecorder?,
+                         output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
         phases?.begin(.vmCreate)
-        let machine = try Machine(configuration: machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
+        let machine = try Machine(configuration: machineConfiguration, logger: logger)
         phases?.begin(.kernelBoot)
         let stdin = SandboxStdinSlot()
         let runner = try OSThread.spawn(name: "vm-\(id)") { _ = try? machine.run() }
@@ -98,14 +109,16 @@ public struct Sandbox: Sendable {
             machine.stop(signal: SIGTERM)
             runner.join()
             stdin.join()
+            control.ended()  // Lets go of the machine.
         }
         do {
             guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
             let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
             phases?.begin(.processStart)
-            let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream), confineThreads: {
-                try AgentConnectionConfinement.filter.applyToCurrentThread { violation in
-                    machine.stop(confinementBroken: "\(violation)")
+            // Weak: the connection's threads may outlive the run by a moment, the machine must not.
+            let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream), confineThreads: { [weak machine] in
+                try AgentConnectionConfinement.filter.applyToCurrentThread { [weak machine] violation in
+                    machine?.stop(confinementBroken: "\(violation)")
                 }
             }))
             try await Self.startContainer(client, id: id, process: process)

@@ -29,6 +29,7 @@ struct RunInRigTests {
     @Test func anAgentThatNeverAnswersIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-mute-agent") }
     @Test func vmmThreadsAreFilteredAndTheCgroupHoldsTheGuestsMemory() throws { try RunChecks.expectPassed("confinement") }
     @Test func aForbiddenSystemCallEndsTheSandboxClearly() throws { try RunChecks.expectPassed("seccomp-violation") }
+    @Test func aGuestThatMakesNoProgressEndsTheRunWithItsVCPUState() throws { try RunChecks.expectPassed("stall-watchdog") }
     @Test(arguments: HostileAgent.lyingModes)
     func lyingAgentAnswersEndRundCleanlyInOneLine(mode: String) throws { try RunChecks.expectPassed("hostile-answer-\(mode)") }
     @Test func manySandboxesInOneProcessLeakNoDescriptorsOrThreads() throws { try RunChecks.expectPassed("fd-threads") }
@@ -74,7 +75,9 @@ enum RunChecks {
         // The test bundle itself comes along: its SandboxInsideL1Tests run in L1.
         let bundle = RigHarness.testBundle
         let started = ContinuousClock.now
-        let outcome = try Subprocess.run([scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store", "--timeout", "1200",
+        // The L1 script prints at least once a minute: five silent minutes mean a wedged L1.
+        let outcome = try Subprocess.run([scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
+                                          "--timeout", "1800", "--idle-timeout", "300",
                                           "--put", hostile + ":/opt/hostile", "--put", bundle,
                                           "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle])
         print("run-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")

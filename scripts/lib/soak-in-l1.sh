@@ -60,8 +60,12 @@ while [ "$i" -le "$RUNS" ]; do
     esac
     pid=$!
     traced=no
+    beat=0
     while kill -0 "$pid" 2>/dev/null; do
         sleep 1
+        # A heartbeat for the rig's idle watchdog (a silent L1 is a wedged one).
+        beat=$((beat + 1))
+        [ $((beat % 30)) = 0 ] && echo "soak: run $i still going after ${beat}s" >&2
         # Healthy runs take well under 45 s: catch L1's view while a stuck one still is.
         if [ $traced = no ] && [ "$(since "$start" | cut -d. -f1)" -ge 45 ]; then
             trace_kvm >"$work/trace"

@@ -27,11 +27,12 @@ gc_clean() {
     gc=$("$RUND" gc --root "$RUND_ROOT" --dry-run 2>&1)
     echo "$gc" | grep -q 'cgroups: would return 0, in use 0' && echo "$gc" | grep -q 'images: would remove 0'
 }
-# Waits until FILE contains TEXT (a line), up to SECONDS.
+# Waits until FILE contains TEXT (a line; a guest console's CR before the newline is ignored), up
+# to SECONDS.
 wait_for_line() {
     i=0
     while [ $i -lt $(($3 * 5)) ]; do
-        grep -qx "$2" "$1" 2>/dev/null && return 0
+        tr -d '\r' <"$1" 2>/dev/null | grep -qx "$2" && return 0
         sleep 0.2
         i=$((i + 1))
     done
@@ -244,7 +245,8 @@ fi
 # Confinement: while a sandbox runs, its vCPU and agent-connection threads are under their seccomp
 # filters, and the cgroup rund joined holds the guest's memory and carries the CPU and task limits.
 begin confinement
-$RUN --memory 256 -- sh -c 'trap "exit 0" TERM; x=$(head -c 120000000 /dev/zero | tr "\0" a); echo touched; sleep 100 & wait' \
+# 120 MB written to the guest's devtmpfs (memory, bind-mounted into the container as /dev).
+$RUN --memory 256 -- sh -c 'trap "exit 0" TERM; head -c 120000000 /dev/zero >/dev/fill && echo touched; sleep 100 & wait' \
     >"$work/conf.out" 2>"$work/conf.err" & pid=$!
 touched=no
 wait_for_line "$work/conf.out" touched 200 && touched=yes
@@ -265,6 +267,22 @@ if [ $touched = yes ] && echo "$filters" | grep -q 'vcpu0:2' && echo "$filters" 
     report confinement PASS "$details"
 else
     report confinement FAIL "$details"
+fi
+
+# Fail fast: a guest that makes no progress (here a silent busy loop: no VM exit) ends its run
+# with 125 and what its vCPUs were doing, once --stall-timeout has passed.
+begin stall-watchdog
+start=$(uptime_now)
+timeout -k 30 240 "$RUND" run --stall-timeout 10 --image "$IMAGE" -- sh -c 'echo spinning; while :; do :; done' \
+    >"$work/stall.out" 2>"$work/stall.err"; status=$?
+took=$(since "$start")
+lines=$(grep -v ' warning rund\.' "$work/stall.err" | grep -c .)
+details="status=$status took=${took}s error-lines=$lines stdout=$(oneline <"$work/stall.out") stderr=$(oneline <"$work/stall.err")"
+if [ $status = 125 ] && [ "$lines" = 1 ] && grep -q 'made no progress (no VM exit for 10' "$work/stall.err" \
+    && grep -q 'vCPU 0 runnable rip=0x' "$work/stall.err" && grep -qx spinning "$work/stall.out"; then
+    report stall-watchdog PASS "$details"
+else
+    report stall-watchdog FAIL "$details"
 fi
 
 # A vCPU thread that makes a forbidden system call (a test hook) ends the sandbox, clearly.
