@@ -197,3 +197,14 @@ public enum SystemCallName {
         names[number].map { "\($0), number \(number)" } ?? "number \(number)"
     }
 }
+
+/// Process-wide hardening a VMM process applies once it is set up.
+public enum ProcessHardening {
+    /// No core dumps, no ptrace by anyone but root, /proc/PID/* owned by root: the process holds
+    /// a tenant's memory and secrets (PR_SET_DUMPABLE 0).
+    public static func makeUndumpable() throws {
+        guard rund_prctl(PR_SET_DUMPABLE, 0) == 0 else { throw SystemError.last("prctl", subject: "PR_SET_DUMPABLE 0") }
+    }
+
+    public static var isDumpable: Bool { rund_prctl(PR_GET_DUMPABLE, 0) != 0 }
+}

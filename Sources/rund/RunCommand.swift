@@ -101,6 +101,8 @@ struct RunCommand: AsyncParsableCommand {
             memoryMiB: memory, vcpuCount: vcpus, consolePath: console, interactive: interactive,
             terminal: tty ? (hostTerminal ? Terminal.windowSize(of: 0) : nil) ?? .fallback : nil,
             stallTimeout: stallTimeout.map { .milliseconds(Int64($0 * 1000)) }, testHooks: Set(testHook))
+        // This process is about to hold a tenant's memory: no core dumps, no ptrace.
+        try ProcessHardening.makeUndumpable()
         let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund(),
                               soleSandboxInProcess: true, allowUnconfined: unconfined)
         // A stop signal goes to the process, and stops the VM if the sandbox outlives the grace

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinux
+import Foundation
 import HostOS
 import Synchronization
 import Testing
@@ -133,5 +134,26 @@ import Testing
         }
         #expect(outcome.result == 0)
         #expect(outcome.violation == nil)
+    }
+}
+
+/// PR_SET_DUMPABLE 0 is process-wide, so it is tried in a child process (this test bundle,
+/// filtered to the child suite), which reports what the kernel says afterwards.
+@Suite struct ProcessHardeningTests {
+    @Test func aProcessMadeUndumpableStaysSo() throws {
+        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" } + ["RUND_TEST_UNDUMPABLE_CHILD=1"]
+        let child = try Subprocess.run([CommandLine.arguments[0], "--testing-library", "swift-testing",
+                                        "--filter", "UndumpableChildProcess"], environment: environment)
+        #expect(child.status == 0, "\(child.stdoutText.suffix(1000))")
+        #expect(child.stdoutText.contains("undumpable-child: before=true after=false"), "\(child.stdoutText.suffix(1000))")
+    }
+}
+
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["RUND_TEST_UNDUMPABLE_CHILD"] != nil, "run by ProcessHardeningTests in a child process"))
+struct UndumpableChildProcess {
+    @Test func makeUndumpable() throws {
+        let before = ProcessHardening.isDumpable
+        try ProcessHardening.makeUndumpable()
+        print("undumpable-child: before=\(before) after=\(ProcessHardening.isDumpable)")
     }
 }

@@ -89,6 +89,20 @@ struct MachineWatchdogTests {
         #expect(try String(contentsOfFile: directory.path + "/console", encoding: .utf8).contains("after the marker") == false)
     }
 
+    @Test func guestMemoryIsLeftOutOfCoreDumps() throws {
+        let directory = try TemporaryDirectory()
+        let machine = try machine(.idle, console: directory.path + "/console")
+        // procfs files have no size: read to the end rather than by length.
+        let smaps = String(decoding: try FileDescriptor.open("/proc/self/smaps", O_RDONLY).readToEnd(limit: 64 << 20), as: UTF8.self)
+        for region in machine.memory.regions {
+            let start = String(UInt(bitPattern: region.host), radix: 16)
+            // The mapping's block starts with its address range; its VmFlags line comes last.
+            let flags = try #require(smaps.components(separatedBy: "\n").drop { !$0.hasPrefix(start + "-") }
+                .first { $0.hasPrefix("VmFlags:") }, "guest memory at 0x\(start) not in smaps")
+            #expect(flags.split(separator: " ").contains("dd"), "\(flags)")
+        }
+    }
+
     @Test func withoutTheHookTheSameGuestRunsToItsEnd() throws {
         let directory = try TemporaryDirectory()
         let machine = try machine(.bootMarker, console: directory.path + "/console")

@@ -44,7 +44,7 @@
 #ifndef HOSTILE_MODE
 #error "build with -DHOSTILE_MODE=MODE_..."
 #endif
-#define HOLD_SECONDS 90
+#define HOLD_SECONDS 300
 #define AGENT_PORT 1024
 
 static void say(const char *text) {
