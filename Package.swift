@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "rund",
             dependencies: [
-                "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Sandbox",
+                "Boot", "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,6 +1,7 @@
 import GuestMemory
 
-/// Why a guest could not be prepared for boot. Every case reads as one line that says what to do.
+/// Why a guest could not be prepared for boot, as one line in the loader's own terms (a CLI adds
+/// which of its options to change).
 public enum BootError: Error, Equatable, CustomStringConvertible, Sendable {
     case kernelTruncated(size: Int, expected: Int)
     case notBzImage(reason: String)
@@ -28,17 +29,17 @@ public enum BootError: Error, Equatable, CustomStringConvertible, Sendable {
         case .kernelNot64Bit:
             return "kernel has no 64-bit entry point (XLF_KERNEL_64 not set); use an x86-64 kernel"
         case let .kernelDoesNotFit(needed, memory):
-            return "kernel needs \(mebibytes(needed)) MiB of low memory but the guest has \(mebibytes(memory)) MiB; raise --memory"
+            return "kernel needs \(mebibytes(needed)) MiB of low memory but the guest has \(mebibytes(memory)) MiB"
         case let .initrdDoesNotFit(initrd, memory):
-            return "initrd of \(mebibytes(UInt64(initrd))) MiB does not fit in \(mebibytes(memory)) MiB of guest memory; raise --memory"
+            return "initrd of \(mebibytes(UInt64(initrd))) MiB does not fit in \(mebibytes(memory)) MiB of guest memory"
         case let .commandLineTooLong(length, maximum):
-            return "kernel command line is \(length) bytes, the limit is \(maximum); shorten --cmdline"
+            return "kernel command line is \(length) bytes, the limit is \(maximum)"
         case .commandLineContainsNUL:
-            return "kernel command line contains a NUL byte; remove it from --cmdline"
+            return "kernel command line contains a NUL byte"
         case let .memoryTooSmall(needed, memory):
-            return "guest memory of \(mebibytes(memory)) MiB is too small, at least \(mebibytes(needed)) MiB is needed; raise --memory"
+            return "guest memory of \(mebibytes(memory)) MiB is too small, at least \(mebibytes(needed)) MiB is needed"
         case let .invalidVCPUCount(count, maximum):
-            return "\(count) vCPUs requested, supported are 1 to \(maximum); change --vcpus"
+            return "\(count) vCPUs requested, supported are 1 to \(maximum)"
         case let .tooManyDevices(count, maximum):
             return "\(count) virtio-mmio devices requested, at most \(maximum) are supported; attach fewer disks"
         case let .invalidDevice(reason):
@@ -46,7 +47,7 @@ public enum BootError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .acpiTablesTooLarge(size, maximum):
             return "ACPI tables need \(size) bytes but only \(maximum) are reserved; attach fewer devices"
         case let .guestMemory(error):
-            return "writing boot data failed: \(error); raise --memory"
+            return "writing boot data failed: \(error)"
         }
     }
 }

@@ -1,11 +1,13 @@
 import HostOS
 
-/// A storage failure the user can act on: one line saying what failed and what to do.
+/// A storage failure, as one line saying what failed (a CLI adds which of its options to change).
 public struct StorageError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case badInput, unsupported, digestMismatch, notFound, registry, io
         /// An image or registry went past a `StorageLimits` bound.
         case limitExceeded
+        /// The registry could not be reached, or did not answer in time.
+        case registryUnreachable, registryTimedOut
     }
 
     public let kind: Kind

@@ -10,7 +10,7 @@ extension Machine {
         do {
             device = try VirtioVsock(guestCID: guestCID)
         } catch {
-            throw .invalidConfiguration(error.description)
+            throw .setup(error.description)
         }
         let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: interrupt)
         device.attach(to: transport)

@@ -313,7 +313,7 @@ public final class Machine: @unchecked Sendable {
             let fd = try FileDescriptor.open(path, O_RDONLY)
             let size = try fd.size()
             guard size <= Int64(limit) else {
-                throw VMError.invalidConfiguration("\(kind) \(path) is \(size >> 20) MiB, more than the \(limit >> 20) MiB allowed; raise --memory")
+                throw VMError.fileTooLarge(kind: kind, path: path, mebibytes: Int(size >> 20), limit: limit >> 20)
             }
             return try fd.readToEnd(limit: limit + 1)
         } catch let error as SystemError {

@@ -69,42 +69,42 @@ public struct VMConfiguration: Sendable {
 
     /// Checks the numbers before anything is allocated, so a bad request changes nothing.
     public func validate() throws(VMError) {
-        guard (1...Self.maxVCPUs).contains(vcpuCount) else {
-            throw .invalidConfiguration("--vcpus must be between 1 and \(Self.maxVCPUs), got \(vcpuCount)")
-        }
-        guard memoryMiB >= Self.minMemoryMiB else {
-            throw .invalidConfiguration("--memory must be at least \(Self.minMemoryMiB) MiB to boot Linux, got \(memoryMiB)")
-        }
-        guard memoryMiB <= 64 * 1024 else {
-            throw .invalidConfiguration("--memory must be at most 65536 MiB, got \(memoryMiB)")
-        }
-        guard disks.count <= VirtioSlots.maxDevices else {
-            throw .invalidConfiguration("at most \(VirtioSlots.maxDevices) disks, got \(disks.count)")
-        }
-        if let stallTimeout, stallTimeout < .seconds(2) {
-            throw .invalidConfiguration("the stall timeout must be at least 2 seconds, got \(stallTimeout)")
-        }
-        // vsock: a valid CID and a free virtio slot.
-        if let cid = vsockGuestCID {
-            guard cid > 2, cid != UInt32.max else {
-                throw .invalidConfiguration("vsock guest CID \(cid) is reserved; use a value from 3 to 4294967294")
-            }
-            guard disks.count < VirtioSlots.maxDevices else {
-                throw .invalidConfiguration("at most \(VirtioSlots.maxDevices - 1) disks with a vsock device, got \(disks.count)")
-            }
-        }
+        guard (1...Self.maxVCPUs).contains(vcpuCount) else { throw .vcpuCountOutOfRange(vcpuCount, maximum: Self.maxVCPUs) }
+        guard memoryMiB >= Self.minMemoryMiB else { throw .memoryTooSmall(mebibytes: memoryMiB, minimum: Self.minMemoryMiB) }
+        guard memoryMiB <= Self.maxMemoryMiB else { throw .memoryTooLarge(mebibytes: memoryMiB, maximum: Self.maxMemoryMiB) }
+        // vsock takes the virtio slot after the disks.
+        let slots = VirtioSlots.maxDevices - (vsockGuestCID == nil ? 0 : 1)
+        guard disks.count <= slots else { throw .tooManyDisks(disks.count, maximum: slots) }
+        if let stallTimeout, stallTimeout < .seconds(2) { throw .stallTimeoutTooShort(stallTimeout) }
+        if let cid = vsockGuestCID, cid <= 2 || cid == UInt32.max { throw .reservedVsockCID(cid) }
     }
+
+    public static let maxMemoryMiB = 64 * 1024
 }
 
-/// Why a VM could not be built or run. Every case reads as one line that says what to do.
-public enum VMError: Error, CustomStringConvertible, Sendable {
-    case invalidConfiguration(String)
+/// Why a VM could not be built or run, as one line in the VMM's own terms (a CLI adds which of
+/// its options to change).
+public enum VMError: Error, CustomStringConvertible, Sendable, Equatable {
+    case vcpuCountOutOfRange(Int, maximum: Int)
+    case memoryTooSmall(mebibytes: Int, minimum: Int)
+    case memoryTooLarge(mebibytes: Int, maximum: Int)
+    case tooManyDisks(Int, maximum: Int)
+    case stallTimeoutTooShort(Duration)
+    case reservedVsockCID(UInt32)
+    /// A kernel or initrd larger than the guest's memory could hold.
+    case fileTooLarge(kind: String, path: String, mebibytes: Int, limit: Int)
     case unreadableFile(kind: String, path: String, reason: String)
     case setup(String)
 
     public var description: String {
         switch self {
-        case .invalidConfiguration(let text): return text
+        case let .vcpuCountOutOfRange(count, maximum): return "a VM has 1 to \(maximum) vCPUs, not \(count)"
+        case let .memoryTooSmall(size, minimum): return "\(size) MiB of guest memory is too little to boot Linux: at least \(minimum) MiB"
+        case let .memoryTooLarge(size, maximum): return "\(size) MiB of guest memory is more than the \(maximum) MiB a VM may have"
+        case let .tooManyDisks(count, maximum): return "\(count) disks do not fit in the VM's virtio slots: at most \(maximum)"
+        case let .stallTimeoutTooShort(timeout): return "a stall timeout of \(timeout) is too short: at least 2 seconds"
+        case let .reservedVsockCID(cid): return "vsock guest CID \(cid) is reserved: guests use 3 to 4294967294"
+        case let .fileTooLarge(kind, path, size, limit): return "\(kind) \(path) is \(size) MiB, more than the guest's \(limit) MiB of memory"
         case let .unreadableFile(kind, path, reason): return "cannot read \(kind) \(path): \(reason)"
         case .setup(let text): return text
         }

@@ -117,8 +117,7 @@ struct ImageCommand: AsyncParsableCommand {
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            let line = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
-            FileHandle.standardError.write(Data("rund: \(line)\n".utf8))
+            FileHandle.standardError.write(Data(CLIAdvice.line(for: error).utf8 + [0x0a]))
             throw ExitCode(1)
         }
     }

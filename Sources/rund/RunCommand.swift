@@ -74,12 +74,9 @@ struct RunCommand: AsyncParsableCommand {
         let exit: SandboxExit
         do {
             exit = try await runSandbox()
-        } catch let error as SandboxError where error.kind == .cannotConfine {
-            FileHandle.standardError.write(Data("rund: \(error); pass --unconfined to run it without a cgroup\n".utf8))
-            throw ExitCode(125)
         } catch {
             // After runSandbox: the terminal is out of raw mode again, so the line prints cleanly.
-            FileHandle.standardError.write(Data("rund: \(error)\n".utf8))
+            FileHandle.standardError.write(Data(CLIAdvice.line(for: error).utf8 + [0x0a]))
             throw ExitCode(125)
         }
         if let message = exit.stopMessage ?? exit.outOfMemoryMessage(memoryMiB: memory) {

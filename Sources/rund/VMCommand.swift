@@ -51,7 +51,7 @@ struct VMBoot: ParsableCommand {
         do {
             machine = try Machine(configuration: configuration, logger: logger)
         } catch {
-            throw CLIError("\(error)")
+            throw CLIError(CLIAdvice.line(for: error).dropFirst("rund: ".count).description)
         }
         try SignalForwarder.forward([SIGTERM, SIGINT]) { machine.stop(signal: $0) }
         let exit = try machine.run()

@@ -80,7 +80,7 @@ import Testing
             #expect(error.description.count > 20)
         }
         #expect(BootError.initrdDoesNotFit(initrdBytes: 100 << 20, memoryBytes: 128 << 20).description
-            == "initrd of 100 MiB does not fit in 128 MiB of guest memory; raise --memory")
+            == "initrd of 100 MiB does not fit in 128 MiB of guest memory")
         #expect(BootError.unsupportedBootProtocol(version: 0x0208).description.hasPrefix("kernel boot protocol 2.8 "))
     }
 }

@@ -173,9 +173,9 @@ final class RegistryClient {
                 outcome = try await transfers.perform(session.dataTask(with: request), into: sink)
             } catch let error as URLError {
                 if error.code == .timedOut {
-                    throw registryError("\(reference.registry) did not answer within \(Self.seconds(timeout)) while fetching \(what); check the registry or raise --timeout")
+                    throw StorageError(.registryTimedOut, "\(reference.registry) did not answer within \(Self.seconds(timeout)) while fetching \(what)")
                 }
-                throw registryError("cannot reach \(reference.registry) for \(what): \(error.localizedDescription); check the address, or use --insecure for a plain-HTTP registry")
+                throw StorageError(.registryUnreachable, "cannot reach \(reference.registry) for \(what): \(error.localizedDescription)")
             }
             let challenge: String?
             switch outcome {

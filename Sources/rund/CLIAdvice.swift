@@ -1,0 +1,46 @@
+import Boot
+import Sandbox
+import Storage
+import VMM
+
+/// The libraries say what went wrong in their own terms; what a user of this CLI can change
+/// about it (which option) is added here.
+enum CLIAdvice {
+    static func advice(for error: any Error) -> String? {
+        switch error {
+        case let error as BootError:
+            switch error {
+            case .kernelDoesNotFit, .initrdDoesNotFit, .memoryTooSmall, .guestMemory: return "raise --memory"
+            case .commandLineTooLong: return "shorten --cmdline"
+            case .commandLineContainsNUL: return "remove the NUL byte from --cmdline"
+            case .invalidVCPUCount: return "change --vcpus"
+            default: return nil
+            }
+        case let error as VMError:
+            switch error {
+            case .vcpuCountOutOfRange: return "change --vcpus"
+            case .memoryTooSmall, .memoryTooLarge: return "change --memory"
+            case .fileTooLarge: return "raise --memory"
+            case .tooManyDisks: return "attach fewer disks"
+            case .stallTimeoutTooShort: return "raise --stall-timeout"
+            default: return nil
+            }
+        case let error as StorageError:
+            switch error.kind {
+            case .registryTimedOut: return "check the registry, or raise --timeout"
+            case .registryUnreachable: return "check the address, or use --insecure for a plain-HTTP registry"
+            default: return nil
+            }
+        case let error as SandboxError where error.kind == .cannotConfine:
+            return "pass --unconfined to run it without a cgroup"
+        default:
+            return nil
+        }
+    }
+
+    /// "rund: <error>; <advice>", on one line.
+    static func line(for error: any Error) -> String {
+        let text = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
+        return "rund: " + text + (advice(for: error).map { "; " + $0 } ?? "")
+    }
+}
