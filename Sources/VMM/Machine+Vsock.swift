@@ -2,18 +2,13 @@ import Devices
 import GuestMemory
 
 extension Machine {
-    /// A virtio-vsock device behind its transport, attached so host writes reach the guest at once.
-    static func makeVsock(
-        guestCID: UInt32, memory: GuestMemory, interrupt: any InterruptLine
-    ) throws(VMError) -> (VirtioMMIOTransport, VsockHostEndpoint) {
-        let device: VirtioVsock
+    /// A virtio-vsock device; the caller wires it into a slot and attaches it to its transport
+    /// (so host writes reach the guest at once).
+    static func makeVsock(guestCID: UInt32) throws(VMError) -> VirtioVsock {
         do {
-            device = try VirtioVsock(guestCID: guestCID)
+            return try VirtioVsock(guestCID: guestCID)
         } catch {
             throw .setup(error.description)
         }
-        let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: interrupt)
-        device.attach(to: transport)
-        return (transport, device.host)
     }
 }

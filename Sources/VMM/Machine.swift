@@ -41,39 +41,17 @@ public final class Machine: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
 
-        let kernel = try Self.readFile(configuration.kernelPath, kind: "kernel", limit: 128 << 20)
-        let initrd = try configuration.initrdPath.map {
-            try Self.readFile($0, kind: "initrd", limit: configuration.memoryMiB << 20)
-        }
-        let consoleOutput: FileDescriptor?
-        switch configuration.console {
-        case .standardOutput: consoleOutput = FileDescriptor(adopting: dup(1))
-        case .file(let path): consoleOutput = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
-        case .none: consoleOutput = nil
-        }
-        let disks = try configuration.disks.map { disk in
-            do {
-                return try FileDescriptor.open(disk.path, disk.readOnly ? O_RDONLY : O_RDWR)
-            } catch let error as SystemError {
-                throw VMError.unreadableFile(kind: "disk", path: disk.path, reason: error.message)
-            }
-        }
-
+        // Stages, in the order a restore from a snapshot will reuse all but the kernel load:
+        // host files, the VM and its memory, legacy devices, virtio devices, the guest image, vCPUs.
+        let files = try HostFiles(configuration)
         let kvm = try KVMSystem()
-        vm = try kvm.createVirtualMachine()
-        try vm.setTSSAddress(X86Layout.tssAddress)
-        try vm.createIRQChip()
-        try vm.createPIT2()
-
+        vm = try Self.makeVirtualMachine(kvm)
         let ramRegions = X86Layout.ramRegions(memoryBytes: configuration.memoryMiB << 20)
-        memory = try GuestMemory.anonymous(ramRegions)
-        for (slot, region) in memory.regions.enumerated() {
-            try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
-        }
+        memory = try Self.makeMemory(ramRegions, in: vm)
 
         let state = try MachineState()
         self.state = state
-        let console = ConsoleSink(output: consoleOutput)
+        let console = ConsoleSink(output: files.console)
         self.console = console
         let breakConfinement: (@Sendable () -> Void)? = configuration.testHooks.contains(.forbiddenSystemCallAtBootMarker)
             ? { @Sendable in _ = rund_seccomp_forbidden_call() } : nil
@@ -84,29 +62,19 @@ public final class Machine: @unchecked Sendable {
         let i8042 = I8042(onReset: { state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted) })
         let sleep = SleepControlPort(onPowerOff: { state.finish(.poweredOff) })
 
-        var mmio: [IOBus.MMIORange] = []
-        var acpiDevices: [ACPIDevice] = []
-        var owned: [AnyObject] = [serial, i8042, sleep]
-        for (index, (disk, file)) in zip(configuration.disks, disks).enumerated() {
-            let slot = VirtioSlots.slot(index)
-            let block = try VirtioBlock(file: file, readOnly: disk.readOnly, identifier: "rund-disk\(index)")
-            let transport = VirtioMMIOTransport(device: block, memory: memory, interrupt: try IRQFDLine(vm: vm, gsi: slot.gsi))
-            mmio.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
-            acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
-            owned.append(transport)
+        // Disks first (vda, vdb, ...), then vsock.
+        var virtio = VirtioSlotWiring(vm: vm, memory: memory)
+        for (index, (disk, file)) in zip(configuration.disks, files.disks).enumerated() {
+            try virtio.attach(try VirtioBlock(file: file, readOnly: disk.readOnly, identifier: "rund-disk\(index)"))
         }
-        // vsock: optional, in the slot after the disks.
         if let cid = configuration.vsockGuestCID {
-            let slot = VirtioSlots.slot(configuration.disks.count)
-            let (transport, endpoint) = try Self.makeVsock(guestCID: cid, memory: memory, interrupt: try IRQFDLine(vm: vm, gsi: slot.gsi))
-            mmio.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
-            acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
-            owned.append(transport)
-            vsock = endpoint
+            let device = try Self.makeVsock(guestCID: cid)
+            device.attach(to: try virtio.attach(device))
+            vsock = device.host
         } else {
             vsock = nil
         }
-        devices = owned
+        devices = [serial, i8042, sleep] + virtio.transports
         bus = IOBus(
             ports: [
                 IOBus.PortRange(base: X86Layout.com1Port, count: 8, device: serial),
@@ -114,38 +82,14 @@ public final class Machine: @unchecked Sendable {
                 IOBus.PortRange(base: 0x64, count: 1, device: i8042),
                 IOBus.PortRange(base: X86Layout.acpiSleepControlPort, count: 1, device: sleep),
             ],
-            mmio: mmio + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
+            mmio: virtio.ranges + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
 
-        let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
-        let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
-        let boot: BootCPUState
-        switch configuration.kernelFormat {
-        case .bzImage:
-            boot = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
-                                      ramRegions: ramRegions, acpiRSDP: rsdp)
-        case .flatBinary(let loadAddress):
-            try memory.write(kernel, at: loadAddress)
-            boot = try LinuxBoot.prepareLongModeEntry(at: loadAddress, memory: memory)
-        }
-
-        let supported = try kvm.supportedCPUID().map(CPUIDEntry.init)
-        var vcpus: [VCPU] = []
-        for index in 0..<configuration.vcpuCount {
-            let vcpu = try vm.createVCPU(id: UInt32(index))
-            let cpuid = CPUIDNormalizer.normalize(supported, vcpuIndex: index, vcpuCount: configuration.vcpuCount)
-            try vcpu.setCPUID(cpuid.map(kvm_cpuid_entry2.init))
-            try vcpu.setMSRs(BootMSRs.entries)
-            try vcpu.setFPU(.bootState)
-            if index == 0 {
-                try vcpu.setSpecialRegisters(try vcpu.specialRegisters().applying(boot))
-                try vcpu.setRegisters(kvm_regs(boot))
-            }
-            vcpus.append(vcpu)
-        }
-        self.vcpus = vcpus
+        let boot = try Self.loadGuest(configuration, files: files, memory: memory, ramRegions: ramRegions,
+                                      acpiDevices: virtio.acpiDevices)
+        vcpus = try Self.makeVCPUs(configuration.vcpuCount, in: vm, supported: try kvm.supportedCPUID(), boot: boot)
         logger.debug("machine built", metadata: [
             "memoryMiB": "\(configuration.memoryMiB)", "vcpus": "\(configuration.vcpuCount)",
-            "disks": "\(configuration.disks.count)", "cmdline": "\(commandLine)",
+            "disks": "\(configuration.disks.count)", "cmdline": "\(configuration.extraCommandLine)",
         ])
     }
 
@@ -306,19 +250,6 @@ public final class Machine: @unchecked Sendable {
         let wanted = snapshots.withLock { $0.map { $0[vcpu.id] == nil } ?? false }
         guard wanted, let snapshot = try? VCPUSnapshot(vcpu) else { return }
         snapshots.withLock { $0?[vcpu.id] = snapshot }
-    }
-
-    static func readFile(_ path: String, kind: String, limit: Int) throws -> [UInt8] {
-        do {
-            let fd = try FileDescriptor.open(path, O_RDONLY)
-            let size = try fd.size()
-            guard size <= Int64(limit) else {
-                throw VMError.fileTooLarge(kind: kind, path: path, mebibytes: Int(size >> 20), limit: limit >> 20)
-            }
-            return try fd.readToEnd(limit: limit + 1)
-        } catch let error as SystemError {
-            throw VMError.unreadableFile(kind: kind, path: path, reason: error.message)
-        }
     }
 }
 

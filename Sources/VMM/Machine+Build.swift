@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Boot
+import CLinux
+import Devices
+import GuestMemory
+import HostOS
+import KVM
+
+// The stages `Machine.init` builds a VM in (Firecracker's builder is the model): each is a
+// function of what the earlier ones made, so a restore from a snapshot can reuse all of them but
+// the guest-image load.
+
+/// What the machine reads or writes on the host, opened before any KVM object exists: a bad
+/// path fails the build with nothing made.
+struct HostFiles {
+    let kernel: [UInt8]
+    let initrd: [UInt8]?
+    let console: FileDescriptor?
+    let disks: [FileDescriptor]
+
+    init(_ configuration: VMConfiguration) throws {
+        kernel = try Self.read(configuration.kernelPath, kind: "kernel", limit: 128 << 20)
+        initrd = try configuration.initrdPath.map { try Self.read($0, kind: "initrd", limit: configuration.memoryMiB << 20) }
+        switch configuration.console {
+        case .standardOutput: console = try FileDescriptor.duplicate(1)
+        case .file(let path): console = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
+        case .none: console = nil
+        }
+        disks = try configuration.disks.map { disk in
+            do {
+                return try FileDescriptor.open(disk.path, disk.readOnly ? O_RDONLY : O_RDWR)
+            } catch let error as SystemError {
+                throw VMError.unreadableFile(kind: "disk", path: disk.path, reason: error.message)
+            }
+        }
+    }
+
+    static func read(_ path: String, kind: String, limit: Int) throws -> [UInt8] {
+        do {
+            let fd = try FileDescriptor.open(path, O_RDONLY)
+            let size = try fd.size()
+            guard size <= Int64(limit) else {
+                throw VMError.fileTooLarge(kind: kind, path: path, mebibytes: Int(size >> 20), limit: limit >> 20)
+            }
+            return try fd.readToEnd(limit: limit + 1)
+        } catch let error as SystemError {
+            throw VMError.unreadableFile(kind: kind, path: path, reason: error.message)
+        }
+    }
+}
+
+/// Virtio devices get consecutive slots in the MMIO gap, each with its transport, its irqfd
+/// interrupt line and its ACPI description: wired here once for every kind of device.
+struct VirtioSlotWiring {
+    let vm: VirtualMachine
+    let memory: GuestMemory
+    private(set) var ranges: [IOBus.MMIORange] = []
+    private(set) var acpiDevices: [ACPIDevice] = []
+    private(set) var transports: [VirtioMMIOTransport] = []
+
+    init(vm: VirtualMachine, memory: GuestMemory) {
+        self.vm = vm
+        self.memory = memory
+    }
+
+    /// Puts `device` in the next free slot; returns its transport.
+    @discardableResult
+    mutating func attach(_ device: any VirtioDevice) throws -> VirtioMMIOTransport {
+        let slot = VirtioSlots.slot(transports.count)
+        let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: try IRQFDLine(vm: vm, gsi: slot.gsi))
+        ranges.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
+        acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
+        transports.append(transport)
+        return transport
+    }
+}
+
+extension Machine {
+    /// The VM with rund's fixed platform: TSS, in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
+    static func makeVirtualMachine(_ kvm: KVMSystem) throws -> VirtualMachine {
+        let vm = try kvm.createVirtualMachine()
+        try vm.setTSSAddress(X86Layout.tssAddress)
+        try vm.createIRQChip()
+        try vm.createPIT2()
+        return vm
+    }
+
+    /// Anonymous guest RAM, one KVM memory slot per region.
+    static func makeMemory(_ ramRegions: [(base: UInt64, size: Int)], in vm: VirtualMachine) throws -> GuestMemory {
+        let memory = try GuestMemory.anonymous(ramRegions)
+        for (slot, region) in memory.regions.enumerated() {
+            try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
+        }
+        return memory
+    }
+
+    /// Writes ACPI tables and the guest image (a bzImage with its initrd and command line, or a
+    /// flat test binary) into memory; returns the boot vCPU's entry state.
+    static func loadGuest(_ configuration: VMConfiguration, files: HostFiles, memory: GuestMemory,
+                          ramRegions: [(base: UInt64, size: Int)], acpiDevices: [ACPIDevice]) throws -> BootCPUState {
+        let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
+        switch configuration.kernelFormat {
+        case .bzImage:
+            let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
+            return try LinuxBoot.load(kernel: files.kernel, initrd: files.initrd, commandLine: commandLine, memory: memory,
+                                      ramRegions: ramRegions, acpiRSDP: rsdp)
+        case .flatBinary(let loadAddress):
+            try memory.write(files.kernel, at: loadAddress)
+            return try LinuxBoot.prepareLongModeEntry(at: loadAddress, memory: memory)
+        }
+    }
+
+    /// The vCPUs, each with its CPUID (its own APIC id and topology), boot MSRs and FPU state;
+    /// the first one gets the entry registers.
+    static func makeVCPUs(_ count: Int, in vm: VirtualMachine, supported: [kvm_cpuid_entry2], boot: BootCPUState) throws -> [VCPU] {
+        let supported = supported.map(CPUIDEntry.init)
+        return try (0..<count).map { index in
+            let vcpu = try vm.createVCPU(id: UInt32(index))
+            let cpuid = CPUIDNormalizer.normalize(supported, vcpuIndex: index, vcpuCount: count)
+            try vcpu.setCPUID(cpuid.map(kvm_cpuid_entry2.init))
+            try vcpu.setMSRs(BootMSRs.entries)
+            try vcpu.setFPU(.bootState)
+            if index == 0 {
+                try vcpu.setSpecialRegisters(try vcpu.specialRegisters().applying(boot))
+                try vcpu.setRegisters(kvm_regs(boot))
+            }
+            return vcpu
+        }
+    }
+}
