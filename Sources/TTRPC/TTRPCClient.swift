@@ -1,8 +1,12 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationEssentials)
 import FoundationEssentials  // Data: the type SwiftProtobuf gives bytes fields
 #else
 import Foundation
 #endif
+import HostOS
 import Logging
 import SwiftProtobuf
 import Synchronization
@@ -25,6 +29,7 @@ public final class TTRPCClient: Sendable {
 
     private let state = Mutex(State())
     private let frames: FrameConnection
+    private let completer: CompletionThread
     /// The server (a guest agent, say) triggers what it logs: rate-limited.
     private let logger: RateLimitedLogger
 
@@ -34,6 +39,7 @@ public final class TTRPCClient: Sendable {
                 confineThreads: (@Sendable () throws -> Void)? = nil) throws {
         self.logger = RateLimitedLogger(logger)
         frames = FrameConnection(stream: stream)
+        completer = try CompletionThread(name: "ttrpc-cli-c")
         try frames.start(
             name: "ttrpc-cli",
             confine: confineThreads,
@@ -43,6 +49,7 @@ public final class TTRPCClient: Sendable {
 
     deinit {
         frames.close(reason: "client released")
+        completer.close()
     }
 
     /// Calls `/service/method` with a serialized request; returns the serialized response.
@@ -153,8 +160,8 @@ public final class TTRPCClient: Sendable {
 
     /// Completes a pending call once; later completions for the same id are ignored.
     private func complete(_ streamID: UInt32, _ result: Result<[UInt8], any Error>) {
-        let completion = state.withLock { $0.pending.removeValue(forKey: streamID) }
-        completion?(result)
+        guard let completion = state.withLock({ $0.pending.removeValue(forKey: streamID) }) else { return }
+        completer.run { completion(result) }
     }
 
     private func failAll(_ error: TTRPCConnectionError) {
@@ -163,7 +170,7 @@ public final class TTRPCClient: Sendable {
             defer { state.pending = [:] }
             return Array(state.pending.values)
         }
-        for completion in completions { completion(.failure(error)) }
+        for completion in completions { completer.run { completion(.failure(error)) } }
     }
 
     private func receive(_ incoming: IncomingFrame) {
@@ -191,5 +198,30 @@ public final class TTRPCClient: Sendable {
                     streamID: streamID, reason: "\(error)")))
             }
         }
+    }
+}
+
+/// Runs a client's call completions on a thread of its own. A completion resumes an awaiting task,
+/// and the concurrency runtime may start a worker thread from the thread that resumes it: that
+/// must never be the connection's reader, which may be confined (its seccomp filter would pass to
+/// the new worker, and creating threads is not in it).
+final class CompletionThread: Sendable {
+    private let jobs = BlockingQueue<@Sendable () -> Void>()
+
+    init(name: String) throws {
+        _ = try OSThread.spawn(name: name) { [jobs] in
+            pthread_detach(pthread_self())
+            while let job = jobs.pop() { job() }
+        }
+    }
+
+    /// Queues `job`; once the thread is closed, runs it here instead.
+    func run(_ job: @escaping @Sendable () -> Void) {
+        if !jobs.push(job) { job() }
+    }
+
+    /// Lets the thread finish what is queued and end.
+    func close() {
+        jobs.close()
     }
 }

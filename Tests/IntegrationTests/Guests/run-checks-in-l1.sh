@@ -344,7 +344,7 @@ for mode in exit-huge exit-256 signal-negative signal-huge signal-max huge-pid e
     *) case $status in 0 | 132 | 133 | 134 | 135 | 136 | 137 | 139) sane=1 ;; *) [ "$lines" = 1 ]; sane=$? ;; esac ;;
     esac
     if [ $sane = 0 ] && [ "$bad" = 0 ] && [ "$longest" -le 1024 ] && [ $released = yes ] && [ -z "$left" ] \
-        && [ "${took%.*}" -lt 80 ]; then
+        && [ "${took%.*}" -lt 200 ]; then
         report "hostile-answer-$mode" PASS "$details"
     else
         report "hostile-answer-$mode" FAIL "$details"
