@@ -42,7 +42,7 @@ let package = Package(
             // FoundationEssentials does not autolink its own static dependencies; name them.
             linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
         // One sandbox's lifecycle for `rund run` (issue 6).
-        .target(name: "Sandbox", dependencies: ["AgentProtocol", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Sandbox", dependencies: ["AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .executableTarget(
             name: "rund",
             dependencies: [

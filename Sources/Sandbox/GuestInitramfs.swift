@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Boot
 import HostOS
 import Storage
 
@@ -22,8 +23,7 @@ public enum GuestInitramfs {
         if FileSystem.exists(path) { return path }
 
         let agent = try read(agentPath, what: "guest agent (build rund-agent or pass --agent)")
-        let dependencies = try read(kernelDirectory + "/modules/modules.dep", what: "kernel module list (run scripts/setup)")
-        let order = try loadOrder(of: modules, dependencies: String(decoding: dependencies, as: UTF8.self))
+        let order = try loadOrder(of: modules, kernelDirectory: kernelDirectory)
 
         var archive = NewcArchive()
         for directory in ["bin", "dev", "etc", "lib", "lib/modules", "mnt", "proc", "root", "run", "sys", "tmp"] {
@@ -63,36 +63,17 @@ public enum GuestInitramfs {
         return SHA256.hash(Array(identity.utf8))
     }
 
-    /// Module paths (relative to the modules directory) with every dependency before its user.
-    static func loadOrder(of names: [String], dependencies: String) throws -> [String] {
-        var dependencyMap: [String: [String]] = [:]
-        var byName: [String: String] = [:]
-        for line in dependencies.split(separator: "\n") {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let path = String(line[..<colon])
-            dependencyMap[path] = line[line.index(after: colon)...].split(separator: " ").map(String.init)
-            byName[moduleName(path)] = path
+    /// The modules to carry, in load order (dependencies first), from the cached kernel.
+    static func loadOrder(of names: [String], kernelDirectory: String) throws -> [String] {
+        let modules = kernelDirectory + "/modules/"
+        let dependencies = try read(modules + "modules.dep", what: "kernel module list (run scripts/setup)")
+        let builtin = try? read(modules + "modules.builtin", what: "kernel built-in module list")
+        do {
+            return try KernelModules(dependencies: String(decoding: dependencies, as: UTF8.self),
+                                     builtin: builtin.map { String(decoding: $0, as: UTF8.self) }).loadOrder(of: names)
+        } catch {
+            throw SandboxError("\(error) in the cached kernel's modules.dep (run scripts/setup)")
         }
-        var order: [String] = []
-        var seen: Set<String> = []
-        func visit(_ path: String) {
-            guard seen.insert(path).inserted else { return }
-            for dependency in dependencyMap[path] ?? [] { visit(dependency) }
-            order.append(path)
-        }
-        for name in names {
-            guard let path = byName[name.replacing("-", with: "_")] else {
-                throw SandboxError("kernel module \(name) is not in the cached kernel's modules.dep; run scripts/setup")
-            }
-            visit(path)
-        }
-        return order
-    }
-
-    private static func moduleName(_ path: String) -> String {
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        let stem = base.split(separator: ".", maxSplits: 1).first.map(String.init) ?? base
-        return stem.replacing("-", with: "_")
     }
 
     private static func read(_ path: String, what: String) throws -> [UInt8] {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Boot
 import Foundation
 import HostOS
 import Logging
@@ -8,7 +9,7 @@ struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Run a bare microVM (no container): for kernels, initramfs and device bring-up.",
-        subcommands: [VMBoot.self])
+        subcommands: [VMBoot.self, VMModules.self])
 }
 
 struct VMBoot: ParsableCommand {
@@ -82,6 +83,41 @@ struct VMBootResult: Encodable {
         self.exit = exit.description
         exitStatus = exit.exitStatus
         bootMarkerMilliseconds = machine.bootMarkerNanoseconds.map { Double($0) / 1e6 }
+    }
+}
+
+struct VMModules: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "modules",
+        abstract: "Print the cached guest kernel's module files for NAME... in load order.",
+        discussion: """
+        Each file (relative to the kernel's modules directory) comes after the modules it depends \
+        on (modules.dep), once; modules built into the kernel print nothing. This is how rund \
+        builds its guest initramfs; the rig and the test scripts use it too.
+        """)
+
+    @OptionGroup var rootOptions: RootOptions
+    @Option(help: ArgumentHelp("A kernel cache directory (default: the state root's kernel/current).", valueName: "DIR"))
+    var kernelDirectory: String?
+    @Argument(help: "Module names (dashes or underscores).") var names: [String]
+
+    func run() throws {
+        let directory = (kernelDirectory ?? StateRoot.resolve(rootOptions.root) + "/kernel/current") + "/modules/"
+        func text(_ path: String) throws -> String {
+            String(decoding: try FileDescriptor.open(path, O_RDONLY).readToEnd(limit: 64 << 20), as: UTF8.self)
+        }
+        let dependencies: String
+        do {
+            dependencies = try text(directory + "modules.dep")
+        } catch {
+            throw CLIError("\(error); run scripts/setup to cache the guest kernel")
+        }
+        let builtin = try? text(directory + "modules.builtin")
+        do {
+            for path in try KernelModules(dependencies: dependencies, builtin: builtin).loadOrder(of: names) { print(path) }
+        } catch {
+            throw CLIError("\(error) (in \(directory)modules.dep)")
+        }
     }
 }
 

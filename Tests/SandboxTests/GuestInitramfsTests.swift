@@ -5,19 +5,6 @@ import Storage
 import Testing
 
 struct GuestInitramfsTests {
-    @Test func dependenciesComeBeforeTheirUsersOnce() throws {
-        let dependencies = """
-            kernel/fs/overlayfs/overlay.ko:
-            kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko: kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko kernel/net/vmw_vsock/vsock.ko
-            kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko: kernel/net/vmw_vsock/vsock.ko
-            kernel/net/vmw_vsock/vsock.ko:
-            """
-        let order = try GuestInitramfs.loadOrder(of: ["vmw-vsock-virtio-transport", "overlay"], dependencies: dependencies)
-        #expect(order == ["kernel/net/vmw_vsock/vsock.ko", "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
-                          "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", "kernel/fs/overlayfs/overlay.ko"])
-        #expect(throws: SandboxError.self) { try GuestInitramfs.loadOrder(of: ["nope"], dependencies: dependencies) }
-    }
-
     /// The archive is what the real cpio tool reads back: names, modes and contents.
     @Test(.enabled(if: access("/usr/bin/cpio", X_OK) == 0, "needs cpio (apt-get install cpio)"))
     func cpioReadsTheArchiveBack() throws {

@@ -30,3 +30,27 @@ state_root() {
 kernel_cache_dir() {
     printf '%s/kernel\n' "$1"
 }
+
+# The rund binary scripts ask what rund knows (e.g. `rund vm modules`): $RUND_BIN, else the
+# repository's debug build, built first when missing. Callers set HERE to the scripts directory.
+rund_binary() {
+    if [[ -n ${RUND_BIN:-} ]]; then
+        printf '%s\n' "$RUND_BIN"
+        return
+    fi
+    local repo
+    repo=$(cd "$HERE/.." && pwd)
+    if [[ ! -x $repo/.build/debug/rund ]]; then
+        (cd "$repo" && swift build --product rund >&2) || die "swift build --product rund failed"
+    fi
+    printf '%s\n' "$repo/.build/debug/rund"
+}
+
+# Module files (relative to KERNEL_DIR/modules) for the named modules and their dependencies, in
+# load order, one per line; built-in modules print nothing. rund works it out (KernelModules),
+# the one place that reads modules.dep.
+module_load_order() {
+    local kernel_dir=$1
+    shift
+    "$(rund_binary)" vm modules --kernel-directory "$kernel_dir" "$@"
+}

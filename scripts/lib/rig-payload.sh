@@ -15,36 +15,6 @@ usr_merged() {
     esac
 }
 
-# Paths (relative to the modules directory) of the named modules and their dependencies, in load
-# order, from modules.dep. Modules built into the kernel (modules.builtin) are accepted and skipped.
-module_load_order() {
-    local modules_dir=$1
-    shift
-    awk -v want="$*" -v builtin="$modules_dir/modules.builtin" '
-        function canonical(path,   name) {
-            name = path; sub(/.*\//, "", name); sub(/\.ko(\..*)?$/, "", name); gsub(/-/, "_", name)
-            return name
-        }
-        function emit(path) { if (!(path in seen)) { seen[path] = 1; print path } }
-        BEGIN {
-            n = split(want, names, " ")
-            for (i = 1; i <= n; i++) { x = names[i]; gsub(/-/, "_", x); wanted[x] = 1 }
-            while ((getline line < builtin) > 0) found[canonical(line)] = 1
-        }
-        {
-            path = $1; sub(/:$/, "", path)
-            if (!(canonical(path) in wanted)) next
-            found[canonical(path)] = 1
-            for (i = NF; i >= 2; i--) emit($i)
-            emit(path)
-        }
-        END {
-            for (x in wanted) if (!(x in found)) { print x > "/dev/stderr"; status = 1 }
-            exit status
-        }
-    ' "$modules_dir/modules.dep"
-}
-
 # Writes a cpio (newc, owned by root) of everything under DIR to stdout; parents come first.
 cpio_of_tree() {
     (cd "$1" && find . -mindepth 1 -printf '%P\0' | LC_ALL=C cpio --null -o -H newc -R 0:0 --quiet)
@@ -82,8 +52,7 @@ ensure_base_initramfs() {
     local modules key archive tmp
     [[ -x $STATIC_BUSYBOX ]] && ! ldd "$STATIC_BUSYBOX" >/dev/null 2>&1 \
         || die "$STATIC_BUSYBOX is missing or not static: run scripts/setup (installs busybox-static)"
-    modules=$(module_load_order "$kernel_dir/modules" "$@" 2>/dev/null) \
-        || die "kernel $version lacks modules $*: re-run scripts/setup"
+    modules=$(module_load_order "$kernel_dir" "$@") || die "kernel $version lacks modules $*: re-run scripts/setup"
     key=$({
         printf '%s\n%s\n' "$version" "$modules"
         cat "$HERE/lib/rig-init.sh" "$STATIC_BUSYBOX"
@@ -154,9 +123,7 @@ build_payload() {
     done
     if ((${#wanted_modules[@]})); then
         local order
-        order=$(module_load_order "$kernel_dir/modules" "${wanted_modules[@]}" 2>"$stage/rig/missing") \
-            || die "--module: kernel $version has no module named: $(paste -sd ' ' "$stage/rig/missing")"
-        rm -f "$stage/rig/missing"
+        order=$(module_load_order "$kernel_dir" "${wanted_modules[@]}") || die "--module: kernel $version lacks one of ${wanted_modules[*]}"
         for module in $order; do
             mkdir -p "$stage/usr/lib/modules/$version/$(dirname "$module")"
             cp "$kernel_dir/modules/$module" "$stage/usr/lib/modules/$version/$module"
