@@ -43,10 +43,12 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
         // One sandbox's lifecycle for `rund run` (issue 6).
         .target(name: "Sandbox", dependencies: ["AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        // Benchmarks (`rund bench ...`): the measuring, peers and reports; the CLI only parses and prints.
+        .target(name: "Bench", dependencies: ["Boot", "Cgroups", "HostOS", "KVM", "Sandbox", "Storage", "VMM"], swiftSettings: strict),
         .executableTarget(
             name: "rund",
             dependencies: [
-                "Boot", "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Sandbox",
+                "Bench", "Boot", "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -65,7 +67,7 @@ let package = Package(
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .testTarget(name: "RundTests", dependencies: ["rund", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
+        .testTarget(name: "RundTests", dependencies: ["rund", "Bench", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict),
     ]
 )

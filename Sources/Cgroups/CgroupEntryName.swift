@@ -2,7 +2,7 @@
 /// crash): `pool-<token>` is free, `sb-<token>-<pid>-<start>-<sandboxID>` is taken by the
 /// sandbox whose owner process is <pid> started at <start>. The token (12 hex digits, random)
 /// names the entry in every hierarchy, so a half-done rename can be finished after a crash.
-enum CgroupEntryName: Equatable, Sendable {
+package enum CgroupEntryName: Equatable, Sendable {
     case free(token: String)
     case taken(token: String, owner: ProcessIdentity, sandboxID: String)
 
@@ -45,7 +45,7 @@ enum CgroupEntryName: Equatable, Sendable {
         text.utf8.count == tokenLength && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
-    static func newToken() -> String {
+    package static func newToken() -> String {
         var generator = SystemRandomNumberGenerator()
         let value = generator.next() & 0xFFFF_FFFF_FFFF
         let hex = String(value, radix: 16)

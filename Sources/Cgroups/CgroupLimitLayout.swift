@@ -1,7 +1,7 @@
 /// Which limit files exist in each of the pool's hierarchies, and what to write to them for a
 /// given `CgroupLimits` (unset limits get the controller default, so a write also resets).
-struct CgroupLimitLayout: Sendable {
-    struct Setting: Hashable, Sendable {
+package struct CgroupLimitLayout: Sendable {
+    package struct Setting: Hashable, Sendable {
         let hierarchy: Int
         let file: String
     }
@@ -13,7 +13,7 @@ struct CgroupLimitLayout: Sendable {
 
     /// Desired value of every managed file, in write order (period before quota, memory before
     /// swap; a write the kernel refuses with EINVAL for ordering is retried after the others).
-    func values(for limits: CgroupLimits) throws -> [(Setting, String)] {
+    package func values(for limits: CgroupLimits) throws -> [(Setting, String)] {
         var result: [(Setting, String)] = []
         var satisfied: Set<String> = []
         func add(_ hierarchy: Int, _ file: String, _ value: String) {

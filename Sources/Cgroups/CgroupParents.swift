@@ -6,11 +6,11 @@ import HostOS
 /// The pool's parent directory (`<mount>/<name>`) in every hierarchy, held open, plus what the
 /// hierarchies offer: which limit files exist, how to stop processes, and where this process
 /// itself lives (so it can step out of an entry before the entry is emptied).
-final class CgroupParents: Sendable {
+package final class CgroupParents: Sendable {
     let host: CgroupHost
     let name: String
     let directories: [FileDescriptor]
-    let layout: CgroupLimitLayout
+    package let layout: CgroupLimitLayout
     /// Index of the v1 freezer hierarchy, used to stop processes before killing them.
     let freezerIndex: Int?
     /// v2 `cgroup.kill` (Linux 5.14+) kills a whole cgroup in one write.
@@ -92,7 +92,7 @@ final class CgroupParents: Sendable {
     }
 
     /// Moves `pid` back to this process's own cgroups (it came from there).
-    func moveHome(_ pid: pid_t) throws {
+    package func moveHome(_ pid: pid_t) throws {
         for home in homeProcesses {
             try home?.writeValue(String(pid))
         }

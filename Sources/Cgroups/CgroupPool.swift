@@ -50,11 +50,11 @@ public final class CgroupPool: Sendable {
 
     public let configuration: Configuration
     public let host: CgroupHost
-    let parents: CgroupParents
+    package let parents: CgroupParents
     let logger: Logger
     private let state: Mutex<State>
     private let refill: Mutex<RefillThread?>
-    let defaults: [(CgroupLimitLayout.Setting, String)]
+    package let defaults: [(CgroupLimitLayout.Setting, String)]
     private let me = ProcessIdentity.current()
 
     private struct State {
@@ -168,7 +168,7 @@ public final class CgroupPool: Sendable {
     /// Makes sure nothing runs in the entry, resets its limits and returns it to the free
     /// list (or removes it above `maximumFree`). If processes survive, the entry keeps its
     /// taken name for `rund gc` and the error is thrown.
-    func giveBack(_ slot: CgroupSlot, sandboxID: String) throws {
+    package func giveBack(_ slot: CgroupSlot, sandboxID: String) throws {
         defer { state.withLock { _ = $0.holders.remove(sandboxID) } }
         guard slot.stillNamed(in: parents) else {
             logger.info("cgroup was already returned by gc (its owner died)", metadata: ["sandbox": "\(sandboxID)"])
@@ -201,7 +201,7 @@ public final class CgroupPool: Sendable {
     }
 
     /// Reserves the sandbox ID and claims an entry for it (renamed, limits not yet written).
-    func takeSlot(sandboxID id: String, owner: ProcessIdentity) throws -> CgroupSlot {
+    package func takeSlot(sandboxID id: String, owner: ProcessIdentity) throws -> CgroupSlot {
         try state.withLock { state in
             guard !state.closed else { throw CgroupError("the cgroup pool is shut down") }
             guard state.holders.insert(id).inserted else {

@@ -7,8 +7,8 @@ import HostOS
 /// descriptors stay open across renames (kernfs keeps them bound to the node), so the hot path
 /// never walks a path. Owned by exactly one party at a time (the pool's free list under its
 /// lock, or one lease under the lease's lock), hence unchecked Sendable.
-final class CgroupSlot: @unchecked Sendable {
-    typealias Setting = CgroupLimitLayout.Setting
+package final class CgroupSlot: @unchecked Sendable {
+    package typealias Setting = CgroupLimitLayout.Setting
 
     let token: String
     private(set) var name: CgroupEntryName
@@ -26,7 +26,7 @@ final class CgroupSlot: @unchecked Sendable {
     /// Makes a new entry in every hierarchy. The claim hierarchy (index 0) is made last, so
     /// nobody can claim the entry before it exists everywhere. A fresh entry has the defaults
     /// (cpuset copied from the parent), so they are known without a write.
-    static func create(_ name: CgroupEntryName, in parents: CgroupParents, defaults: [(Setting, String)]) throws -> CgroupSlot {
+    package static func create(_ name: CgroupEntryName, in parents: CgroupParents, defaults: [(Setting, String)]) throws -> CgroupSlot {
         var made: [Int] = []
         let directoryName = parents.directoryName(name)
         do {
@@ -110,7 +110,7 @@ final class CgroupSlot: @unchecked Sendable {
     /// with EINVAL (v1 memory must stay <= memory+swap) is retried after the others.
     /// Returns the number of writes made.
     @discardableResult
-    func apply(_ values: [(Setting, String)]) throws -> Int {
+    package func apply(_ values: [(Setting, String)]) throws -> Int {
         var writes = 0
         var deferred: [(Setting, String)] = []
         for (setting, value) in values where known[setting] != value {
@@ -133,7 +133,7 @@ final class CgroupSlot: @unchecked Sendable {
     func forgetLimits() { known.removeAll() }
 
     /// Moves a process into the entry in every hierarchy.
-    func attach(_ pid: pid_t) throws {
+    package func attach(_ pid: pid_t) throws {
         for index in directories.indices {
             try file(index, "cgroup.procs", O_WRONLY).writeValue(String(pid))
         }
@@ -177,7 +177,7 @@ final class CgroupSlot: @unchecked Sendable {
 
     /// Removes the (empty) entry everywhere; the claim hierarchy first, so no one claims a
     /// half-removed entry.
-    func destroy(in parents: CgroupParents) throws {
+    package func destroy(in parents: CgroupParents) throws {
         closeDescriptors()
         var firstError: Error?
         for index in parents.directories.indices {

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Boot
-import Foundation
-import HostOS
+import Bench
 
 /// `rund bench boot`: VMM start → guest init running, and VMM peak RSS, for rund and for QEMU's
 /// microvm on the same kernel and initramfs, alternating runs in one invocation.
@@ -27,108 +25,8 @@ struct BenchBoot: ParsableCommand {
 
     func run() throws {
         guard runs >= 1 else { throw CLIError("--runs must be at least 1") }
-        let commandLine = try KernelCommandLine.build(extra: "quiet")
-        let rund = try BootProbe.selfExecutable()
-        let rundArgv = [rund, "vm", "boot", "--kernel", kernel, "--initrd", initrd, "--memory", "\(memory)",
-                        "--vcpus", "\(vcpus)", "--cmdline", "quiet", "--console", "-"]
-        let qemuArgv = [qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memory)", "-smp", "\(vcpus)",
-                        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-                        "-kernel", kernel, "-initrd", initrd, "-append", commandLine]
-        var samples: [String: [BootProbe.Sample]] = ["rund": [], "qemu-microvm": []]
-        for _ in 0..<runs {
-            // Alternate so drift on a noisy machine hits both VMMs alike.
-            samples["rund", default: []].append(try BootProbe.measure(rundArgv, timeout: timeout))
-            samples["qemu-microvm", default: []].append(try BootProbe.measure(qemuArgv, timeout: timeout))
-        }
-        let report = BootBenchReport(runs: runs, memoryMiB: memory, vcpus: vcpus, samples: samples)
+        let report = try BootBenchmark.measure(rund: try BootProbe.selfExecutable(), kernel: kernel, initrd: initrd, runs: runs,
+                                               memoryMiB: memory, vcpus: vcpus, qemu: qemu, timeout: timeout)
         if json { try printJSON(report) } else { report.printTable() }
-    }
-}
-
-struct BootBenchReport: Encodable {
-    struct VMMResult: Encodable {
-        let vmm: String
-        let bootMillisecondsMedian: Double
-        let bootMillisecondsP99: Double
-        let bootMilliseconds: [Double]
-        let peakRSSMiBMedian: Double
-    }
-
-    let runs: Int
-    let memoryMiB: Int
-    let vcpus: Int
-    let results: [VMMResult]
-    /// rund median boot time / QEMU microvm median boot time (below 1 means rund is faster).
-    let ratio: Double
-    let rssRatio: Double
-
-    init(runs: Int, memoryMiB: Int, vcpus: Int, samples: [String: [BootProbe.Sample]]) {
-        self.runs = runs
-        self.memoryMiB = memoryMiB
-        self.vcpus = vcpus
-        results = ["rund", "qemu-microvm"].map { name in
-            let list = samples[name] ?? []
-            let times = list.map(\.milliseconds)
-            return VMMResult(vmm: name, bootMillisecondsMedian: Percentile.of(times, fraction: 0.5),
-                             bootMillisecondsP99: Percentile.of(times, fraction: 0.99), bootMilliseconds: times,
-                             peakRSSMiBMedian: Percentile.of(list.map(\.peakRSSMiB), fraction: 0.5))
-        }
-        ratio = results[0].bootMillisecondsMedian / results[1].bootMillisecondsMedian
-        rssRatio = results[0].peakRSSMiBMedian / results[1].peakRSSMiBMedian
-    }
-
-    func printTable() {
-        print("boot to init, \(runs) runs each, \(memoryMiB) MiB, \(vcpus) vCPU(s)")
-        print("vmm            median ms     p99 ms   peak RSS MiB")
-        for r in results {
-            let name = r.vmm.padding(toLength: 13, withPad: " ", startingAt: 0)
-            print(name + String(format: " %10.1f %10.1f %14.1f", r.bootMillisecondsMedian, r.bootMillisecondsP99, r.peakRSSMiBMedian))
-        }
-        print(String(format: "ratio rund/qemu: boot %.2f, RSS %.2f", ratio, rssRatio))
-    }
-}
-
-/// Spawns a VMM with its console on a pipe and timestamps the marker line.
-enum BootProbe {
-    static let marker = "rund-init-marker"
-
-    struct Sample {
-        let milliseconds: Double
-        let peakRSSMiB: Double
-    }
-
-    static func selfExecutable() throws -> String {
-        try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-    }
-
-    /// Time from spawning argv to `marker` on its stdout (and stderr, with `readStandardError`).
-    /// By default the VMM runs on to its own end; `killAtMarker` ends it there (a guest that
-    /// never powers off).
-    static func measure(_ argv: [String], timeout: Double, marker: String = BootProbe.marker,
-                        readStandardError: Bool = false, killAtMarker: Bool = false) throws -> Sample {
-        let pipe = try Pipe.make()
-        let start = MonotonicNanoseconds.now()
-        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write, standardError: readStandardError ? pipe.write : nil)
-        pipe.write.close()
-        var seen: UInt64?
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        let deadline = start + UInt64(timeout * 1e9)
-        while MonotonicNanoseconds.now() < deadline {
-            guard try pipe.read.waitReadable(milliseconds: 200) else { continue }
-            let n = try chunk.withUnsafeMutableBytes { try pipe.read.read(into: $0) }
-            if n == 0 { break }
-            buffer.append(contentsOf: chunk[0..<n])
-            if seen == nil, buffer.firstRange(of: Array(marker.utf8)) != nil { seen = MonotonicNanoseconds.now() }
-            if seen != nil, killAtMarker { break }
-            if buffer.count > 1 << 20 { buffer.removeFirst(buffer.count - 4096) }
-        }
-        if seen == nil || killAtMarker { child.kill() }
-        let usage = try child.waitWithUsage()
-        guard let seen else {
-            let tail = String(decoding: buffer.suffix(400), as: UTF8.self)
-            throw CLIError("\(argv[0]) never printed '\(marker)' (exit \(usage.status)); console tail: \(tail.replacingOccurrences(of: "\n", with: " | "))")
-        }
-        return Sample(milliseconds: Double(seen - start) / 1e6, peakRSSMiB: Double(usage.peakRSSKiB) / 1024)
     }
 }

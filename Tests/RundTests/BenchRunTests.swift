@@ -1,6 +1,7 @@
 import ArgumentParser
 import Sandbox
 import Testing
+@testable import Bench
 @testable import rund
 
 /// `rund bench run`'s arguments and its phase table (median and p99 per phase, per-run totals).

@@ -10,7 +10,7 @@ import Glibc
 /// issue 2129: ~27 ms inside cgroups on some kernels). The process is `rund` itself, started
 /// with the hidden `--kvm-probe N`: it waits for a byte on stdin (sent once it sits where it
 /// should), creates and closes N VMs and prints each creation time in nanoseconds.
-enum KVMCreateProbe {
+package enum KVMCreateProbe {
     struct Side: Encodable {
         let p50Ms: Double
         let p99Ms: Double
@@ -47,7 +47,7 @@ enum KVMCreateProbe {
     }
 
     /// The child's side: wait for the go byte, create VMs, print times.
-    static func runAsChild(samples: Int) throws {
+    package static func runAsChild(samples: Int) throws {
         var go: UInt8 = 0
         guard read(0, &go, 1) == 1 else { throw CgroupError("kvm probe: no start signal on stdin") }
         let kvm = try KVMSystem()

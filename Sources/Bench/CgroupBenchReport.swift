@@ -2,7 +2,7 @@ import Cgroups
 import Foundation
 
 /// `rund bench cgroups` results: JSON as encoded, a table for people.
-struct CgroupBenchReport: Encodable {
+package struct CgroupBenchReport: Encodable {
     struct Run: Encodable {
         let threads: Int
         let path: String
@@ -60,7 +60,7 @@ struct CgroupBenchReport: Encodable {
     let poolStatistics: String
 
     /// mkdir-path total / pool total at 10 threads (or the first thread count measured).
-    var ratio: Double { (ratios.first { $0.threads == 10 } ?? ratios.first)?.wall ?? 0 }
+    package var ratio: Double { (ratios.first { $0.threads == 10 } ?? ratios.first)?.wall ?? 0 }
     var ratioThreads: Int { (ratios.first { $0.threads == 10 } ?? ratios.first)?.threads ?? 0 }
 
     var ratios: [Ratio] {
@@ -80,7 +80,7 @@ struct CgroupBenchReport: Encodable {
         case ratio, ratioThreads, ratios, mode, hierarchies, count, rounds, limits, runs, kvmCreateVM, poolStatistics
     }
 
-    func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(ratio, forKey: .ratio)
         try container.encode(ratioThreads, forKey: .ratioThreads)
@@ -95,7 +95,7 @@ struct CgroupBenchReport: Encodable {
         try container.encode(poolStatistics, forKey: .poolStatistics)
     }
 
-    func table() -> String {
+    package func table() -> String {
         var lines = [
             "cgroup pool vs mkdir/rmdir: \(count) operations per row and round, \(rounds) rounds (times: median round), cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
             row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us", "settle ms"]),

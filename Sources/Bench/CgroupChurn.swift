@@ -2,13 +2,14 @@
 import Glibc
 #endif
 import HostOS
+import Cgroups
 import Synchronization
 
 /// The RunD paper's cgroup experiment: many threads each give a sandbox a cgroup, configure
 /// it, move a process in and out, and give it up, either by mkdir/rmdir or through the pool.
 /// Both paths use the same parents, the same write code and the same held descriptors, so
 /// the difference is mkdir+rmdir versus rename+reset.
-public enum CgroupChurn {
+package enum CgroupChurn {
     public enum Path: String, Sendable, Codable, CaseIterable {
         /// mkdir in every hierarchy, write limits, attach, detach, rmdir.
         case mkdir

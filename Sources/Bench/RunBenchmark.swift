@@ -1,0 +1,211 @@
+import Boot
+import Foundation
+import HostOS
+import Sandbox
+import Storage
+import VMM
+
+/// `rund bench run`: one command end to end through the real Sandbox, N times, split into
+/// phases; beside it QEMU's microvm booting the same kernel and guest initramfs to the same
+/// agent, alternating with the sandbox runs.
+package enum RunBenchmark {
+    package static func measure(root: String, agentPath: String, image: String, command: [String], runs: Int, memoryMiB: Int,
+                                vcpus: Int, qemu: String, timeout: Double) async throws -> RunBenchReport {
+        let argv = command
+        let writableSizeMiB = SandboxSpec(id: "x", image: image).writableSizeMiB
+        // Caches a first run would build, made outside the timings.
+        let kernelDirectory = root + "/kernel/current"
+        let initramfs = try GuestInitramfs.path(stateRoot: root, kernelDirectory: kernelDirectory, agentPath: agentPath)
+        _ = try WritableLayers(root: root).templatePath(sizeMiB: writableSizeMiB)
+        let peer = try QEMUPeer(qemu: qemu, kernel: kernelDirectory + "/vmlinuz", initrd: initramfs,
+                                image: try ImageStore(root: root).lookup(reference: image).erofsPath,
+                                scratch: root + "/bench-run-\(getpid()).img", scratchMiB: writableSizeMiB,
+                                memoryMiB: memoryMiB, vcpus: vcpus)
+        defer { peer.removeScratch() }
+
+        // One sandbox at a time in this process, as in `rund run`: on cgroup v2 the process joins each.
+        let sandbox = Sandbox(stateRoot: root, agentPath: agentPath, soleSandboxInProcess: true)
+        var table = PhaseTable()
+        var peakRSS: [Double] = []
+        var rssPerRun = true
+        var qemuSamples: [BootProbe.Sample] = []
+        for index in 0..<runs {
+            // Alternate so drift on a noisy machine hits both alike.
+            rssPerRun = PeakRSS.reset() && rssPerRun
+            let phases = SandboxPhaseRecorder()
+            let spec = SandboxSpec(id: "bench-\(getpid())-\(index)", image: image, command: argv, memoryMiB: memoryMiB, vcpuCount: vcpus)
+            let status = try await sandbox.run(spec: spec, phases: phases) { _, _ in }.status
+            guard status == 0 else {
+                throw BenchError("`\(argv.joined(separator: " "))` exited with status \(status) in the sandbox; bench a command that succeeds")
+            }
+            table.append(try phases.durations())
+            if let peak = PeakRSS.mebibytes() { peakRSS.append(peak) }
+            qemuSamples.append(try BootProbe.measure(peer.argv, timeout: timeout, marker: QEMUPeer.marker,
+                                                       readStandardError: true, killAtMarker: true))
+        }
+        return RunBenchReport(
+            image: image, command: argv, runs: runs, memoryMiB: memoryMiB, vcpus: vcpus, table: table,
+            qemu: qemuSamples, qemuDevices: peer.devices, peakRSSMiB: peakRSS, peakRSSPerRun: rssPerRun)
+    }
+}
+
+/// Per-run phase durations (milliseconds) and their median and p99 (nearest rank), plus two
+/// derived rows: the total and vm-create + kernel-boot (the span comparable with QEMU's boot).
+package struct PhaseTable {
+    static let total = "total"
+    static let vmCreateAndKernelBoot = "vm-create+kernel-boot"
+
+    struct Figures: Encodable, Equatable {
+        let phase: String
+        let medianMs: Double
+        let p99Ms: Double
+        let ms: [Double]
+    }
+
+    private(set) var rows: [[SandboxPhase: Double]] = []
+
+    init(rows: [[SandboxPhase: Double]] = []) { self.rows = rows }
+
+    mutating func append(_ nanoseconds: [SandboxPhase: UInt64]) {
+        rows.append(nanoseconds.mapValues { Double($0) / 1e6 })
+    }
+
+    /// One run's sum over `phases` (a phase missing from the run counts as NaN, not 0).
+    static func sum(_ row: [SandboxPhase: Double], _ phases: [SandboxPhase]) -> Double {
+        phases.reduce(0) { $0 + (row[$1] ?? .nan) }
+    }
+
+    /// Every phase in order, then the total and vm-create+kernel-boot: each summarised per run
+    /// first, so the total's median is the median run's total, not a sum of medians.
+    var figures: [Figures] {
+        var result = SandboxPhase.allCases.map { phase in Self.figures(phase.rawValue, rows.map { $0[phase] ?? .nan }) }
+        result.append(Self.figures(Self.total, rows.map { Self.sum($0, SandboxPhase.allCases) }))
+        result.append(Self.figures(Self.vmCreateAndKernelBoot, rows.map { Self.sum($0, [.vmCreate, .kernelBoot]) }))
+        return result
+    }
+
+    func figures(_ name: String) -> Figures? { figures.first { $0.phase == name } }
+
+    static func figures(_ name: String, _ values: [Double]) -> Figures {
+        Figures(phase: name, medianMs: Percentile.of(values, fraction: 0.5), p99Ms: Percentile.of(values, fraction: 0.99), ms: values)
+    }
+}
+
+package struct RunBenchReport: Encodable {
+    struct QEMUFigures: Encodable {
+        let endPoint: String
+        let devices: [String]
+        let bootMsMedian: Double
+        let bootMsP99: Double
+        let bootMs: [Double]
+        let peakRSSMiBMedian: Double
+    }
+
+    let image: String
+    let command: [String]
+    let runs: Int
+    let memoryMiB: Int
+    let vcpus: Int
+    let build: String
+    let phases: [PhaseTable.Figures]
+    let qemu: QEMUFigures
+    /// rund kernel-boot median / QEMU boot median (QEMU's includes its process start and VM build).
+    let kernelBootRatio: Double
+    /// rund vm-create+kernel-boot median / QEMU boot median: the like-for-like span.
+    let vmCreateKernelBootRatio: Double
+    /// One per run (none where /proc/self/status could not be read).
+    let peakRSSMiB: [Double]
+    let peakRSSMiBMax: Double?
+    /// false: VmHWM could not be reset, so each figure is the process's peak so far.
+    let peakRSSPerRun: Bool
+
+    init(image: String, command: [String], runs: Int, memoryMiB: Int, vcpus: Int, table: PhaseTable,
+         qemu samples: [BootProbe.Sample], qemuDevices: [String], peakRSSMiB: [Double], peakRSSPerRun: Bool) {
+        self.image = image
+        self.command = command
+        self.runs = runs
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        #if DEBUG
+        build = "debug"
+        #else
+        build = "release"
+        #endif
+        phases = table.figures
+        let boot = samples.map(\.milliseconds)
+        qemu = QEMUFigures(endPoint: "spawn to the agent's boot-marker write", devices: qemuDevices,
+                           bootMsMedian: Percentile.of(boot, fraction: 0.5), bootMsP99: Percentile.of(boot, fraction: 0.99),
+                           bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5))
+        kernelBootRatio = (table.figures(SandboxPhase.kernelBoot.rawValue)?.medianMs ?? .nan) / qemu.bootMsMedian
+        vmCreateKernelBootRatio = (table.figures(PhaseTable.vmCreateAndKernelBoot)?.medianMs ?? .nan) / qemu.bootMsMedian
+        self.peakRSSMiB = peakRSSMiB
+        peakRSSMiBMax = peakRSSMiB.max()
+        self.peakRSSPerRun = peakRSSPerRun
+    }
+
+    package var text: String {
+        var lines = ["`\(command.joined(separator: " "))` in \(image): \(runs) runs, \(memoryMiB) MiB, \(vcpus) vCPU(s), \(build) build",
+                     "phase                    median ms     p99 ms"]
+        for figures in phases {
+            lines.append(figures.phase.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: " %11.1f %10.1f", figures.medianMs, figures.p99Ms))
+        }
+        lines.append("qemu-microvm boot".padding(toLength: 22, withPad: " ", startingAt: 0)
+            + String(format: " %11.1f %10.1f", qemu.bootMsMedian, qemu.bootMsP99) + "   (\(qemu.endPoint))")
+        lines.append("qemu devices: " + qemu.devices.joined(separator: ", "))
+        lines.append(String(format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", kernelBootRatio, vmCreateKernelBootRatio))
+        let rundPeak = peakRSSMiBMax.map { String(format: "max %.1f", $0) + (peakRSSPerRun ? " (per run)" : " (process lifetime)") } ?? "unknown"
+        lines.append("peak RSS MiB: rund " + rundPeak + String(format: ", qemu median %.1f", qemu.peakRSSMiBMedian))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// QEMU's microvm on the sandbox's kernel, command line, initramfs and devices.
+struct QEMUPeer {
+    /// QEMU has nothing at the boot-marker address: with `-d guest_errors` it logs the agent's
+    /// write there as a rejected access, the same guest event rund's VMM timestamps.
+    static let marker = "Invalid write at addr 0x\(String(VMMAddresses.bootMarker, radix: 16, uppercase: true))"
+
+    let argv: [String]
+    let devices: [String]
+    let scratch: String
+
+    /// `scratch` becomes a sparse file standing in for the writable layer (the guest only probes
+    /// its partition table while booting).
+    init(qemu: String, kernel: String, initrd: String, image: String, scratch: String, scratchMiB: Int,
+         memoryMiB: Int, vcpus: Int) throws {
+        let file = try FileDescriptor.open(scratch, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+        try FileSystem.truncate(file, size: Int64(scratchMiB) << 20)
+        self.scratch = scratch
+        var argv = [qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memoryMiB)", "-smp", "\(vcpus)",
+                    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+                    "-d", "guest_errors",  // Logged on stderr, unbuffered.
+                    "-kernel", kernel, "-initrd", initrd, "-append", try KernelCommandLine.build(extra: "quiet"),
+                    "-drive", "id=image,file=\(image),format=raw,if=none,readonly=on", "-device", "virtio-blk-device,drive=image",
+                    "-drive", "id=writable,file=\(scratch),format=raw,if=none", "-device", "virtio-blk-device,drive=writable"]
+        var devices = ["virtio-blk (image, read-only)", "virtio-blk (writable)"]
+        if FileSystem.exists("/dev/vhost-vsock") {
+            argv += ["-device", "vhost-vsock-device,guest-cid=3"]
+            devices.append("vhost-vsock")
+        }
+        self.argv = argv
+        self.devices = devices
+    }
+
+    func removeScratch() { try? FileSystem.unlink(at: nil, scratch) }
+}
+
+/// This process's peak resident set (VmHWM from /proc/self/status).
+enum PeakRSS {
+    /// Resets VmHWM to the current RSS (writing 5 to clear_refs, Linux 4.0+); false if refused.
+    static func reset() -> Bool {
+        guard let file = try? FileDescriptor.open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC) else { return false }
+        return (try? file.writeAll("5")) != nil
+    }
+
+    static func mebibytes(status: String? = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) -> Double? {
+        guard let line = status?.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return nil }
+        return kib / 1024
+    }
+}
