@@ -23,8 +23,11 @@ enum RigHarness {
     }
 
     /// `scripts/rig [--put P]... -- command`: copies `puts` in at the same paths, returns what came out.
-    static func run(_ command: [String], puts: [String] = [], timeout: Int = 300, memoryMiB: Int? = nil) throws -> Outcome {
-        var argv = [script, "--timeout", "\(timeout)"]
+    /// L1 is killed after `timeout` seconds, or when the command writes nothing for `idleTimeout`
+    /// seconds (a wedged L1: the rig prints its vCPUs' state).
+    static func run(_ command: [String], puts: [String] = [], timeout: Int = 300, idleTimeout: Int = 300,
+                    memoryMiB: Int? = nil) throws -> Outcome {
+        var argv = [script, "--timeout", "\(timeout)", "--idle-timeout", "\(idleTimeout)"]
         if let memoryMiB { argv += ["--memory", "\(memoryMiB)"] }
         for path in puts { argv += ["--put", path] }
         argv += ["--"] + command
