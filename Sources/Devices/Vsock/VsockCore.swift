@@ -82,7 +82,7 @@ final class VsockCore: Sendable {
             }
             return
         }
-        let payload = chain.readableSlices(from: VsockHeader.length, count: payloadLength)
+        let payload = VsockPayload(chain: chain, offset: VsockHeader.length, count: payloadLength)
         withState { $0.receive(header, payload: payload) }
     }
 

@@ -38,9 +38,7 @@ extension VsockState {
         packet.forwardCount = connection.forwarded
         connection.advertisedForwarded = connection.forwarded
         chain.writeBytes(packet.encoded, at: 0)
-        for slice in chain.writableSlices(from: VsockHeader.length, count: count) {
-            _ = connection.outgoing.take(into: slice)
-        }
+        connection.outgoing.take(upTo: count) { bytes in chain.write(bytes, at: VsockHeader.length) }
         connection.sentTotal &+= UInt32(count)
         connections[id] = connection
         lastServed = id

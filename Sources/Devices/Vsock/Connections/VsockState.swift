@@ -35,7 +35,7 @@ struct VsockState {
     // MARK: Packets from the guest
 
     /// Handles one packet from the transmit queue. `payload` holds exactly `header.length` bytes.
-    mutating func receive(_ header: VsockHeader, payload: [UnsafeRawBufferPointer]) {
+    mutating func receive(_ header: VsockHeader, payload: VsockPayload) {
         guard header.type == VsockHeader.PacketType.stream else {
             logger.debug("vsock: packet type \(header.type) refused (stream only)")
             return refuse(header)
@@ -108,7 +108,7 @@ struct VsockState {
         }
     }
 
-    private mutating func receiveData(_ id: UInt64, length: Int, payload: [UnsafeRawBufferPointer]) {
+    private mutating func receiveData(_ id: UInt64, length: Int, payload: VsockPayload) {
         guard var connection = connections[id] else { return }
         guard connection.phase == .established, connection.guestShutdown & VsockHeader.ShutdownFlag.send == 0 else {
             return violation(id, "data on a connection that is not open for guest writes")
@@ -123,7 +123,7 @@ struct VsockState {
             // Nobody will read it: count it as consumed so the guest's credit does not run out.
             connection.forwarded &+= UInt32(length)
         } else {
-            for slice in payload { connection.received.append(slice) }
+            payload.append(to: &connection.received)
         }
         connections[id] = connection
         wake(connection: id)
