@@ -1,4 +1,4 @@
-extension VsockState {
+extension VsockConnections {
     /// Fills one receive buffer of the guest with the next packet, or returns nil (leaving the
     /// buffer for later) when nothing is waiting. Control packets go first; then data, one
     /// connection after another, never more than the guest's credit; then deferred SHUTDOWNs,
@@ -43,7 +43,7 @@ extension VsockState {
         connections[id] = connection
         lastServed = id
         // Writers blocked on a full outgoing buffer have room now.
-        wake(connection: id)
+        backend.connectionChanged(id)
         return UInt32(VsockHeader.length + count)
     }
 
