@@ -1,6 +1,7 @@
 import CGuestMemory
 
-/// An integer width guest memory can be accessed in as one atomic load or store.
+/// An integer width guest memory can be accessed in as one atomic load or store: UInt8, UInt16,
+/// UInt32 and UInt64, the widths `CGuestMemory` has accesses for (no other type conforms).
 public protocol GuestAtomicInteger: FixedWidthInteger, UnsignedInteger, Sendable {}
 
 extension UInt8: GuestAtomicInteger {}

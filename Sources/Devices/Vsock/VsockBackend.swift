@@ -1,7 +1,8 @@
 /// What serves the host end (CID 2) of the vsock device's stream connections, behind the
 /// device and its connection state machine (`VsockConnections`): today the in-process
 /// `VsockHostEndpoint` (`InProcessVsockBackend`); a Unix-socket backend for a containerd shim
-/// would be another conformer, and the device would not change.
+/// would be another conformer, with no change to the queues, packets or state machine (only
+/// `VirtioVsock.init` picks the backend).
 ///
 /// The state machine owns packets, credit and every buffered byte; a backend decides which guest
 /// connections are taken and is told when a connection changed. It acts on connections through
