@@ -23,7 +23,9 @@ let package = Package(
         // Guest-controlled text and guest-triggered log lines, made safe for the host's operator.
         .target(name: "Untrusted", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "KVM", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
-        .target(name: "GuestMemory", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
+        // Single atomic loads and stores for guest memory the guest changes concurrently (virtqueues).
+        .target(name: "CGuestMemory"),
+        .target(name: "GuestMemory", dependencies: ["CGuestMemory", "CLinux", "HostOS"], swiftSettings: strict),
         .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
         .target(name: "Devices", dependencies: ["GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
@@ -57,7 +59,7 @@ let package = Package(
         .testTarget(name: "HostOSTests", dependencies: ["HostOS", "CLinux"], swiftSettings: strict),
         .testTarget(name: "UntrustedTests", dependencies: ["Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS", "GuestMemory"], swiftSettings: strict),
-        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: strict),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "HostOS"], swiftSettings: strict),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS", "Sandbox", "Cgroups", .product(name: "Logging", package: "swift-log")], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),

@@ -164,7 +164,7 @@ package struct RunBenchReport: Encodable {
 struct QEMUPeer {
     /// QEMU has nothing at the boot-marker address: with `-d guest_errors` it logs the agent's
     /// write there as a rejected access, the same guest event rund's VMM timestamps.
-    static let marker = "Invalid write at addr 0x\(String(VMMAddresses.bootMarker, radix: 16, uppercase: true))"
+    static let marker = "Invalid write at addr 0x\(String(VMMAddresses.bootMarker.rawValue, radix: 16, uppercase: true))"
 
     let argv: [String]
     let devices: [String]

@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// Differentiated System Description Table: COM1, each virtio-mmio device (`LNRO0005`, which
 /// `virtio_mmio.ko` binds to) and `\_S5_` so Linux can power off through the sleep registers.
 enum DSDT {
@@ -36,13 +38,14 @@ enum DSDT {
         return "VR" + String(repeating: "0", count: max(0, 2 - hex.count)) + hex
     }
 
-    static func virtioMMIO(index: Int, base: UInt64, size: UInt32, gsi: UInt32) -> [UInt8] {
+    /// `base` lies in the 32-bit MMIO gap (`ACPITables.install` checked).
+    static func virtioMMIO(index: Int, base: GuestAddress, size: UInt32, gsi: UInt32) -> [UInt8] {
         AML.device(virtioMMIOName(index: index), [
             AML.name("_HID", AML.string("LNRO0005")),
             AML.name("_UID", AML.integer(UInt64(index))),
             AML.name("_CCA", AML.integer(1)), // cache-coherent DMA
             AML.name("_CRS", AML.resourceTemplate([
-                .memory32Fixed(base: UInt32(base), length: size, writable: true),
+                .memory32Fixed(base: UInt32(truncatingIfNeeded: base.rawValue), length: size, writable: true),
                 .interrupt(gsis: [gsi], edgeTriggered: true, activeLow: false, shared: false),
             ])),
         ])

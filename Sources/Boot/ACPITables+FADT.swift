@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// Fixed ACPI Description Table, revision 6 (276 bytes), for hardware-reduced ACPI: no PM1/GPE
 /// blocks, no FACS, no SCI; power off and reset go through the sleep control and reset registers.
 enum FADT {
@@ -26,7 +28,7 @@ enum FADT {
     /// PWR_BUTTON and SLP_BUTTON (there are none), RESET_REG_SUP, HW_REDUCED_ACPI.
     static let flags: UInt32 = (1 << 4) | (1 << 5) | (1 << 10) | (1 << 20)
 
-    static func make(dsdtAddress: UInt64) -> [UInt8] {
+    static func make(dsdtAddress: GuestAddress) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: size - ACPITable.headerSize)
         func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) {
             body.putLittleEndian(value, at: offset - ACPITable.headerSize)
@@ -40,7 +42,7 @@ enum FADT {
         put(bytes: ACPITable.ioPortRegister(X86Layout.acpiResetPort), Offset.resetRegister)
         put(X86Layout.acpiResetValue, Offset.resetValue)
         put(minorRevision, Offset.minorRevision)
-        put(dsdtAddress, Offset.xDSDT)
+        put(dsdtAddress.rawValue, Offset.xDSDT)
         put(bytes: ACPITable.ioPortRegister(X86Layout.acpiSleepControlPort), Offset.sleepControl)
         put(bytes: ACPITable.ioPortRegister(X86Layout.acpiSleepStatusPort), Offset.sleepStatus)
         put(bytes: Array("RUNDKVM ".utf8), Offset.hypervisorVendor)

@@ -15,14 +15,14 @@ enum MADT {
 
     static func make(vcpuCount: Int) -> [UInt8] {
         var body: [UInt8] = []
-        body.appendLittleEndian(UInt32(X86Layout.localAPICAddress))
+        body.appendLittleEndian(UInt32(X86Layout.localAPICAddress.rawValue))
         body.appendLittleEndian(flags)
         for index in 0..<vcpuCount {
             body += [EntryType.localAPIC, 8, UInt8(index), UInt8(index)]
             body.appendLittleEndian(localAPICEnabled)
         }
         body += [EntryType.ioAPIC, 12, 0, 0]
-        body.appendLittleEndian(UInt32(X86Layout.ioapicAddress))
+        body.appendLittleEndian(UInt32(X86Layout.ioapicAddress.rawValue))
         body.appendLittleEndian(UInt32(0)) // GSI base
         // Bus 0 (ISA), source IRQ 0, GSI 2, flags 0 = conforms to the bus (edge, active high).
         body += [EntryType.interruptSourceOverride, 10, 0, 0]

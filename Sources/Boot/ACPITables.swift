@@ -6,10 +6,12 @@ import GuestMemory
 public enum ACPITables {
     /// Alignment of each table after the RSDP.
     static let tableAlignment: UInt64 = 16
+    /// Bytes reserved for the tables, [acpiStart, acpiEnd).
+    static let areaSize = Int(X86Layout.acpiEnd.rawValue - X86Layout.acpiStart.rawValue)
 
     /// Writes the table set and returns the RSDP address for `boot_params.acpi_rsdp_addr`.
     @discardableResult
-    public static func install(into memory: GuestMemory, vcpuCount: Int, devices: [ACPIDevice]) throws(BootError) -> UInt64 {
+    public static func install(into memory: GuestMemory, vcpuCount: Int, devices: [ACPIDevice]) throws(BootError) -> GuestAddress {
         guard (1...X86Layout.maxVCPUs).contains(vcpuCount) else {
             throw .invalidVCPUCount(vcpuCount, maximum: X86Layout.maxVCPUs)
         }
@@ -18,33 +20,39 @@ public enum ACPITables {
         }
         for device in devices {
             guard case let .virtioMMIO(base, size, gsi) = device,
-                  base >= X86Layout.mmioGapStart, base < X86Layout.mmioGapEnd, size > 0,
-                  UInt64(size) <= X86Layout.mmioGapEnd - base,
+                  base >= X86Layout.mmioGapStart, let room = X86Layout.mmioGapEnd.offset(from: base), room > 0, size > 0,
+                  UInt64(size) <= room,
                   gsi <= X86Layout.lastIOAPICGSI else {
                 throw .invalidDevice("\(device) must lie in the 32-bit MMIO gap and use GSI 0-\(X86Layout.lastIOAPICGSI)")
             }
         }
 
-        guard memory.contains(X86Layout.acpiStart, length: Int(X86Layout.acpiEnd - X86Layout.acpiStart)) else {
-            throw .memoryTooSmall(neededBytes: X86Layout.acpiEnd, memoryBytes: UInt64(memory.totalSize))
+        guard memory.contains(X86Layout.acpiStart, length: areaSize) else {
+            throw .memoryTooSmall(neededBytes: X86Layout.acpiEnd.rawValue, memoryBytes: UInt64(memory.totalSize))
         }
-        let rsdpAddress = X86Layout.rsdpAddress
-        let xsdtAddress = align(rsdpAddress + UInt64(RSDP.size))
+        // Offsets from the RSDP, which sits at the start of the area: table sizes are small, so
+        // these sums stay far below the area's end, checked once below.
         let madt = MADT.make(vcpuCount: vcpuCount)
         let dsdt = DSDT.make(devices: devices)
-        let fadtAddress = align(xsdtAddress + UInt64(ACPITable.headerSize + 2 * 8))
-        let madtAddress = align(fadtAddress + UInt64(FADT.size))
-        let dsdtAddress = align(madtAddress + UInt64(madt.count))
-        let end = dsdtAddress + UInt64(dsdt.count)
-        guard end <= X86Layout.acpiEnd else {
-            throw .acpiTablesTooLarge(size: Int(end - X86Layout.acpiStart), maximum: Int(X86Layout.acpiEnd - X86Layout.acpiStart))
+        let xsdtOffset = align(UInt64(RSDP.size))
+        let fadtOffset = align(xsdtOffset + UInt64(ACPITable.headerSize + 2 * 8))
+        let madtOffset = align(fadtOffset + UInt64(FADT.size))
+        let dsdtOffset = align(madtOffset + UInt64(madt.count))
+        let size = dsdtOffset + UInt64(dsdt.count)
+        guard size <= UInt64(areaSize) else {
+            throw .acpiTablesTooLarge(size: Int(size), maximum: areaSize)
         }
+        let rsdpAddress = X86Layout.rsdpAddress
+        let xsdtAddress = GuestAddress(rsdpAddress.rawValue + xsdtOffset)
+        let fadtAddress = GuestAddress(rsdpAddress.rawValue + fadtOffset)
+        let madtAddress = GuestAddress(rsdpAddress.rawValue + madtOffset)
+        let dsdtAddress = GuestAddress(rsdpAddress.rawValue + dsdtOffset)
         let fadt = FADT.make(dsdtAddress: dsdtAddress)
         let xsdt = makeXSDT(entries: [fadtAddress, madtAddress])
         let rsdp = RSDP.make(xsdtAddress: xsdtAddress)
 
         do throws(GuestMemoryError) {
-            try memory.zero(at: X86Layout.acpiStart, length: Int(end - X86Layout.acpiStart))
+            try memory.zero(at: X86Layout.acpiStart, length: Int(size))
             try memory.write(rsdp, at: rsdpAddress)
             try memory.write(xsdt, at: xsdtAddress)
             try memory.write(fadt, at: fadtAddress)
@@ -56,14 +64,15 @@ public enum ACPITables {
         return rsdpAddress
     }
 
-    static func align(_ address: UInt64) -> UInt64 {
-        (address + tableAlignment - 1) & ~(tableAlignment - 1)
+    /// Rounds an offset inside the ACPI area up to the table alignment.
+    static func align(_ offset: UInt64) -> UInt64 {
+        (offset + tableAlignment - 1) & ~(tableAlignment - 1)
     }
 
     /// XSDT: 64-bit pointers to every table except the DSDT (which the FADT points to).
-    static func makeXSDT(entries: [UInt64]) -> [UInt8] {
+    static func makeXSDT(entries: [GuestAddress]) -> [UInt8] {
         var body: [UInt8] = []
-        for entry in entries { body.appendLittleEndian(entry) }
+        for entry in entries { body.appendLittleEndian(entry.rawValue) }
         return ACPITable.make(signature: "XSDT", revision: 1, oemTableID: "RUNDXSDT", body: body)
     }
 }
@@ -72,7 +81,7 @@ public enum ACPITables {
 enum RSDP {
     static let size = 36
 
-    static func make(xsdtAddress: UInt64) -> [UInt8] {
+    static func make(xsdtAddress: GuestAddress) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.appendFixedASCII("RSD PTR ", width: 8)
         bytes.append(0) // checksum of the first 20 bytes
@@ -80,7 +89,7 @@ enum RSDP {
         bytes.append(2) // revision: ACPI 2.0+ layout
         bytes.appendLittleEndian(UInt32(0)) // no RSDT
         bytes.appendLittleEndian(UInt32(size))
-        bytes.appendLittleEndian(xsdtAddress)
+        bytes.appendLittleEndian(xsdtAddress.rawValue)
         bytes.append(0) // extended checksum of all 36 bytes
         bytes += [0, 0, 0]
         bytes[8] = checksumByte(bytes[0..<20])

@@ -25,17 +25,17 @@ public enum BootGDT {
     ]
 
     public static var table: DescriptorTable {
-        DescriptorTable(base: X86Layout.gdtAddress, limit: UInt16(entries.count * 8 - 1))
+        DescriptorTable(base: X86Layout.gdtAddress.rawValue, limit: UInt16(entries.count * 8 - 1))
     }
 
     /// One empty 8-byte IDT slot: enough for the kernel until it loads its own.
     public static var interruptTable: DescriptorTable {
-        DescriptorTable(base: X86Layout.idtAddress, limit: 7)
+        DescriptorTable(base: X86Layout.idtAddress.rawValue, limit: 7)
     }
 
     static func write(into memory: GuestMemory) throws(GuestMemoryError) {
         for (i, entry) in entries.enumerated() {
-            try memory.store(entry, at: X86Layout.gdtAddress + UInt64(i * 8))
+            try memory.store(entry, at: try X86Layout.gdtAddress.adding(UInt64(i * 8)))
         }
         try memory.store(UInt64(0), at: X86Layout.idtAddress)
     }

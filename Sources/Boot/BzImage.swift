@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// A parsed x86 bzImage: the real-mode setup header and where the protected-mode kernel starts.
 /// Only the 64-bit boot protocol (2.12+, XLF_KERNEL_64) is accepted.
 public struct BzImage: Sendable {
@@ -73,7 +75,7 @@ public struct BzImage: Sendable {
     /// Lowest address past everything the kernel may touch while it starts: the decompressor
     /// works at max(load address, pref_address) for init_size bytes.
     public var requiredMemoryEnd: UInt64 {
-        let base = max(X86Layout.himemStart, preferredAddress)
+        let base = max(X86Layout.himemStart.rawValue, preferredAddress)
         // A hostile header may put pref_address anywhere: saturate rather than overflow.
         let (end, overflow) = base.addingReportingOverflow(max(UInt64(initSize), UInt64(protectedModeKernel.count)))
         return overflow ? .max : end

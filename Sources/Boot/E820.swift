@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// One BIOS e820 memory map entry as the kernel reads it from `boot_params.e820_table`.
 public struct E820Entry: Equatable, Sendable {
     public enum Kind: UInt32, Sendable {
@@ -7,11 +9,11 @@ public struct E820Entry: Equatable, Sendable {
         case nvs = 4
     }
 
-    public var address: UInt64
+    public var address: GuestAddress
     public var size: UInt64
     public var kind: Kind
 
-    public init(address: UInt64, size: UInt64, kind: Kind) {
+    public init(address: GuestAddress, size: UInt64, kind: Kind) {
         self.address = address
         self.size = size
         self.kind = kind
@@ -22,7 +24,7 @@ public struct E820Entry: Equatable, Sendable {
 
     var encoded: [UInt8] {
         var bytes: [UInt8] = []
-        bytes.appendLittleEndian(address)
+        bytes.appendLittleEndian(address.rawValue)
         bytes.appendLittleEndian(size)
         bytes.appendLittleEndian(kind.rawValue)
         return bytes
@@ -30,21 +32,23 @@ public struct E820Entry: Equatable, Sendable {
 
     /// The map for guest RAM laid out as `ramRegions`: conventional memory below the EBDA,
     /// the EBDA/BIOS/ACPI area reserved up to 1 MiB, then every RAM byte from 1 MiB up.
-    public static func memoryMap(ramRegions: [(base: UInt64, size: Int)]) -> [E820Entry] {
+    /// A region that would end past 2^64 is left out (GuestMemory refuses such regions anyway).
+    public static func memoryMap(ramRegions: [(base: GuestAddress, size: Int)]) -> [E820Entry] {
         var map: [E820Entry] = []
+        let ebda = X86Layout.ebdaStart.rawValue, himem = X86Layout.himemStart.rawValue
         for region in ramRegions.sorted(by: { $0.base < $1.base }) {
-            let start = region.base
-            let end = region.base + UInt64(region.size)
-            if start < X86Layout.ebdaStart {
-                map.append(E820Entry(address: start, size: min(end, X86Layout.ebdaStart) - start, kind: .ram))
+            guard let size = UInt64(exactly: region.size), let end = region.base.checkedAdding(size)?.rawValue else { continue }
+            let start = region.base.rawValue
+            if start < ebda {
+                map.append(E820Entry(address: region.base, size: min(end, ebda) - start, kind: .ram))
             }
-            if start < X86Layout.himemStart && end > X86Layout.ebdaStart {
-                let reservedStart = max(start, X86Layout.ebdaStart)
-                map.append(E820Entry(address: reservedStart, size: X86Layout.himemStart - reservedStart, kind: .reserved))
+            if start < himem && end > ebda {
+                let reservedStart = max(start, ebda)
+                map.append(E820Entry(address: GuestAddress(reservedStart), size: himem - reservedStart, kind: .reserved))
             }
-            if end > X86Layout.himemStart {
-                let ramStart = max(start, X86Layout.himemStart)
-                map.append(E820Entry(address: ramStart, size: end - ramStart, kind: .ram))
+            if end > himem {
+                let ramStart = max(start, himem)
+                map.append(E820Entry(address: GuestAddress(ramStart), size: end - ramStart, kind: .ram))
             }
         }
         return map

@@ -10,7 +10,7 @@ public enum LinuxBoot {
     ///   - acpiRSDP: the RSDP address from `ACPITables.install`, or nil for a guest without ACPI.
     /// Nothing the guest can observe depends on leftovers: every structure is written in full.
     public static func load(kernel: [UInt8], initrd: [UInt8]?, commandLine: String, memory: GuestMemory,
-                            ramRegions: [(base: UInt64, size: Int)], acpiRSDP: UInt64?) throws(BootError) -> BootCPUState {
+                            ramRegions: [(base: GuestAddress, size: Int)], acpiRSDP: GuestAddress?) throws(BootError) -> BootCPUState {
         let image = try BzImage(kernel)
         let maximum = min(KernelCommandLine.maximumLength, image.commandLineMax > 0 ? image.commandLineMax : Int.max)
         try KernelCommandLine.validate(commandLine, maximum: maximum)
@@ -22,7 +22,7 @@ public enum LinuxBoot {
         let kernelEnd = image.requiredMemoryEnd
         guard kernelEnd <= lowEnd else { throw .kernelDoesNotFit(neededBytes: kernelEnd, memoryBytes: memoryBytes) }
 
-        var initrdAddress: UInt64?
+        var initrdAddress: GuestAddress?
         if let initrd, !initrd.isEmpty {
             initrdAddress = try placeInitrd(size: initrd.count, image: image, lowEnd: lowEnd, kernelEnd: kernelEnd,
                                             memoryBytes: memoryBytes)
@@ -45,12 +45,15 @@ public enum LinuxBoot {
         } catch {
             throw .guestMemory(error)
         }
-        return try prepareLongModeEntry(at: X86Layout.himemStart + X86Layout.kernel64BitEntryOffset, memory: memory)
+        guard let entry = X86Layout.himemStart.checkedAdding(X86Layout.kernel64BitEntryOffset) else {
+            throw .guestMemory(.addressOverflow(X86Layout.himemStart, offset: X86Layout.kernel64BitEntryOffset))
+        }
+        return try prepareLongModeEntry(at: entry, memory: memory)
     }
 
     /// Writes the GDT, IDT and identity page tables and returns a long-mode state entering at
     /// `entry` (RSI = zero page address). Also serves freestanding 64-bit test guests.
-    public static func prepareLongModeEntry(at entry: UInt64, memory: GuestMemory) throws(BootError) -> BootCPUState {
+    public static func prepareLongModeEntry(at entry: GuestAddress, memory: GuestMemory) throws(BootError) -> BootCPUState {
         do throws(GuestMemoryError) {
             try BootGDT.write(into: memory)
             try BootPageTables.write(into: memory)
@@ -61,40 +64,36 @@ public enum LinuxBoot {
     }
 
     /// Copies a slice without first copying it into an Array of its own.
-    static func write(_ bytes: ArraySlice<UInt8>, at address: UInt64, into memory: GuestMemory) throws(GuestMemoryError) {
-        var failure: GuestMemoryError?
-        bytes.withUnsafeBytes { raw in
-            do throws(GuestMemoryError) { try memory.write(raw, at: address) } catch { failure = error }
-        }
-        if let failure { throw failure }
+    static func write(_ bytes: ArraySlice<UInt8>, at address: GuestAddress, into memory: GuestMemory) throws(GuestMemoryError) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(GuestMemoryError) in try memory.write(raw, at: address) } }.get()
     }
 
     /// Highest page-aligned address below both initrd_addr_max and the end of low RAM,
     /// clear of the kernel's decompression area.
     static func placeInitrd(size: Int, image: BzImage, lowEnd: UInt64, kernelEnd: UInt64,
-                            memoryBytes: UInt64) throws(BootError) -> UInt64 {
+                            memoryBytes: UInt64) throws(BootError) -> GuestAddress {
         let top = min(UInt64(image.initrdAddressMax) + 1, lowEnd)
         let bytes = UInt64(size)
         guard bytes <= top, (top - bytes) & ~0xfff >= kernelEnd else {
             throw .initrdDoesNotFit(initrdBytes: size, memoryBytes: memoryBytes)
         }
-        return (top - bytes) & ~0xfff
+        return GuestAddress((top - bytes) & ~0xfff)
     }
 
     /// Long mode with paging on the identity map, flat segments, stack below the page tables.
-    static func bootCPUState(entry: UInt64) -> BootCPUState {
+    static func bootCPUState(entry: GuestAddress) -> BootCPUState {
         let pe: UInt64 = 1 << 0, et: UInt64 = 1 << 4, pg: UInt64 = 1 << 31
         let pae: UInt64 = 1 << 5
         let lme: UInt64 = 1 << 8, lma: UInt64 = 1 << 10
         let gdt = BootGDT.entries
         return BootCPUState(
-            rip: entry,
+            rip: entry.rawValue,
             rsp: X86Layout.bootStackPointer,
             rbp: X86Layout.bootStackPointer,
-            rsi: X86Layout.zeroPageAddress,
+            rsi: X86Layout.zeroPageAddress.rawValue,
             rflags: 0x2, // bit 1 is reserved and always set
             cr0: pe | et | pg,
-            cr3: X86Layout.pml4Address,
+            cr3: X86Layout.pml4Address.rawValue,
             cr4: pae,
             efer: lme | lma,
             codeSegment: SegmentDescriptor(gdtEntry: gdt[1], index: 1),

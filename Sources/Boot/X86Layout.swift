@@ -1,40 +1,42 @@
+import GuestMemory
+
 /// Where rund puts things in an x86-64 guest's physical address space (Firecracker's layout,
 /// plus the ACPI power-management ports rund's devices emulate).
 public enum X86Layout {
     // MARK: Boot structures in low memory
 
     /// GDT: NULL, CODE, DATA, TSS descriptors.
-    public static let gdtAddress: UInt64 = 0x500
+    public static let gdtAddress: GuestAddress = 0x500
     /// IDT: a single zero entry; the kernel installs its own before enabling interrupts.
-    public static let idtAddress: UInt64 = 0x520
+    public static let idtAddress: GuestAddress = 0x520
     /// `boot_params` ("zero page") handed to the kernel in RSI.
-    public static let zeroPageAddress: UInt64 = 0x7000
+    public static let zeroPageAddress: GuestAddress = 0x7000
     /// Initial stack pointer (grows down below the page tables).
     public static let bootStackPointer: UInt64 = 0x8ff0
     /// Identity-map page tables: PML4, PDPT, then `identityMappedGiB` page directories.
-    public static let pml4Address: UInt64 = 0x9000
-    public static let pdptAddress: UInt64 = 0xa000
-    public static let pageDirectoryAddress: UInt64 = 0xb000
+    public static let pml4Address: GuestAddress = 0x9000
+    public static let pdptAddress: GuestAddress = 0xa000
+    public static let pageDirectoryAddress: GuestAddress = 0xb000
     /// The boot page tables identity-map [0, 4 GiB) with 2 MiB pages (4 directories at 0xb000..0xefff).
     public static let identityMappedGiB = 4
     /// Kernel command line (NUL-terminated).
-    public static let commandLineAddress: UInt64 = 0x20000
+    public static let commandLineAddress: GuestAddress = 0x20000
     /// Longest command line including its NUL.
     public static let commandLineCapacity = 2048
 
     /// End of conventional memory: [0, ebdaStart) is RAM, [ebdaStart, 1 MiB) reserved.
-    public static let ebdaStart: UInt64 = 0x9fc00
+    public static let ebdaStart: GuestAddress = 0x9fc00
     /// The protected-mode kernel is loaded here ("high memory").
-    public static let himemStart: UInt64 = 0x10_0000
+    public static let himemStart: GuestAddress = 0x10_0000
     /// 64-bit entry point offset from the protected-mode load address (boot protocol 2.12+).
     public static let kernel64BitEntryOffset: UInt64 = 0x200
 
     // MARK: ACPI
 
     /// RSDP; the tables follow it inside [acpiStart, acpiEnd).
-    public static let rsdpAddress: UInt64 = 0xe0000
-    public static let acpiStart: UInt64 = 0xe0000
-    public static let acpiEnd: UInt64 = 0x10_0000
+    public static let rsdpAddress: GuestAddress = 0xe0000
+    public static let acpiStart: GuestAddress = 0xe0000
+    public static let acpiEnd: GuestAddress = 0x10_0000
 
     /// FADT sleep control register (I/O port, 8 bit). A write with SLP_EN (bit 5) set and
     /// SLP_TYP (bits 4:2) == `s5SleepType` asks for power off.
@@ -57,10 +59,10 @@ public enum X86Layout {
     // MARK: MMIO and interrupts
 
     /// 32-bit MMIO gap: the top GiB below 4 GiB holds no RAM.
-    public static let mmioGapStart: UInt64 = 0xc000_0000
-    public static let mmioGapEnd: UInt64 = 0x1_0000_0000
+    public static let mmioGapStart: GuestAddress = 0xc000_0000
+    public static let mmioGapEnd: GuestAddress = 0x1_0000_0000
     /// First virtio-mmio slot; slot n is at `virtioMMIOBase + n * virtioMMIOSlotSize`.
-    public static let virtioMMIOBase: UInt64 = 0xd000_0000
+    public static let virtioMMIOBase: GuestAddress = 0xd000_0000
     public static let virtioMMIOSlotSize: UInt64 = 0x1000
     /// Virtio-mmio slot n raises GSI `firstVirtioGSI + n` (edge-triggered, active high).
     public static let firstVirtioGSI: UInt32 = 5
@@ -68,10 +70,10 @@ public enum X86Layout {
     public static let lastIOAPICGSI: UInt32 = 23
     public static let maxVirtioMMIODevices = Int(lastIOAPICGSI - firstVirtioGSI + 1)
 
-    public static let ioapicAddress: UInt64 = 0xfec0_0000
-    public static let localAPICAddress: UInt64 = 0xfee0_0000
+    public static let ioapicAddress: GuestAddress = 0xfec0_0000
+    public static let localAPICAddress: GuestAddress = 0xfee0_0000
     /// `KVM_SET_TSS_ADDRESS`: three pages just below the BIOS ROM alias, inside the MMIO gap.
-    public static let tssAddress: UInt64 = 0xfffb_d000
+    public static let tssAddress: GuestAddress = 0xfffb_d000
 
     public static let com1Port: UInt16 = 0x3f8
     public static let com1PortCount: UInt16 = 8
@@ -80,9 +82,12 @@ public enum X86Layout {
     /// xAPIC ids are 8 bits and 0xff is broadcast.
     public static let maxVCPUs = 254
 
-    /// Guest physical address of virtio-mmio slot `index`.
-    public static func virtioMMIOAddress(slot index: Int) -> UInt64 {
-        virtioMMIOBase + UInt64(index) * virtioMMIOSlotSize
+    /// Guest physical address of virtio-mmio slot `index` (nil past the address space, which
+    /// no slot index below `maxVirtioMMIODevices` comes near).
+    public static func virtioMMIOAddress(slot index: Int) -> GuestAddress? {
+        guard let slot = UInt64(exactly: index) else { return nil }
+        let (offset, overflow) = slot.multipliedReportingOverflow(by: virtioMMIOSlotSize)
+        return overflow ? nil : virtioMMIOBase.checkedAdding(offset)
     }
 
     /// GSI of virtio-mmio slot `index`.
@@ -92,11 +97,11 @@ public enum X86Layout {
 
     /// Guest RAM for `memoryBytes` (rounded down to 4 KiB): one region below the MMIO gap and,
     /// past 3 GiB, the rest from 4 GiB up.
-    public static func ramRegions(memoryBytes: Int) -> [(base: UInt64, size: Int)] {
+    public static func ramRegions(memoryBytes: Int) -> [(base: GuestAddress, size: Int)] {
         let total = UInt64(max(memoryBytes, 0)) & ~0xfff
         guard total > 0 else { return [] }
-        let low = min(total, mmioGapStart)
-        var regions: [(base: UInt64, size: Int)] = [(base: 0, size: Int(low))]
+        let low = min(total, mmioGapStart.rawValue)
+        var regions: [(base: GuestAddress, size: Int)] = [(base: 0, size: Int(low))]
         if total > low {
             regions.append((base: mmioGapEnd, size: Int(total - low)))
         }

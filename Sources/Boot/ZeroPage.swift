@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// Builds the 4 KiB `boot_params` structure ("zero page") of the x86 boot protocol.
 /// Offsets from Documentation/arch/x86/zero-page.rst; header fields from boot.rst.
 public struct ZeroPage: Sendable {
@@ -32,21 +34,21 @@ public struct ZeroPage: Sendable {
         bytes[Offset.sentinel] = 0
     }
 
-    public mutating func setCommandLine(address: UInt64, size: Int) {
-        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address), at: SetupHeader.cmdLinePtr)
-        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address >> 32), at: Offset.extCmdLinePtr)
+    public mutating func setCommandLine(address: GuestAddress, size: Int) {
+        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address.rawValue), at: SetupHeader.cmdLinePtr)
+        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address.rawValue >> 32), at: Offset.extCmdLinePtr)
         bytes.putLittleEndian(UInt32(size), at: SetupHeader.cmdlineSize)
     }
 
-    public mutating func setRamdisk(address: UInt64, size: UInt64) {
-        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address), at: SetupHeader.ramdiskImage)
-        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address >> 32), at: Offset.extRamdiskImage)
+    public mutating func setRamdisk(address: GuestAddress, size: UInt64) {
+        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address.rawValue), at: SetupHeader.ramdiskImage)
+        bytes.putLittleEndian(UInt32(truncatingIfNeeded: address.rawValue >> 32), at: Offset.extRamdiskImage)
         bytes.putLittleEndian(UInt32(truncatingIfNeeded: size), at: SetupHeader.ramdiskSize)
         bytes.putLittleEndian(UInt32(truncatingIfNeeded: size >> 32), at: Offset.extRamdiskSize)
     }
 
-    public mutating func setACPIRSDP(address: UInt64) {
-        bytes.putLittleEndian(address, at: Offset.acpiRSDPAddress)
+    public mutating func setACPIRSDP(address: GuestAddress) {
+        bytes.putLittleEndian(address.rawValue, at: Offset.acpiRSDPAddress)
     }
 
     /// Writes the e820 table; entries past the zero page's 128 slots are dropped.

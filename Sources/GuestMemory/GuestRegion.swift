@@ -7,13 +7,15 @@ import HostOS
 /// One contiguous range of guest physical memory backed by a host mapping.
 public final class GuestRegion: @unchecked Sendable {
     // Immutable after init; the mapping itself is shared with the guest and changes under us.
-    public let guestBase: UInt64
+    public let guestBase: GuestAddress
     public let size: Int
-    public let host: UnsafeMutableRawPointer
+    /// Where the host mapped the region: GuestMemory's accessors and the hypervisor's memory
+    /// slots (`GuestMemory.hypervisorMappings`) use it, nothing else.
+    let host: UnsafeMutableRawPointer
     public let isReadOnly: Bool
 
     /// Private anonymous memory, zero-filled on first touch; MAP_NORESERVE so an idle guest costs nothing.
-    public init(anonymousAt guestBase: UInt64, size: Int) throws {
+    public init(anonymousAt guestBase: GuestAddress, size: Int) throws {
         try GuestRegion.checkShape(base: guestBase, size: size)
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let p, p != MAP_FAILED else { throw SystemError.last("mmap", subject: "guest RAM \(size >> 20) MiB") }
@@ -26,7 +28,7 @@ public final class GuestRegion: @unchecked Sendable {
 
     /// Memory backed by a file: `shared` writes go to the file (pmem, templates being made);
     /// private mappings copy on write (clones of a template).
-    public init(file: FileDescriptor, offset: Int64 = 0, at guestBase: UInt64, size: Int, shared: Bool, readOnly: Bool) throws {
+    public init(file: FileDescriptor, offset: Int64 = 0, at guestBase: GuestAddress, size: Int, shared: Bool, readOnly: Bool) throws {
         try GuestRegion.checkShape(base: guestBase, size: size)
         let prot = readOnly ? PROT_READ : (PROT_READ | PROT_WRITE)
         let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE
@@ -43,12 +45,12 @@ public final class GuestRegion: @unchecked Sendable {
         munmap(host, size)
     }
 
-    public var guestEnd: UInt64 { guestBase + UInt64(size) }
+    /// The first address past the region (init checked that it does not overflow).
+    public var guestEnd: GuestAddress { GuestAddress(guestBase.rawValue &+ UInt64(size)) }
 
     /// True when [address, address+length) lies entirely inside this region (overflow-safe).
-    public func contains(_ address: UInt64, length: Int) -> Bool {
-        guard length >= 0, address >= guestBase else { return false }
-        let offset = address - guestBase
+    public func contains(_ address: GuestAddress, length: Int) -> Bool {
+        guard length >= 0, let offset = address.offset(from: guestBase) else { return false }
         return offset <= UInt64(size) && UInt64(length) <= UInt64(size) - offset
     }
 
@@ -61,12 +63,12 @@ public final class GuestRegion: @unchecked Sendable {
         }
     }
 
-    private static func checkShape(base: UInt64, size: Int) throws {
+    private static func checkShape(base: GuestAddress, size: Int) throws {
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
-        guard size > 0, UInt64(size) % page == 0, base % page == 0 else {
+        guard size > 0, UInt64(size) % page == 0, base.rawValue % page == 0 else {
             throw GuestMemoryError.badRegion(base: base, size: size)
         }
-        guard base.addingReportingOverflow(UInt64(size)).overflow == false else {
+        guard base.checkedAdding(UInt64(size)) != nil else {
             throw GuestMemoryError.badRegion(base: base, size: size)
         }
     }

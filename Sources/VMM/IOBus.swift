@@ -1,4 +1,5 @@
 import Devices
+import GuestMemory
 
 /// Routes port I/O and MMIO exits to the device that owns the address. Built before vCPUs
 /// start and never changed afterwards, so lookups need no lock.
@@ -10,7 +11,7 @@ final class IOBus: Sendable {
     }
 
     struct MMIORange: Sendable {
-        let base: UInt64
+        let base: GuestAddress
         let size: UInt64
         let device: any MMIODevice
     }
@@ -36,17 +37,25 @@ final class IOBus: Sendable {
         ports.first(where: { port >= $0.base && port - $0.base < $0.count })?.device.write(port: port, data)
     }
 
-    func mmioRead(_ address: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        if let range = mmio.first(where: { address >= $0.base && address - $0.base < $0.size }) {
-            range.device.read(offset: address - range.base, into: data)
+    func mmioRead(_ address: GuestAddress, into data: UnsafeMutableRawBufferPointer) {
+        if let (device, offset) = mmioDevice(at: address) {
+            device.read(offset: offset, into: data)
         } else {
             for i in 0..<data.count { data[i] = 0xff }
         }
     }
 
-    func mmioWrite(_ address: UInt64, _ data: UnsafeRawBufferPointer) {
-        if let range = mmio.first(where: { address >= $0.base && address - $0.base < $0.size }) {
-            range.device.write(offset: address - range.base, data)
+    func mmioWrite(_ address: GuestAddress, _ data: UnsafeRawBufferPointer) {
+        if let (device, offset) = mmioDevice(at: address) {
+            device.write(offset: offset, data)
         }
+    }
+
+    /// The device whose window holds `address`, and the offset into that window.
+    private func mmioDevice(at address: GuestAddress) -> (any MMIODevice, UInt64)? {
+        for range in mmio {
+            if let offset = address.offset(from: range.base), offset < range.size { return (range.device, offset) }
+        }
+        return nil
     }
 }

@@ -68,7 +68,9 @@ struct VirtioSlotWiring {
     /// Puts `device` in the next free slot; returns its transport.
     @discardableResult
     mutating func attach(_ device: any VirtioDevice) throws -> VirtioMMIOTransport {
-        let slot = VirtioSlots.slot(transports.count)
+        guard let slot = VirtioSlots.slot(transports.count) else {
+            throw VMError.setup("virtio-mmio slot \(transports.count) lies outside the guest address space")
+        }
         let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: try IRQFDLine(vm: vm, gsi: slot.gsi))
         ranges.append(IOBus.MMIORange(base: slot.base, size: slot.size, device: transport))
         acpiDevices.append(.virtioMMIO(base: slot.base, size: UInt32(slot.size), gsi: slot.gsi))
@@ -81,17 +83,18 @@ extension Machine {
     /// The VM with rund's fixed platform: TSS, in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
     static func makeVirtualMachine(_ kvm: KVMSystem) throws -> VirtualMachine {
         let vm = try kvm.createVirtualMachine()
-        try vm.setTSSAddress(X86Layout.tssAddress)
+        try vm.setTSSAddress(X86Layout.tssAddress.rawValue)
         try vm.createIRQChip()
         try vm.createPIT2()
         return vm
     }
 
-    /// Anonymous guest RAM, one KVM memory slot per region.
-    static func makeMemory(_ ramRegions: [(base: UInt64, size: Int)], in vm: VirtualMachine) throws -> GuestMemory {
+    /// Anonymous guest RAM, one KVM memory slot per region: the only place a host address of
+    /// guest memory leaves `GuestMemory`.
+    static func makeMemory(_ ramRegions: [(base: GuestAddress, size: Int)], in vm: VirtualMachine) throws -> GuestMemory {
         let memory = try GuestMemory.anonymous(ramRegions)
-        for (slot, region) in memory.regions.enumerated() {
-            try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
+        for (slot, mapping) in memory.hypervisorMappings.enumerated() {
+            try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: mapping.guestBase.rawValue, size: mapping.size, host: mapping.host)
         }
         return memory
     }
@@ -99,7 +102,7 @@ extension Machine {
     /// Writes ACPI tables and the guest image (a bzImage with its initrd and command line, or a
     /// flat test binary) into memory; returns the boot vCPU's entry state.
     static func loadGuest(_ configuration: VMConfiguration, files: HostFiles, memory: GuestMemory,
-                          ramRegions: [(base: UInt64, size: Int)], acpiDevices: [ACPIDevice]) throws -> BootCPUState {
+                          ramRegions: [(base: GuestAddress, size: Int)], acpiDevices: [ACPIDevice]) throws -> BootCPUState {
         let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
         switch configuration.kernelFormat {
         case .bzImage:

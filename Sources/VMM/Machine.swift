@@ -170,6 +170,7 @@ public final class Machine: @unchecked Sendable {
                     if isWrite { bus.portWrite(port, UnsafeRawBufferPointer(slice)) } else { bus.portRead(port, into: slice) }
                 }
             case let .mmio(address, isWrite, data):
+                let address = GuestAddress(address)
                 if isWrite { bus.mmioWrite(address, UnsafeRawBufferPointer(data)) } else { bus.mmioRead(address, into: data) }
             case .interrupted:
                 break
@@ -256,13 +257,14 @@ public final class Machine: @unchecked Sendable {
 /// Guest addresses of rund's own devices (the guest talks to the VMM through them).
 public enum VMMAddresses {
     /// Any write marks "guest init is running" (see `Machine.bootMarkerNanoseconds`).
-    public static let bootMarker: UInt64 = 0xd100_0000
+    public static let bootMarker: GuestAddress = 0xd100_0000
 }
 
 /// virtio-mmio device slots: a page each in the MMIO gap, one GSI each.
 enum VirtioSlots {
     static let maxDevices = X86Layout.maxVirtioMMIODevices
-    static func slot(_ index: Int) -> (base: UInt64, size: UInt64, gsi: UInt32) {
-        (X86Layout.virtioMMIOAddress(slot: index), X86Layout.virtioMMIOSlotSize, X86Layout.virtioGSI(slot: index))
+    /// Slot `index`; nil for an index whose window would lie past the address space.
+    static func slot(_ index: Int) -> (base: GuestAddress, size: UInt64, gsi: UInt32)? {
+        X86Layout.virtioMMIOAddress(slot: index).map { ($0, X86Layout.virtioMMIOSlotSize, X86Layout.virtioGSI(slot: index)) }
     }
 }

@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// Everything needed to assemble one microVM.
 public struct VMConfiguration: Sendable {
     public struct Disk: Sendable {
@@ -21,7 +23,7 @@ public struct VMConfiguration: Sendable {
         case bzImage
         /// A flat binary copied to `loadAddress` and entered there in long mode with the boot
         /// page tables: freestanding test guests.
-        case flatBinary(loadAddress: UInt64)
+        case flatBinary(loadAddress: GuestAddress)
     }
 
     public var kernelPath: String

@@ -19,7 +19,7 @@ struct BenchRun: AsyncParsableCommand {
         Each run is `rund run --image REF -- CMD` (default /bin/true), timed at the phase boundaries \
         Sandbox reports: prepare, cgroup, writable-layer, vm-create, kernel-boot, agent-ready, \
         process-start, exit, teardown. kernel-boot ends at the agent's boot-marker write: one \
-        MMIO write to 0x\(String(VMMAddresses.bootMarker, radix: 16)) that the VMM timestamps, made \
+        MMIO write to 0x\(String(VMMAddresses.bootMarker.rawValue, radix: 16)) that the VMM timestamps, made \
         as soon as the agent (PID 1) has loaded its modules and listens on vsock. agent-ready \
         ends when the host's vsock connect is answered (retried every 100 ms while refused).
 

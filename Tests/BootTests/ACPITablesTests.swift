@@ -5,25 +5,25 @@ import Testing
 /// Reads the table set back from guest memory the way a guest does: RSDP -> XSDT -> FADT -> DSDT.
 struct InstalledTables {
     var rsdp: [UInt8]
-    var tables: [String: (address: UInt64, bytes: [UInt8])] = [:]
+    var tables: [String: (address: GuestAddress, bytes: [UInt8])] = [:]
 
-    init(memory: GuestMemory, rsdpAddress: UInt64) throws {
+    init(memory: GuestMemory, rsdpAddress: GuestAddress) throws {
         rsdp = try memory.readBytes(at: rsdpAddress, count: 36)
-        let xsdtAddress = rsdp.littleEndian(UInt64.self, at: 24)
+        let xsdtAddress = GuestAddress(rsdp.littleEndian(UInt64.self, at: 24))
         let xsdt = try Self.table(memory, at: xsdtAddress)
         tables["XSDT"] = (xsdtAddress, xsdt)
         for i in stride(from: 36, to: xsdt.count, by: 8) {
-            let address = xsdt.littleEndian(UInt64.self, at: i)
+            let address = GuestAddress(xsdt.littleEndian(UInt64.self, at: i))
             let table = try Self.table(memory, at: address)
             tables[String(decoding: table.prefix(4), as: UTF8.self)] = (address, table)
         }
         if let fadt = tables["FACP"]?.bytes {
-            let dsdtAddress = fadt.littleEndian(UInt64.self, at: 140)
+            let dsdtAddress = GuestAddress(fadt.littleEndian(UInt64.self, at: 140))
             tables["DSDT"] = (dsdtAddress, try Self.table(memory, at: dsdtAddress))
         }
     }
 
-    static func table(_ memory: GuestMemory, at address: UInt64) throws -> [UInt8] {
+    static func table(_ memory: GuestMemory, at address: GuestAddress) throws -> [UInt8] {
         let length = try memory.load(UInt32.self, at: address + 4)
         return try memory.readBytes(at: address, count: Int(length))
     }
@@ -52,7 +52,7 @@ struct InstalledTables {
         for (signature, table) in installed.tables {
             #expect(table.bytes.reduce(UInt8(0), &+) == 0, "\(signature) checksum")
             #expect(table.address >= X86Layout.acpiStart && table.address + UInt64(table.bytes.count) <= X86Layout.acpiEnd)
-            #expect(table.address % 16 == 0)
+            #expect(table.address.isAligned(to: 16))
             #expect(Array(table.bytes[10..<16]) == Array("RUND  ".utf8))
         }
     }
@@ -67,7 +67,7 @@ struct InstalledTables {
         #expect(flags & (1 << 20) != 0) // HW_REDUCED_ACPI
         #expect(flags & (1 << 10) != 0) // RESET_REG_SUP
         #expect(fadt.littleEndian(UInt32.self, at: 40) == 0) // 32-bit DSDT unused
-        #expect(fadt.littleEndian(UInt64.self, at: 140) == installed.tables["DSDT"]?.address)
+        #expect(fadt.littleEndian(UInt64.self, at: 140) == installed.tables["DSDT"]?.address.rawValue)
         // GAS: SystemIO, 8 bits, offset 0, byte access, port.
         #expect(Array(fadt[116..<128]) == [1, 8, 0, 1, 0x02, 0x06, 0, 0, 0, 0, 0, 0])
         #expect(fadt[128] == 1)
@@ -107,7 +107,7 @@ struct InstalledTables {
         let body = Array(dsdt.dropFirst(36))
         #expect(body.firstRange(of: DSDT.com1()) != nil)
         for slot in 0..<3 {
-            let device = DSDT.virtioMMIO(index: slot, base: 0xd000_0000 + UInt64(slot) * 0x1000, size: 0x1000,
+            let device = DSDT.virtioMMIO(index: slot, base: GuestAddress(0xd000_0000 + UInt64(slot) * 0x1000), size: 0x1000,
                                          gsi: 5 + UInt32(slot))
             #expect(body.firstRange(of: device) != nil)
             #expect(body.firstRange(of: Array("VR0\(slot)".utf8)) != nil)
@@ -134,7 +134,7 @@ struct InstalledTables {
         #expect(throws: BootError.self) {
             try ACPITables.install(into: memory, vcpuCount: 1, devices: [.virtioMMIO(base: 0xd000_0000, size: 0x1000, gsi: 24)])
         }
-        for device in [ACPIDevice.virtioMMIO(base: .max - 10, size: 0x1000, gsi: 5),
+        for device in [ACPIDevice.virtioMMIO(base: GuestAddress(.max - 10), size: 0x1000, gsi: 5),
                        .virtioMMIO(base: 0xffff_f000, size: 0x2000, gsi: 5),
                        .virtioMMIO(base: 0xd000_0000, size: 0, gsi: 5)] {
             #expect(throws: BootError.self) { try ACPITables.install(into: memory, vcpuCount: 1, devices: [device]) }

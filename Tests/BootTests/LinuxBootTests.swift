@@ -5,7 +5,7 @@ import Testing
 @Suite struct LinuxBootTests {
     static let memoryBytes = 256 << 20
 
-    static func guest(_ bytes: Int = memoryBytes) throws -> (GuestMemory, [(base: UInt64, size: Int)]) {
+    static func guest(_ bytes: Int = memoryBytes) throws -> (GuestMemory, [(base: GuestAddress, size: Int)]) {
         let regions = X86Layout.ramRegions(memoryBytes: bytes)
         return (try GuestMemory.anonymous(regions), regions)
     }
@@ -28,7 +28,7 @@ import Testing
         #expect(initrdAddress == (UInt64(Self.memoryBytes) - 10_000) & ~0xfff)
         #expect(try memory.load(UInt32.self, at: zp + 0x21c) == 10_000)
         #expect(try memory.load(UInt32.self, at: zp + 0x0c4) == 0)
-        #expect(try memory.readBytes(at: initrdAddress, count: initrd.count) == initrd)
+        #expect(try memory.readBytes(at: GuestAddress(initrdAddress), count: initrd.count) == initrd)
     }
 
     @Test func zeroPageLayoutByteByByte() throws {
@@ -81,13 +81,13 @@ import Testing
         let regions = X86Layout.ramRegions(memoryBytes: 5 << 30)
         #expect(regions.count == 2)
         #expect(regions[0].base == 0 && regions[0].size == 3 << 30)
-        #expect(regions[1].base == 4 << 30 && regions[1].size == 2 << 30)
+        #expect(regions[1].base == GuestAddress(4 << 30) && regions[1].size == 2 << 30)
         let map = E820Entry.memoryMap(ramRegions: regions)
         #expect(map == [
             E820Entry(address: 0, size: 0x9fc00, kind: .ram),
             E820Entry(address: 0x9fc00, size: 0x60400, kind: .reserved),
             E820Entry(address: 0x100000, size: (3 << 30) - 0x100000, kind: .ram),
-            E820Entry(address: 4 << 30, size: 2 << 30, kind: .ram),
+            E820Entry(address: GuestAddress(4 << 30), size: 2 << 30, kind: .ram),
         ])
         #expect(X86Layout.ramRegions(memoryBytes: 3 << 30).count == 1)
         #expect(X86Layout.ramRegions(memoryBytes: (1 << 30) + 100)[0].size == 1 << 30)

@@ -163,7 +163,7 @@ struct QEMUBootTests {
         // Low memory up to the ROM shadow at 0xf0000 (our ACPI tables must end below it).
         try scratch.write("low.bin", try memory.readBytes(at: 0, count: 0xf0000))
         try scratch.write("kernel.bin", try memory.readBytes(at: X86Layout.himemStart, count: image.protectedModeKernel.count))
-        try scratch.write("initrd.bin", try memory.readBytes(at: initrdAddress, count: initrd.count))
+        try scratch.write("initrd.bin", try memory.readBytes(at: GuestAddress(initrdAddress), count: initrd.count))
         try scratch.write("rom.bin", TrampolineROM.make(state))
 
         let argv = [

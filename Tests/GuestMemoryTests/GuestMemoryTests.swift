@@ -13,9 +13,9 @@ import Testing
         let memory = try GuestMemory.anonymous([(base: 0, size: 4096), (base: 8192, size: 4096)])
         #expect(throws: GuestMemoryError.self) { try memory.load(UInt64.self, at: 4092) }
         #expect(throws: GuestMemoryError.self) { try memory.load(UInt8.self, at: 4096) }
-        #expect(throws: GuestMemoryError.self) { try memory.readBytes(at: UInt64.max - 2, count: 8) }
+        #expect(throws: GuestMemoryError.self) { try memory.readBytes(at: GuestAddress(UInt64.max - 2), count: 8) }
         #expect(throws: GuestMemoryError.self) { try memory.readBytes(at: 0, count: -1) }
-        #expect(try memory.load(UInt64.self, at: 8192 + 4088) == 0)
+        #expect(try memory.load(UInt64.self, at: GuestAddress(8192 + 4088)) == 0)
     }
 
     @Test func rejectsOverlappingRegions() {

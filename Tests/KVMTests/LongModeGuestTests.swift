@@ -43,24 +43,24 @@ struct LongModeTestGuest {
         let kvm = try KVMSystem()
         vm = try kvm.createVirtualMachine()
         memory = try GuestMemory.anonymous([(base: 0, size: 2 << 20)])
-        let region = memory.regions[0]
-        try vm.setUserMemoryRegion(slot: 0, guestAddress: 0, size: region.size, host: region.host)
+        let mapping = memory.hypervisorMappings[0]
+        try vm.setUserMemoryRegion(slot: 0, guestAddress: 0, size: mapping.size, host: mapping.host)
 
         // mov dx,0xe9 ; lea rsi,[rip+9] ; 1: lodsb ; test al,al ; jz 2f ; out dx,al ; jmp 1b ; 2: hlt ; msg
         let code: [UInt8] = [0x66, 0xBA, 0xE9, 0x00, 0x48, 0x8D, 0x35, 0x09, 0x00, 0x00, 0x00,
                              0xAC, 0x84, 0xC0, 0x74, 0x03, 0xEE, 0xEB, 0xF8, 0xF4]
-        try memory.write(code + Array(message.utf8) + [0], at: Self.codeAddress)
+        try memory.write(code + Array(message.utf8) + [0], at: GuestAddress(Self.codeAddress))
 
         // Flat GDT: null, 64-bit code, data.
-        try memory.store(UInt64(0), at: Self.gdtAddress)
-        try memory.store(UInt64(0x00AF_9B00_0000_FFFF), at: Self.gdtAddress + 8)
-        try memory.store(UInt64(0x00CF_9300_0000_FFFF), at: Self.gdtAddress + 16)
+        try memory.store(UInt64(0), at: GuestAddress(Self.gdtAddress))
+        try memory.store(UInt64(0x00AF_9B00_0000_FFFF), at: GuestAddress(Self.gdtAddress + 8))
+        try memory.store(UInt64(0x00CF_9300_0000_FFFF), at: GuestAddress(Self.gdtAddress + 16))
 
         // Identity map of the first 1 GiB with 2 MiB pages.
         let pdpt = Self.pml4Address + 0x1000, pd = Self.pml4Address + 0x2000
-        try memory.store(pdpt | 0x3, at: Self.pml4Address)
-        try memory.store(pd | 0x3, at: pdpt)
-        for i in 0..<512 { try memory.store(UInt64(i) << 21 | 0x83, at: pd + UInt64(i * 8)) }
+        try memory.store(pdpt | 0x3, at: GuestAddress(Self.pml4Address))
+        try memory.store(pd | 0x3, at: GuestAddress(pdpt))
+        for i in 0..<512 { try memory.store(UInt64(i) << 21 | 0x83, at: GuestAddress(pd + UInt64(i * 8))) }
 
         vcpu = try vm.createVCPU(id: 0)
         var sregs = try vcpu.specialRegisters()

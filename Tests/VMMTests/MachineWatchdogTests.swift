@@ -94,8 +94,8 @@ struct MachineWatchdogTests {
         let machine = try machine(.idle, console: directory.path + "/console")
         // procfs files have no size: read to the end rather than by length.
         let smaps = String(decoding: try FileDescriptor.open("/proc/self/smaps", O_RDONLY).readToEnd(limit: 64 << 20), as: UTF8.self)
-        for region in machine.memory.regions {
-            let start = String(UInt(bitPattern: region.host), radix: 16)
+        for mapping in machine.memory.hypervisorMappings {
+            let start = String(UInt(bitPattern: mapping.host), radix: 16)
             // The mapping's block starts with its address range; its VmFlags line comes last.
             let flags = try #require(smaps.components(separatedBy: "\n").drop { !$0.hasPrefix(start + "-") }
                 .first { $0.hasPrefix("VmFlags:") }, "guest memory at 0x\(start) not in smaps")

@@ -11,6 +11,7 @@ struct VirtioBlockGuestTests {
     enum Scenario: Int, CaseIterable {
         case readSector0 = 1, writeSector1, descriptorOutsideMemory, descriptorLoop, hugeLength,
              wrongDirection, availIndexJump, ringOutsideMemory
+        case ringMisaligned = 10
     }
 
     static let sector0 = "rund test disk: sector zero"
@@ -57,7 +58,7 @@ struct VirtioBlockGuestTests {
     }
 
     @Test(arguments: [Scenario.descriptorOutsideMemory, .descriptorLoop, .hugeLength, .wrongDirection,
-                      .availIndexJump, .ringOutsideMemory])
+                      .availIndexJump, .ringOutsideMemory, .ringMisaligned])
     func hostileQueuesAreRefusedAndTheVMMSurvives(_ scenario: Scenario) throws {
         let result = try run(scenario)
         #expect(result.exit == .poweredOff, "the guest must still reach poweroff: \(result.console)")
@@ -70,6 +71,10 @@ struct VirtioBlockGuestTests {
         let needsReset = (fields["device_status"] ?? 0) & 0x40 != 0
         let failedRequest = fields["status"].map { $0 != 0 } ?? false
         #expect(needsReset || failedRequest, "\(scenario): \(result.console)")
+        if scenario == .ringMisaligned {
+            // Refused when the queue was enabled: the device never wrote the misplaced used ring.
+            #expect(needsReset && fields["used_idx"] == 0, "\(result.console)")
+        }
         #expect(String(decoding: result.disk.prefix(Self.sector0.utf8.count), as: UTF8.self) == Self.sector0)
         #expect(result.disk[Self.sector0.utf8.count...].allSatisfy { $0 == 0 })
     }

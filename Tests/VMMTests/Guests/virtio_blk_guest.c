@@ -8,7 +8,8 @@
 #define QUEUE_SIZE 8
 
 enum { READ_SECTOR0 = 1, WRITE_SECTOR1 = 2, DESC_OUTSIDE_MEMORY = 3, DESC_LOOP = 4,
-       HUGE_LENGTH = 5, WRONG_DIRECTION = 6, AVAIL_IDX_JUMP = 7, RING_OUTSIDE_MEMORY = 8, SPIN = 9 };
+       HUGE_LENGTH = 5, WRONG_DIRECTION = 6, AVAIL_IDX_JUMP = 7, RING_OUTSIDE_MEMORY = 8, SPIN = 9,
+       RING_MISALIGNED = 10 };
 
 struct blk_req { uint32_t type, reserved; uint64_t sector; };
 
@@ -51,7 +52,8 @@ static void submit(uint16_t head, uint16_t new_idx) {
 }
 
 static void report(void) {
-    puts_("used_idx="); putu(USED[1]);
+    // With RING_MISALIGNED the device's used index would be at USED + 4: report that one.
+    puts_("used_idx="); putu(USED[SCENARIO == RING_MISALIGNED ? 2 : 1]);
     puts_(" status="); putu(*STATUS);
     puts_(" device_status="); putu(*reg(0x070));
     puts_("\n");
@@ -63,6 +65,7 @@ __attribute__((section(".text._start"))) void _start(void) {
     uint64_t desc = (uint64_t)DESC_TABLE, avail = (uint64_t)AVAIL, used = (uint64_t)USED;
     uint16_t queue_size = QUEUE_SIZE;
     if (SCENARIO == RING_OUTSIDE_MEMORY) desc = 0x7ffff000000ull;
+    if (SCENARIO == RING_MISALIGNED) used += 2;  // the used ring must be 4-byte aligned
     if (!setup_device(queue_size, desc, avail, used)) poweroff();
     *STATUS = 0xff;
 

@@ -1,24 +1,7 @@
-import Dispatch
-
 /// A connection is named by its two ports; the CIDs are fixed (host 2, the guest's own).
 struct VsockConnectionKey: Hashable, Sendable {
     var hostPort: UInt32
     var guestPort: UInt32
-}
-
-/// Wakes host threads blocked on one connection or listener. Waiters register under the
-/// device lock before they sleep, and the semaphore counts signals, so no wakeup is lost.
-final class VsockWakeup: Sendable {
-    private let semaphore = DispatchSemaphore(value: 0)
-
-    func signal(_ count: Int) {
-        for _ in 0..<count { semaphore.signal() }
-    }
-
-    /// False when `deadline` passed first.
-    func wait(until deadline: DispatchTime) -> Bool {
-        semaphore.wait(timeout: deadline) == .success
-    }
 }
 
 /// One stream connection's state, guarded by the device lock. Counters are the spec's
@@ -35,8 +18,6 @@ struct VsockConnection {
     let id: UInt64
     let key: VsockConnectionKey
     var phase: Phase
-    let wakeup = VsockWakeup()
-    var waiters = 0
     /// Still in the port table: the guest knows this connection.
     var attached = true
     /// The host stream was closed; the entry lives on only until the guest confirms the close.
@@ -79,12 +60,4 @@ struct VsockConnection {
         if case .reset = phase { return true }
         return false
     }
-}
-
-/// A host listener: guest connections wait in `backlog` until the host accepts them.
-struct VsockListenerState {
-    let id: UInt64
-    let wakeup = VsockWakeup()
-    var waiters = 0
-    var backlog: [UInt64] = []
 }

@@ -1,7 +1,8 @@
 import Logging
 
-/// A virtio-vsock device (spec 5.10) whose host end lives in this process: the guest's stream
-/// connections arrive at `host` (`VsockHostEndpoint`) with no socket or proxy in between.
+/// A virtio-vsock device (spec 5.10): queues and packets here, connections in `VsockConnections`,
+/// and the host end behind a `VsockBackend`. The host end lives in this process: the guest's
+/// stream connections arrive at `host` (`VsockHostEndpoint`) with no socket or proxy in between.
 /// Queues: 0 receive (device → guest), 1 transmit (guest → device), 2 event (never used).
 /// Call `attach(to:)` once its transport exists so host writes reach the guest without waiting
 /// for the guest to notify.
@@ -60,8 +61,9 @@ public final class VirtioVsock: VirtioDevice {
         var logger = logger
         logger[metadataKey: "guest-cid"] = "\(guestCID)"
         self.guestCID = guestCID
-        core = VsockCore(guestCID: UInt64(guestCID), limits: limits, logger: logger)
-        host = VsockHostEndpoint(core: core)
+        let backend = InProcessVsockBackend(backlog: limits.backlog)
+        core = VsockCore(guestCID: UInt64(guestCID), limits: limits, logger: logger, backend: backend)
+        host = VsockHostEndpoint(core: core, host: backend)
     }
 
     /// Lets the host side push packets: they are delivered by processing the receive queue

@@ -1,12 +1,11 @@
-/// Host-side operations. Each returns a value when done, or nil plus the wakeup it registered
-/// on (see `VsockCore.waitFor`).
-extension VsockState {
-    typealias Step<R> = (R?, VsockWakeup?)
-
+/// The operations the host end drives a connection with. Each does what it can at once; the
+/// ones that may have to wait return nil instead of a value, and the backend decides how to wait
+/// for `VsockBackend.connectionChanged` (the in-process endpoint blocks the calling thread).
+extension VsockConnections {
     mutating func openConnection(guestPort: UInt32) throws(VsockError) -> UInt64 {
         guard makeRoom() else { throw .tooManyConnections(limit: limits.connections) }
         var key = VsockConnectionKey(hostPort: nextHostPort, guestPort: guestPort)
-        while listeners[key.hostPort] != nil || ports[key] != nil {
+        while backend.isListening(onPort: key.hostPort) || ports[key] != nil {
             key.hostPort = key.hostPort == UInt32.max ? VirtioVsock.firstEphemeralPort : key.hostPort + 1
         }
         nextHostPort = key.hostPort == UInt32.max ? VirtioVsock.firstEphemeralPort : key.hostPort + 1
@@ -15,17 +14,17 @@ extension VsockState {
         return id
     }
 
-    mutating func awaitResponse(_ id: UInt64) throws(VsockError) -> Step<UInt64> {
+    /// `id` once the guest answered the host's REQUEST; nil while it has not.
+    mutating func awaitResponse(_ id: UInt64) throws(VsockError) -> UInt64? {
         guard let connection = connections[id] else { throw .closed }
         switch connection.phase {
         case .established:
-            return (id, nil)
+            return id
         case .reset(let refused):
             connections[id] = nil
             throw refused ? .connectionRefused(port: connection.key.guestPort) : .connectionReset(port: connection.key.guestPort)
         case .connecting:
-            connections[id]?.waiters += 1
-            return (nil, connection.wakeup)
+            return nil
         }
     }
 
@@ -47,25 +46,26 @@ extension VsockState {
         detach(id, phase: .reset(refused: false))
     }
 
-    mutating func read(_ id: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VsockError) -> Step<Int> {
+    /// Moves bytes the guest sent into `buffer`: their count, 0 at end of stream, nil while
+    /// nothing is there yet.
+    mutating func read(_ id: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VsockError) -> Int? {
         guard var connection = connections[id], !connection.hostClosed else { throw .closed }
         if !connection.received.isEmpty {
             let count = connection.received.take(into: buffer)
             connection.forwarded &+= UInt32(count)
             connections[id] = connection
             creditConsumed(id)
-            return (count, nil)
+            return count
         }
         if connection.isReset { throw .connectionReset(port: connection.key.guestPort) }
         let endOfStream = !connection.attached || connection.guestShutdown & VsockHeader.ShutdownFlag.send != 0
             || connection.hostShutdown & VsockHeader.ShutdownFlag.receive != 0
-        if endOfStream || buffer.isEmpty { return (0, nil) }
-        connections[id]?.waiters += 1
-        return (nil, connection.wakeup)
+        if endOfStream || buffer.isEmpty { return 0 }
+        return nil
     }
 
-    /// Queues as much of `bytes[written...]` as the outgoing buffer takes; done when all is queued.
-    mutating func write(_ id: UInt64, _ bytes: UnsafeRawBufferPointer, written: inout Int) throws(VsockError) -> Step<Void> {
+    /// Queues as much of `bytes[written...]` as the outgoing buffer takes; true once all is queued.
+    mutating func write(_ id: UInt64, _ bytes: UnsafeRawBufferPointer, written: inout Int) throws(VsockError) -> Bool {
         guard var connection = connections[id], !connection.hostClosed else { throw .closed }
         if connection.isReset { throw .connectionReset(port: connection.key.guestPort) }
         guard connection.attached, connection.guestShutdown & VsockHeader.ShutdownFlag.receive == 0,
@@ -77,13 +77,8 @@ extension VsockState {
             written += count
             needsDelivery = true
         }
-        if written == bytes.count {
-            connections[id] = connection
-            return ((), nil)
-        }
-        connection.waiters += 1
         connections[id] = connection
-        return (nil, connection.wakeup)
+        return written == bytes.count
     }
 
     mutating func shutdown(_ id: UInt64, flags: UInt32) {
@@ -95,7 +90,7 @@ extension VsockState {
         }
         connections[id] = connection
         needsDelivery = true
-        wake(connection: id)
+        backend.connectionChanged(id)
     }
 
     /// The host is done with the stream. The guest gets SHUTDOWN after any queued data, and the
@@ -113,47 +108,15 @@ extension VsockState {
         connection.received.removeAll()
         connections[id] = connection
         needsDelivery = true
-        wake(connection: id)
-    }
-
-    // MARK: Listeners
-
-    mutating func listen(port: UInt32) throws(VsockError) -> UInt64 {
-        guard listeners[port] == nil else { throw .portInUse(port) }
-        let id = nextID
-        nextID += 1
-        listeners[port] = VsockListenerState(id: id)
-        return id
-    }
-
-    mutating func accept(port: UInt32, listener id: UInt64) throws(VsockError) -> Step<UInt64> {
-        guard var listener = listeners[port], listener.id == id else { throw .closed }
-        if !listener.backlog.isEmpty {
-            let connection = listener.backlog.removeFirst()
-            listeners[port] = listener
-            return (connection, nil)
-        }
-        listener.waiters += 1
-        listeners[port] = listener
-        return (nil, listener.wakeup)
-    }
-
-    /// Closes a listener; connections it had not handed out yet are reset.
-    mutating func closeListener(port: UInt32, listener id: UInt64) {
-        guard let listener = listeners[port], listener.id == id else { return }
-        listeners[port] = nil
-        for connection in listener.backlog { abandon(connection) }
-        if listener.waiters > 0 { pendingWakeups.append((listener.wakeup, listener.waiters)) }
+        backend.connectionChanged(id)
     }
 
     /// Resets every connection: host calls on them fail with `connectionReset` at once. Connections
-    /// not yet accepted are dropped. With `tellingGuest`, the guest gets an RST for each.
+    /// the backend took but never picked up are dropped. With `tellingGuest`, the guest gets an RST
+    /// for each.
     mutating func resetAll(tellingGuest: Bool) {
-        for port in listeners.keys {
-            for id in listeners[port]?.backlog ?? [] {
-                if tellingGuest { abandon(id) } else { connections[id] = nil }
-            }
-            listeners[port]?.backlog.removeAll()
+        for id in backend.takeUnclaimedConnections() {
+            if tellingGuest { abandon(id) } else { connections[id] = nil }
         }
         for (id, connection) in connections {
             if tellingGuest, connection.attached {

@@ -175,8 +175,8 @@ public final class VirtioMMIOTransport: MMIODevice {
         do throws(VirtqueueError) {
             state.queues[index].queue = try Virtqueue(
                 index: index, size: size, maxSize: registers.maxSize,
-                descriptorTable: registers.descriptorTable, driverArea: registers.driverArea,
-                deviceArea: registers.deviceArea, memory: memory,
+                descriptorTable: GuestAddress(registers.descriptorTable), driverArea: GuestAddress(registers.driverArea),
+                deviceArea: GuestAddress(registers.deviceArea), memory: memory,
                 indirectDescriptors: state.driverFeatures & Virtio.Feature.indirectDescriptors != 0)
             return nil
         } catch {

@@ -1,4 +1,4 @@
-extension VsockState {
+extension VsockConnections {
     /// Fills one receive buffer of the guest with the next packet, or returns nil (leaving the
     /// buffer for later) when nothing is waiting. Control packets go first; then data, one
     /// connection after another, never more than the guest's credit; then deferred SHUTDOWNs,
@@ -38,14 +38,12 @@ extension VsockState {
         packet.forwardCount = connection.forwarded
         connection.advertisedForwarded = connection.forwarded
         chain.writeBytes(packet.encoded, at: 0)
-        for slice in chain.writableSlices(from: VsockHeader.length, count: count) {
-            _ = connection.outgoing.take(into: slice)
-        }
+        connection.outgoing.take(upTo: count) { bytes in chain.write(bytes, at: VsockHeader.length) }
         connection.sentTotal &+= UInt32(count)
         connections[id] = connection
         lastServed = id
         // Writers blocked on a full outgoing buffer have room now.
-        wake(connection: id)
+        backend.connectionChanged(id)
         return UInt32(VsockHeader.length + count)
     }
 

@@ -7,7 +7,7 @@ import Testing
 /// status or DEVICE_NEEDS_RESET, never crash or hang, and leave the disk alone.
 @Suite struct HostileVirtqueueTests {
     typealias Driver = VirtioTestDriver
-    static let outsideMemory: UInt64 = 0x1_0000_0000
+    static let outsideMemory: GuestAddress = 0x1_0000_0000
 
     let file: FileDescriptor
     let driver: Driver
@@ -47,7 +47,7 @@ import Testing
         try driver.writeRequestHeader(type: Driver.typeRead, sector: 0)
         #expect(try driver.submit([
             .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: (1 << 20) - 256, length: 512, writable: true),
+            .init(address: GuestAddress((1 << 20) - 256), length: 512, writable: true),
             .init(address: Driver.statusByte, length: 1, writable: true),
         ]) == nil)
         try expectBrokenThenRecovers()
@@ -98,8 +98,8 @@ import Testing
         try big.writeRequestHeader(type: Driver.typeRead, sector: 0)
         #expect(try big.submit([
             .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: 1 << 20, length: 0xc000_0000, writable: true),
-            .init(address: 1 << 20, length: 0xc000_0000, writable: true),
+            .init(address: GuestAddress(1 << 20), length: 0xc000_0000, writable: true),
+            .init(address: GuestAddress(1 << 20), length: 0xc000_0000, writable: true),
             .init(address: Driver.statusByte, length: 1, writable: true),
         ]) == nil)
         #expect(big.needsReset)
@@ -167,7 +167,7 @@ import Testing
         try expectBrokenThenRecovers()
     }
 
-    static let indirectTable: UInt64 = 0x50000
+    static let indirectTable: GuestAddress = 0x50000
 
     func flushBuffers() throws -> [Driver.Buffer] {
         try driver.writeRequestHeader(type: Driver.typeFlush, sector: 0)
@@ -220,16 +220,16 @@ import Testing
     }
 
     /// Descriptor table, driver area and device area addresses.
-    static let badRings: [[UInt64]] = [
+    static let badRings: [[GuestAddress]] = [
         [outsideMemory, Driver.availableRing, Driver.usedRing],
-        [Driver.descriptorTable, UInt64.max - 1, Driver.usedRing],
-        [Driver.descriptorTable, Driver.availableRing, (1 << 20) - 64],
+        [Driver.descriptorTable, GuestAddress(UInt64.max - 1), Driver.usedRing],
+        [Driver.descriptorTable, Driver.availableRing, GuestAddress((1 << 20) - 64)],
         [Driver.descriptorTable + 8, Driver.availableRing, Driver.usedRing],
         [Driver.descriptorTable, Driver.availableRing, Driver.usedRing + 2],
     ]
 
     @Test(arguments: badRings)
-    func ringAddressesOutsideMemoryOrMisaligned(rings: [UInt64]) throws {
+    func ringAddressesOutsideMemoryOrMisaligned(rings: [GuestAddress]) throws {
         #expect(!driver.initialize(descriptorTable: rings[0], availableRing: rings[1], usedRing: rings[2]))
         #expect(driver.needsReset)
         driver.notify()
@@ -242,19 +242,19 @@ import Testing
         let backing = try makeDisk([UInt8](repeating: 0x11, count: 4096))
         let memory = try GuestMemory(regions: [
             try GuestRegion(anonymousAt: 0, size: 1 << 20),
-            try GuestRegion(file: backing, at: 1 << 20, size: 4096, shared: false, readOnly: true),
+            try GuestRegion(file: backing, at: GuestAddress(1 << 20), size: 4096, shared: false, readOnly: true),
         ])
         let guarded = try Driver(device: try VirtioBlock(file: file, readOnly: false, identifier: "ro-ram"), memory: memory)
         #expect(guarded.initialize())
         try guarded.writeRequestHeader(type: Driver.typeRead, sector: 0)
         #expect(try guarded.submit([
             .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: 1 << 20, length: 512, writable: true),
+            .init(address: GuestAddress(1 << 20), length: 512, writable: true),
             .init(address: Driver.statusByte, length: 1, writable: true),
         ]) == nil)
         #expect(guarded.needsReset)
-        #expect(try memory.readBytes(at: 1 << 20, count: 512) == [UInt8](repeating: 0x11, count: 512))
+        #expect(try memory.readBytes(at: GuestAddress(1 << 20), count: 512) == [UInt8](repeating: 0x11, count: 512))
         // A used ring there is refused when the queue is enabled.
-        #expect(!guarded.initialize(usedRing: 1 << 20))
+        #expect(!guarded.initialize(usedRing: GuestAddress(1 << 20)))
     }
 }

@@ -30,7 +30,7 @@ struct VsockPacket: Equatable, CustomStringConvertible {
         "op \(operation) \(sourceCID):\(sourcePort)→\(destinationCID):\(destinationPort) len \(payload.count) flags \(flags) buf \(bufferAllocation) fwd \(forwardCount)"
     }
 
-    func store(in memory: GuestMemory, at address: UInt64) throws {
+    func store(in memory: GuestMemory, at address: GuestAddress) throws {
         try memory.store(sourceCID, at: address)
         try memory.store(destinationCID, at: address + 8)
         try memory.store(sourcePort, at: address + 16)
@@ -44,7 +44,7 @@ struct VsockPacket: Equatable, CustomStringConvertible {
     }
 
     /// Reads a packet the device wrote; `used` is the used-ring length (header + payload).
-    static func load(from memory: GuestMemory, at address: UInt64, used: UInt32) throws -> VsockPacket {
+    static func load(from memory: GuestMemory, at address: GuestAddress, used: UInt32) throws -> VsockPacket {
         var packet = VsockPacket(
             sourceCID: try memory.load(UInt64.self, at: address), destinationCID: try memory.load(UInt64.self, at: address + 8),
             sourcePort: try memory.load(UInt32.self, at: address + 16), destinationPort: try memory.load(UInt32.self, at: address + 20),
@@ -62,8 +62,8 @@ struct VsockPacket: Equatable, CustomStringConvertible {
 /// they are used; each transmitted packet is a header descriptor plus a payload descriptor.
 final class VsockTestGuest {
     static let cid: UInt32 = 42
-    static let receiveArea: UInt64 = 0x10_0000
-    static let transmitArea: UInt64 = 0x30_0000
+    static let receiveArea: GuestAddress = 0x10_0000
+    static let transmitArea: GuestAddress = 0x30_0000
     static let receiveQueue = 0, transmitQueue = 1
 
     let device: VirtioVsock

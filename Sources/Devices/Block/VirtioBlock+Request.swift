@@ -1,3 +1,4 @@
+import GuestMemory
 import HostOS
 
 extension VirtioBlock {
@@ -42,11 +43,11 @@ extension VirtioBlock {
         switch type {
         case RequestType.read:
             guard let offset = byteOffset(sector: sector, length: dataIn) else { return (RequestStatus.ioError, 0) }
-            return readFile(into: chain.writableSlices(from: 0, count: dataIn), at: offset)
+            return readFile(into: chain.writableSegments(from: 0, count: dataIn), of: chain.memory, at: offset)
         case RequestType.write:
             guard !readOnly else { return (RequestStatus.ioError, 0) }
             guard let offset = byteOffset(sector: sector, length: dataOut) else { return (RequestStatus.ioError, 0) }
-            return (writeFile(chain.readableSlices(from: Self.headerLength, count: dataOut), at: offset), 0)
+            return (writeFile(chain.readableSegments(from: Self.headerLength, count: dataOut), of: chain.memory, at: offset), 0)
         case RequestType.flush:
             do {
                 try file.fsync()
@@ -80,14 +81,16 @@ extension VirtioBlock {
         return Int64(sector) * Int64(Self.sectorSize)
     }
 
-    private func readFile(into slices: [UnsafeMutableRawBufferPointer], at start: Int64) -> (UInt8, Int) {
+    /// preads straight into the guest's buffers (through `GuestMemory`, which checks each range).
+    private func readFile(into segments: [DescriptorChain.Segment], of memory: GuestMemory, at start: Int64) -> (UInt8, Int) {
         var offset = start
         var written = 0
-        for slice in slices {
+        for segment in segments {
             var done = 0
-            while done < slice.count {
+            while done < segment.length {
                 do {
-                    let count = try file.pread(into: UnsafeMutableRawBufferPointer(rebasing: slice[done...]), at: offset)
+                    let rest = segment.dropFirst(done)
+                    let count = try memory.copy(fromFile: file, at: offset, to: rest.address, count: rest.length)
                     // End of file inside the capacity: the file shrank under us.
                     guard count > 0 else { return (RequestStatus.ioError, written) }
                     done += count
@@ -102,13 +105,14 @@ extension VirtioBlock {
         return (RequestStatus.ok, written)
     }
 
-    private func writeFile(_ slices: [UnsafeRawBufferPointer], at start: Int64) -> UInt8 {
+    private func writeFile(_ segments: [DescriptorChain.Segment], of memory: GuestMemory, at start: Int64) -> UInt8 {
         var offset = start
-        for slice in slices {
+        for segment in segments {
             var done = 0
-            while done < slice.count {
+            while done < segment.length {
                 do {
-                    let count = try file.pwrite(UnsafeRawBufferPointer(rebasing: slice[done...]), at: offset)
+                    let rest = segment.dropFirst(done)
+                    let count = try memory.copy(from: rest.address, count: rest.length, toFile: file, at: offset)
                     guard count > 0 else { return RequestStatus.ioError }
                     done += count
                     offset += Int64(count)

@@ -3,10 +3,10 @@ import GuestMemory
 
 /// virtio-blk requests as Linux's virtio_blk lays them out: header, data, status byte.
 extension VirtioTestDriver {
-    static let requestHeader: UInt64 = 0x10000
-    static let writeData: UInt64 = 0x20000
-    static let statusByte: UInt64 = 0x30000
-    static let readData: UInt64 = 0x40000
+    static let requestHeader: GuestAddress = 0x10000
+    static let writeData: GuestAddress = 0x20000
+    static let statusByte: GuestAddress = 0x30000
+    static let readData: GuestAddress = 0x40000
 
     static let typeRead: UInt32 = 0, typeWrite: UInt32 = 1, typeFlush: UInt32 = 4, typeGetID: UInt32 = 8
     static let statusOK: UInt8 = 0, statusIOError: UInt8 = 1, statusUnsupported: UInt8 = 2

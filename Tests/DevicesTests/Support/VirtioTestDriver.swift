@@ -6,14 +6,14 @@ import Logging
 /// registers and a split virtqueue it lays out in guest memory, as Linux's virtio_mmio does.
 final class VirtioTestDriver {
     struct Buffer {
-        let address: UInt64
+        let address: GuestAddress
         let length: UInt32
         let writable: Bool
     }
 
-    static let descriptorTable: UInt64 = 0x1000
-    static let availableRing: UInt64 = 0x2000
-    static let usedRing: UInt64 = 0x3000
+    static let descriptorTable: GuestAddress = 0x1000
+    static let availableRing: GuestAddress = 0x2000
+    static let usedRing: GuestAddress = 0x3000
 
     /// The driver's side of one queue.
     struct DriverQueue {
@@ -57,7 +57,7 @@ final class VirtioTestDriver {
     }
 
     /// Ring addresses of `queue`: queue 0 at the static addresses, each further one 3 pages on.
-    static func rings(queue: Int) -> (descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64) {
+    static func rings(queue: Int) -> (descriptorTable: GuestAddress, availableRing: GuestAddress, usedRing: GuestAddress) {
         let offset = 0x3000 * UInt64(queue)
         return (descriptorTable + offset, availableRing + offset, usedRing + offset)
     }
@@ -68,7 +68,7 @@ final class VirtioTestDriver {
     @discardableResult
     func initialize(
         queueSize: UInt16 = 16, features: UInt64? = nil, queueCount: Int = 1,
-        descriptorTable: UInt64 = descriptorTable, availableRing: UInt64 = availableRing, usedRing: UInt64 = usedRing
+        descriptorTable: GuestAddress = descriptorTable, availableRing: GuestAddress = availableRing, usedRing: GuestAddress = usedRing
     ) -> Bool {
         write(0x70, 0)
         write(0x70, Virtio.Status.acknowledge)
@@ -89,7 +89,7 @@ final class VirtioTestDriver {
         return status & Virtio.Status.driverOK != 0 && !needsReset && read(0x44) == 1
     }
 
-    private func setUpQueue(_ index: Int, size: UInt16, rings: (UInt64, UInt64, UInt64)) -> Bool {
+    private func setUpQueue(_ index: Int, size: UInt16, rings: (GuestAddress, GuestAddress, GuestAddress)) -> Bool {
         let (descriptorTable, availableRing, usedRing) = rings
         write(0x30, UInt32(index))
         // No QueueNumMax check: a hostile driver ignores it, and the device must refuse.
@@ -97,22 +97,20 @@ final class VirtioTestDriver {
         queues.append(DriverQueue(size: size))
         // GuestMemory.write refuses read-only regions (zero(at:) does not check).
         let page = [UInt8](repeating: 0, count: 0x1000)
-        try? memory.write(page, at: availableRing & ~0xfff)
-        try? memory.write(page, at: usedRing & ~0xfff)
+        try? memory.write(page, at: GuestAddress(availableRing.rawValue & ~0xfff))
+        try? memory.write(page, at: GuestAddress(usedRing.rawValue & ~0xfff))
         write(0x38, UInt32(size))
-        write(0x80, UInt32(truncatingIfNeeded: descriptorTable))
-        write(0x84, UInt32(truncatingIfNeeded: descriptorTable >> 32))
-        write(0x90, UInt32(truncatingIfNeeded: availableRing))
-        write(0x94, UInt32(truncatingIfNeeded: availableRing >> 32))
-        write(0xa0, UInt32(truncatingIfNeeded: usedRing))
-        write(0xa4, UInt32(truncatingIfNeeded: usedRing >> 32))
+        for (register, address) in [(0x80, descriptorTable), (0x90, availableRing), (0xa0, usedRing)] as [(UInt64, GuestAddress)] {
+            write(register, UInt32(truncatingIfNeeded: address.rawValue))
+            write(register + 4, UInt32(truncatingIfNeeded: address.rawValue >> 32))
+        }
         write(0x44, 1)
         return true
     }
 
-    func writeDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16, queue: Int = 0) throws {
+    func writeDescriptor(_ index: UInt16, address: GuestAddress, length: UInt32, flags: UInt16, next: UInt16, queue: Int = 0) throws {
         let base = Self.rings(queue: queue).descriptorTable + 16 * UInt64(index)
-        try memory.store(address, at: base)
+        try memory.store(address.rawValue, at: base)
         try memory.store(length, at: base + 8)
         try memory.store(flags, at: base + 12)
         try memory.store(next, at: base + 14)
@@ -134,11 +132,11 @@ final class VirtioTestDriver {
 
     /// Lays `buffers` out as an indirect table at `table` and returns the one ring descriptor
     /// that points to it.
-    func addIndirectChain(_ buffers: [Buffer], tableAt table: UInt64) throws -> UInt16 {
+    func addIndirectChain(_ buffers: [Buffer], tableAt table: GuestAddress) throws -> UInt16 {
         for (i, buffer) in buffers.enumerated() {
             let entry = table + 16 * UInt64(i)
             let last = i == buffers.count - 1
-            try memory.store(buffer.address, at: entry)
+            try memory.store(buffer.address.rawValue, at: entry)
             try memory.store(buffer.length, at: entry + 8)
             try memory.store(UInt16((last ? 0 : 1) | (buffer.writable ? 2 : 0)), at: entry + 12)
             try memory.store(UInt16(i + 1), at: entry + 14)

@@ -1,9 +1,11 @@
+import GuestMemory
+
 /// A driver broke the virtqueue rules. The transport answers with DEVICE_NEEDS_RESET; the
 /// description is for the host log, so it names the guest values that were wrong.
 public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable {
     case badSize(UInt16, max: UInt16)
-    case misaligned(area: String, address: UInt64)
-    case areaOutsideMemory(area: String, address: UInt64, length: Int)
+    case misaligned(area: String, address: GuestAddress, alignment: UInt64)
+    case areaOutsideMemory(area: String, address: GuestAddress, length: Int)
     case availIndexJump(lastSeen: UInt16, published: UInt16, size: UInt16)
     case headOutOfRange(UInt16, size: UInt16)
     case nextOutOfRange(UInt16, size: UInt16)
@@ -12,8 +14,8 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
     case readableAfterWritable(head: UInt16)
     case badIndirectTable(head: UInt16, length: UInt32)
     case nestedIndirect(head: UInt16)
-    case bufferOutsideMemory(address: UInt64, length: UInt32)
-    case bufferReadOnly(address: UInt64)
+    case bufferOutsideMemory(address: GuestAddress, length: UInt32)
+    case bufferReadOnly(address: GuestAddress)
     case chainTooLarge(head: UInt16)
     case malformedRequest(String)
 
@@ -21,10 +23,10 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
         switch self {
         case let .badSize(size, max):
             return "queue size \(size) is not a power of 2 between 1 and \(max)"
-        case let .misaligned(area, address):
-            return "\(area) at 0x\(hex(address)) is misaligned"
+        case let .misaligned(area, address, alignment):
+            return "\(area) at \(address) is not \(alignment)-byte aligned"
         case let .areaOutsideMemory(area, address, length):
-            return "\(area) at 0x\(hex(address)) (+\(length)) is not in guest memory the device may use"
+            return "\(area) at \(address) (+\(length)) is not in guest memory the device may use"
         case let .availIndexJump(lastSeen, published, size):
             return "available index jumped from \(lastSeen) to \(published), more than the queue size \(size)"
         case let .headOutOfRange(head, size):
@@ -42,9 +44,9 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
         case let .readableAfterWritable(head):
             return "descriptor chain at \(head) has a device-readable buffer after a device-writable one"
         case let .bufferOutsideMemory(address, length):
-            return "buffer at 0x\(hex(address)) (+\(length)) is outside guest memory"
+            return "buffer at \(address) (+\(length)) is outside guest memory"
         case let .bufferReadOnly(address):
-            return "device-writable buffer at 0x\(hex(address)) is in read-only guest memory"
+            return "device-writable buffer at \(address) is in read-only guest memory"
         case let .chainTooLarge(head):
             return "descriptor chain at \(head) holds more than 4 GiB"
         case let .malformedRequest(reason):
@@ -52,5 +54,3 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
         }
     }
 }
-
-private func hex(_ value: UInt64) -> String { String(value, radix: 16) }

@@ -1,50 +1,50 @@
-import Dispatch
 import Logging
 import Synchronization
 import Untrusted
 
-/// The vsock device's shared engine: the guest side (queue processing on vCPU threads) and the
-/// host side (streams on any thread) meet here under one lock. Nothing here blocks while holding
-/// the lock, and vCPU threads never wait for host consumers: full buffers push back via credit.
+/// The vsock device's engine: guest packets (queue processing on vCPU threads), the connection
+/// state machine and the host end (its backend, on any thread) meet here under one lock.
+/// Nothing here blocks while holding the lock, and vCPU threads never wait for the host end:
+/// full buffers push back via credit.
 final class VsockCore: Sendable {
     let guestCID: UInt64
     let limits: VirtioVsock.Limits
     /// Shared with the state: the guest's packets trigger every line, so each is rate-limited.
     let logger: RateLimitedLogger
-    private let state: Mutex<VsockState>
+    let backend: any VsockBackend
+    private let state: Mutex<VsockConnections>
     /// Processes the receive queue through the transport (so it raises the interrupt).
     private let deliverer = Mutex<(@Sendable () -> Void)?>(nil)
 
-    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: Logger) {
+    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: Logger, backend: any VsockBackend) {
         self.guestCID = guestCID
         self.limits = limits
         let limited = RateLimitedLogger(logger)
         self.logger = limited
-        self.state = Mutex(VsockState(guestCID: guestCID, limits: limits, logger: limited))
+        self.backend = backend
+        self.state = Mutex(VsockConnections(guestCID: guestCID, limits: limits, logger: limited, backend: backend))
     }
 
     func setDeliverer(_ deliver: @escaping @Sendable () -> Void) {
         deliverer.withLock { $0 = deliver }
     }
 
-    /// Runs `body` under the lock, then wakes the host threads it made runnable.
+    /// Runs `body` under the lock, then lets the backend act on what it learned (wake host threads).
     /// Host-side callers pass `delivering`: packets they queued then go to the guest at once.
     /// Guest-side callers (inside queue processing) must not: they fill the queue themselves.
-    func withState<R, E: Error>(delivering: Bool = false, _ body: (inout VsockState) throws(E) -> R) throws(E) -> R {
-        let (result, wakeups, queued) = state.withLock { state -> (Result<R, E>, [(VsockWakeup, Int)], Bool) in
+    func withState<R, E: Error>(delivering: Bool = false, _ body: (inout VsockConnections) throws(E) -> R) throws(E) -> R {
+        let (result, queued) = state.withLock { state -> (Result<R, E>, Bool) in
             let result: Result<R, E>
             do throws(E) {
                 result = .success(try body(&state))
             } catch {
                 result = .failure(error)
             }
-            let wakeups = state.pendingWakeups
-            state.pendingWakeups.removeAll()
             let queued = state.needsDelivery
             if delivering { state.needsDelivery = false }
-            return (result, wakeups, queued)
+            return (result, queued)
         }
-        for (wakeup, count) in wakeups { wakeup.signal(count) }
+        backend.deviceUnlocked()
         if delivering, queued { deliver() }
         return try result.get()
     }
@@ -68,7 +68,7 @@ final class VsockCore: Sendable {
             return
         }
         let header = VsockHeader(decoding: chain.readBytes(from: 0, count: VsockHeader.length))
-        guard header.sourceCID == guestCID, header.destinationCID == VsockState.hostCID else {
+        guard header.sourceCID == guestCID, header.destinationCID == VsockConnections.hostCID else {
             logger.debug("vsock: dropped a packet from CID \(header.sourceCID) to CID \(header.destinationCID); the guest is \(guestCID)")
             return
         }
@@ -82,7 +82,7 @@ final class VsockCore: Sendable {
             }
             return
         }
-        let payload = chain.readableSlices(from: VsockHeader.length, count: payloadLength)
+        let payload = VsockPayload(chain: chain, offset: VsockHeader.length, count: payloadLength)
         withState { $0.receive(header, payload: payload) }
     }
 
@@ -109,36 +109,5 @@ final class VsockCore: Sendable {
             state.control.removeAll()
             state.resetAll(tellingGuest: false)
         }
-    }
-
-    // MARK: Host side waits
-
-    /// Repeats `attempt` under the lock until it returns a value; when it returns nil it has
-    /// registered as a waiter on the returned wakeup, and we sleep until woken or the timeout
-    /// (nil: none) passes.
-    func waitFor<R>(
-        _ operation: String, timeout: Duration?,
-        _ attempt: (inout VsockState) throws(VsockError) -> (R?, VsockWakeup?)
-    ) throws(VsockError) -> R {
-        let deadline = Self.deadline(after: timeout)
-        while true {
-            let (result, wakeup) = try withState(delivering: true, attempt)
-            if let result { return result }
-            guard let wakeup else { throw .closed }
-            if !wakeup.wait(until: deadline) {
-                // One last look: the event may have raced the deadline.
-                let (late, _) = try withState(delivering: true, attempt)
-                if let late { return late }
-                throw .timedOut(operation: operation)
-            }
-        }
-    }
-
-    /// A dispatch deadline `timeout` from now; nil means forever.
-    private static func deadline(after timeout: Duration?) -> DispatchTime {
-        guard let timeout else { return .distantFuture }
-        let (seconds, attoseconds) = timeout.components
-        let nanoseconds = max(0, seconds) &* 1_000_000_000 &+ max(0, attoseconds) / 1_000_000_000
-        return .now() + .nanoseconds(Int(clamping: nanoseconds))
     }
 }

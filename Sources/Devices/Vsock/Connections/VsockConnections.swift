@@ -1,18 +1,25 @@
 import Logging
 import Untrusted
 
-/// Everything the vsock device knows, guarded by one lock (`VsockCore`). Every container is
-/// bounded: connections by `limits.connections`, each connection's buffers by the credit we
-/// advertise and `limits.outgoingBytes`, queued control packets by `limits.controlPackets`.
-struct VsockState {
+/// The connection state machine: every stream connection the device knows, its phase, credit
+/// and buffered bytes, and the control packets owed to the guest. Guarded by the device lock
+/// (`VsockCore`). Packets from the guest come in through `receive`, packets to it go out through
+/// `fill`; the host end drives connections through the operations in `+HostSide` and hears
+/// about them through its `VsockBackend`, which also decides which guest connections are taken.
+///
+/// Every container is bounded: connections by `limits.connections`, each connection's buffers by
+/// the credit we advertise and `limits.outgoingBytes`, queued control packets by
+/// `limits.controlPackets` (and a backend's backlog by `limits.backlog`).
+struct VsockConnections {
     static let hostCID: UInt64 = 2
 
     let guestCID: UInt64
     let limits: VirtioVsock.Limits
     let logger: RateLimitedLogger
+    /// Serves the host end; called under the device lock (see `VsockBackend`).
+    let backend: any VsockBackend
     var connections: [UInt64: VsockConnection] = [:]
     var ports: [VsockConnectionKey: UInt64] = [:]
-    var listeners: [UInt32: VsockListenerState] = [:]
     /// Packets without payload waiting for a receive buffer, oldest first. Their credit fields
     /// are filled in when they are delivered.
     var control: [VsockHeader] = []
@@ -21,21 +28,20 @@ struct VsockState {
     var nextHostPort: UInt32 = VirtioVsock.firstEphemeralPort
     /// The connection that last sent data, so the next buffer goes to the one after it.
     var lastServed: UInt64 = 0
-    /// Host threads to wake once the lock is released: (wakeup, count).
-    var pendingWakeups: [(VsockWakeup, Int)] = []
     /// Something was queued for the guest since the last delivery.
     var needsDelivery = false
 
-    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: RateLimitedLogger) {
+    init(guestCID: UInt64, limits: VirtioVsock.Limits, logger: RateLimitedLogger, backend: any VsockBackend) {
         self.guestCID = guestCID
         self.limits = limits
         self.logger = logger
+        self.backend = backend
     }
 
     // MARK: Packets from the guest
 
     /// Handles one packet from the transmit queue. `payload` holds exactly `header.length` bytes.
-    mutating func receive(_ header: VsockHeader, payload: [UnsafeRawBufferPointer]) {
+    mutating func receive(_ header: VsockHeader, payload: VsockPayload) {
         guard header.type == VsockHeader.PacketType.stream else {
             logger.debug("vsock: packet type \(header.type) refused (stream only)")
             return refuse(header)
@@ -56,7 +62,7 @@ struct VsockState {
         case VsockHeader.Operation.response:
             guard connections[id]?.phase == .connecting else { return violation(id, "RESPONSE on an established connection") }
             connections[id]?.phase = .established
-            wake(connection: id)
+            backend.connectionChanged(id)
         case VsockHeader.Operation.reset:
             let refused = connections[id]?.phase == .connecting
             detach(id, phase: .reset(refused: refused))
@@ -74,22 +80,17 @@ struct VsockState {
         }
     }
 
-    /// A guest connection to a host port: accepted into the listener's backlog, or refused.
+    /// A guest connection to a host port: handed to the backend, or refused.
     private mutating func acceptRequest(_ header: VsockHeader, key: VsockConnectionKey) {
-        guard var listener = listeners[key.hostPort] else { return refuse(header) }
-        guard listener.backlog.count < limits.backlog, makeRoom() else {
+        guard backend.isListening(onPort: key.hostPort) else { return refuse(header) }
+        guard backend.canAccept(onPort: key.hostPort), makeRoom() else {
             logger.debug("vsock: connection to host port \(key.hostPort) refused: backlog or connection limit reached")
             return refuse(header)
         }
         let id = addConnection(key: key, phase: .established)
         connections[id]?.peerBufferAllocation = header.bufferAllocation
         connections[id]?.peerForwarded = header.forwardCount
-        listener.backlog.append(id)
-        if listener.waiters > 0 {
-            pendingWakeups.append((listener.wakeup, listener.waiters))
-            listener.waiters = 0
-        }
-        listeners[key.hostPort] = listener
+        backend.accepted(id, onPort: key.hostPort)
         queueControl(header.reply(operation: VsockHeader.Operation.response))
     }
 
@@ -104,11 +105,11 @@ struct VsockState {
             queueControl(header(for: connection.key, operation: VsockHeader.Operation.reset))
             detach(id, phase: connection.phase)
         } else {
-            wake(connection: id)
+            backend.connectionChanged(id)
         }
     }
 
-    private mutating func receiveData(_ id: UInt64, length: Int, payload: [UnsafeRawBufferPointer]) {
+    private mutating func receiveData(_ id: UInt64, length: Int, payload: VsockPayload) {
         guard var connection = connections[id] else { return }
         guard connection.phase == .established, connection.guestShutdown & VsockHeader.ShutdownFlag.send == 0 else {
             return violation(id, "data on a connection that is not open for guest writes")
@@ -123,10 +124,10 @@ struct VsockState {
             // Nobody will read it: count it as consumed so the guest's credit does not run out.
             connection.forwarded &+= UInt32(length)
         } else {
-            for slice in payload { connection.received.append(slice) }
+            payload.append(to: &connection.received)
         }
         connections[id] = connection
-        wake(connection: id)
+        backend.connectionChanged(id)
     }
 
     /// The guest broke the protocol on a connection: reset it on both sides.
@@ -185,18 +186,7 @@ struct VsockState {
         } else {
             connections[id] = connection
         }
-        wake(connection: id, entry: connection)
-    }
-
-    mutating func wake(connection id: UInt64) {
-        guard let connection = connections[id] else { return }
-        wake(connection: id, entry: connection)
-    }
-
-    private mutating func wake(connection id: UInt64, entry: VsockConnection) {
-        guard entry.waiters > 0 else { return }
-        pendingWakeups.append((entry.wakeup, entry.waiters))
-        connections[id]?.waiters = 0
+        backend.connectionChanged(id)
     }
 
     // MARK: Control packets

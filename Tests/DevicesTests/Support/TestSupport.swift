@@ -2,8 +2,17 @@
 import Glibc
 #endif
 import Devices
+import GuestMemory
 import HostOS
 import Synchronization
+
+extension GuestAddress {
+    /// The test drivers lay rings and buffers out at small fixed addresses, as a guest does: plain
+    /// (trapping) arithmetic is what they want. The code under test uses the checked forms.
+    static func + (address: GuestAddress, offset: UInt64) -> GuestAddress {
+        GuestAddress(address.rawValue + offset)
+    }
+}
 
 /// Counts edges, standing in for the VMM's irqfd (the devices are the code under test).
 final class InterruptCounter: InterruptLine {

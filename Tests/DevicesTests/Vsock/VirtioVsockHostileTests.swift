@@ -120,7 +120,7 @@ import Testing
     @Test func aBrokenTransmitRingNeedsResetAndTheResetEndsHostStreams() throws {
         let guest = try VsockTestGuest()
         let stream = try connected(guest)
-        let head = try guest.driver.addChain([.init(address: 1 << 40, length: 44, writable: false)], queue: VsockTestGuest.transmitQueue)
+        let head = try guest.driver.addChain([.init(address: GuestAddress(1 << 40), length: 44, writable: false)], queue: VsockTestGuest.transmitQueue)
         try guest.driver.publish(head, queue: VsockTestGuest.transmitQueue)
         guest.driver.notify(queue: UInt32(VsockTestGuest.transmitQueue))
         #expect(guest.driver.needsReset)

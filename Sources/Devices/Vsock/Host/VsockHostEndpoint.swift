@@ -1,36 +1,39 @@
-/// The host end of a `VirtioVsock` device (host CID 2), in this process. Thread-safe; the
-/// blocking calls wait on the calling thread only and never hold up a vCPU.
+/// The host end of a `VirtioVsock` device (host CID 2), in this process: its connections are
+/// `VsockStream`s with no socket in between. Thread-safe; the blocking calls wait on the calling
+/// thread only and never hold up a vCPU. Serves the device through `InProcessVsockBackend`.
 public final class VsockHostEndpoint: Sendable {
     let core: VsockCore
+    let host: InProcessVsockBackend
 
-    init(core: VsockCore) {
+    init(core: VsockCore, host: InProcessVsockBackend) {
         self.core = core
+        self.host = host
     }
 
-    public var guestCID: UInt32 { UInt32(core.guestCID) }
+    public var guestCID: UInt32 { UInt32(truncatingIfNeeded: core.guestCID) }
 
     /// Accepts guest connections to host `port` (the guest connects to CID 2, `port`).
     public func listen(port: UInt32) throws(VsockError) -> VsockListener {
-        let id = try core.withState { (state: inout VsockState) throws(VsockError) -> UInt64 in try state.listen(port: port) }
-        return VsockListener(core: core, port: port, id: id)
+        let id = try core.withState { [host] (_: inout VsockConnections) throws(VsockError) -> UInt64 in try host.listen(port: port) }
+        return VsockListener(core: core, host: host, port: port, id: id)
     }
 
     /// Connects to a guest listening on `guestPort`; blocks until the guest answers.
     /// Throws `connectionRefused` when nothing listens there, `timedOut` when the guest does
     /// not answer (its driver not up yet: retry).
     public func connect(guestPort: UInt32, timeout: Duration? = .seconds(10)) throws(VsockError) -> VsockStream {
-        let id = try core.withState(delivering: true) { (state: inout VsockState) throws(VsockError) -> UInt64 in
+        let id = try core.withState(delivering: true) { (state: inout VsockConnections) throws(VsockError) -> UInt64 in
             try state.openConnection(guestPort: guestPort)
         }
         do throws(VsockError) {
-            _ = try core.waitFor("connect to guest port \(guestPort)", timeout: timeout) {
-                (state: inout VsockState) throws(VsockError) -> VsockState.Step<UInt64> in try state.awaitResponse(id)
+            _ = try core.waitFor("connect to guest port \(guestPort)", on: .connection(id), with: host, timeout: timeout) {
+                (state: inout VsockConnections) throws(VsockError) -> UInt64? in try state.awaitResponse(id)
             }
         } catch {
             core.withState(delivering: true) { $0.abandon(id) }
             throw error
         }
-        return try VsockStream(core: core, id: id)
+        return try VsockStream(core: core, host: host, id: id)
     }
 
     /// Resets every connection (the guest is sent RST for each): blocked reads, writes and
@@ -45,11 +48,13 @@ public final class VsockHostEndpoint: Sendable {
 /// resets the connections not yet accepted.
 public final class VsockListener: Sendable {
     let core: VsockCore
+    let host: InProcessVsockBackend
     public let port: UInt32
     let id: UInt64
 
-    init(core: VsockCore, port: UInt32, id: UInt64) {
+    init(core: VsockCore, host: InProcessVsockBackend, port: UInt32, id: UInt64) {
         self.core = core
+        self.host = host
         self.port = port
         self.id = id
     }
@@ -58,15 +63,17 @@ public final class VsockListener: Sendable {
 
     /// The next guest connection; blocks until one arrives or `timeout` passes (nil: forever).
     public func accept(timeout: Duration? = nil) throws(VsockError) -> VsockStream {
-        let connection = try core.waitFor("accept on port \(port)", timeout: timeout) {
-            [port, id] (state: inout VsockState) throws(VsockError) -> VsockState.Step<UInt64> in
-            try state.accept(port: port, listener: id)
+        let connection = try core.waitFor("accept on port \(port)", on: .listener(port: port), with: host, timeout: timeout) {
+            [host, port, id] (_: inout VsockConnections) throws(VsockError) -> UInt64? in
+            try host.claim(port: port, listener: id)
         }
-        return try VsockStream(core: core, id: connection)
+        return try VsockStream(core: core, host: host, id: connection)
     }
 
     public func close() {
-        core.withState(delivering: true) { [port, id] in $0.closeListener(port: port, listener: id) }
+        core.withState(delivering: true) { [host, port, id] state in
+            for connection in host.closeListener(port: port, listener: id) { state.abandon(connection) }
+        }
     }
 }
 
@@ -93,16 +100,18 @@ public enum VsockShutdown: Sendable {
 /// once; `close` wakes a blocked reader. Dropping the stream closes it.
 public final class VsockStream: Sendable {
     let core: VsockCore
+    let host: InProcessVsockBackend
     let id: UInt64
     public let hostPort: UInt32
     public let guestPort: UInt32
 
-    init(core: VsockCore, id: UInt64) throws(VsockError) {
-        let key = try core.withState { (state: inout VsockState) throws(VsockError) -> VsockConnectionKey in
+    init(core: VsockCore, host: InProcessVsockBackend, id: UInt64) throws(VsockError) {
+        let key = try core.withState { (state: inout VsockConnections) throws(VsockError) -> VsockConnectionKey in
             guard let connection = state.connections[id] else { throw .closed }
             return connection.key
         }
         self.core = core
+        self.host = host
         self.id = id
         hostPort = key.hostPort
         guestPort = key.guestPort
@@ -119,8 +128,8 @@ public final class VsockStream: Sendable {
 
     /// `read(into:)` that throws `timedOut` when nothing arrived within `timeout` (nil: forever).
     public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration?) throws(VsockError) -> Int {
-        try core.waitFor("read from guest port \(guestPort)", timeout: timeout) {
-            [id] (state: inout VsockState) throws(VsockError) -> VsockState.Step<Int> in try state.read(id, into: buffer)
+        try core.waitFor("read from guest port \(guestPort)", on: .connection(id), with: host, timeout: timeout) {
+            [id] (state: inout VsockConnections) throws(VsockError) -> Int? in try state.read(id, into: buffer)
         }
     }
 
@@ -143,9 +152,9 @@ public final class VsockStream: Sendable {
     /// `write(_:)` that throws `timedOut` when the bytes were not all queued within `timeout`.
     public func write(_ bytes: UnsafeRawBufferPointer, timeout: Duration?) throws(VsockError) {
         var written = 0
-        try core.waitFor("write to guest port \(guestPort)", timeout: timeout) {
-            [id] (state: inout VsockState) throws(VsockError) -> VsockState.Step<Void> in
-            try state.write(id, bytes, written: &written)
+        try core.waitFor("write to guest port \(guestPort)", on: .connection(id), with: host, timeout: timeout) {
+            [id] (state: inout VsockConnections) throws(VsockError) -> Void? in
+            try state.write(id, bytes, written: &written) ? () : nil
         }
     }
 
