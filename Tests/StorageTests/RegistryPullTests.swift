@@ -93,7 +93,7 @@ struct RegistryPullTests {
         let armError = await pullError(store, "\(registry.address)/rund/arm:1")
         #expect(armError?.kind == .unsupported && armError?.message.contains("arm64") == true)
         #expect(await pullError(store, "\(registry.address)/rund/arm:missing")?.kind == .notFound)
-        #expect(await pullError(store, "\(registry.address)/rund/arm:1", insecure: false)?.kind == .registry)
+        #expect(await pullError(store, "\(registry.address)/rund/arm:1", insecure: false)?.kind == .registryUnreachable)
         #expect(Fixtures.snapshot(root.path) == before)
     }
 
@@ -108,7 +108,7 @@ struct RegistryPullTests {
             (.status(401, challenge: "Bearer realm=\"http://127.0.0.1:9/token\",service=\"x\""), .registry, "token"),
             (.status(404, challenge: nil), .notFound, "404"),
             (.status(500, challenge: nil), .registry, "500"),
-            (.hang, .registry, "did not answer"),
+            (.hang, .registryTimedOut, "did not answer"),
         ]
         for (behaviour, kind, words) in cases {
             let server = try BrokenRegistry(behaviour)
