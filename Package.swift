@@ -9,6 +9,16 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "rund", targets: ["rund"]),
+        // The modules whose parsers the fuzz targets drive; Fuzz/ is a package of its own that
+        // depends on this one (docs/fuzzing.md). Nothing else uses these products.
+        .library(name: "Boot", targets: ["Boot"]),
+        .library(name: "Devices", targets: ["Devices"]),
+        .library(name: "GuestMemory", targets: ["GuestMemory"]),
+        .library(name: "HostOS", targets: ["HostOS"]),
+        .library(name: "Storage", targets: ["Storage"]),
+        .library(name: "TTRPC", targets: ["TTRPC"]),
+        .library(name: "AgentProtocol", targets: ["AgentProtocol"]),
+        .library(name: "Sandbox", targets: ["Sandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -4,8 +4,9 @@ import TTRPC
 typealias SwiftProtobufMessage = SwiftProtobuf.Message
 
 /// The host's typed view of the agent API over one ttrpc connection. Every method may throw
-/// `TTRPCStatus` (the agent's answer, or DEADLINE_EXCEEDED after `timeout`) or
-/// `TTRPCConnectionError` (the connection to the guest failed).
+/// `TTRPCStatus` (the agent's answer, or DEADLINE_EXCEEDED after `timeout`),
+/// `TTRPCConnectionError` (the connection to the guest failed) or `AgentAnswerError` (the
+/// answer holds values protos/agent.proto rules out; see AgentAnswers.swift).
 public struct AgentClient: Sendable {
     public let connection: TTRPCClient
 
@@ -26,7 +27,9 @@ public struct AgentClient: Sendable {
     }
 
     public func writeStdin(_ request: AgentWriteStdinRequest, timeout: Duration? = nil) async throws -> AgentWriteStdinResponse {
-        try await call(.writeStdin, request, timeout)
+        let answer: AgentWriteStdinResponse = try await call(.writeStdin, request, timeout)
+        try answer.validate(sent: request.data.count)
+        return answer
     }
 
     public func closeStdin(_ request: AgentCloseStdinRequest, timeout: Duration? = nil) async throws -> AgentCloseStdinResponse {
@@ -36,7 +39,9 @@ public struct AgentClient: Sendable {
     /// `writeStdin` for a plain OS thread (one pumping the host's stdin): blocks it until the
     /// agent has taken the bytes. Never call it from the Swift concurrency pool.
     public func writeStdinBlocking(_ request: AgentWriteStdinRequest, timeout: Duration? = nil) throws -> AgentWriteStdinResponse {
-        try callBlocking(.writeStdin, request, timeout)
+        let answer: AgentWriteStdinResponse = try callBlocking(.writeStdin, request, timeout)
+        try answer.validate(sent: request.data.count)
+        return answer
     }
 
     /// `closeStdin` for a plain OS thread; see `writeStdinBlocking`.
@@ -46,17 +51,23 @@ public struct AgentClient: Sendable {
 
     /// Long-polls: returns when output is available or the stream has ended.
     public func readStdout(_ request: AgentReadOutputRequest, timeout: Duration? = nil) async throws -> AgentReadOutputResponse {
-        try await call(.readStdout, request, timeout)
+        let answer: AgentReadOutputResponse = try await call(.readStdout, request, timeout)
+        try answer.validate(.readStdout)
+        return answer
     }
 
     /// Long-polls: returns when output is available or the stream has ended.
     public func readStderr(_ request: AgentReadOutputRequest, timeout: Duration? = nil) async throws -> AgentReadOutputResponse {
-        try await call(.readStderr, request, timeout)
+        let answer: AgentReadOutputResponse = try await call(.readStderr, request, timeout)
+        try answer.validate(.readStderr)
+        return answer
     }
 
     /// Blocks until the process exits; normally called without a timeout.
     public func waitProcess(_ request: AgentWaitProcessRequest, timeout: Duration? = nil) async throws -> AgentWaitProcessResponse {
-        try await call(.waitProcess, request, timeout)
+        let answer: AgentWaitProcessResponse = try await call(.waitProcess, request, timeout)
+        try answer.validate()
+        return answer
     }
 
     public func signalProcess(_ request: AgentSignalProcessRequest, timeout: Duration? = nil) async throws -> AgentSignalProcessResponse {

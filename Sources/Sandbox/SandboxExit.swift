@@ -22,8 +22,11 @@ public struct SandboxExit: Sendable, Equatable {
         stoppedByHost = stop
     }
 
+    /// `AgentClient.waitProcess` has refused answers whose status does not fit 8 bits; the
+    /// checked sum keeps this total for any answer all the same (the guest chose `signal`).
     init(_ response: AgentWaitProcessResponse) {
-        self.init(processStatus: response.signal != 0 ? 128 + response.signal : response.exitCode,
+        let (killed, overflow) = Int32(128).addingReportingOverflow(response.signal)
+        self.init(processStatus: response.signal == 0 ? response.exitCode : (overflow ? .max : killed),
                   oomKilled: response.oomKilled)
     }
 

@@ -174,28 +174,35 @@ public final class TTRPCClient: Sendable {
     }
 
     private func receive(_ incoming: IncomingFrame) {
+        guard let (streamID, result) = Self.answer(to: incoming) else {
+            if case .frame(let frame) = incoming {
+                logger.debug("ttrpc: ignoring frame type \(frame.header.type) on stream \(frame.header.streamID)")
+            }
+            return
+        }
+        complete(streamID, result)
+    }
+
+    /// What a frame from the server means for the call on its stream; nil for a frame a client
+    /// ignores. Pure, so every input the peer can send is checked (Fuzz/Targets/TTRPCFrames).
+    static func answer(to incoming: IncomingFrame) -> (streamID: UInt32, result: Result<[UInt8], any Error>)? {
         switch incoming {
         case .oversized(let header):
-            complete(header.streamID, .failure(TTRPCStatus(
+            return (header.streamID, .failure(TTRPCStatus(
                 .resourceExhausted,
                 "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)")))
         case .frame(let frame):
-            guard frame.header.type == FrameType.response else {
-                logger.debug("ttrpc: ignoring frame type \(frame.header.type) on stream \(frame.header.streamID)")
-                return
-            }
+            guard frame.header.type == FrameType.response else { return nil }
             let streamID = frame.header.streamID
             do {
                 let response = try Ttrpc_Response(serializedBytes: frame.payload)
                 if response.hasStatus, response.status.code != TTRPCStatusCode.ok.rawValue {
-                    complete(streamID, .failure(TTRPCStatus(
+                    return (streamID, .failure(TTRPCStatus(
                         TTRPCStatusCode(rawValue: response.status.code), response.status.message)))
-                } else {
-                    complete(streamID, .success([UInt8](response.payload)))
                 }
+                return (streamID, .success([UInt8](response.payload)))
             } catch {
-                complete(streamID, .failure(TTRPCConnectionError.malformedResponse(
-                    streamID: streamID, reason: "\(error)")))
+                return (streamID, .failure(TTRPCConnectionError.malformedResponse(streamID: streamID, reason: "\(error)")))
             }
         }
     }

@@ -44,31 +44,45 @@ public final class TTRPCServerConnection: Sendable {
     }
 
     private func receive(_ incoming: IncomingFrame) {
+        switch Self.request(in: incoming) {
+        case .ignored(let header):
+            server.logger.debug("ttrpc: ignoring frame type \(header.type) on stream \(header.streamID)")
+        case .refused(let streamID, let status):
+            respond(streamID, status: status)
+        case .call(let request, let streamID):
+            dispatch(request, streamID: streamID)
+        }
+    }
+
+    /// What the server does with one incoming frame.
+    enum IncomingRequest {
+        /// Not a request: other message types are ignored for forward compatibility, as ttrpc does.
+        case ignored(FrameHeader)
+        /// Answered with an error status without calling a handler.
+        case refused(streamID: UInt32, TTRPCStatus)
+        case call(Ttrpc_Request, streamID: UInt32)
+    }
+
+    /// Classifies a frame from the client. Pure, so every input the peer can send is checked
+    /// (Fuzz/Targets/TTRPCFrames).
+    static func request(in incoming: IncomingFrame) -> IncomingRequest {
         switch incoming {
         case .oversized(let header):
             // ttrpc's channel.recv discards the payload and the server answers on its stream id.
-            respond(header.streamID, status: TTRPCStatus(
+            return .refused(streamID: header.streamID, TTRPCStatus(
                 .resourceExhausted,
                 "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)"))
         case .frame(let frame):
-            // Other message types are ignored for forward compatibility, as ttrpc does.
-            guard frame.header.type == FrameType.request else {
-                server.logger.debug("ttrpc: ignoring frame type \(frame.header.type) on stream \(frame.header.streamID)")
-                return
-            }
+            guard frame.header.type == FrameType.request else { return .ignored(frame.header) }
             guard frame.header.streamID % 2 == 1 else {
-                respond(frame.header.streamID, status: TTRPCStatus(
+                return .refused(streamID: frame.header.streamID, TTRPCStatus(
                     .invalidArgument, "StreamID must be odd for client initiated streams"))
-                return
             }
-            let request: Ttrpc_Request
             do {
-                request = try Ttrpc_Request(serializedBytes: frame.payload)
+                return .call(try Ttrpc_Request(serializedBytes: frame.payload), streamID: frame.header.streamID)
             } catch {
-                respond(frame.header.streamID, status: TTRPCStatus(.invalidArgument, "unmarshal request error: \(error)"))
-                return
+                return .refused(streamID: frame.header.streamID, TTRPCStatus(.invalidArgument, "unmarshal request error: \(error)"))
             }
-            dispatch(request, streamID: frame.header.streamID)
         }
     }
 
@@ -89,11 +103,8 @@ public final class TTRPCServerConnection: Sendable {
             respond(streamID, status: status)
             return
         }
-        let timeout: Duration? = request.timeoutNano > 0 ? .nanoseconds(request.timeoutNano) : nil
-        let context = TTRPCCallContext(
-            service: request.service, method: request.method,
-            metadata: request.metadata.map { (key: $0.key, value: $0.value) },
-            timeout: timeout, streamID: streamID)
+        let context = Self.context(of: request, streamID: streamID)
+        let timeout = context.timeout
         let answered = Mutex(false)
         // Exactly one response per stream id, whichever of handler and deadline comes first.
         let answerOnce: @Sendable (Result<[UInt8], TTRPCStatus>) -> Bool = { [weak self] result in
@@ -132,6 +143,14 @@ public final class TTRPCServerConnection: Sendable {
                 }
             })
         }
+    }
+
+    /// What the handler learns about a call from the client's request.
+    static func context(of request: Ttrpc_Request, streamID: UInt32) -> TTRPCCallContext {
+        TTRPCCallContext(
+            service: request.service, method: request.method,
+            metadata: request.metadata.map { (key: $0.key, value: $0.value) },
+            timeout: request.timeoutNano > 0 ? .nanoseconds(request.timeoutNano) : nil, streamID: streamID)
     }
 
     private func finished(_ streamID: UInt32) {

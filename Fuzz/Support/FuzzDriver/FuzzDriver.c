@@ -1,0 +1,2 @@
+// Only a declaration lives here (FuzzDriver.h); libFuzzer itself is linked by -sanitize=fuzzer.
+#include "FuzzDriver.h"

@@ -1,0 +1,37 @@
+import Boot
+import FuzzSupport
+import GuestMemory
+
+/// libFuzzer's per-input entry; `main` hands it to libFuzzer.
+@_cdecl("LLVMFuzzerTestOneInput")
+func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    BzImageTarget.run(FuzzInput(data, size))
+    return 0
+}
+
+/// The kernel file as `rund vm boot` reads it: the bzImage setup header is parsed
+/// (Sources/Boot/BzImage.swift, SetupHeader.swift) and, when it parses, the kernel, an initrd
+/// and the command line are placed in guest memory by the values the header holds
+/// (LinuxBoot.load: pref_address, init_size, initrd_addr_max, cmdline_size, setup_sects).
+/// The input is the kernel file itself.
+@main
+enum BzImageTarget {
+    /// 128 MiB of guest RAM at 0 (the Debian kernel asks for 16 MiB + 52 MiB), made once; only
+    /// the pages an input touches cost anything.
+    static let memory = try! GuestMemory.anonymous([(base: 0, size: ramBytes)])
+    static let ramBytes = 128 << 20
+    static let initrd = [UInt8](repeating: 0x5a, count: 4096)
+
+    static func main() {
+        runFuzzer(LLVMFuzzerTestOneInput)
+    }
+
+    static func run(_ input: FuzzInput) {
+        let kernel = input.bytes
+        guard let image = try? BzImage(kernel) else { return }
+        _ = image.requiredMemoryEnd
+        _ = try? LinuxBoot.load(
+            kernel: kernel, initrd: initrd, commandLine: KernelCommandLine.defaultArguments, memory: memory,
+            ramRegions: [(base: 0, size: ramBytes)], acpiRSDP: X86Layout.rsdpAddress)
+    }
+}
