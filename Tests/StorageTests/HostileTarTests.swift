@@ -82,6 +82,19 @@ private func parse(_ bytes: [UInt8], limits: StorageLimits = StorageLimits()) ->
         }
     }
 
+    /// The inputs the TarReader fuzz target found trapping (kept in its corpus): each is now read or
+    /// refused with a StorageError.
+    @Test func fuzzerFindingsNeverTrap() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Fuzz/Corpus/TarReader").standardized
+        let findings = try FileManager.default.contentsOfDirectory(atPath: corpus.path).filter { $0.hasPrefix("finding-") }.sorted()
+        #expect(findings.count == 3)
+        for name in findings {
+            let bytes = try [UInt8](Data(contentsOf: corpus.appendingPathComponent(name)))
+            let error = parse(bytes)
+            #expect(error?.kind != .io, "\(name): \(String(describing: error))")
+        }
+    }
+
     @Test func numbersTarsReallyWriteAreRead() throws {
         // Spaces and NULs around octal digits; base-256 sizes and uids; a time before 1970.
         var tar = TarWriter()

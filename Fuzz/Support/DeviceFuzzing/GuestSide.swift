@@ -21,7 +21,7 @@ public enum FuzzGuest {
         let readOnlyFile = anonymousFile(size: 4096)
         return try! GuestMemory(regions: [
             try GuestRegion(anonymousAt: 0, size: ramBytes),
-            try GuestRegion(file: readOnlyFile, at: readOnlyBase, size: 4096, shared: true, readOnly: true),
+            try GuestRegion(file: readOnlyFile, at: GuestAddress(readOnlyBase), size: 4096, shared: true, readOnly: true),
         ])
     }()
 
@@ -40,7 +40,7 @@ public enum FuzzGuest {
     public static func hostileWrite(_ input: inout FuzzInput) {
         let address = UInt64(input.integer(UInt16.self))
         let bytes = input.bytes(Int(input.byte()))
-        try? memory.write(bytes, at: address)
+        try? memory.write(bytes, at: GuestAddress(address))
     }
 
     /// Every input starts from zeroed RAM.
@@ -126,18 +126,18 @@ public struct DriverQueue {
             }
             nextDescriptor &+= UInt16(truncatingIfNeeded: buffers.count)
         }
-        try? memory.store(UInt16(head), at: availableRing + 4 + 2 * UInt64(availableIndex % size))
+        try? memory.store(UInt16(head), at: GuestAddress(availableRing + 4 + 2 * UInt64(availableIndex % size)))
         availableIndex &+= 1
-        try? memory.store(availableIndex, at: availableRing + 2)
+        try? memory.store(availableIndex, at: GuestAddress(availableRing + 2))
     }
 
     private static func writeDescriptor(at address: UInt64, _ buffer: GuestBuffer, next: UInt16, last: Bool, flags extra: UInt16 = 0) {
         let memory = FuzzGuest.memory
         let flags = (last ? 0 : 1) | (buffer.deviceWritable ? 2 : 0) | extra
-        try? memory.store(buffer.address, at: address)
-        try? memory.store(buffer.length, at: address + 8)
-        try? memory.store(flags, at: address + 12)
-        try? memory.store(next, at: address + 14)
+        try? memory.store(buffer.address, at: GuestAddress(address))
+        try? memory.store(buffer.length, at: GuestAddress(address + 8))
+        try? memory.store(flags, at: GuestAddress(address + 12))
+        try? memory.store(next, at: GuestAddress(address + 14))
     }
 }
 
@@ -153,7 +153,7 @@ public struct BufferArena {
         if next + length > FuzzGuest.buffers.upperBound + 1 { next = FuzzGuest.buffers.lowerBound }
         let address = next
         next += length
-        if !contents.isEmpty { try? FuzzGuest.memory.write(Array(contents.prefix(Int(length))), at: address) }
+        if !contents.isEmpty { try? FuzzGuest.memory.write(Array(contents.prefix(Int(length))), at: GuestAddress(address)) }
         return address
     }
 }

@@ -36,8 +36,8 @@ enum StorageAdapter {
         }
         if let entries = try? decoder.decode([OCI.DockerArchiveEntry].self, from: data), let entry = entries.first {
             // ImageArchive.resolveDockerSave: config and layer names are archive member paths.
-            _ = try? ArchivePath.components(entry.config, what: what)
-            for name in entry.layers { _ = try? ArchivePath.components(name, what: what) }
+            _ = try? ArchivePath.components(Array(entry.config.utf8), what: what)
+            for name in entry.layers { _ = try? ArchivePath.components(Array(name.utf8), what: what) }
             for tag in entry.repoTags ?? [] { _ = try? ImageReference(parsing: tag) }
         }
     }

@@ -29,7 +29,7 @@ enum StorageAdapter {
         do {
             while let entry = try reader.next() {
                 if let parts = try? ArchivePath.components(entry.path, what: "fuzz input"), entry.kind == .symbolicLink {
-                    _ = ArchivePath.symlinkStaysInside(target: entry.linkTarget, parent: Array(parts.dropLast()))
+                    _ = ArchivePath.symlinkStaysInside(target: entry.linkTarget, depth: parts.count - 1)
                 }
                 if index % 2 == 0 {
                     while try reader.readContent(into: buffer) > 0 {}

@@ -1,6 +1,7 @@
 import DeviceFuzzing
 import Devices
 import FuzzSupport
+import GuestMemory
 
 /// libFuzzer's per-input entry; `main` hands it to libFuzzer.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -30,8 +31,8 @@ enum VirtqueueTarget {
         let size = input.integer(UInt16.self)
         let descriptors = address(&input), driverArea = address(&input), deviceArea = address(&input)
         guard let queue = try? Virtqueue(
-            index: 0, size: size, maxSize: 256, descriptorTable: descriptors, driverArea: driverArea,
-            deviceArea: deviceArea, memory: FuzzGuest.memory, indirectDescriptors: input.bool())
+            index: 0, size: size, maxSize: 256, descriptorTable: GuestAddress(descriptors), driverArea: GuestAddress(driverArea),
+            deviceArea: GuestAddress(deviceArea), memory: FuzzGuest.memory, indirectDescriptors: input.bool())
         else { return }
         for _ in 0..<64 where !input.isEmpty {
             switch input.byte() % 4 {
@@ -62,9 +63,9 @@ enum VirtqueueTarget {
             let count = Int(input.integer(Int16.self))
             switch input.byte() % 4 {
             case 0: _ = chain.readBytes(from: offset, count: count)
-            case 1: chain.writeBytes(input.bytes(Int(input.byte())), at: offset)
-            case 2: _ = chain.readableSlices(from: offset, count: count).reduce(0) { $0 + $1.count }
-            default: _ = chain.writableSlices(from: offset, count: count).reduce(0) { $0 + $1.count }
+            case 1: _ = chain.writeBytes(input.bytes(Int(input.byte())), at: offset)
+            case 2: _ = chain.readableSegments(from: offset, count: count).reduce(0) { $0 + $1.length }
+            default: _ = chain.writableSegments(from: offset, count: count).reduce(0) { $0 + $1.length }
             }
         }
     }

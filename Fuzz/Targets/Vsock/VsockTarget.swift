@@ -65,7 +65,7 @@ enum VsockTarget {
         let form = input.byte()
         var header = VsockHeader(
             sourceCID: form & 1 != 0 ? input.integer() : guestCID,
-            destinationCID: form & 2 != 0 ? input.integer() : VsockState.hostCID,
+            destinationCID: form & 2 != 0 ? input.integer() : VsockConnections.hostCID,
             sourcePort: input.integer(), destinationPort: input.integer(),
             type: form & 4 != 0 ? input.integer() : VsockHeader.PacketType.stream,
             operation: UInt16(input.byte()), flags: input.integer(),
@@ -106,24 +106,24 @@ enum VsockTarget {
         case 1:
             guard !world.listeners.isEmpty else { return }
             let listener = world.listeners[Int(pick) % world.listeners.count]
-            _ = try? core.withState { (state: inout VsockState) throws(VsockError) in
-                try state.accept(port: listener.port, listener: listener.id)
+            _ = try? core.withState { (_: inout VsockConnections) throws(VsockError) in
+                try listener.host.claim(port: listener.port, listener: listener.id)
             }
         case 2:
             let port: UInt32 = input.integer()
-            _ = try? core.withState(delivering: true) { (state: inout VsockState) throws(VsockError) in
+            _ = try? core.withState(delivering: true) { (state: inout VsockConnections) throws(VsockError) in
                 try state.openConnection(guestPort: port)
             }
         case 3:
             let buffer = UnsafeMutableRawBufferPointer(rebasing: world.readBuffer[0..<Int(input.byte()) * 4])
-            _ = try? core.withState(delivering: true) { (state: inout VsockState) throws(VsockError) in
+            _ = try? core.withState(delivering: true) { (state: inout VsockConnections) throws(VsockError) in
                 try state.read(connection, into: buffer)
             }
         case 4:
             let bytes = input.bytes(Int(input.integer(UInt16.self) % 5000))
             var written = 0
             bytes.withUnsafeBytes { raw in
-                _ = try? core.withState(delivering: true) { (state: inout VsockState) throws(VsockError) in
+                _ = try? core.withState(delivering: true) { (state: inout VsockConnections) throws(VsockError) in
                     try state.write(connection, raw, written: &written)
                 }
             }
