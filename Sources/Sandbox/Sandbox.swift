@@ -141,6 +141,9 @@ public struct Sandbox: Sendable {
             pumps.stopAll()
             machine.stop(signal: SIGTERM)
             runner.join()
+            // The VM goes now, not when the last reference does: its KVM worker threads are
+            // in the sandbox's cgroup, which is given back next.
+            machine.close()
             pumps.joinAll()
         }
         do {

@@ -186,6 +186,17 @@ public final class Machine: @unchecked Sendable {
         return exit
     }
 
+    /// Destroys the VM in the kernel once `run()` has returned (or was never called): vCPUs and
+    /// VM descriptor closed, so KVM's per-VM worker threads (which it puts in this process's
+    /// cgroups) are gone before the caller gives its cgroup back. Guest memory stays mapped
+    /// until the machine is released. Idempotent; the machine cannot run afterwards.
+    public func close() {
+        state.finish(.stoppedBySignal(SIGKILL))
+        guard threads.withLock({ $0.isEmpty }) else { return }  // run() still winding down.
+        for vcpu in vcpus { vcpu.close() }
+        vm.close()
+    }
+
     /// Ends the VM from any thread (a signal handler thread, a timeout).
     public func stop(signal: Int32) {
         state.finish(.stoppedBySignal(signal))
