@@ -85,7 +85,9 @@ enum ShimStart {
             let listener = try UnixSocket.listen(path: path)
             listening = path
             _ = chmod(path, 0o600)
-            let pid = try SpawnedProcess.spawnDaemon("/proc/self/exe", arguments: arguments.serveArguments, passing: listener)
+            // By its real path, so ps shows what it is (the file may be replaced later: the
+            // running shim keeps its own).
+            let pid = try SpawnedProcess.spawnDaemon(ShimConfiguration.executablePath(), arguments: arguments.serveArguments, passing: listener)
             spawned = pid
             listener.close()
             // Give the server a moment to record its identity (delete reads it after a crash).

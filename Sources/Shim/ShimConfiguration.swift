@@ -45,12 +45,18 @@ public struct ShimConfiguration: Sendable, Equatable {
         ShimConfiguration(root: StateRoot.resolve(nil), agent: executableDirectory() + "/rund-agent")
     }
 
-    static func executableDirectory() -> String {
+    /// This process's executable (`/proc/self/exe` when it cannot be read).
+    static func executablePath() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return "/usr/local/bin" }
-        let path = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "/usr/local/bin"
+        guard count > 0 else { return "/proc/self/exe" }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func executableDirectory() -> String {
+        let path = executablePath()
+        guard path != "/proc/self/exe", let slash = path.lastIndex(of: "/") else { return "/usr/local/bin" }
+        return String(path[..<slash])
     }
 
     /// The configuration for a task: the file its runtime options name, else the default file
