@@ -89,13 +89,12 @@ final class ProcessIO: Sendable {
             }
             return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode: 0o644)
         case .fifo(let path):
-            // The client opened its reading end before asking: this does not fail with ENXIO.
-            // Writes wait for room (backpressure) unless stopped; a reader that went away makes
-            // them fail with EPIPE.
+            // Read-write, as runc's shim does: the client's reader may not be open yet (ctr
+            // opens it asynchronously), and one that goes away (a containerd restart) gets the
+            // output when it comes back instead of this end failing with EPIPE. Writes wait for
+            // room (backpressure) unless the task is being deleted.
             do {
-                return try FileDescriptor.open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-            } catch let error as SystemError where error.errno == ENXIO {
-                throw ShimError(.failedPrecondition, "the output FIFO \(path.prefix(200)) has no reader: the client must open it first")
+                return try FileDescriptor.open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
             } catch {
                 throw ShimError(.failedPrecondition, "cannot open the output FIFO: \(error)")
             }

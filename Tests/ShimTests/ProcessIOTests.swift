@@ -55,10 +55,17 @@ struct ProcessIOTests {
         io.close()
     }
 
-    @Test func anOutputFIFONobodyReadsIsAClearError() throws {
+    /// ctr opens its readers asynchronously: output written before the reader came is there
+    /// when it does, and the reader sees its end once the shim closes.
+    @Test func aReaderThatComesLateGetsTheOutput() throws {
         let directory = try Directory()
-        let out = try directory.fifo("lonely")
-        #expect { try ProcessIO(stdin: "", stdout: out, stderr: "", terminal: false) } throws: { "\($0)".contains("has no reader") }
+        let out = try directory.fifo("late")
+        let writer = try #require(try ProcessIO.openOutput(StdioTarget.parse(out)))
+        let stop = try EventFD()
+        try ProcessIO.write(Array("early\n".utf8), to: writer, stop: stop.descriptor)
+        let reader = try FileDescriptor.open(out, O_RDONLY | O_NONBLOCK)
+        writer.close()
+        #expect(String(decoding: try reader.readToEnd(limit: 64), as: UTF8.self) == "early\n")
     }
 
     /// A reader that stops reading holds the writer back, and the shim's stop request frees it.
