@@ -92,12 +92,14 @@ status=$?
 check delete $? "status=$status $(oneline "$work/delete")"
 
 # --- ctr run -t: a terminal, its size and a resize ------------------------------------------------
-timeout 300 "$ptyrun" 30x100 --resize-after 25000 40x120 -- \
-    ctr run -t --rm --runtime $rund $image tty1 sh -c 'stty size; tty; i=0; while [ $i -lt 60 ]; do s=$(stty size); [ "$s" != "30 100" ] && break; sleep 1; i=$((i+1)); done; stty size' \
+# The resize comes once the process shows it runs (READY-2: the command text only has
+# READY-$((1+1)), so an echo of it cannot trigger it).
+timeout 300 "$ptyrun" 30x100 --resize-on READY-2 40x120 -- \
+    ctr run -t --rm --runtime $rund $image tty1 sh -c 'stty size; tty; echo READY-$((1+1)); i=0; while [ $i -lt 600 ]; do s=$(stty size); [ "$s" != "30 100" ] && break; sleep 0.1; i=$((i+1)); done; stty size' \
     >"$work/tty" 2>&1
 status=$?
 tr -d '\r' <"$work/tty" >"$work/tty.clean"
-[ "$status" = 0 ] && grep -qx '30 100' "$work/tty.clean" && grep -qx '40 120' "$work/tty.clean" && grep -q '^/dev/pts/' "$work/tty.clean"
+[ "$status" = 0 ] && [ "$(sed -n 1p "$work/tty.clean")" = "30 100" ] && [ "$(tail -n 1 "$work/tty.clean")" = "40 120" ] && grep -q '^/dev/pts/' "$work/tty.clean"
 check tty $? "status=$status output=$(oneline "$work/tty.clean")"
 
 # --- two sandboxes at once, isolated ---------------------------------------------------------------
