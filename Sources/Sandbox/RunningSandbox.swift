@@ -173,6 +173,12 @@ public final class RunningSandbox: Sendable {
     /// microseconds (nil quota: as many CPUs as vCPUs, the sandbox's default).
     public func updateCPU(quotaMicros: Int64?, periodMicros: Int64?) throws {
         var limits = SandboxCgroup.limits(memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB)
+        if let periodMicros, !(1_000...1_000_000).contains(periodMicros) {
+            throw SandboxError("cpu period \(periodMicros) us is out of range: use 1000-1000000")
+        }
+        if let quotaMicros, quotaMicros < 1_000 {
+            throw SandboxError("cpu quota \(quotaMicros) us is too small: use at least 1000")
+        }
         if let periodMicros {
             limits.cpuPeriodMicros = periodMicros
             limits.cpuQuotaMicros = Int64(vcpuCount) * periodMicros + periodMicros / 4

@@ -82,3 +82,17 @@ struct BundleSpecTests {
         #expect(throws: ShimError.self) { try BundleSpec.execProcess(json: Array("[]".utf8)) }
     }
 }
+
+/// Values from a hostile or careless client never trap: extreme quotas and periods.
+struct ResourceEdgeTests {
+    @Test func extremeCPUValuesAreBoundedOrRefused() throws {
+        for (quota, period) in [(Int64.max, UInt64(1)), (Int64.max, UInt64.max), (1, UInt64(Int64.max)), (Int64.max - 1, UInt64(2))] {
+            let config = String(decoding: BundleSpecTests.config(), as: UTF8.self)
+                .replacing(#""quota":150000,"period":100000"#, with: #""quota":\#(quota),"period":\#(period)"#)
+            let plan = try BundleSpec.plan(configJSON: Array(config.utf8))
+            #expect((plan.vcpus ?? 0) >= 1)
+        }
+        let zero = String(decoding: BundleSpecTests.config(), as: UTF8.self).replacing(#""period":100000"#, with: #""period":0"#)
+        #expect(throws: ShimError.self) { try BundleSpec.plan(configJSON: Array(zero.utf8)) }
+    }
+}

@@ -9,6 +9,9 @@ rund=io.containerd.rund.v2
 work=/tmp/checks
 mkdir -p "$work"
 
+# Where the script is, on stderr with L1's uptime: a hang shows in the rig's stderr tail.
+step() { echo "checks: $(cut -d' ' -f1 /proc/uptime)s $*" >&2; }
+
 check() { # name status details...
     name=$1 ok=$2
     shift 2
@@ -19,15 +22,15 @@ oneline() { tr '\n' '|' <"$1" | tr -d '\r' | cut -c1-600; }
 # Shim processes still running (busybox has no pgrep).
 shims() {
     for cmdline in /proc/[0-9]*/cmdline; do
-        tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q '^[^ ]*containerd-shim-rund-v2 ' && { p=${cmdline%/cmdline}; echo "${p#/proc/}"; }
+        { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -q '^[^ ]*containerd-shim-rund-v2 ' && { p=${cmdline%/cmdline}; echo "${p#/proc/}"; }
     done
 }
 shim_of() { # container id
     for cmdline in /proc/[0-9]*/cmdline; do
-        tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim-rund-v2 .*-id $1 " && { p=${cmdline%/cmdline}; echo "${p#/proc/}"; }
+        { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -q "^[^ ]*containerd-shim-rund-v2 .*-id $1 " && { p=${cmdline%/cmdline}; echo "${p#/proc/}"; }
     done
 }
-task_status() { ctr task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
+task_status() { timeout 30 ctr task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
 wait_status() { # id status seconds
     i=0
     while [ "$i" -lt "$3" ]; do
@@ -40,10 +43,12 @@ wait_status() { # id status seconds
 pool_used() { df -k /var/lib/rund-l1/writable 2>/dev/null | awk 'NR == 2 { print $3 }'; }
 
 # --- import -------------------------------------------------------------------------------------
+step "import"
 ctr image import "$archive" >"$work/import" 2>&1
 check import $? "$(oneline "$work/import")"
 
 # --- ctr run --rm: output and exit status ---------------------------------------------------------
+step "ctr run --rm"
 timeout 300 ctr run --rm --runtime $rund $image t1 sh -c 'echo hi; exit 3' >"$work/t1" 2>&1
 status=$?
 [ "$status" = 3 ] && [ "$(cat "$work/t1")" = hi ]
@@ -51,6 +56,7 @@ check run-exit $? "status=$status output=$(oneline "$work/t1")"
 pool_baseline=$(pool_used)
 
 # --- a long-running task: exec, ps, metrics, pause/resume, SIGTERM to a trap, delete -----------
+step "a long-running task"
 timeout 300 ctr run -d --runtime $rund --log-uri file://$work/long.log $image long \
     sh -c 'trap "echo got-term; exit 0" TERM; echo started; while :; do sleep 1; done' >"$work/long-run" 2>&1
 status=$?
@@ -92,6 +98,7 @@ status=$?
 check delete $? "status=$status $(oneline "$work/delete")"
 
 # --- ctr run -t: a terminal, its size and a resize ------------------------------------------------
+step "ctr run -t"
 # The resize comes once the process shows it runs (READY-2: the command text only has
 # READY-$((1+1)), so an echo of it cannot trigger it).
 timeout 300 "$ptyrun" 30x100 --resize-on READY-2 40x120 -- \
@@ -103,6 +110,7 @@ tr -d '\r' <"$work/tty" >"$work/tty.clean"
 check tty $? "status=$status output=$(oneline "$work/tty.clean")"
 
 # --- two sandboxes at once, isolated ---------------------------------------------------------------
+step "two sandboxes"
 for name in iso-a iso-b; do
     timeout 300 ctr run -d --runtime $rund $image $name sh -c "echo $name > /data/who; while :; do sleep 1; done" >"$work/$name" 2>&1 &
 done
@@ -115,16 +123,19 @@ b=$(timeout 120 ctr task exec --exec-id r1 iso-b sh -c 'cat /data/who; cat /proc
 [ "$running" = 0 ] && [ "${a%% *}" = iso-a ] && [ "${b%% *}" = iso-b ] && [ "${a#* }" != "${b#* }" ] && [ "$(shim_of iso-a)" != "$(shim_of iso-b)" ]
 check two-sandboxes $? "a=[$a] b=[$b] shims=$(shim_of iso-a),$(shim_of iso-b)"
 for name in iso-a iso-b; do
-    ctr task kill -s SIGKILL $name >/dev/null 2>&1
+    step "removing $name"
+    timeout 60 ctr task kill -s SIGKILL $name >/dev/null 2>&1
     wait_status $name STOPPED 60
-    ctr task delete $name >/dev/null 2>&1
-    ctr container delete $name >/dev/null 2>&1
+    timeout 120 ctr task delete $name >/dev/null 2>&1 || step "ctr task delete $name failed or timed out"
+    timeout 60 ctr container delete $name >/dev/null 2>&1
 done
 
 # --- the shim killed with SIGKILL mid-run, then ctr task delete ------------------------------------
+step "the shim killed"
 timeout 300 ctr run -d --runtime $rund $image crash sleep 1000 >"$work/crash" 2>&1
 wait_status crash RUNNING 60
 pid=$(shim_of crash)
+step "SIGKILL to shim $pid"
 if [ -n "$pid" ]; then kill -9 "$pid"; fi
 sleep 3
 timeout 60 ctr task delete crash >>"$work/crash" 2>&1
@@ -134,6 +145,7 @@ sleep 1
 check sigkill-shim $? "shim=$pid $(oneline "$work/crash")"
 
 # --- after all of it: nothing left ---------------------------------------------------------------
+step "after all of it"
 sleep 2
 left_shims=$(shims | tr '\n' ' ')
 "${RUND:-rund}" gc --dry-run --json >"$work/gc" 2>&1
