@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "TTRPC", targets: ["TTRPC"]),
         .library(name: "AgentProtocol", targets: ["AgentProtocol"]),
         .library(name: "Sandbox", targets: ["Sandbox"]),
+        .executable(name: "containerd-shim-rund-v2", targets: ["containerd-shim-rund-v2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,6 +58,19 @@ let package = Package(
         .target(name: "Sandbox", dependencies: ["AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         // Benchmarks (`rund bench ...`): the measuring, peers and reports; the CLI only parses and prints.
         .target(name: "Bench", dependencies: ["Boot", "Cgroups", "HostOS", "KVM", "Sandbox", "Storage", "VMM"], swiftSettings: strict),
+        // containerd's runtime v2 shim (issue 13): the Task service, events, stdio and bundle in
+        // Shim; the binary is its thin entry point. The VMM runs inside the shim's process.
+        .target(
+            name: "Shim",
+            dependencies: ["Sandbox", "Storage", "Cgroups", "TTRPC", "AgentProtocol", "KVM", "VMM", "HostOS", "CLinux",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")],
+            exclude: ["Generated/containerd_task_v2_shim.proto.sha256", "Generated/containerd_types_mount.proto.sha256",
+                      "Generated/containerd_types_task_task.proto.sha256", "Generated/containerd_events_task.proto.sha256",
+                      "Generated/containerd_services_ttrpc_events_v1_events.proto.sha256",
+                      "Generated/containerd_runtimeoptions_v1_api.proto.sha256", "Generated/containerd_cgroups_v1_metrics.proto.sha256",
+                      "Generated/containerd_cgroups_v2_metrics.proto.sha256"],
+            swiftSettings: strict),
+        .executableTarget(name: "containerd-shim-rund-v2", dependencies: ["Shim"], swiftSettings: strict),
         .executableTarget(
             name: "rund",
             dependencies: [
@@ -80,6 +94,8 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RundTests", dependencies: ["rund", "Bench", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
+        .testTarget(name: "ShimTests", dependencies: ["Shim", "Sandbox", "AgentProtocol", "HostOS", "TTRPC",
+                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict),
     ]
 )

@@ -63,6 +63,16 @@ public struct AgentClient: Sendable {
         return answer
     }
 
+    /// `readStdout` for a plain OS thread (one copying output into a FIFO); see `writeStdinBlocking`.
+    public func readStdoutBlocking(_ request: AgentReadOutputRequest, timeout: Duration? = nil) throws -> AgentReadOutputResponse {
+        try callBlocking(.readStdout, request, timeout)
+    }
+
+    /// `readStderr` for a plain OS thread; see `readStdoutBlocking`.
+    public func readStderrBlocking(_ request: AgentReadOutputRequest, timeout: Duration? = nil) throws -> AgentReadOutputResponse {
+        try callBlocking(.readStderr, request, timeout)
+    }
+
     /// Blocks until the process exits; normally called without a timeout.
     public func waitProcess(_ request: AgentWaitProcessRequest, timeout: Duration? = nil) async throws -> AgentWaitProcessResponse {
         let answer: AgentWaitProcessResponse = try await call(.waitProcess, request, timeout)

@@ -27,18 +27,19 @@ public struct CgroupGarbageReport: Sendable, Codable, Equatable {
 /// whose owner is alive are never touched, even when empty: the owner may be between take and
 /// attach.
 public enum CgroupGarbageCollector {
-    /// Collects under `<mount>/<parentName>` in every hierarchy; `dryRun` only reports.
+    /// Collects under `<mount>/<parentName>` in every hierarchy; `dryRun` only reports. With
+    /// `sandboxID`, only that sandbox's entry is looked at (the containerd shim's `delete`).
     public static func collect(
-        host: CgroupHost, parentName: String = "rund", dryRun: Bool = false,
+        host: CgroupHost, parentName: String = "rund", sandboxID: String? = nil, dryRun: Bool = false,
         logger: Logger = Logger(label: "rund.cgroups")
     ) throws -> CgroupGarbageReport {
         guard let parents = try CgroupParents.open(host: host, name: parentName, create: false) else {
             return CgroupGarbageReport()
         }
-        return try collect(parents, dryRun: dryRun, logger: logger)
+        return try collect(parents, sandboxID: sandboxID, dryRun: dryRun, logger: logger)
     }
 
-    static func collect(_ parents: CgroupParents, dryRun: Bool = false, logger: Logger) throws -> CgroupGarbageReport {
+    static func collect(_ parents: CgroupParents, sandboxID: String? = nil, dryRun: Bool = false, logger: Logger) throws -> CgroupGarbageReport {
         var report = CgroupGarbageReport()
         let defaults = try parents.layout.values(for: CgroupLimits())
         for (token, names) in try scan(parents) {
@@ -46,6 +47,7 @@ public enum CgroupGarbageCollector {
                 if case .taken(_, let owner, let id)? = name { return (owner, id) }
                 return nil
             }
+            if let sandboxID, taken.first?.1 != sandboxID { continue }
             if let (owner, id) = taken.first {
                 if owner.isAlive {
                     report.inUse.append(id)

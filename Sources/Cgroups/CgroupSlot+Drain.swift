@@ -38,7 +38,12 @@ extension CgroupSlot {
             let left = try processes().subtracting([me])
             if left.isEmpty { return }
             if MonotonicNanoseconds.now() > deadline {
-                throw CgroupError("processes \(left.sorted().map(String.init).joined(separator: ",")) survived SIGKILL in cgroup \(name.text): check for processes stuck in the kernel (state D)")
+                let named = left.sorted().map { pid in
+                    let comm = (try? FileDescriptor.open("/proc/\(pid)/comm", O_RDONLY).readToEnd(limit: 64))
+                        .map { String(decoding: $0, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "" } ?? ""
+                    return comm.isEmpty ? "\(pid)" : "\(pid) (\(comm))"
+                }
+                throw CgroupError("processes \(named.joined(separator: ", ")) survived SIGKILL in cgroup \(name.text): check for processes stuck in the kernel (state D)")
             }
             for pid in left { _ = kill(pid, SIGKILL) }
             usleep(pause)

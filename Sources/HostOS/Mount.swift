@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 /// mount(2)/umount2(2) and the mount table, for loop-mounted images and the XFS pool.
 public enum Mount {
@@ -12,6 +13,14 @@ public enum Mount {
 
     public static func unmount(_ target: String, detach: Bool = false) throws {
         _ = try retryingInterrupts("umount", subject: target) { umount2(target, detach ? Int32(MNT_DETACH) : 0) }
+    }
+
+    /// Moves the calling thread into a new mount namespace of its own, with every mount private,
+    /// so what it mounts is seen by it and the processes it spawns, never by the host, and goes
+    /// away with them (a crash leaves no mount behind). Only for a dedicated thread (`OSThread`)
+    /// that ends after its work: the Swift concurrency pool must never run in such a namespace.
+    public static func enterPrivateNamespaceForCurrentThread() throws {
+        _ = try retryingInterrupts("unshare(CLONE_NEWNS)") { rund_unshare_private_mounts() }
     }
 
     /// True when `path` (an absolute, canonical path) is a mount point in this mount namespace.

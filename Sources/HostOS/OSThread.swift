@@ -2,12 +2,14 @@
 import Glibc
 #endif
 import CLinux
+import Synchronization
 
 /// A plain OS thread for blocking work (vCPU loops, device I/O) that must never run on the
 /// Swift concurrency pool.
 public final class OSThread: @unchecked Sendable {
     private var thread: pthread_t = 0
     private let body: @Sendable () -> Void
+    private let finished = Atomic<Bool>(false)
 
     private init(body: @escaping @Sendable () -> Void) {
         self.body = body
@@ -20,6 +22,7 @@ public final class OSThread: @unchecked Sendable {
         let result = pthread_create(&thread.thread, nil, { context in
             let thread = Unmanaged<OSThread>.fromOpaque(context!).takeRetainedValue()
             thread.body()
+            thread.finished.store(true, ordering: .releasing)
             return nil
         }, context)
         guard result == 0 else {
@@ -33,6 +36,9 @@ public final class OSThread: @unchecked Sendable {
     public func join() {
         pthread_join(thread, nil)
     }
+
+    /// True once the body has returned (the thread is ending; `join` will not block long).
+    public var hasEnded: Bool { finished.load(ordering: .acquiring) }
 
     /// Sends `signal` to this thread (e.g. the kick signal, to interrupt a blocking syscall).
     public func send(signal: Int32) {

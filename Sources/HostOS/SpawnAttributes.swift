@@ -6,7 +6,7 @@ import Glibc
 /// dispositions. Children otherwise inherit the spawning thread's mask, and Swift concurrency /
 /// libdispatch threads block every signal: such a child ignores SIGTERM and never sees SIGCHLD.
 enum SpawnAttributes {
-    static func withCleanSignals<R>(_ body: (UnsafePointer<posix_spawnattr_t>) -> R) -> R {
+    static func withCleanSignals<R>(extraFlags: Int16 = 0, _ body: (UnsafePointer<posix_spawnattr_t>) -> R) -> R {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -16,7 +16,7 @@ enum SpawnAttributes {
         var all = sigset_t()
         sigfillset(&all)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | extraFlags)
         return body(&attributes)
     }
 }

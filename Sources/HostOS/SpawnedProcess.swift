@@ -71,3 +71,34 @@ public enum Pipe {
         return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
     }
 }
+
+extension SpawnedProcess {
+    /// Starts `executable` as a daemon: a new session (no controlling terminal, its own process
+    /// group), stdin/stdout/stderr on /dev/null, `passing` as its fd 3, the caller's environment
+    /// and working directory. The caller does not wait for it (it is reparented to init when
+    /// the caller exits); returns its pid.
+    public static func spawnDaemon(_ executable: String, arguments: [String], passing descriptor: FileDescriptor) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // dup2 onto 3 clears close-on-exec on the copy; the same number would keep it.
+        if descriptor.rawValue == 3 {
+            posix_spawn_file_actions_adddup2(&actions, 3, 4)
+            posix_spawn_file_actions_adddup2(&actions, 4, 3)
+            posix_spawn_file_actions_addclose(&actions, 4)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, descriptor.rawValue, 3)
+        }
+        var pid: pid_t = 0
+        let status = withCStrings([executable] + arguments) { cArgv in
+            SpawnAttributes.withCleanSignals(extraFlags: rund_posix_spawn_setsid()) { attributes in
+                posix_spawn(&pid, executable, &actions, attributes, cArgv, environ)
+            }
+        }
+        if status != 0 { throw SystemError("posix_spawn", errno: status, subject: executable) }
+        return pid
+    }
+}

@@ -11,6 +11,8 @@ public final class VCPU: @unchecked Sendable {
     let fd: FileDescriptor
     let runPage: UnsafeMutablePointer<kvm_run>
     let runPageSize: Int
+    /// Set by `close()`; only touched once no thread runs the vCPU any more.
+    private var closed = false
 
     init(id: UInt32, fd: FileDescriptor, mmapSize: Int) throws {
         self.id = id
@@ -22,7 +24,16 @@ public final class VCPU: @unchecked Sendable {
     }
 
     deinit {
+        if !closed { munmap(runPage, runPageSize) }
+    }
+
+    /// Gives up the vCPU's kernel object (its run page and descriptor hold the VM alive). Only
+    /// once no thread runs it and none will.
+    public func close() {
+        guard !closed else { return }
+        closed = true
         munmap(runPage, runPageSize)
+        fd.close()
     }
 
     /// Why `run()` returned. Buffers point into the kvm_run page and are valid until the next `run()`.

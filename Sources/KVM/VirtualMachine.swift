@@ -16,6 +16,12 @@ public final class VirtualMachine: Sendable {
         vcpuMmapSize = try system.vcpuMmapSize()
     }
 
+    /// Closes the VM's descriptor: once its vCPUs are closed too, the kernel destroys the VM
+    /// (and its worker threads, which KVM puts in the creator's cgroup).
+    public func close() {
+        fd.close()
+    }
+
     /// Maps `size` bytes at `host` into guest physical memory at `guestAddress`.
     public func setUserMemoryRegion(slot: UInt32, guestAddress: UInt64, size: Int, host: UnsafeMutableRawPointer, readOnly: Bool = false) throws {
         var region = kvm_userspace_memory_region(

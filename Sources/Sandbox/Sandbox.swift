@@ -29,8 +29,10 @@ public enum SandboxOutput: Sendable {
     case stderr
 }
 
-/// One sandbox's lifecycle: cgroup, writable layer, image disk, guest initramfs, microVM, agent
-/// session, container, process, teardown. Everything taken is released on every path out.
+/// Makes sandboxes: cgroup, writable layer, image disk, guest initramfs, microVM, agent session
+/// and container (`create`, giving a `RunningSandbox` that both `rund run` and the containerd
+/// shim drive), or one process run to its end (`run`). Everything taken is released on every
+/// path out.
 public struct Sandbox: Sendable {
     public static let agentPort: UInt32 = 1024
     static let guestCID: UInt32 = 3
@@ -59,16 +61,58 @@ public struct Sandbox: Sendable {
     /// Runs `spec`'s process to its end, handing its output to `output` as it arrives (and,
     /// when `spec.interactive`, this process's stdin to it). `control` reaches the process with
     /// signals and can stop the sandbox (the exit then says so in `stoppedByHost`). `phases`, if
-    /// given, gets the phase boundaries (`rund bench run`).
+    /// given, gets the phase boundaries (`rund bench run`). The whole lifecycle of
+    /// `RunningSandbox`, driven start to end: `create`, `start`, output and wait, `shutdown`.
     public func run(spec: SandboxSpec, control: SandboxControl = SandboxControl(),
                     phases: SandboxPhaseRecorder? = nil,
                     output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
-        defer { phases?.finish() }  // First declared, so it runs after every release below.
-        defer { control.ended() }
+        let sandbox: RunningSandbox
+        do {
+            sandbox = try await create(spec, control: control, phases: phases)
+        } catch let stopped as SandboxStoppedError {
+            return SandboxExit(stoppedByHost: stopped.stop)
+        }
+        do {
+            _ = try await sandbox.start(stdin: spec.interactive ? 0 : nil)
+            let exit = try await sandbox.waitWithOutput(output: output)
+            phases?.begin(.teardown)
+            await sandbox.shutdown()
+            return exit
+        } catch {
+            // The host stopped the VM: whatever broke on the way is the stop's doing.
+            if let stop = control.stopped {
+                sandbox.release()
+                return SandboxExit(stoppedByHost: stop)
+            }
+            let explained = await sandbox.explain(error)
+            sandbox.release()
+            throw explained
+        }
+    }
+
+    /// Makes the sandbox up to its container: the root, cgroup, writable layer, microVM, agent
+    /// session and CreateContainer; the main process is not started yet (`RunningSandbox.start`).
+    /// Everything taken is released if this throws (`SandboxStoppedError` when `control`
+    /// stopped it on the way), and by `RunningSandbox.release`/`shutdown` otherwise.
+    public func create(_ spec: SandboxSpec, control: SandboxControl = SandboxControl(),
+                       phases: SandboxPhaseRecorder? = nil) async throws -> RunningSandbox {
+        let teardown = SandboxTeardown()
+        teardown.push { phases?.finish() }  // First taken, so it runs after every release below.
+        teardown.push { control.ended() }
+        do {
+            return try await assemble(spec, control: control, phases: phases, teardown: teardown)
+        } catch {
+            teardown.run()
+            throw error
+        }
+    }
+
+    private func assemble(_ spec: SandboxSpec, control: SandboxControl, phases: SandboxPhaseRecorder?,
+                          teardown: SandboxTeardown) async throws -> RunningSandbox {
         phases?.begin(.prepare)
         let id = try SandboxID.validate(spec.id)
         let root = try openRoot(spec.root)
-        defer { root.keepOpen?.close() }
+        if let keepOpen = root.keepOpen { teardown.push { keepOpen.close() } }
         let process = try spec.processSpec(config: root.config)
         let kernelDirectory = stateRoot + "/kernel/current"
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
@@ -77,39 +121,30 @@ public struct Sandbox: Sendable {
         let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
                                        writableSizeMiB: spec.writableSizeMiB, soleSandboxInProcess: soleSandboxInProcess,
                                        allowUnconfined: allowUnconfined, logger: logger)
-        defer { cgroup.release(logger: logger) }
+        let logger = self.logger
+        teardown.push { cgroup.release(logger: logger) }
         try cgroup.attachProcess()
         phases?.begin(.writableLayer)
         let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
-        defer { writable.close() }
+        teardown.push { writable.close() }
 
-        if let stop = control.stopped { return SandboxExit(stoppedByHost: stop) }
-        // Everything of the VM lives inside this call: when it returns, the VM and its memory are
-        // gone (KVM's worker thread with them), so the cgroup is empty when it is given back.
-        return try await runInVM(spec: spec, id: id, process: process, machineConfiguration: machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable),
-                                 control: control, phases: phases, output: output)
-    }
-
-    /// Builds and boots the machine, runs the process through the agent, and tears the machine
-    /// down on every path out.
-    private func runInVM(spec: SandboxSpec, id: String, process: AgentProcessSpec, machineConfiguration: VMConfiguration,
-                         control: SandboxControl, phases: SandboxPhaseRecorder?,
-                         output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
+        if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
         let machine = try Machine(configuration: machineConfiguration, logger: logger)
         phases?.begin(.kernelBoot)
-        let stdin = SandboxStdinSlot()
+        let pumps = SandboxStdinPumps()
         let runner = try OSThread.spawn(name: "vm-\(id)") { _ = try? machine.run() }
         control.attach(machine)
-        defer {
-            // The stdin pump is joined after the machine: the VM's end closes the agent
+        teardown.push {
+            // Stdin pumps are joined after the machine: the VM's end closes the agent
             // connection, which ends a stdin write still in flight.
-            stdin.stop()
+            pumps.stopAll()
             machine.stop(signal: SIGTERM)
             runner.join()
-            stdin.join()
-            control.ended()  // Lets go of the machine.
+            // The VM goes now, not when the last reference does: its KVM worker threads are
+            // in the sandbox's cgroup, which is given back next.
+            machine.close()
+            pumps.joinAll()
         }
         do {
             guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
@@ -121,20 +156,11 @@ public struct Sandbox: Sendable {
                     machine?.stop(confinementBroken: "\(violation)")
                 }
             }))
-            try await Self.startContainer(client, id: id, process: process)
-            phases?.begin(.exit)
-            if spec.interactive { stdin.start(try SandboxStdin(input: 0, client: client, process: .with { $0.containerID = id })) }
-            control.started(client: client, containerID: id, hasTerminal: spec.terminal != nil)
-            let exit = try await Self.waitForProcess(client, id: id, output: output)
-            phases?.begin(.teardown)
-            phases?.bootMarker(elapsedSinceVMCreate: machine.bootMarkerNanoseconds)  // Written by now.
-            stdin.stop()
-            _ = try? await client.shutdown(timeout: .seconds(10))
-            for _ in 0..<100 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
-            return exit
+            try await Self.createContainer(client, id: id, hostname: spec.hostname)
+            return RunningSandbox(id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
+                                  phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown)
         } catch {
-            // The host stopped the VM: whatever broke on the way is the stop's doing.
-            if let stop = control.stopped { return SandboxExit(stoppedByHost: stop) }
+            if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
             throw await Self.explainFailure(error, machine: machine)
         }
     }
@@ -150,6 +176,8 @@ public struct Sandbox: Sendable {
         case .directory(let directory):
             let erofs = try store.buildThrowawayRootfs(of: directory)
             return ("/proc/self/fd/\(erofs.rawValue)", OCI.ImageConfiguration.Config(), erofs)
+        case .erofs(let path):
+            return (path, OCI.ImageConfiguration.Config(), nil)
         }
     }
 
@@ -168,11 +196,11 @@ public struct Sandbox: Sendable {
         return configuration
     }
 
-    /// CreateContainer over the two disks, then StartProcess.
-    static func startContainer(_ client: AgentClient, id: String, process: AgentProcessSpec) async throws {
+    /// CreateContainer over the two disks.
+    static func createContainer(_ client: AgentClient, id: String, hostname: String?) async throws {
         _ = try await client.createContainer(.with {
             $0.containerID = id
-            $0.hostname = String(id.prefix(63))
+            $0.hostname = hostname ?? String(id.prefix(63))
             $0.rootfs = .with {
                 $0.image = .with { $0.path = "/dev/vda"; $0.fsType = "erofs" }
                 $0.writable = .with { $0.path = "/dev/vdb"; $0.fsType = "ext4" }
@@ -180,16 +208,12 @@ public struct Sandbox: Sendable {
                 $0.workDir = "work"
             }
         }, timeout: controlCallTimeout)
-        _ = try await client.startProcess(.with {
-            $0.containerID = id
-            $0.process = process
-        }, timeout: controlCallTimeout)
     }
 
     /// Streams both outputs concurrently to their ends, then Wait.
-    static func waitForProcess(_ client: AgentClient, id: String,
+    static func waitForProcess(_ client: AgentClient, id: String, execID: String = "",
                                output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
-        let ref = AgentProcessRef.with { $0.containerID = id }
+        let ref = AgentProcessRef.with { $0.containerID = id; $0.execID = execID }
         async let out: Void = stream(client, ref, .stdout, output)
         async let err: Void = stream(client, ref, .stderr, output)
         _ = try await (out, err)

@@ -74,6 +74,12 @@ final class SandboxCgroup: Sendable {
         try lease?.attach(pid: getpid())
     }
 
+    /// Changes the limits of the sandbox's cgroup (nothing to change without one).
+    func update(_ limits: CgroupLimits) throws {
+        try limits.validate()
+        try lease?.update(limits: limits)
+    }
+
     /// Steps the process out, then returns the cgroup to the pool.
     func release(logger: Logger) {
         if let lease {

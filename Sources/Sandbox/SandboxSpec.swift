@@ -10,6 +10,9 @@ public enum SandboxRoot: Sendable, Equatable {
     /// A host directory, packed into a throwaway EROFS for this sandbox (no image config: the
     /// command must be given).
     case directory(String)
+    /// A ready EROFS file (no image config: the process must be given), e.g. the one the shim
+    /// made of a containerd snapshot's layers.
+    case erofs(String)
 
     /// `--image REF` or `--rootfs DIR`: exactly one of them.
     public static func choose(image: String?, rootfs: String?) throws -> SandboxRoot {
@@ -45,6 +48,11 @@ public struct SandboxSpec: Sendable {
     public var stallTimeout: Duration?
     /// Test-only VMM behaviour (`VMConfiguration.testHooks`).
     public var testHooks: Set<VMConfiguration.TestHook> = []
+    /// The container's hostname (default: the sandbox id, cut to 63 characters).
+    public var hostname: String?
+    /// The main process exactly as given (the shim's config.json), instead of one resolved from
+    /// the image config and the fields above.
+    public var process: AgentProcessSpec?
 
     public init(id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],
                 workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
@@ -91,7 +99,11 @@ public struct SandboxSpec: Sendable {
     func process(config: OCI.ImageConfiguration.Config) throws -> (args: [String], env: [String], cwd: String, uid: UInt32, gid: UInt32) {
         let args = (config.entrypoint ?? []) + (command.isEmpty ? (config.command ?? []) : command)
         guard !args.isEmpty else {
-            if case .directory = root { throw SandboxError("--rootfs has no image config to take a command from: give the command after --") }
+            switch root {
+            case .directory: throw SandboxError("--rootfs has no image config to take a command from: give the command after --")
+            case .erofs: throw SandboxError("a root without an image config needs the process given")
+            case .image: break
+            }
             throw SandboxError("the image has no Entrypoint or Cmd: give the command after --")
         }
         var env = config.environment ?? []
@@ -115,6 +127,7 @@ public struct SandboxSpec: Sendable {
 
     /// The agent's ProcessSpec for the process `process(config:)` resolves, with its stdio.
     func processSpec(config: OCI.ImageConfiguration.Config) throws -> AgentProcessSpec {
+        if let given = self.process { return given }
         let process = try process(config: config)
         return .with {
             $0.args = process.args
@@ -130,7 +143,7 @@ public struct SandboxSpec: Sendable {
 }
 
 extension AgentWindowSize {
-    init(_ size: WindowSize) {
+    public init(_ size: WindowSize) {
         self.init()
         rows = UInt32(size.rows)
         columns = UInt32(size.columns)

@@ -13,7 +13,7 @@ import Synchronization
 /// One microVM: guest memory, the in-kernel irqchip, devices, and one thread per vCPU.
 /// Build it with `init` (nothing runs yet), then `run()` blocks until the guest ends.
 public final class Machine: @unchecked Sendable {
-    // Immutable after init except `threads`, which only `run()` touches.
+    // Immutable after init except `threads`: `run()` fills and empties it, `pause()` reads it.
     public let configuration: VMConfiguration
     let logger: Logger
     let startNanoseconds: UInt64
@@ -24,11 +24,15 @@ public final class Machine: @unchecked Sendable {
     let state: MachineState
     let console: ConsoleSink
     let bootMarker: BootMarker
-    private var threads: [OSThread] = []
+    private let threads = Mutex<[OSThread]>([])
     /// VM exits the VMM has handled: the stall watchdog's sign of life from the guest.
     private let exitsHandled = Atomic<UInt64>(0)
     /// While the watchdog asks, each vCPU thread files what its vCPU is doing here.
     private let snapshots = Mutex<[UInt32: VCPUSnapshot]?>(nil)
+    /// Set while the VM is paused (`pause()`): vCPU threads park outside KVM_RUN until cleared.
+    private let pauseRequested = Atomic<Bool>(false)
+    /// vCPU threads parked by a pause.
+    private let parkedVCPUs = Atomic<Int>(0)
     // Keep the device objects (and their fds) alive as long as the machine.
     private let devices: [AnyObject]
     /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
@@ -106,28 +110,76 @@ public final class Machine: @unchecked Sendable {
         do {
             for vcpu in vcpus {
                 let thread = try OSThread.spawn(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
-                threads.append(thread)
+                threads.withLock { $0.append(thread) }
             }
         } catch {
             // Stop the vCPUs already started; the VM still ends with a recorded reason.
             state.finish(.crashed("cannot start vCPU threads: \(error)"))
         }
         let exit = configuration.stallTimeout.map(waitWatchingForStalls) ?? state.waitForExit()
-        for (vcpu, thread) in zip(vcpus, threads) {
+        let started = threads.withLock { $0 }
+        for (vcpu, thread) in zip(vcpus, started) {
             vcpu.requestExit()
             thread.send(signal: KickSignal.number)
         }
-        for thread in threads { thread.join() }
-        threads.removeAll()
+        for thread in started { thread.join() }
+        threads.withLock { $0.removeAll() }
         // vsock: the guest is gone; host calls blocked on it must not wait for it.
         vsock?.resetAllConnections()
         logger.debug("machine ended", metadata: ["exit": "\(exit)"])
         return exit
     }
 
+    /// Destroys the VM in the kernel once `run()` has returned (or was never called): vCPUs and
+    /// VM descriptor closed, so KVM's per-VM worker threads (which it puts in this process's
+    /// cgroups) are gone before the caller gives its cgroup back. Guest memory stays mapped
+    /// until the machine is released. Idempotent; the machine cannot run afterwards.
+    public func close() {
+        state.finish(.stoppedBySignal(SIGKILL))
+        guard threads.withLock({ $0.isEmpty }) else { return }  // run() still winding down.
+        for vcpu in vcpus { vcpu.close() }
+        vm.close()
+    }
+
     /// Ends the VM from any thread (a signal handler thread, a timeout).
     public func stop(signal: Int32) {
         state.finish(.stoppedBySignal(signal))
+    }
+
+    /// Pauses the guest: every vCPU leaves KVM_RUN and parks until `resume()` (devices keep
+    /// their state; the guest's clock jumps on resume). Returns once every vCPU has parked;
+    /// throws when one does not within `limit` (the VM then resumes) or the VM has ended.
+    public func pause(within limit: Duration = .seconds(5)) throws(VMError) {
+        guard !state.isFinished else { throw VMError.setup("the VM has ended") }
+        guard !pauseRequested.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // Every vCPU, started or not: one whose thread starts later parks at its first entry.
+        for vcpu in vcpus { vcpu.requestExit() }
+        for thread in threads.withLock({ $0 }) { thread.send(signal: KickSignal.number) }
+        let deadline = ContinuousClock.now + limit
+        while parkedVCPUs.load(ordering: .acquiring) < vcpus.count {
+            if state.isFinished { return }
+            guard ContinuousClock.now < deadline else {
+                resume()
+                throw VMError.setup("the vCPUs did not pause within \(limit)")
+            }
+            usleep(1000)
+        }
+    }
+
+    /// Lets the vCPUs of a paused guest run again.
+    public func resume() {
+        pauseRequested.store(false, ordering: .releasing)
+    }
+
+    /// True while the guest is paused.
+    public var isPaused: Bool { pauseRequested.load(ordering: .acquiring) }
+
+    /// On a vCPU thread just out of KVM_RUN: parks while a pause lasts (or until the VM ends).
+    private func parkWhilePaused() {
+        guard pauseRequested.load(ordering: .acquiring) else { return }
+        parkedVCPUs.add(1, ordering: .acquiringAndReleasing)
+        while pauseRequested.load(ordering: .acquiring) && !state.isFinished { usleep(2000) }
+        parkedVCPUs.subtract(1, ordering: .acquiringAndReleasing)
     }
 
     /// Ends the VM because a thread serving it (one of the host's, outside the machine: the
@@ -160,6 +212,7 @@ public final class Machine: @unchecked Sendable {
             }
             if case .interrupted = exit {
                 answerSnapshotRequest(vcpu)
+                parkWhilePaused()
                 continue
             }
             exitsHandled.add(1, ordering: .relaxed)
@@ -205,6 +258,8 @@ public final class Machine: @unchecked Sendable {
         while true {
             if let exit = state.waitForExit(milliseconds: 1000) { return exit }
             let count = exitsHandled.load(ordering: .relaxed)
+            // A paused guest makes no progress on purpose.
+            if isPaused { quietSince = .now }
             if count != seen || ContinuousClock.now - quietSince < limit {
                 if count != seen { quietSince = .now }
                 seen = count
@@ -232,7 +287,7 @@ public final class Machine: @unchecked Sendable {
     /// A vCPU that does not answer within two seconds is missing from the result.
     private func snapshotVCPUs() -> [UInt32: VCPUSnapshot] {
         snapshots.withLock { $0 = [:] }
-        for (vcpu, thread) in zip(vcpus, threads) {
+        for (vcpu, thread) in zip(vcpus, threads.withLock({ $0 })) {
             vcpu.requestExit()
             thread.send(signal: KickSignal.number)
         }

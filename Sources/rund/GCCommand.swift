@@ -27,7 +27,7 @@ struct GCCommand: AsyncParsableCommand {
 
     /// Every part of `rund gc`, in the order they run.
     var reclaimers: [any GarbageReclaimer] {
-        [CgroupReclaimer(parentName: cgroupParent), StorageReclaimer()]
+        [CgroupReclaimer(parentName: cgroupParent), StorageReclaimer(), LayerChainReclaimer()]
     }
 
     func run() async throws {

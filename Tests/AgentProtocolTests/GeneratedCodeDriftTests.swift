@@ -21,11 +21,19 @@ import Testing
         String(decoding: try FileDescriptor.open(path, 0).readToEnd(), as: UTF8.self)
     }
 
-    @Test(arguments: [("ttrpc", "TTRPC"), ("agent", "AgentProtocol")])
+    /// protos/<path>.proto and the target holding its code, named by its path with `_` for `/`.
+    static let protos: [(String, String)] = [("ttrpc", "TTRPC"), ("agent", "AgentProtocol")] + [
+        "containerd/task/v2/shim", "containerd/types/mount", "containerd/types/task/task", "containerd/events/task",
+        "containerd/services/ttrpc/events/v1/events", "containerd/runtimeoptions/v1/api",
+        "containerd/cgroups/v1/metrics", "containerd/cgroups/v2/metrics",
+    ].map { ($0, "Shim") }
+
+    @Test(arguments: protos)
     func generatedCodeMatchesItsProto(proto: String, target: String) throws {
+        let name = proto.replacing("/", with: "_")
         let protoPath = "\(Self.root)/protos/\(proto).proto"
-        let generated = "\(Self.root)/Sources/\(target)/Generated/\(proto).pb.swift"
-        let recorded = try Self.read("\(Self.root)/Sources/\(target)/Generated/\(proto).proto.sha256")
+        let generated = "\(Self.root)/Sources/\(target)/Generated/\(name).pb.swift"
+        let recorded = try Self.read("\(Self.root)/Sources/\(target)/Generated/\(name).proto.sha256")
         let fields = Dictionary(uniqueKeysWithValues: recorded.split(separator: "\n").map { line in
             let pair = line.split(separator: " ", maxSplits: 1)
             return (String(pair[0]), pair.count > 1 ? String(pair[1]) : "")

@@ -319,4 +319,19 @@ static inline int rund_spawn_process(const char *path, char *const argv[], char 
                     stdin_fd, stdout_fd, stderr_fd, report_fd);
     return -1;
 }
+
+// MARK: a private mount namespace for one thread
+
+// Gives the calling thread (and the children it spawns) a mount namespace of its own whose
+// mounts do not propagate back: unshare(CLONE_NEWNS), which also unshares the thread's
+// filesystem context, then / made recursively private. 0, or -1 with errno set.
+static inline int rund_unshare_private_mounts(void) {
+    if (syscall(SYS_unshare, CLONE_NEWNS) < 0) return -1;
+    return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+}
+
+// posix_spawnattr flag: the child starts a new session (glibc's POSIX_SPAWN_SETSID, a GNU
+// extension Swift does not see).
+static inline short rund_posix_spawn_setsid(void) { return 0x80; }
+
 #endif

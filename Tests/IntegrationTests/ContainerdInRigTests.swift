@@ -1,0 +1,73 @@
+import Foundation
+import HostOS
+import Testing
+
+private let hasContainerd = ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"].allSatisfy { (path: String) in access(path, X_OK) == 0 }
+private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) == 0
+
+/// containerd runs functions in rund sandboxes (issue 13), inside the rig's L1 (real KVM):
+/// Debian's containerd, `ctr` and the rund shim, every check in one L1 boot
+/// (Guests/containerd-checks-in-l1.sh through `scripts/rig-containerd`), one result line per
+/// check; each test asserts one.
+@Suite(.serialized,
+       .enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
+       .enabled(if: hasContainerd, "needs containerd, ctr and runc (scripts/setup installs them)"),
+       .enabled(if: access("/bin/busybox", R_OK) == 0, "needs /bin/busybox (busybox-static) for the test image"),
+       .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the pty helper"))
+struct ContainerdInRigTests {
+    @Test func ctrImportsTheImage() throws { try ContainerdChecks.expectPassed("import") }
+    @Test func ctrRunPrintsTheOutputAndExitsWithTheStatus() throws { try ContainerdChecks.expectPassed("run-exit") }
+    @Test func aDetachedTaskRuns() throws { try ContainerdChecks.expectPassed("long-running") }
+    @Test func execRunsASecondProcessWithItsOutputAndStatus() throws { try ContainerdChecks.expectPassed("exec") }
+    @Test func psListsTheProcesses() throws { try ContainerdChecks.expectPassed("ps") }
+    @Test func metricsAreReported() throws { try ContainerdChecks.expectPassed("metrics") }
+    @Test func pauseAndResumeStopAndRestartTheVCPUs() throws { try ContainerdChecks.expectPassed("pause-resume") }
+    @Test func sigtermReachesTheProcesssTrap() throws { try ContainerdChecks.expectPassed("sigterm-trap") }
+    @Test func taskAndContainerDeleteLeaveNoShim() throws { try ContainerdChecks.expectPassed("delete") }
+    @Test func aTerminalHasItsSizeAndFollowsResizes() throws { try ContainerdChecks.expectPassed("tty") }
+    @Test func twoSandboxesRunAtOnceIsolated() throws { try ContainerdChecks.expectPassed("two-sandboxes") }
+    @Test func aShimKilledMidRunIsCleanedUp() throws { try ContainerdChecks.expectPassed("sigkill-shim") }
+    @Test func nothingIsLeftBehind() throws { try ContainerdChecks.expectPassed("no-leaks") }
+}
+
+/// The one L1 boot every ContainerdInRigTests test reads its result from.
+enum ContainerdChecks {
+    static let report: Result<RunChecks.Report, any Error> = Result { try runAll() }
+
+    static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let report = try report.get()
+        guard let check = report.checks[name] else {
+            Issue.record("the L1 script printed no result for check \(name): rig-containerd exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
+                         sourceLocation: sourceLocation)
+            return
+        }
+        #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
+    }
+
+    static func runAll() throws -> RunChecks.Report {
+        let work = try TestDirectory()
+        let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
+        let scripts = RigHarness.repositoryRoot + "/scripts"
+        let guests = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests"
+        try Subprocess.checked([scripts + "/make-test-image", "--archive", work.path + "/bb.tar"])
+        try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-o", work.path + "/ptyrun", guests + "/ptyrun.c"])
+        let started = ContinuousClock.now
+        let outcome = try Subprocess.run([
+            scripts + "/rig-containerd", "--bin", binaries, "--timeout", "1500",
+            "--put", work.path + "/bb.tar:/opt/checks/bb.tar", "--put", work.path + "/ptyrun:/opt/checks/ptyrun",
+            "--put", guests + "/containerd-checks-in-l1.sh:/opt/checks/checks.sh",
+            "--", "sh", "/opt/checks/checks.sh", "/opt/checks/bb.tar", "/opt/checks/ptyrun",
+        ])
+        print("containerd-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
+        print(outcome.stdoutText)
+        print(outcome.stderrText)
+        var checks: [String: RunChecks.Check] = [:]
+        for line in outcome.stdoutText.split(separator: "\n") where line.hasPrefix("CHECK ") {
+            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+            guard fields.count >= 3 else { continue }
+            checks[String(fields[1])] = RunChecks.Check(passed: fields[2] == "PASS", details: fields.count > 3 ? String(fields[3]) : "")
+        }
+        let tail = outcome.stderrText.split(separator: "\n").suffix(15).joined(separator: " | ")
+        return RunChecks.Report(checks: checks, rigStatus: outcome.status, stderrTail: String(tail.suffix(3000)))
+    }
+}

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Inside the rig's L1 (busybox sh), run by scripts/rig-containerd: starts Debian's containerd
+# with its own root, state and socket, the rund shim and runc on its PATH, runs the command
+# with ctr pointed at it, then stops containerd. Exits with the command's status.
+#   containerd-in-l1.sh CMD [ARGS...]
+set -u
+
+export PATH=/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin
+export CONTAINERD_ADDRESS=/run/containerd-l1/containerd.sock
+export CONTAINERD_NAMESPACE=default
+export RUND_ROOT=/var/lib/rund-l1
+
+mkdir -p /run/containerd-l1 /var/lib/containerd-l1 /etc/containerd-l1 /etc/rund /var/log/rund
+cat >/etc/containerd-l1/config.toml <<'EOF'
+version = 2
+root = "/var/lib/containerd-l1"
+state = "/run/containerd-l1/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "/run/containerd-l1/containerd.sock"
+EOF
+# rund's own options for its shim (ShimConfiguration): the state root of this L1, the agent.
+cat >/etc/rund/shim.toml <<EOF
+root = "$RUND_ROOT"
+agent = "/usr/local/bin/rund-agent"
+console_dir = "/var/log/rund"
+EOF
+
+containerd --config /etc/containerd-l1/config.toml --log-level "${CONTAINERD_LOG_LEVEL:-info}" \
+    >/var/log/containerd.log 2>&1 &
+containerd_pid=$!
+for _ in $(seq 100); do
+    [ -S "$CONTAINERD_ADDRESS" ] && ctr version >/dev/null 2>&1 && break
+    sleep 0.2
+done
+if ! ctr version >/dev/null 2>&1; then
+    echo "rig-containerd: containerd did not start; its log:" >&2
+    tail -30 /var/log/containerd.log >&2
+    exit 125
+fi
+
+"$@"
+status=$?
+
+kill "$containerd_pid" 2>/dev/null
+wait "$containerd_pid" 2>/dev/null
+exit "$status"
