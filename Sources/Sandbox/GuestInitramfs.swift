@@ -22,7 +22,7 @@ public enum GuestInitramfs {
         let path = directory + "/" + (try cacheKey(kernelDirectory: kernelDirectory, agentPath: agentPath, modules: modules)) + ".cpio"
         if FileSystem.exists(path) { return path }
 
-        let agent = try read(agentPath, what: "guest agent (build rund-agent or pass --agent)")
+        let agent = try read(agentPath, what: "guest agent")
         let order = try loadOrder(of: modules, kernelDirectory: kernelDirectory)
 
         var archive = NewcArchive()
@@ -54,7 +54,7 @@ public enum GuestInitramfs {
 
     static func cacheKey(kernelDirectory: String, agentPath: String, modules: [String]) throws -> String {
         guard let agent = try? FileSystem.status(at: nil, agentPath) else {
-            throw SandboxError("cannot find the guest agent at \(agentPath): build rund-agent or pass --agent")
+            throw SandboxError(.agentMissing, "cannot find the guest agent at \(agentPath)")
         }
         let version = (try? read(kernelDirectory + "/version", what: "kernel version")).map { String(decoding: $0, as: UTF8.self) }
             ?? kernelDirectory

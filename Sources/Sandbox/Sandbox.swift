@@ -130,7 +130,8 @@ public struct Sandbox: Sendable {
 
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
-        let machine = try Machine(configuration: machineConfiguration, logger: logger)
+        let machine = try Machine(configuration: machineConfiguration(
+            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
         phases?.begin(.kernelBoot)
         let pumps = SandboxStdinPumps()
         let runner = try OSThread.spawn(name: "vm-\(id)") { _ = try? machine.run() }
@@ -224,12 +225,12 @@ public struct Sandbox: Sendable {
     /// broken by a panic precedes the VM's end), why it went, in one line.
     static func explainFailure(_ error: Error, machine: Machine) async -> Error {
         if let status = error as? TTRPCStatus, status.code == .deadlineExceeded {
-            return SandboxError("the guest agent did not answer in time (\(UntrustedText.escaped(status.message))); pass --console FILE to see the guest's console")
+            return SandboxError(.agentUnresponsive, "the guest agent did not answer in time (\(UntrustedText.escaped(status.message)))")
         }
         guard error is TTRPCConnectionError else { return error }
         for _ in 0..<40 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
         if let ended = machine.exitReason { return SandboxError(guestEnded: ended) }
-        return SandboxError("the connection to the guest agent broke (\(error)); pass --console FILE to see the guest's console")
+        return SandboxError(.agentUnresponsive, "the connection to the guest agent broke (\(error))")
     }
 
     static func stream(_ client: AgentClient, _ ref: AgentProcessRef, _ which: SandboxOutput,
@@ -251,7 +252,7 @@ public struct Sandbox: Sendable {
             if let ended = machine.exitReason {
                 throw SandboxError("the VM ended before its agent answered: \(ended)")
             }
-            throw SandboxError("the guest agent did not answer within \(limit) (\(error)); pass --console FILE to see the guest's console")
+            throw SandboxError(.agentUnresponsive, "the guest agent did not answer within \(limit) (\(error))")
         }
     }
 }

@@ -6,6 +6,12 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable {
         case failed
         /// The sandbox could not be given its cgroup, and running unconfined was not allowed.
         case cannotConfine
+        /// The guest agent did not answer, or its connection broke (the guest's console says why).
+        case agentUnresponsive
+        /// The guest agent's executable is not where the sandbox was told to find it.
+        case agentMissing
+        /// Neither the spec nor the image config names a command to run.
+        case noCommand
     }
 
     public let kind: Kind

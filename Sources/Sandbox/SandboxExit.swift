@@ -59,6 +59,6 @@ public struct SandboxExit: Sendable, Equatable {
     public func outOfMemoryMessage(memoryMiB: Int) -> String? {
         guard diedOfMemoryExhaustion else { return nil }
         let who = processStatus == 137 ? "the process was killed" : "a process was killed (exit status \(processStatus))"
-        return "\(who): the sandbox ran out of memory (--memory \(memoryMiB) MiB); give it more with --memory"
+        return "\(who): the sandbox ran out of memory (\(memoryMiB) MiB)"
     }
 }

@@ -13,16 +13,6 @@ public enum SandboxRoot: Sendable, Equatable {
     /// A ready EROFS file (no image config: the process must be given), e.g. the one the shim
     /// made of a containerd snapshot's layers.
     case erofs(String)
-
-    /// `--image REF` or `--rootfs DIR`: exactly one of them.
-    public static func choose(image: String?, rootfs: String?) throws -> SandboxRoot {
-        switch (image, rootfs) {
-        case (let image?, nil): return .image(image)
-        case (nil, let directory?): return .directory(directory)
-        case (.some, .some): throw SandboxError("give either --image or --rootfs, not both")
-        case (nil, nil): throw SandboxError("give the container's root: --image REF (from `rund image ls`) or --rootfs DIR")
-        }
-    }
 }
 
 /// What one `rund run` asks for. nil fields take the image config's values.
@@ -100,11 +90,11 @@ public struct SandboxSpec: Sendable {
         let args = (config.entrypoint ?? []) + (command.isEmpty ? (config.command ?? []) : command)
         guard !args.isEmpty else {
             switch root {
-            case .directory: throw SandboxError("--rootfs has no image config to take a command from: give the command after --")
+            case .directory: throw SandboxError(.noCommand, "a directory root has no image config to take a command from")
             case .erofs: throw SandboxError("a root without an image config needs the process given")
             case .image: break
             }
-            throw SandboxError("the image has no Entrypoint or Cmd: give the command after --")
+            throw SandboxError(.noCommand, "the image has no Entrypoint or Cmd")
         }
         var env = config.environment ?? []
         if !env.contains(where: { $0.hasPrefix("PATH=") }) {

@@ -31,8 +31,14 @@ enum CLIAdvice {
             case .registryUnreachable: return "check the address, or use --insecure for a plain-HTTP registry"
             default: return nil
             }
-        case let error as SandboxError where error.kind == .cannotConfine:
-            return "pass --unconfined to run it without a cgroup"
+        case let error as SandboxError:
+            switch error.kind {
+            case .cannotConfine: return "pass --unconfined to run it without a cgroup"
+            case .agentUnresponsive: return "pass --console FILE to see the guest's console"
+            case .agentMissing: return "build rund-agent, or pass --agent"
+            case .noCommand: return "give the command after --"
+            case .failed: return nil
+            }
         default:
             return nil
         }

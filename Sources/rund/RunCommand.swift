@@ -79,15 +79,25 @@ struct RunCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data(CLIAdvice.line(for: error).utf8 + [0x0a]))
             throw ExitCode(125)
         }
-        if let message = exit.stopMessage ?? exit.outOfMemoryMessage(memoryMiB: memory) {
+        if let message = exit.stopMessage ?? exit.outOfMemoryMessage(memoryMiB: memory).map({ $0 + "; give it more with --memory" }) {
             FileHandle.standardError.write(Data("rund: \(message)\n".utf8))
         }
         if exit.status != 0 { throw ExitCode(exit.status) }
     }
 
+    /// `--image REF` or `--rootfs DIR`: exactly one of them.
+    static func root(image: String?, rootfs: String?) throws -> SandboxRoot {
+        switch (image, rootfs) {
+        case (let image?, nil): return .image(image)
+        case (nil, let directory?): return .directory(directory)
+        case (.some, .some): throw CLIError("give either --image or --rootfs, not both")
+        case (nil, nil): throw CLIError("give the container's root: --image REF (from `rund image ls`) or --rootfs DIR")
+        }
+    }
+
     private func runSandbox() async throws -> SandboxExit {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
-        let root = try SandboxRoot.choose(image: image, rootfs: rootfs)
+        let root = try Self.root(image: image, rootfs: rootfs)
         if KVMHostProbe.flavor() == .pvm {
             throw CLIError("this host's KVM is PVM and cannot boot the guest kernel; run it in the rig: scripts/rig-run [options] -- CMD")
         }
