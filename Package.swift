@@ -38,37 +38,68 @@ let package = Package(
         .target(name: "CGuestMemory"),
         .target(name: "GuestMemory", dependencies: ["CGuestMemory", "CLinux", "HostOS"], swiftSettings: strict),
         .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
-        .target(name: "Devices", dependencies: ["GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(
+            name: "Devices", dependencies: ["GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "VMM",
+            dependencies: [
+                "KVM", "Boot", "Devices", "GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "Storage", dependencies: ["CLinux", "CZlib", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(
+            name: "Storage", dependencies: ["CLinux", "CZlib", "HostOS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "TTRPC", dependencies: ["HostOS", "Untrusted", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")], exclude: ["Generated/ttrpc.proto.sha256"], swiftSettings: strict),
-        .target(name: "AgentProtocol", dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")], exclude: ["Generated/agent.proto.sha256"], swiftSettings: strict),
+        .target(
+            name: "TTRPC",
+            dependencies: [
+                "HostOS", "Untrusted", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ], exclude: ["Generated/ttrpc.proto.sha256"], swiftSettings: strict),
+        .target(
+            name: "AgentProtocol", dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Generated/agent.proto.sha256"], swiftSettings: strict),
         // The guest agent (issue 6): its logic in AgentCore, PID 1 in rund-agent, linked fully static.
-        .target(name: "AgentCore", dependencies: ["AgentProtocol", "TTRPC", "HostOS", "CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(
+            name: "AgentCore",
+            dependencies: ["AgentProtocol", "TTRPC", "HostOS", "CLinux", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .target(name: "AgentEarlyInit"),
         .executableTarget(
             name: "rund-agent",
-            dependencies: ["AgentEarlyInit", "AgentCore", "AgentProtocol", "TTRPC", "HostOS", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AgentEarlyInit", "AgentCore", "AgentProtocol", "TTRPC", "HostOS", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict,
             // FoundationEssentials does not autolink its own static dependencies; name them.
-            linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims")]),
+            linkerSettings: [
+                .unsafeFlags(["-static-executable"]), .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims"),
+            ]),
         // One sandbox's lifecycle for `rund run` (issue 6).
-        .target(name: "Sandbox", dependencies: ["AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(
+            name: "Sandbox",
+            dependencies: [
+                "AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // Benchmarks (`rund bench ...`): the measuring, peers and reports; the CLI only parses and prints.
         .target(name: "Bench", dependencies: ["Boot", "Cgroups", "HostOS", "KVM", "Sandbox", "Storage", "VMM"], swiftSettings: strict),
         // containerd's runtime v2 shim (issue 13): the Task service, events, stdio and bundle in
         // Shim; the binary is its thin entry point. The VMM runs inside the shim's process.
         .target(
             name: "Shim",
-            dependencies: ["Sandbox", "Storage", "Cgroups", "TTRPC", "AgentProtocol", "KVM", "VMM", "HostOS", "CLinux",
-                           .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")],
-            exclude: ["Generated/containerd_task_v2_shim.proto.sha256", "Generated/containerd_types_mount.proto.sha256",
-                      "Generated/containerd_types_task_task.proto.sha256", "Generated/containerd_events_task.proto.sha256",
-                      "Generated/containerd_services_ttrpc_events_v1_events.proto.sha256",
-                      "Generated/containerd_runtimeoptions_v1_api.proto.sha256", "Generated/containerd_cgroups_v1_metrics.proto.sha256",
-                      "Generated/containerd_cgroups_v2_metrics.proto.sha256"],
+            dependencies: [
+                "Sandbox", "Storage", "Cgroups", "TTRPC", "AgentProtocol", "KVM", "VMM", "HostOS", "CLinux",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: [
+                "Generated/containerd_task_v2_shim.proto.sha256", "Generated/containerd_types_mount.proto.sha256",
+                "Generated/containerd_types_task_task.proto.sha256", "Generated/containerd_events_task.proto.sha256",
+                "Generated/containerd_services_ttrpc_events_v1_events.proto.sha256",
+                "Generated/containerd_runtimeoptions_v1_api.proto.sha256", "Generated/containerd_cgroups_v1_metrics.proto.sha256",
+                "Generated/containerd_cgroups_v2_metrics.proto.sha256",
+            ],
             swiftSettings: strict),
         .executableTarget(name: "containerd-shim-rund-v2", dependencies: ["Shim"], swiftSettings: strict),
         .executableTarget(
@@ -81,21 +112,43 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "HostOSTests", dependencies: ["HostOS", "CLinux"], swiftSettings: strict),
-        .testTarget(name: "UntrustedTests", dependencies: ["Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "UntrustedTests", dependencies: ["Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS", "GuestMemory"], swiftSettings: strict),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "HostOS"], swiftSettings: strict),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "HostOS", "Sandbox", "Cgroups", .product(name: "Logging", package: "swift-log")], exclude: ["Guests"], swiftSettings: strict),
+        .testTarget(
+            name: "VMMTests",
+            dependencies: ["VMM", "KVM", "GuestMemory", "HostOS", "Sandbox", "Cgroups", .product(name: "Logging", package: "swift-log")],
+            exclude: ["Guests"], swiftSettings: strict),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory", "HostOS"], swiftSettings: strict),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "DevicesTests", dependencies: ["Devices", "GuestMemory", "HostOS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS", "CLinux"], swiftSettings: strict),
-        .testTarget(name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
+        .testTarget(
+            name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: strict),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "TTRPC", "HostOS"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["HostOS"], exclude: ["Guests"], swiftSettings: strict),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .testTarget(name: "RundTests", dependencies: ["rund", "Bench", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
-        .testTarget(name: "ShimTests", dependencies: ["Shim", "Sandbox", "AgentProtocol", "HostOS", "TTRPC",
-                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")], swiftSettings: strict),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict),
+        .testTarget(
+            name: "SandboxTests",
+            dependencies: [
+                "Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        .testTarget(
+            name: "RundTests",
+            dependencies: ["rund", "Bench", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ShimTests",
+            dependencies: [
+                "Shim", "Sandbox", "AgentProtocol", "HostOS", "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ], swiftSettings: strict),
+        .testTarget(
+            name: "AgentCoreTests", dependencies: ["AgentCore", "AgentProtocol", "TTRPC", "HostOS", "VMM", "Devices"], swiftSettings: strict
+        ),
     ]
 )

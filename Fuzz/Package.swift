@@ -8,8 +8,9 @@ import PackageDescription
 let rund = "rund"
 
 func target(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
-    .executableTarget(name: name, dependencies: ["FuzzSupport"] + dependencies, path: "Targets/\(name)",
-                      swiftSettings: [.treatAllWarnings(as: .error)])
+    .executableTarget(
+        name: name, dependencies: ["FuzzSupport"] + dependencies, path: "Targets/\(name)",
+        swiftSettings: [.treatAllWarnings(as: .error)])
 }
 
 let package = Package(
@@ -21,12 +22,15 @@ let package = Package(
     ],
     targets: [
         .target(name: "FuzzDriver", path: "Support/FuzzDriver"),
-        .target(name: "FuzzSupport", dependencies: ["FuzzDriver"], path: "Support/FuzzSupport",
-                swiftSettings: [.treatAllWarnings(as: .error)]),
-        .target(name: "DeviceFuzzing", dependencies: [
-            .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund),
-            .product(name: "HostOS", package: rund), .product(name: "Logging", package: "swift-log"), "FuzzSupport",
-        ], path: "Support/DeviceFuzzing", swiftSettings: [.treatAllWarnings(as: .error)]),
+        .target(
+            name: "FuzzSupport", dependencies: ["FuzzDriver"], path: "Support/FuzzSupport",
+            swiftSettings: [.treatAllWarnings(as: .error)]),
+        .target(
+            name: "DeviceFuzzing",
+            dependencies: [
+                .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund),
+                .product(name: "HostOS", package: rund), .product(name: "Logging", package: "swift-log"), "FuzzSupport",
+            ], path: "Support/DeviceFuzzing", swiftSettings: [.treatAllWarnings(as: .error)]),
 
         target("TarReader", [.product(name: "Storage", package: rund)]),
         target("Gzip", [.product(name: "Storage", package: rund)]),
@@ -37,10 +41,17 @@ let package = Package(
         target("Virtqueue", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund)]),
         target("VirtioBlock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "HostOS", package: rund)]),
         target("Vsock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "Logging", package: "swift-log")]),
-        target("TTRPCFrames", [.product(name: "TTRPC", package: rund), .product(name: "Logging", package: "swift-log"), .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        target("AgentAnswers", [
-            .product(name: "AgentProtocol", package: rund), .product(name: "Sandbox", package: rund),
-            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ]),
+        target(
+            "TTRPCFrames",
+            [
+                .product(name: "TTRPC", package: rund), .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        target(
+            "AgentAnswers",
+            [
+                .product(name: "AgentProtocol", package: rund), .product(name: "Sandbox", package: rund),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
     ]
 )

@@ -23,15 +23,19 @@ public final class GuestAgent: AgentService {
     static let maxStdinChunk = 1 << 20
 
     /// `runRoot` is where container rootfs trees are mounted (one directory per container).
-    public init(table: ProcessTable, runRoot: String = "/run/rund", logger: Logger = Logger(label: "rund.agent"),
-                powerOff: @escaping @Sendable () -> Void) {
+    public init(
+        table: ProcessTable, runRoot: String = "/run/rund", logger: Logger = Logger(label: "rund.agent"),
+        powerOff: @escaping @Sendable () -> Void
+    ) {
         self.table = table
         self.runRoot = runRoot
         self.logger = logger
         self.powerOff = powerOff
     }
 
-    public func createContainer(_ request: AgentCreateContainerRequest, context: TTRPCCallContext) async throws -> AgentCreateContainerResponse {
+    public func createContainer(
+        _ request: AgentCreateContainerRequest, context: TTRPCCallContext
+    ) async throws -> AgentCreateContainerResponse {
         let id = try Self.key(request.containerID, "").containerID
         let plan = try RootfsPlan(containerID: id, layout: request.rootfs, runRoot: runRoot)
         guard request.hostname.utf8.count <= 64, !request.hostname.utf8.contains(0) else {
@@ -120,7 +124,8 @@ public final class GuestAgent: AgentService {
         return AgentSignalProcessResponse()
     }
 
-    public func resizeTerminal(_ request: AgentResizeTerminalRequest, context: TTRPCCallContext) async throws -> AgentResizeTerminalResponse {
+    public func resizeTerminal(_ request: AgentResizeTerminalRequest, context: TTRPCCallContext) async throws -> AgentResizeTerminalResponse
+    {
         let process = try process(request.process)
         let size = try TerminalSize(request.size)
         guard let terminal = process.terminal else {
@@ -165,7 +170,8 @@ public final class GuestAgent: AgentService {
             } else {
                 let main = try? table.process(ProcessKey(containerID: key.containerID, execID: ""))
                 guard let main, main.exitStatus == nil else {
-                    throw TTRPCStatus(.failedPrecondition, "container \(key.containerID) has no running main process to exec beside: StartProcess first")
+                    throw TTRPCStatus(
+                        .failedPrecondition, "container \(key.containerID) has no running main process to exec beside: StartProcess first")
                 }
                 place = .joining(container, mainPID: main.pid)
             }
@@ -182,7 +188,9 @@ public final class GuestAgent: AgentService {
         try table.process(try Self.key(ref.containerID, ref.execID))
     }
 
-    private func read(_ request: AgentReadOutputRequest, _ stream: KeyPath<GuestProcess, ProcessOutput>) async throws -> AgentReadOutputResponse {
+    private func read(
+        _ request: AgentReadOutputRequest, _ stream: KeyPath<GuestProcess, ProcessOutput>
+    ) async throws -> AgentReadOutputResponse {
         let process = try process(request.process)
         let chunk = try await process[keyPath: stream].read(maxBytes: request.maxBytes)
         if chunk.eof { table.retireIfFinished(process.key) }
@@ -204,9 +212,10 @@ public final class GuestAgent: AgentService {
     }
 
     static func isValidID(_ id: String) -> Bool {
-        (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-                || byte == 0x5f || byte == 0x2e || byte == 0x2d
-        }
+        (1...64).contains(id.utf8.count)
+            && id.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                    || byte == 0x5f || byte == 0x2e || byte == 0x2d
+            }
     }
 }

@@ -28,7 +28,8 @@ public enum GuestMounts {
         GuestMount(source: "sysfs", target: "/sys", type: "sysfs", flags: nosuidNodevNoexec, data: nil),
         GuestMount(source: "devtmpfs", target: "/dev", type: "devtmpfs", flags: UInt(MS_NOSUID), data: "mode=0755"),
         // Pseudo-terminals for processes started with a terminal (devtmpfs has /dev/ptmx only).
-        GuestMount(source: "devpts", target: "/dev/pts", type: "devpts", flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=0620,ptmxmode=0666"),
+        GuestMount(
+            source: "devpts", target: "/dev/pts", type: "devpts", flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=0620,ptmxmode=0666"),
         GuestMount(source: "tmpfs", target: "/run", type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=0755"),
     ]
 

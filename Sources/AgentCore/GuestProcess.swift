@@ -22,8 +22,10 @@ final class GuestProcess: Sendable {
     /// OOM killer fired while it ran.
     let oomKillsAtStart: UInt64
 
-    init(key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput, terminal: FileDescriptor?,
-         oomKillsAtStart: UInt64 = 0) {
+    init(
+        key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput, terminal: FileDescriptor?,
+        oomKillsAtStart: UInt64 = 0
+    ) {
         self.key = key
         self.oomKillsAtStart = oomKillsAtStart
         self.terminal = terminal

@@ -17,7 +17,8 @@ public enum GuestStats {
         if let text = readText(procRoot + "/meminfo") { response.memory = memory(fromMeminfo: text) }
         response.memory.oomKills = oomKills(procRoot: procRoot)
         if let directory = try? FileDescriptor.openDirectory(procRoot),
-           let names = try? directory.directoryEntries() {
+            let names = try? directory.directoryEntries()
+        {
             response.pids.current = UInt64(names.filter { !$0.isEmpty && $0.allSatisfy(\.isNumber) }.count)
         }
         return response
@@ -67,7 +68,8 @@ public enum GuestStats {
 
     static func readText(_ path: String) -> String? {
         guard let file = try? FileDescriptor.open(path, O_RDONLY | O_CLOEXEC),
-              let bytes = try? file.readToEnd(limit: 1 << 20) else { return nil }
+            let bytes = try? file.readToEnd(limit: 1 << 20)
+        else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

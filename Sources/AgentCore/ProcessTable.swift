@@ -80,7 +80,8 @@ public final class ProcessTable: Sendable {
     func retireIfFinished(_ key: ProcessKey) {
         state.withLock { state in
             guard let process = state.byKey[key], process.hasReportedExit,
-                  process.stdout.isDrained, process.stderr.isDrained else { return }
+                process.stdout.isDrained, process.stderr.isDrained
+            else { return }
             state.byKey.removeValue(forKey: key)
         }
     }
@@ -106,7 +107,9 @@ public final class ProcessTable: Sendable {
                 namespaces.append(try FileDescriptor.open("/proc/\(mainPID)/ns/\(name)", O_RDONLY | O_CLOEXEC))
             }
         }
-        let joinFDs = namespaces.count == 4 ? (namespaces[0].rawValue, namespaces[1].rawValue, namespaces[2].rawValue, namespaces[3].rawValue) : (-1, -1, -1, -1)
+        let joinFDs =
+            namespaces.count == 4
+            ? (namespaces[0].rawValue, namespaces[1].rawValue, namespaces[2].rawValue, namespaces[3].rawValue) : (-1, -1, -1, -1)
         let directPID = withOptionalCString(container?.plan.rootfs) { rootfs in
             withOptionalCString(container?.hostname) { hostname in
                 var spawnPlace = rund_spawn_place(rootfs: rootfs, hostname: hostname, join_fds: joinFDs)
@@ -116,7 +119,8 @@ public final class ProcessTable: Sendable {
                             limits.withUnsafeBufferPointer { limits in
                                 rund_spawn_process(
                                     plan.executable, argv, envp, plan.workingDirectory,
-                                    io.terminal == nil ? 0 : 1, changesIdentity ? 1 : 0, plan.uid, plan.gid, groups.baseAddress, groups.count,
+                                    io.terminal == nil ? 0 : 1, changesIdentity ? 1 : 0, plan.uid, plan.gid, groups.baseAddress,
+                                    groups.count,
                                     limits.baseAddress, limits.count,
                                     io.childStdin.rawValue, io.childStdout.rawValue, io.childStderr.rawValue,
                                     reportPipe.write.rawValue, &spawnPlace)
@@ -145,7 +149,9 @@ public final class ProcessTable: Sendable {
                 var status: Int32 = 0
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             }
-            throw TTRPCStatus(.failedPrecondition, "cannot start \(plan.executable): \(SpawnStep.describe(failure.step)) failed: \(String(cString: strerror(failure.errno)))")
+            throw TTRPCStatus(
+                .failedPrecondition,
+                "cannot start \(plan.executable): \(SpawnStep.describe(failure.step)) failed: \(String(cString: strerror(failure.errno)))")
         }
         guard pid > 0 else { throw TTRPCStatus(.internal, "the exec into \(key) did not report its pid") }
         return GuestProcess(

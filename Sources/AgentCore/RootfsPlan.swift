@@ -26,7 +26,8 @@ public struct RootfsPlan: Sendable, Equatable {
         }
         directory = runRoot + "/" + containerID
         imageMount = try Self.mount(layout.image, at: directory + "/image", types: Self.imageTypes, role: "image", readOnly: true)
-        writableMount = try Self.mount(layout.writable, at: directory + "/writable", types: Self.writableTypes, role: "writable", readOnly: false)
+        writableMount = try Self.mount(
+            layout.writable, at: directory + "/writable", types: Self.writableTypes, role: "writable", readOnly: false)
         let upper = try Self.relative(layout.upperDir, role: "upper_dir")
         let work = try Self.relative(layout.workDir, role: "work_dir")
         guard upper != work else {
@@ -39,25 +40,30 @@ public struct RootfsPlan: Sendable, Equatable {
             data: "lowerdir=\(imageMount.target),upperdir=\(upperDirectory),workdir=\(workDirectory)")
     }
 
-    private static func mount(_ device: AgentBlockDevice, at target: String, types: Set<String>, role: String, readOnly: Bool) throws(TTRPCStatus) -> GuestMount {
+    private static func mount(
+        _ device: AgentBlockDevice, at target: String, types: Set<String>, role: String, readOnly: Bool
+    ) throws(TTRPCStatus) -> GuestMount {
         guard device.path.hasPrefix("/dev/"), !device.path.split(separator: "/").contains(".."), !device.path.contains(",") else {
             throw TTRPCStatus(.invalidArgument, "\(role) device \"\(device.path)\" must be a /dev path, e.g. /dev/vda")
         }
         guard types.contains(device.fsType) else {
-            throw TTRPCStatus(.invalidArgument, "\(role) fs_type \"\(device.fsType)\" is not one of \(types.sorted().joined(separator: ", "))")
+            throw TTRPCStatus(
+                .invalidArgument, "\(role) fs_type \"\(device.fsType)\" is not one of \(types.sorted().joined(separator: ", "))")
         }
         for option in device.options where option.isEmpty || option.contains(",") || option.utf8.contains(0) {
             throw TTRPCStatus(.invalidArgument, "\(role) mount option \"\(option)\" must be one non-empty item without commas")
         }
-        return GuestMount(source: device.path, target: target, type: device.fsType,
-                          flags: readOnly ? UInt(MS_RDONLY) : 0,
-                          data: device.options.isEmpty ? nil : device.options.joined(separator: ","))
+        return GuestMount(
+            source: device.path, target: target, type: device.fsType,
+            flags: readOnly ? UInt(MS_RDONLY) : 0,
+            data: device.options.isEmpty ? nil : device.options.joined(separator: ","))
     }
 
     private static func relative(_ path: String, role: String) throws(TTRPCStatus) -> String {
         let parts = path.split(separator: "/")
         guard !path.isEmpty, !path.hasPrefix("/"), !parts.contains(".."), !path.contains(","), !path.contains(":") else {
-            throw TTRPCStatus(.invalidArgument, "\(role) \"\(path)\" must be a relative path inside the writable fs without '..', ',' or ':'")
+            throw TTRPCStatus(
+                .invalidArgument, "\(role) \"\(path)\" must be a relative path inside the writable fs without '..', ',' or ':'")
         }
         return parts.joined(separator: "/")
     }

@@ -14,7 +14,9 @@ public struct AgentClient: Sendable {
         self.connection = connection
     }
 
-    public func createContainer(_ request: AgentCreateContainerRequest, timeout: Duration? = nil) async throws -> AgentCreateContainerResponse {
+    public func createContainer(
+        _ request: AgentCreateContainerRequest, timeout: Duration? = nil
+    ) async throws -> AgentCreateContainerResponse {
         try await call(.createContainer, request, timeout)
     }
 
@@ -84,7 +86,8 @@ public struct AgentClient: Sendable {
         try await call(.signalProcess, request, timeout)
     }
 
-    public func resizeTerminal(_ request: AgentResizeTerminalRequest, timeout: Duration? = nil) async throws -> AgentResizeTerminalResponse {
+    public func resizeTerminal(_ request: AgentResizeTerminalRequest, timeout: Duration? = nil) async throws -> AgentResizeTerminalResponse
+    {
         try await call(.resizeTerminal, request, timeout)
     }
 
@@ -92,7 +95,9 @@ public struct AgentClient: Sendable {
         try await call(.stats, request, timeout)
     }
 
-    public func shutdown(_ request: AgentShutdownRequest = AgentShutdownRequest(), timeout: Duration? = nil) async throws -> AgentShutdownResponse {
+    public func shutdown(
+        _ request: AgentShutdownRequest = AgentShutdownRequest(), timeout: Duration? = nil
+    ) async throws -> AgentShutdownResponse {
         try await call(.shutdown, request, timeout)
     }
 

@@ -5,14 +5,20 @@ import HostOS
 /// `rund bench boot`: VMM start → guest init running, and VMM peak RSS, for rund and for QEMU's
 /// microvm on the same kernel and initramfs, alternating runs.
 package enum BootBenchmark {
-    package static func measure(rund: String, kernel: String, initrd: String, runs: Int, memoryMiB: Int, vcpus: Int,
-                                qemu: String, timeout: Double) throws -> BootBenchReport {
+    package static func measure(
+        rund: String, kernel: String, initrd: String, runs: Int, memoryMiB: Int, vcpus: Int,
+        qemu: String, timeout: Double
+    ) throws -> BootBenchReport {
         let commandLine = try KernelCommandLine.build(extra: "quiet")
-        let rundArgv = [rund, "vm", "boot", "--kernel", kernel, "--initrd", initrd, "--memory", "\(memoryMiB)",
-                        "--vcpus", "\(vcpus)", "--cmdline", "quiet", "--console", "-"]
-        let qemuArgv = [qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memoryMiB)", "-smp", "\(vcpus)",
-                        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-                        "-kernel", kernel, "-initrd", initrd, "-append", commandLine]
+        let rundArgv = [
+            rund, "vm", "boot", "--kernel", kernel, "--initrd", initrd, "--memory", "\(memoryMiB)",
+            "--vcpus", "\(vcpus)", "--cmdline", "quiet", "--console", "-",
+        ]
+        let qemuArgv = [
+            qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memoryMiB)", "-smp", "\(vcpus)",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+            "-kernel", kernel, "-initrd", initrd, "-append", commandLine,
+        ]
         var samples: [String: [BootProbe.Sample]] = ["rund": [], "qemu-microvm": []]
         for _ in 0..<runs {
             // Alternate so drift on a noisy machine hits both VMMs alike.
@@ -47,9 +53,10 @@ package struct BootBenchReport: Encodable {
         results = ["rund", "qemu-microvm"].map { name in
             let list = samples[name] ?? []
             let times = list.map(\.milliseconds)
-            return VMMResult(vmm: name, bootMillisecondsMedian: Percentile.of(times, fraction: 0.5),
-                             bootMillisecondsP99: Percentile.of(times, fraction: 0.99), bootMilliseconds: times,
-                             peakRSSMiBMedian: Percentile.of(list.map(\.peakRSSMiB), fraction: 0.5))
+            return VMMResult(
+                vmm: name, bootMillisecondsMedian: Percentile.of(times, fraction: 0.5),
+                bootMillisecondsP99: Percentile.of(times, fraction: 0.99), bootMilliseconds: times,
+                peakRSSMiBMedian: Percentile.of(list.map(\.peakRSSMiB), fraction: 0.5))
         }
         ratio = results[0].bootMillisecondsMedian / results[1].bootMillisecondsMedian
         rssRatio = results[0].peakRSSMiBMedian / results[1].peakRSSMiBMedian
@@ -82,8 +89,10 @@ package enum BootProbe {
     /// Time from spawning argv to `marker` on its stdout (and stderr, with `readStandardError`).
     /// By default the VMM runs on to its own end; `killAtMarker` ends it there (a guest that
     /// never powers off).
-    package static func measure(_ argv: [String], timeout: Double, marker: String = BootProbe.marker,
-                        readStandardError: Bool = false, killAtMarker: Bool = false) throws -> Sample {
+    package static func measure(
+        _ argv: [String], timeout: Double, marker: String = BootProbe.marker,
+        readStandardError: Bool = false, killAtMarker: Bool = false
+    ) throws -> Sample {
         let pipe = try Pipe.make()
         let start = MonotonicNanoseconds.now()
         let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write, standardError: readStandardError ? pipe.write : nil)
@@ -105,7 +114,9 @@ package enum BootProbe {
         let usage = try child.waitWithUsage()
         guard let seen else {
             let tail = String(decoding: buffer.suffix(400), as: UTF8.self)
-            throw BenchError("\(argv[0]) never printed '\(marker)' (exit \(usage.status)); console tail: \(tail.replacingOccurrences(of: "\n", with: " | "))")
+            throw BenchError(
+                "\(argv[0]) never printed '\(marker)' (exit \(usage.status)); console tail: \(tail.replacingOccurrences(of: "\n", with: " | "))"
+            )
         }
         return Sample(milliseconds: Double(seen - start) / 1e6, peakRSSMiB: Double(usage.peakRSSKiB) / 1024)
     }

@@ -35,9 +35,10 @@ package struct CgroupBenchReport: Encodable {
             hostCPUMs = median(rounds.map(\.hostCPUNanoseconds))
             settleMs = median(rounds.map(\.settleNanoseconds))
             let perOperation = Double(max(1, latencies.count)) * 1e3
-            phaseMeanUs = Dictionary(uniqueKeysWithValues: CgroupChurn.Phase.allCases.map { phase in
-                (phase.rawValue, Double(rounds.reduce(UInt64(0)) { $0 + ($1.phaseTotals[phase] ?? 0) }) / perOperation)
-            })
+            phaseMeanUs = Dictionary(
+                uniqueKeysWithValues: CgroupChurn.Phase.allCases.map { phase in
+                    (phase.rawValue, Double(rounds.reduce(UInt64(0)) { $0 + ($1.phaseTotals[phase] ?? 0) }) / perOperation)
+                })
         }
     }
 
@@ -66,7 +67,7 @@ package struct CgroupBenchReport: Encodable {
     var ratios: [Ratio] {
         Dictionary(grouping: runs, by: \.threads).keys.sorted().compactMap { threads in
             guard let mkdir = runs.first(where: { $0.threads == threads && $0.path == "mkdir" }),
-                  let pool = runs.first(where: { $0.threads == threads && $0.path == "pool" })
+                let pool = runs.first(where: { $0.threads == threads && $0.path == "pool" })
             else { return nil }
             let keeping = runs.first { $0.threads == threads && $0.path == "pool-keep" }
             return Ratio(
@@ -98,19 +99,26 @@ package struct CgroupBenchReport: Encodable {
     package func table() -> String {
         var lines = [
             "cgroup pool vs mkdir/rmdir: \(count) operations per row and round, \(rounds) rounds (times: median round), cgroup \(mode) (\(hierarchies) hierarchies), limits: \(limits)",
-            row(["threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us", "settle ms"]),
+            row([
+                "threads", "path", "p50 ms", "p99 ms", "total ms", "cpu ms", "host cpu ms", "get us", "config us", "attach us", "put us",
+                "settle ms",
+            ]),
         ]
         for run in runs {
             let phases = ["get", "configure", "attach", "put"].map { fixed(run.phaseMeanUs[$0] ?? 0, 1) }
-            lines.append(row([
-                "\(run.threads)", run.path, fixed(run.p50Ms, 3), fixed(run.p99Ms, 3), fixed(run.totalMs, 1),
-                fixed(run.processCPUMs, 1), fixed(run.hostCPUMs, 1),
-            ] + phases + [run.path == "mkdir" ? fixed(run.settleMs, 1) : "-"]))
+            lines.append(
+                row(
+                    [
+                        "\(run.threads)", run.path, fixed(run.p50Ms, 3), fixed(run.p99Ms, 3), fixed(run.totalMs, 1),
+                        fixed(run.processCPUMs, 1), fixed(run.hostCPUMs, 1),
+                    ] + phases + [run.path == "mkdir" ? fixed(run.settleMs, 1) : "-"]))
         }
-        lines.append("ratio mkdir/pool: " + ratios.map {
-            "\($0.threads) threads: total \(fixed($0.wall, 2))x, cpu \(fixed($0.processCPU, 2))x, p50 \(fixed($0.p50, 2))x"
-                + ($0.wallKeepingLimits.map { " (pool-keep total \(fixed($0, 2))x)" } ?? "")
-        }.joined(separator: "; "))
+        lines.append(
+            "ratio mkdir/pool: "
+                + ratios.map {
+                    "\($0.threads) threads: total \(fixed($0.wall, 2))x, cpu \(fixed($0.processCPU, 2))x, p50 \(fixed($0.p50, 2))x"
+                        + ($0.wallKeepingLimits.map { " (pool-keep total \(fixed($0, 2))x)" } ?? "")
+                }.joined(separator: "; "))
         if let kvm = kvmCreateVM { lines.append(kvm.line) }
         lines.append("ratio (total at \(ratioThreads) threads): \(fixed(ratio, 2))x")
         return lines.joined(separator: "\n")

@@ -11,8 +11,10 @@ package enum CgroupBenchmark {
     /// Limits every operation writes (the same on both paths).
     static let limits = CgroupLimits(memoryBytes: 128 << 20, cpuQuotaMicros: 50_000, cpuShares: 512, maxProcesses: 64)
 
-    package static func measure(host: CgroupHost, count: Int, threadCounts counts: [Int], rounds: Int,
-                                kvmSamples: Int) throws -> CgroupBenchReport {
+    package static func measure(
+        host: CgroupHost, count: Int, threadCounts counts: [Int], rounds: Int,
+        kvmSamples: Int
+    ) throws -> CgroupBenchReport {
         let parent = "rund-bench-\(getpid())"
         defer { try? CgroupPool.removeAll(host: host, parentName: parent) }
         let widest = counts.max() ?? 1
@@ -24,10 +26,15 @@ package enum CgroupBenchmark {
         defer { try? CgroupPool.removeAll(host: host, parentName: keepingParent) }
         let keepingPool = try CgroupPool(
             host: host,
-            configuration: .init(parentName: keepingParent, minimumFree: widest + 2, maximumFree: 2 * widest + 4, resetLimitsOnRelease: false))
+            configuration: .init(
+                parentName: keepingParent, minimumFree: widest + 2, maximumFree: 2 * widest + 4, resetLimitsOnRelease: false))
         defer { try? keepingPool.shutdown() }
         let children = try (0..<widest).map { _ in try SpawnedProcess.spawn(["sleep", "3600"]) }
-        defer { children.forEach { $0.kill(); _ = try? $0.wait() } }
+        defer {
+            children.forEach {
+                $0.kill(); _ = try? $0.wait()
+            }
+        }
         // Interrupted: the threads stop after their current operation and this function
         // returns through its defers, so no sleeping child and no cgroup is left behind.
         let stop = CgroupChurn.StopRequest()
@@ -38,7 +45,8 @@ package enum CgroupBenchmark {
         ]
         // Warm every variant (page in code, fill dentry caches) before anything is timed.
         for variant in variants {
-            _ = try CgroupChurn.measure(variant.path, pool: variant.pool, processes: [children[0].pid], count: 20, limits: Self.limits, stop: stop)
+            _ = try CgroupChurn.measure(
+                variant.path, pool: variant.pool, processes: [children[0].pid], count: 20, limits: Self.limits, stop: stop)
         }
         var measured: [String: [CgroupChurn.Measurement]] = [:]
         for _ in 0..<rounds {

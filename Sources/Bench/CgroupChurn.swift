@@ -152,7 +152,7 @@ package enum CgroupChurn {
     /// user+nice+system+irq+softirq+steal of the `cpu` line of /proc/stat.
     static func hostBusyNanoseconds() -> UInt64 {
         guard let text = try? FileDescriptor.open("/proc/stat", O_RDONLY).readValue(capacity: 16384),
-              let line = text.split(separator: "\n").first
+            let line = text.split(separator: "\n").first
         else { return 0 }
         let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
         guard fields.count >= 8 else { return 0 }

@@ -28,8 +28,10 @@ package enum LayerBenchmark {
         package var erofsBuildSeconds: [Double]
     }
 
-    package static func measure(root: String, sizeMiB: Int, iterations: Int, concurrency: Int, imageMB: Int,
-                                erofsRuns: Int) throws -> Report {
+    package static func measure(
+        root: String, sizeMiB: Int, iterations: Int, concurrency: Int, imageMB: Int,
+        erofsRuns: Int
+    ) throws -> Report {
         let layers = WritableLayers(root: root)
         _ = try layers.templatePath(sizeMiB: sizeMiB)  // Made once, outside the timings.
         var sequential: [String: Figures] = [:]
@@ -45,7 +47,8 @@ package enum LayerBenchmark {
             ratio: copy / max(reflink, 0.000_1), sizeMiB: sizeMiB,
             backend: WritableLayerBackend.probe(stateRoot: root).summary,
             sequential: sequential, burst: burst, burstSize: concurrency,
-            erofsImageMB: erofs.megabytes, erofsBuildSecondsP50: Percentile.of(erofs.seconds, fraction: 0.5), erofsBuildSeconds: erofs.seconds)
+            erofsImageMB: erofs.megabytes, erofsBuildSecondsP50: Percentile.of(erofs.seconds, fraction: 0.5),
+            erofsBuildSeconds: erofs.seconds)
     }
 
     // MARK: Measuring
@@ -141,8 +144,9 @@ package enum LayerBenchmark {
     }
 
     static func figures(_ latencies: [Double], wallMs: Double) -> Figures {
-        Figures(count: latencies.count, p50Ms: Percentile.of(latencies, fraction: 0.5), p99Ms: Percentile.of(latencies, fraction: 0.99),
-                perSecond: Double(latencies.count) / max(wallMs / 1000, 0.000_001))
+        Figures(
+            count: latencies.count, p50Ms: Percentile.of(latencies, fraction: 0.5), p99Ms: Percentile.of(latencies, fraction: 0.99),
+            perSecond: Double(latencies.count) / max(wallMs / 1000, 0.000_001))
     }
 
     static func milliseconds(since start: DispatchTime) -> Double {
@@ -150,20 +154,27 @@ package enum LayerBenchmark {
     }
 
     package static func table(_ report: Report) -> String {
-        var lines = ["writable layers of \(report.sizeMiB) MiB (\(report.backend))",
-                     "method       mode        count    p50 ms    p99 ms    per second"]
+        var lines = [
+            "writable layers of \(report.sizeMiB) MiB (\(report.backend))",
+            "method       mode        count    p50 ms    p99 ms    per second",
+        ]
         for method in Method.allCases {
             for (mode, figures) in [("sequential", report.sequential[method.rawValue]), ("burst", report.burst[method.rawValue])] {
                 guard let figures else { continue }
                 let name = method.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
                 let kind = mode.padding(toLength: 10, withPad: " ", startingAt: 0)
-                lines.append(name + " " + kind + String(format: " %6d %9.2f %9.2f %13.1f", figures.count, figures.p50Ms,
-                                                        figures.p99Ms, figures.perSecond))
+                lines.append(
+                    name + " " + kind
+                        + String(
+                            format: " %6d %9.2f %9.2f %13.1f", figures.count, figures.p50Ms,
+                            figures.p99Ms, figures.perSecond))
             }
         }
         lines.append(String(format: "ratio (full-copy p50 / reflink p50): %.1f", report.ratio))
-        lines.append(String(format: "EROFS build of a %.0f MB tree: p50 %.2f s over %d runs", report.erofsImageMB,
-                            report.erofsBuildSecondsP50, report.erofsBuildSeconds.count))
+        lines.append(
+            String(
+                format: "EROFS build of a %.0f MB tree: p50 %.2f s over %d runs", report.erofsImageMB,
+                report.erofsBuildSecondsP50, report.erofsBuildSeconds.count))
         return lines.joined(separator: "\n")
     }
 }

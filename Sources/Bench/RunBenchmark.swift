@@ -9,18 +9,21 @@ import VMM
 /// phases; beside it QEMU's microvm booting the same kernel and guest initramfs to the same
 /// agent, alternating with the sandbox runs.
 package enum RunBenchmark {
-    package static func measure(root: String, agentPath: String, image: String, command: [String], runs: Int, memoryMiB: Int,
-                                vcpus: Int, qemu: String, timeout: Double) async throws -> RunBenchReport {
+    package static func measure(
+        root: String, agentPath: String, image: String, command: [String], runs: Int, memoryMiB: Int,
+        vcpus: Int, qemu: String, timeout: Double
+    ) async throws -> RunBenchReport {
         let argv = command
         let writableSizeMiB = SandboxSpec(id: "x", image: image).writableSizeMiB
         // Caches a first run would build, made outside the timings.
         let kernelDirectory = root + "/kernel/current"
         let initramfs = try GuestInitramfs.path(stateRoot: root, kernelDirectory: kernelDirectory, agentPath: agentPath)
         _ = try WritableLayers(root: root).templatePath(sizeMiB: writableSizeMiB)
-        let peer = try QEMUPeer(qemu: qemu, kernel: kernelDirectory + "/vmlinuz", initrd: initramfs,
-                                image: try ImageStore(root: root).lookup(reference: image).erofsPath,
-                                scratch: root + "/bench-run-\(getpid()).img", scratchMiB: writableSizeMiB,
-                                memoryMiB: memoryMiB, vcpus: vcpus)
+        let peer = try QEMUPeer(
+            qemu: qemu, kernel: kernelDirectory + "/vmlinuz", initrd: initramfs,
+            image: try ImageStore(root: root).lookup(reference: image).erofsPath,
+            scratch: root + "/bench-run-\(getpid()).img", scratchMiB: writableSizeMiB,
+            memoryMiB: memoryMiB, vcpus: vcpus)
         defer { peer.removeScratch() }
 
         // One sandbox at a time in this process, as in `rund run`: on cgroup v2 the process joins each.
@@ -36,12 +39,15 @@ package enum RunBenchmark {
             let spec = SandboxSpec(id: "bench-\(getpid())-\(index)", image: image, command: argv, memoryMiB: memoryMiB, vcpuCount: vcpus)
             let status = try await sandbox.run(spec: spec, phases: phases) { _, _ in }.status
             guard status == 0 else {
-                throw BenchError("`\(argv.joined(separator: " "))` exited with status \(status) in the sandbox; bench a command that succeeds")
+                throw BenchError(
+                    "`\(argv.joined(separator: " "))` exited with status \(status) in the sandbox; bench a command that succeeds")
             }
             table.append(try phases.durations())
             if let peak = PeakRSS.mebibytes() { peakRSS.append(peak) }
-            qemuSamples.append(try BootProbe.measure(peer.argv, timeout: timeout, marker: QEMUPeer.marker,
-                                                       readStandardError: true, killAtMarker: true))
+            qemuSamples.append(
+                try BootProbe.measure(
+                    peer.argv, timeout: timeout, marker: QEMUPeer.marker,
+                    readStandardError: true, killAtMarker: true))
         }
         return RunBenchReport(
             image: image, command: argv, runs: runs, memoryMiB: memoryMiB, vcpus: vcpus, table: table,
@@ -119,8 +125,10 @@ package struct RunBenchReport: Encodable {
     /// false: VmHWM could not be reset, so each figure is the process's peak so far.
     let peakRSSPerRun: Bool
 
-    init(image: String, command: [String], runs: Int, memoryMiB: Int, vcpus: Int, table: PhaseTable,
-         qemu samples: [BootProbe.Sample], qemuDevices: [String], peakRSSMiB: [Double], peakRSSPerRun: Bool) {
+    init(
+        image: String, command: [String], runs: Int, memoryMiB: Int, vcpus: Int, table: PhaseTable,
+        qemu samples: [BootProbe.Sample], qemuDevices: [String], peakRSSMiB: [Double], peakRSSPerRun: Bool
+    ) {
         self.image = image
         self.command = command
         self.runs = runs
@@ -133,9 +141,10 @@ package struct RunBenchReport: Encodable {
         #endif
         phases = table.figures
         let boot = samples.map(\.milliseconds)
-        qemu = QEMUFigures(endPoint: "spawn to the agent's boot-marker write", devices: qemuDevices,
-                           bootMsMedian: Percentile.of(boot, fraction: 0.5), bootMsP99: Percentile.of(boot, fraction: 0.99),
-                           bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5))
+        qemu = QEMUFigures(
+            endPoint: "spawn to the agent's boot-marker write", devices: qemuDevices,
+            bootMsMedian: Percentile.of(boot, fraction: 0.5), bootMsP99: Percentile.of(boot, fraction: 0.99),
+            bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5))
         kernelBootRatio = (table.figures(SandboxPhase.kernelBoot.rawValue)?.medianMs ?? .nan) / qemu.bootMsMedian
         vmCreateKernelBootRatio = (table.figures(PhaseTable.vmCreateAndKernelBoot)?.medianMs ?? .nan) / qemu.bootMsMedian
         self.peakRSSMiB = peakRSSMiB
@@ -144,17 +153,23 @@ package struct RunBenchReport: Encodable {
     }
 
     package var text: String {
-        var lines = ["`\(command.joined(separator: " "))` in \(image): \(runs) runs, \(memoryMiB) MiB, \(vcpus) vCPU(s), \(build) build",
-                     "phase                    median ms     p99 ms"]
+        var lines = [
+            "`\(command.joined(separator: " "))` in \(image): \(runs) runs, \(memoryMiB) MiB, \(vcpus) vCPU(s), \(build) build",
+            "phase                    median ms     p99 ms",
+        ]
         for figures in phases {
-            lines.append(figures.phase.padding(toLength: 22, withPad: " ", startingAt: 0)
-                + String(format: " %11.1f %10.1f", figures.medianMs, figures.p99Ms))
+            lines.append(
+                figures.phase.padding(toLength: 22, withPad: " ", startingAt: 0)
+                    + String(format: " %11.1f %10.1f", figures.medianMs, figures.p99Ms))
         }
-        lines.append("qemu-microvm boot".padding(toLength: 22, withPad: " ", startingAt: 0)
-            + String(format: " %11.1f %10.1f", qemu.bootMsMedian, qemu.bootMsP99) + "   (\(qemu.endPoint))")
+        lines.append(
+            "qemu-microvm boot".padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: " %11.1f %10.1f", qemu.bootMsMedian, qemu.bootMsP99) + "   (\(qemu.endPoint))")
         lines.append("qemu devices: " + qemu.devices.joined(separator: ", "))
-        lines.append(String(format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", kernelBootRatio, vmCreateKernelBootRatio))
-        let rundPeak = peakRSSMiBMax.map { String(format: "max %.1f", $0) + (peakRSSPerRun ? " (per run)" : " (process lifetime)") } ?? "unknown"
+        lines.append(
+            String(format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", kernelBootRatio, vmCreateKernelBootRatio))
+        let rundPeak =
+            peakRSSMiBMax.map { String(format: "max %.1f", $0) + (peakRSSPerRun ? " (per run)" : " (process lifetime)") } ?? "unknown"
         lines.append("peak RSS MiB: rund " + rundPeak + String(format: ", qemu median %.1f", qemu.peakRSSMiBMedian))
         return lines.joined(separator: "\n")
     }
@@ -172,17 +187,21 @@ struct QEMUPeer {
 
     /// `scratch` becomes a sparse file standing in for the writable layer (the guest only probes
     /// its partition table while booting).
-    init(qemu: String, kernel: String, initrd: String, image: String, scratch: String, scratchMiB: Int,
-         memoryMiB: Int, vcpus: Int) throws {
+    init(
+        qemu: String, kernel: String, initrd: String, image: String, scratch: String, scratchMiB: Int,
+        memoryMiB: Int, vcpus: Int
+    ) throws {
         let file = try FileDescriptor.open(scratch, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
         try FileSystem.truncate(file, size: Int64(scratchMiB) << 20)
         self.scratch = scratch
-        var argv = [qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memoryMiB)", "-smp", "\(vcpus)",
-                    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-                    "-d", "guest_errors",  // Logged on stderr, unbuffered.
-                    "-kernel", kernel, "-initrd", initrd, "-append", try KernelCommandLine.build(extra: "quiet"),
-                    "-drive", "id=image,file=\(image),format=raw,if=none,readonly=on", "-device", "virtio-blk-device,drive=image",
-                    "-drive", "id=writable,file=\(scratch),format=raw,if=none", "-device", "virtio-blk-device,drive=writable"]
+        var argv = [
+            qemu, "-M", "microvm,accel=kvm", "-cpu", "host", "-m", "\(memoryMiB)", "-smp", "\(vcpus)",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+            "-d", "guest_errors",  // Logged on stderr, unbuffered.
+            "-kernel", kernel, "-initrd", initrd, "-append", try KernelCommandLine.build(extra: "quiet"),
+            "-drive", "id=image,file=\(image),format=raw,if=none,readonly=on", "-device", "virtio-blk-device,drive=image",
+            "-drive", "id=writable,file=\(scratch),format=raw,if=none", "-device", "virtio-blk-device,drive=writable",
+        ]
         var devices = ["virtio-blk (image, read-only)", "virtio-blk (writable)"]
         if FileSystem.exists("/dev/vhost-vsock") {
             argv += ["-device", "vhost-vsock-device,guest-cid=3"]
@@ -205,7 +224,8 @@ enum PeakRSS {
 
     static func mebibytes(status: String? = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) -> Double? {
         guard let line = status?.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return nil }
+            let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+        else { return nil }
         return kib / 1024
     }
 }

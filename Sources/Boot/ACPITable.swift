@@ -15,7 +15,7 @@ enum ACPITable {
         table.appendFixedASCII(signature, width: 4)
         table.appendLittleEndian(UInt32(headerSize + body.count))
         table.append(revision)
-        table.append(0) // checksum, filled below
+        table.append(0)  // checksum, filled below
         table.appendFixedASCII(oemID, width: 6)
         table.appendFixedASCII(oemTableID, width: 8)
         table.appendLittleEndian(oemRevision)

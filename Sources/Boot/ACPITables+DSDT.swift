@@ -14,22 +14,32 @@ enum DSDT {
                 systemBus.append(virtioMMIO(index: index, base: base, size: size, gsi: gsi))
             }
         }
-        let body = AML.scope("\\_SB_", systemBus)
-            + AML.name("\\_S5_", AML.package([AML.integer(UInt64(X86Layout.s5SleepType)), AML.integer(0),
-                                              AML.integer(0), AML.integer(0)]))
+        let body =
+            AML.scope("\\_SB_", systemBus)
+            + AML.name(
+                "\\_S5_",
+                AML.package([
+                    AML.integer(UInt64(X86Layout.s5SleepType)), AML.integer(0),
+                    AML.integer(0), AML.integer(0),
+                ]))
         return ACPITable.make(signature: "DSDT", revision: revision, oemTableID: "RUNDDSDT", body: body)
     }
 
     static func com1() -> [UInt8] {
-        AML.device("COM1", [
-            AML.name("_HID", AML.eisaID("PNP0501")),
-            AML.name("_UID", AML.integer(0)),
-            AML.name("_CRS", AML.resourceTemplate([
-                .io(minimum: X86Layout.com1Port, maximum: X86Layout.com1Port, alignment: 1,
-                    length: UInt8(X86Layout.com1PortCount)),
-                .interrupt(gsis: [X86Layout.com1GSI], edgeTriggered: true, activeLow: false, shared: false),
-            ])),
-        ])
+        AML.device(
+            "COM1",
+            [
+                AML.name("_HID", AML.eisaID("PNP0501")),
+                AML.name("_UID", AML.integer(0)),
+                AML.name(
+                    "_CRS",
+                    AML.resourceTemplate([
+                        .io(
+                            minimum: X86Layout.com1Port, maximum: X86Layout.com1Port, alignment: 1,
+                            length: UInt8(X86Layout.com1PortCount)),
+                        .interrupt(gsis: [X86Layout.com1GSI], edgeTriggered: true, activeLow: false, shared: false),
+                    ])),
+            ])
     }
 
     /// Device names are VR00, VR01, ... (two hex digits) so 256 fit in a 4-character segment.
@@ -40,14 +50,18 @@ enum DSDT {
 
     /// `base` lies in the 32-bit MMIO gap (`ACPITables.install` checked).
     static func virtioMMIO(index: Int, base: GuestAddress, size: UInt32, gsi: UInt32) -> [UInt8] {
-        AML.device(virtioMMIOName(index: index), [
-            AML.name("_HID", AML.string("LNRO0005")),
-            AML.name("_UID", AML.integer(UInt64(index))),
-            AML.name("_CCA", AML.integer(1)), // cache-coherent DMA
-            AML.name("_CRS", AML.resourceTemplate([
-                .memory32Fixed(base: UInt32(truncatingIfNeeded: base.rawValue), length: size, writable: true),
-                .interrupt(gsis: [gsi], edgeTriggered: true, activeLow: false, shared: false),
-            ])),
-        ])
+        AML.device(
+            virtioMMIOName(index: index),
+            [
+                AML.name("_HID", AML.string("LNRO0005")),
+                AML.name("_UID", AML.integer(UInt64(index))),
+                AML.name("_CCA", AML.integer(1)),  // cache-coherent DMA
+                AML.name(
+                    "_CRS",
+                    AML.resourceTemplate([
+                        .memory32Fixed(base: UInt32(truncatingIfNeeded: base.rawValue), length: size, writable: true),
+                        .interrupt(gsis: [gsi], edgeTriggered: true, activeLow: false, shared: false),
+                    ])),
+            ])
     }
 }

@@ -23,7 +23,7 @@ enum MADT {
         }
         body += [EntryType.ioAPIC, 12, 0, 0]
         body.appendLittleEndian(UInt32(X86Layout.ioapicAddress.rawValue))
-        body.appendLittleEndian(UInt32(0)) // GSI base
+        body.appendLittleEndian(UInt32(0))  // GSI base
         // Bus 0 (ISA), source IRQ 0, GSI 2, flags 0 = conforms to the bus (edge, active high).
         body += [EntryType.interruptSourceOverride, 10, 0, 0]
         body.appendLittleEndian(UInt32(2))

@@ -20,9 +20,10 @@ public enum ACPITables {
         }
         for device in devices {
             guard case let .virtioMMIO(base, size, gsi) = device,
-                  base >= X86Layout.mmioGapStart, let room = X86Layout.mmioGapEnd.offset(from: base), room > 0, size > 0,
-                  UInt64(size) <= room,
-                  gsi <= X86Layout.lastIOAPICGSI else {
+                base >= X86Layout.mmioGapStart, let room = X86Layout.mmioGapEnd.offset(from: base), room > 0, size > 0,
+                UInt64(size) <= room,
+                gsi <= X86Layout.lastIOAPICGSI
+            else {
                 throw .invalidDevice("\(device) must lie in the 32-bit MMIO gap and use GSI 0-\(X86Layout.lastIOAPICGSI)")
             }
         }
@@ -84,13 +85,13 @@ enum RSDP {
     static func make(xsdtAddress: GuestAddress) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.appendFixedASCII("RSD PTR ", width: 8)
-        bytes.append(0) // checksum of the first 20 bytes
+        bytes.append(0)  // checksum of the first 20 bytes
         bytes.appendFixedASCII(ACPITable.oemID, width: 6)
-        bytes.append(2) // revision: ACPI 2.0+ layout
-        bytes.appendLittleEndian(UInt32(0)) // no RSDT
+        bytes.append(2)  // revision: ACPI 2.0+ layout
+        bytes.appendLittleEndian(UInt32(0))  // no RSDT
         bytes.appendLittleEndian(UInt32(size))
         bytes.appendLittleEndian(xsdtAddress.rawValue)
-        bytes.append(0) // extended checksum of all 36 bytes
+        bytes.append(0)  // extended checksum of all 36 bytes
         bytes += [0, 0, 0]
         bytes[8] = checksumByte(bytes[0..<20])
         bytes[32] = checksumByte(bytes)

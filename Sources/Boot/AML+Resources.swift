@@ -8,10 +8,10 @@ extension AML {
         /// Interrupt(ResourceConsumer/Producer, Edge/Level, ActiveHigh/Low, Exclusive/Shared) { gsis }.
         case interrupt(gsis: [UInt32], consumer: Bool = true, edgeTriggered: Bool, activeLow: Bool, shared: Bool)
 
-        static let ioTag: UInt8 = 0x47 // small item 0x08, length 7
+        static let ioTag: UInt8 = 0x47  // small item 0x08, length 7
         static let memory32FixedTag: UInt8 = 0x86
         static let extendedInterruptTag: UInt8 = 0x89
-        static let endTag: UInt8 = 0x79 // small item 0x0f, length 1
+        static let endTag: UInt8 = 0x79  // small item 0x0f, length 1
 
         public var encoded: [UInt8] {
             var bytes: [UInt8] = []

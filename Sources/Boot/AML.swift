@@ -17,7 +17,7 @@ public enum AML {
         static let dualNamePrefix: UInt8 = 0x2e
         static let multiNamePrefix: UInt8 = 0x2f
         static let extendedPrefix: UInt8 = 0x5b
-        static let device: UInt8 = 0x82 // after extendedPrefix
+        static let device: UInt8 = 0x82  // after extendedPrefix
         static let rootChar: UInt8 = 0x5c
         static let parentPrefix: UInt8 = 0x5e
         static let `return`: UInt8 = 0xa4
@@ -57,7 +57,7 @@ public enum AML {
         }
         let segments = rest.isEmpty ? [] : rest.split(separator: ".", omittingEmptySubsequences: false).map(nameSegment)
         switch segments.count {
-        case 0: bytes.append(Opcode.zero) // NullName
+        case 0: bytes.append(Opcode.zero)  // NullName
         case 1: bytes += segments[0]
         case 2: bytes += [Opcode.dualNamePrefix] + segments[0] + segments[1]
         default:
@@ -69,7 +69,8 @@ public enum AML {
 
     static func nameSegment(_ segment: Substring) -> [UInt8] {
         let chars = Array(segment.utf8)
-        let valid = (1...4).contains(chars.count)
+        let valid =
+            (1...4).contains(chars.count)
             && chars.allSatisfy { ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f }
             && !(chars[0] >= 0x30 && chars[0] <= 0x39)
         precondition(valid, "invalid AML name segment \"\(segment)\"")
@@ -100,8 +101,9 @@ public enum AML {
     public static func eisaID(_ id: String) -> [UInt8] {
         let chars = Array(id.utf8)
         let hex = chars.dropFirst(3).compactMap { Int(String(UnicodeScalar($0)), radix: 16) }
-        precondition(chars.count == 7 && chars.prefix(3).allSatisfy { $0 >= 0x41 && $0 <= 0x5a } && hex.count == 4,
-                     "invalid EISA id \(id)")
+        precondition(
+            chars.count == 7 && chars.prefix(3).allSatisfy { $0 >= 0x41 && $0 <= 0x5a } && hex.count == 4,
+            "invalid EISA id \(id)")
         let letters = chars.prefix(3).map { UInt32($0 - 0x40) }
         let bytes: [UInt32] = [
             (letters[0] << 2) | (letters[1] >> 3),
@@ -143,8 +145,10 @@ public enum AML {
     }
 
     /// Method(name, argumentCount, NotSerialized/Serialized) { terms }.
-    public static func method(_ name: String, argumentCount: Int = 0, serialized: Bool = false,
-                              _ terms: [[UInt8]]) -> [UInt8] {
+    public static func method(
+        _ name: String, argumentCount: Int = 0, serialized: Bool = false,
+        _ terms: [[UInt8]]
+    ) -> [UInt8] {
         precondition((0...7).contains(argumentCount), "AML methods take 0 to 7 arguments")
         let flags = UInt8(argumentCount) | (serialized ? 0x08 : 0)
         let content = nameString(name) + [flags] + terms.flatMap { $0 }

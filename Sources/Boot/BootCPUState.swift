@@ -14,8 +14,10 @@ public struct SegmentDescriptor: Equatable, Sendable {
     public var avl: UInt8
     public var unusable: UInt8
 
-    public init(base: UInt64, limit: UInt32, selector: UInt16, type: UInt8, present: UInt8, dpl: UInt8,
-                db: UInt8, s: UInt8, l: UInt8, g: UInt8, avl: UInt8, unusable: UInt8) {
+    public init(
+        base: UInt64, limit: UInt32, selector: UInt16, type: UInt8, present: UInt8, dpl: UInt8,
+        db: UInt8, s: UInt8, l: UInt8, g: UInt8, avl: UInt8, unusable: UInt8
+    ) {
         self.base = base
         self.limit = limit
         self.selector = selector
@@ -82,9 +84,11 @@ public struct BootCPUState: Equatable, Sendable {
     public var gdt: DescriptorTable
     public var idt: DescriptorTable
 
-    public init(rip: UInt64, rsp: UInt64, rbp: UInt64, rsi: UInt64, rflags: UInt64, cr0: UInt64, cr3: UInt64,
-                cr4: UInt64, efer: UInt64, codeSegment: SegmentDescriptor, dataSegment: SegmentDescriptor,
-                tssSegment: SegmentDescriptor, gdt: DescriptorTable, idt: DescriptorTable) {
+    public init(
+        rip: UInt64, rsp: UInt64, rbp: UInt64, rsi: UInt64, rflags: UInt64, cr0: UInt64, cr3: UInt64,
+        cr4: UInt64, efer: UInt64, codeSegment: SegmentDescriptor, dataSegment: SegmentDescriptor,
+        tssSegment: SegmentDescriptor, gdt: DescriptorTable, idt: DescriptorTable
+    ) {
         self.rip = rip
         self.rsp = rsp
         self.rbp = rbp

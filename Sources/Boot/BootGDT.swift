@@ -3,8 +3,8 @@ import GuestMemory
 /// The flat 64-bit GDT the kernel starts on: NULL, CODE, DATA, TSS.
 public enum BootGDT {
     /// Access byte (low 8 bits) and G/DB/L/AVL nibble (bits 15:12) of each descriptor.
-    static let codeFlags: UInt16 = 0xa09b // present, ring 0, execute/read, accessed; G, L
-    static let dataFlags: UInt16 = 0xc093 // present, ring 0, read/write, accessed; G, D/B
+    static let codeFlags: UInt16 = 0xa09b  // present, ring 0, execute/read, accessed; G, L
+    static let dataFlags: UInt16 = 0xc093  // present, ring 0, read/write, accessed; G, D/B
     static let tssFlags: UInt16 = 0x808b  // present, 64-bit busy TSS; G
 
     /// Encodes a segment descriptor from flags, a 32-bit base and a 20-bit limit.

@@ -55,8 +55,9 @@ public struct BzImage: Sendable {
         }
 
         // The header's own length: 0x202 + the jump instruction's displacement byte.
-        let headerEnd = min(max(SetupHeader.header + Int(bytes[SetupHeader.jump + 1]), SetupHeader.endV212),
-                            SetupHeader.zeroPageLimit, offset)
+        let headerEnd = min(
+            max(SetupHeader.header + Int(bytes[SetupHeader.jump + 1]), SetupHeader.endV212),
+            SetupHeader.zeroPageLimit, offset)
         self.setupHeader = Array(bytes[SetupHeader.start..<headerEnd])
         self.protocolVersion = version
         self.setupSectors = sectors

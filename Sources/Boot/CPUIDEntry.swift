@@ -12,8 +12,10 @@ public struct CPUIDEntry: Equatable, Sendable {
     /// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`.
     public static let significantIndexFlag: UInt32 = 1
 
-    public init(function: UInt32, index: UInt32 = 0, flags: UInt32 = 0,
-                eax: UInt32 = 0, ebx: UInt32 = 0, ecx: UInt32 = 0, edx: UInt32 = 0) {
+    public init(
+        function: UInt32, index: UInt32 = 0, flags: UInt32 = 0,
+        eax: UInt32 = 0, ebx: UInt32 = 0, ecx: UInt32 = 0, edx: UInt32 = 0
+    ) {
         self.function = function
         self.index = index
         self.flags = flags

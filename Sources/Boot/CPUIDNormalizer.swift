@@ -19,12 +19,12 @@ public enum CPUIDNormalizer {
     }
 
     enum Bit {
-        static let pdcm: UInt32 = 1 << 15              // leaf 1 ECX: perfmon/debug MSR; not emulated
-        static let tscDeadline: UInt32 = 1 << 24        // leaf 1 ECX: KVM's LAPIC emulates it
-        static let hypervisor: UInt32 = 1 << 31         // leaf 1 ECX
-        static let htt: UInt32 = 1 << 28                // leaf 1 EDX: more than one logical CPU
-        static let cmpLegacy: UInt32 = 1 << 1           // 0x80000001 ECX (AMD)
-        static let topologyExtensions: UInt32 = 1 << 22 // 0x80000001 ECX (AMD)
+        static let pdcm: UInt32 = 1 << 15  // leaf 1 ECX: perfmon/debug MSR; not emulated
+        static let tscDeadline: UInt32 = 1 << 24  // leaf 1 ECX: KVM's LAPIC emulates it
+        static let hypervisor: UInt32 = 1 << 31  // leaf 1 ECX
+        static let htt: UInt32 = 1 << 28  // leaf 1 EDX: more than one logical CPU
+        static let cmpLegacy: UInt32 = 1 << 1  // 0x80000001 ECX (AMD)
+        static let topologyExtensions: UInt32 = 1 << 22  // 0x80000001 ECX (AMD)
     }
 
     /// Topology level types of leaves 0xB/0x1F (ECX[15:8]).
@@ -39,9 +39,9 @@ public enum CPUIDNormalizer {
     public static func vendor(of entries: [CPUIDEntry]) -> Vendor {
         guard let leaf0 = entries.first(where: { $0.function == Leaf.vendor }) else { return .other }
         switch (leaf0.ebx, leaf0.edx, leaf0.ecx) {
-        case (0x756e_6547, 0x4965_6e69, 0x6c65_746e): return .intel // "GenuineIntel"
-        case (0x6874_7541, 0x6974_6e65, 0x444d_4163): return .amd   // "AuthenticAMD"
-        case (0x6f67_7948, 0x6e65_476e, 0x656e_6975): return .amd   // "HygonGenuine"
+        case (0x756e_6547, 0x4965_6e69, 0x6c65_746e): return .intel  // "GenuineIntel"
+        case (0x6874_7541, 0x6974_6e65, 0x444d_4163): return .amd  // "AuthenticAMD"
+        case (0x6f67_7948, 0x6e65_476e, 0x656e_6975): return .amd  // "HygonGenuine"
         default: return .other
         }
     }
@@ -68,9 +68,9 @@ public enum CPUIDNormalizer {
             case (Leaf.amdCacheTopology, .amd) where e.eax & 0x1f != 0:
                 e.eax = cacheSharing(e.eax, topology)
             case (Leaf.amdProcessorTopology, .amd):
-                e.eax = topology.apicID                               // extended APIC id
+                e.eax = topology.apicID  // extended APIC id
                 e.ebx = (e.ebx & ~0xffff) | (topology.apicID & 0xff)  // one thread per core, core id
-                e.ecx = e.ecx & ~0x7ff                                // node 0, one node per package
+                e.ecx = e.ecx & ~0x7ff  // node 0, one node per package
                 e.edx = 0
             default:
                 break

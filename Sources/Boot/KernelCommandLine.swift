@@ -1,7 +1,8 @@
 /// The kernel command line rund passes by default, plus validation of user additions.
 public enum KernelCommandLine {
     /// Serial console, reboot through the keyboard controller, no panic wait, no slow probes.
-    public static let defaultArguments = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
+    public static let defaultArguments =
+        "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
         + "i8042.dumbkbd 8250.nr_uarts=1 cryptomgr.notests init_on_alloc=0 pci=off"
 
     // pci=off: there is no PCI bus; without it the kernel logs "PCI: Fatal: No config space access".

@@ -9,8 +9,10 @@ public enum LinuxBoot {
     ///   - ramRegions: the guest's RAM (as from `X86Layout.ramRegions`), used for e820 and placement.
     ///   - acpiRSDP: the RSDP address from `ACPITables.install`, or nil for a guest without ACPI.
     /// Nothing the guest can observe depends on leftovers: every structure is written in full.
-    public static func load(kernel: [UInt8], initrd: [UInt8]?, commandLine: String, memory: GuestMemory,
-                            ramRegions: [(base: GuestAddress, size: Int)], acpiRSDP: GuestAddress?) throws(BootError) -> BootCPUState {
+    public static func load(
+        kernel: [UInt8], initrd: [UInt8]?, commandLine: String, memory: GuestMemory,
+        ramRegions: [(base: GuestAddress, size: Int)], acpiRSDP: GuestAddress?
+    ) throws(BootError) -> BootCPUState {
         let image = try BzImage(kernel)
         let maximum = min(KernelCommandLine.maximumLength, image.commandLineMax > 0 ? image.commandLineMax : Int.max)
         try KernelCommandLine.validate(commandLine, maximum: maximum)
@@ -24,8 +26,9 @@ public enum LinuxBoot {
 
         var initrdAddress: GuestAddress?
         if let initrd, !initrd.isEmpty {
-            initrdAddress = try placeInitrd(size: initrd.count, image: image, lowEnd: lowEnd, kernelEnd: kernelEnd,
-                                            memoryBytes: memoryBytes)
+            initrdAddress = try placeInitrd(
+                size: initrd.count, image: image, lowEnd: lowEnd, kernelEnd: kernelEnd,
+                memoryBytes: memoryBytes)
         }
 
         var zeroPage = ZeroPage(setupHeader: image.setupHeader)
@@ -70,8 +73,10 @@ public enum LinuxBoot {
 
     /// Highest page-aligned address below both initrd_addr_max and the end of low RAM,
     /// clear of the kernel's decompression area.
-    static func placeInitrd(size: Int, image: BzImage, lowEnd: UInt64, kernelEnd: UInt64,
-                            memoryBytes: UInt64) throws(BootError) -> GuestAddress {
+    static func placeInitrd(
+        size: Int, image: BzImage, lowEnd: UInt64, kernelEnd: UInt64,
+        memoryBytes: UInt64
+    ) throws(BootError) -> GuestAddress {
         let top = min(UInt64(image.initrdAddressMax) + 1, lowEnd)
         let bytes = UInt64(size)
         guard bytes <= top, (top - bytes) & ~0xfff >= kernelEnd else {
@@ -91,7 +96,7 @@ public enum LinuxBoot {
             rsp: X86Layout.bootStackPointer,
             rbp: X86Layout.bootStackPointer,
             rsi: X86Layout.zeroPageAddress.rawValue,
-            rflags: 0x2, // bit 1 is reserved and always set
+            rflags: 0x2,  // bit 1 is reserved and always set
             cr0: pe | et | pg,
             cr3: X86Layout.pml4Address.rawValue,
             cr4: pae,

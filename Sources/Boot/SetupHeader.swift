@@ -26,7 +26,7 @@ enum SetupHeader {
     static let zeroPageLimit = 0x290
 
     static let bootFlagValue: UInt16 = 0xaa55
-    static let magic: UInt32 = 0x5372_6448 // "HdrS"
+    static let magic: UInt32 = 0x5372_6448  // "HdrS"
     static let loadedHigh: UInt8 = 0x01
     static let xlfKernel64: UInt16 = 0x0001
     static let minimumVersion: UInt16 = 0x020c

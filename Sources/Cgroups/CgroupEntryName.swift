@@ -36,7 +36,7 @@ package enum CgroupEntryName: Equatable, Sendable {
         guard name.hasPrefix(Self.takenPrefix) else { return nil }
         let parts = name.dropFirst(Self.takenPrefix.count).split(separator: "-", maxSplits: 3, omittingEmptySubsequences: false)
         guard parts.count == 4, Self.isToken(String(parts[0])), let pid = Int32(parts[1]), let start = UInt64(parts[2]),
-              let sandboxID = try? SandboxID.validate(String(parts[3]))
+            let sandboxID = try? SandboxID.validate(String(parts[3]))
         else { return nil }
         self = .taken(token: String(parts[0]), owner: ProcessIdentity(pid: pid, startTime: start), sandboxID: sandboxID)
     }

@@ -39,7 +39,9 @@ public enum CgroupGarbageCollector {
         return try collect(parents, sandboxID: sandboxID, dryRun: dryRun, logger: logger)
     }
 
-    static func collect(_ parents: CgroupParents, sandboxID: String? = nil, dryRun: Bool = false, logger: Logger) throws -> CgroupGarbageReport {
+    static func collect(
+        _ parents: CgroupParents, sandboxID: String? = nil, dryRun: Bool = false, logger: Logger
+    ) throws -> CgroupGarbageReport {
         var report = CgroupGarbageReport()
         let defaults = try parents.layout.values(for: CgroupLimits())
         for (token, names) in try scan(parents) {

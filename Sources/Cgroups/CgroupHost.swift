@@ -68,9 +68,11 @@ public struct CgroupHost: Sendable, Equatable, Codable {
             hierarchies = orderedByWanted(v1)
         } else if let unified {
             mode = .v2
-            hierarchies = [CgroupHierarchy(
-                version: .v2, mountPoint: unified.mountPoint, mountRoot: unified.root,
-                controllers: controllersOfUnified(unified.mountPoint))]
+            hierarchies = [
+                CgroupHierarchy(
+                    version: .v2, mountPoint: unified.mountPoint, mountRoot: unified.root,
+                    controllers: controllersOfUnified(unified.mountPoint))
+            ]
         } else {
             return nil
         }

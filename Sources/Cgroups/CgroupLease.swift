@@ -60,7 +60,11 @@ public final class CgroupLease: Sendable {
     /// Kills whatever still runs in the cgroup (the calling process steps out instead), resets
     /// the limits and returns the cgroup to the pool.
     public func release() throws {
-        guard let taken = slot.withLock({ slot -> CgroupSlot? in defer { slot = nil }; return slot }) else { return }
+        guard
+            let taken = slot.withLock({ slot -> CgroupSlot? in
+                defer { slot = nil }; return slot
+            })
+        else { return }
         try pool.giveBack(taken, sandboxID: sandboxID)
     }
 

@@ -67,7 +67,9 @@ package struct CgroupLimitLayout: Sendable {
             ("pids", limits.maxProcesses != nil),
         ]
         for (controller, wanted) in requested where wanted && !satisfied.contains(controller) {
-            throw CgroupError("a \(controller) limit was requested but this host has no usable \(controller) controller: drop the limit or enable the controller")
+            throw CgroupError(
+                "a \(controller) limit was requested but this host has no usable \(controller) controller: drop the limit or enable the controller"
+            )
         }
         return result
     }

@@ -37,7 +37,7 @@ package final class CgroupParents: Sendable {
         guard marksWithAttribute, case .free = name else { return name }
         let directory = try directories[hierarchy].openAt(text, O_RDONLY | O_DIRECTORY)
         guard let holder = try directory.extendedAttribute(Self.holderAttribute),
-              let taken = CgroupEntryName(parsing: holder), taken.token == name.token
+            let taken = CgroupEntryName(parsing: holder), taken.token == name.token
         else { return name }
         return taken
     }

@@ -225,7 +225,8 @@ public final class CgroupPool: Sendable {
             state.withLock { $0.statistics.removed += 1 }
         } catch {
             slot.closeDescriptors()
-            logger.warning("could not remove a cgroup entry; rund gc will return it", metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])
+            logger.warning(
+                "could not remove a cgroup entry; rund gc will return it", metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])
         }
     }
 

@@ -14,7 +14,8 @@ extension CgroupSlot {
     /// would find that much of its memory limit taken.
     func holdsLeftoverMemory(in parents: CgroupParents) -> Bool {
         guard parents.hierarchies.count == 1, parents.hierarchies[0].version == .v2,
-              let charged = memoryCurrent(), charged > Self.leftoverChargeLimit else { return false }
+            let charged = memoryCurrent(), charged > Self.leftoverChargeLimit
+        else { return false }
         // Fails (EAGAIN) when not all of it can go; what is left is read back below.
         try? file(0, "memory.reclaim", O_WRONLY).writeValue(String(charged))
         return (memoryCurrent() ?? 0) > Self.leftoverChargeLimit

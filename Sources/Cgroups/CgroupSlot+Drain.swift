@@ -39,11 +39,14 @@ extension CgroupSlot {
             if left.isEmpty { return }
             if MonotonicNanoseconds.now() > deadline {
                 let named = left.sorted().map { pid in
-                    let comm = (try? FileDescriptor.open("/proc/\(pid)/comm", O_RDONLY).readToEnd(limit: 64))
+                    let comm =
+                        (try? FileDescriptor.open("/proc/\(pid)/comm", O_RDONLY).readToEnd(limit: 64))
                         .map { String(decoding: $0, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "" } ?? ""
                     return comm.isEmpty ? "\(pid)" : "\(pid) (\(comm))"
                 }
-                throw CgroupError("processes \(named.joined(separator: ", ")) survived SIGKILL in cgroup \(name.text): check for processes stuck in the kernel (state D)")
+                throw CgroupError(
+                    "processes \(named.joined(separator: ", ")) survived SIGKILL in cgroup \(name.text): check for processes stuck in the kernel (state D)"
+                )
             }
             for pid in left { _ = kill(pid, SIGKILL) }
             usleep(pause)

@@ -93,7 +93,9 @@ extension GuestMemory {
     /// The host pointer for one atomic access of a `T`: inside one region (writable ones when
     /// `writing`) and naturally aligned. Regions are page-aligned on both sides, so the guest
     /// address's alignment is the host pointer's.
-    private func atomicPointer<T: GuestAtomicInteger>(_: T.Type, at address: GuestAddress, writing: Bool) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
+    private func atomicPointer<T: GuestAtomicInteger>(
+        _: T.Type, at address: GuestAddress, writing: Bool
+    ) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
         let width = MemoryLayout<T>.size
         guard address.isAligned(to: UInt64(width)) else { throw .misaligned(address: address, alignment: width) }
         return writing ? try writableHostPointer(at: address, length: width) : try hostPointer(at: address, length: width)

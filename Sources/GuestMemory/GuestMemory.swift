@@ -96,7 +96,9 @@ public final class GuestMemory: @unchecked Sendable {
         return pointer
     }
 
-    private func locate(_ address: GuestAddress, length: Int) throws(GuestMemoryError) -> (region: GuestRegion, pointer: UnsafeMutableRawPointer) {
+    private func locate(
+        _ address: GuestAddress, length: Int
+    ) throws(GuestMemoryError) -> (region: GuestRegion, pointer: UnsafeMutableRawPointer) {
         guard length >= 0, let region = region(containing: address, length: max(length, 1)),
             let offset = address.offset(from: region.guestBase), let index = Int(exactly: offset)
         else { throw .outOfBounds(address: address, length: length) }

@@ -21,8 +21,10 @@ extension FileDescriptor {
     /// poll(2) without a timeout until this descriptor or `other` is readable (or hung up).
     /// Returns true when this one is, false when only `other` is.
     public func waitReadable(or other: FileDescriptor) throws -> Bool {
-        var requests = [pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0),
-                        pollfd(fd: other.rawValue, events: Int16(POLLIN), revents: 0)]
+        var requests = [
+            pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: other.rawValue, events: Int16(POLLIN), revents: 0),
+        ]
         while true {
             _ = try retryingInterrupts("poll") { poll(&requests, 2, -1) }
             if requests[1].revents != 0 { return false }
@@ -40,9 +42,11 @@ extension FileDescriptor {
     /// poll(2) without a timeout until this descriptor, `second` or `third` is readable (or
     /// hung up). When several are, the later ones win: they are the caller's stop requests.
     public func waitReadable(orEither second: FileDescriptor, _ third: FileDescriptor) throws -> ReadyDescriptor {
-        var requests = [pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0),
-                        pollfd(fd: second.rawValue, events: Int16(POLLIN), revents: 0),
-                        pollfd(fd: third.rawValue, events: Int16(POLLIN), revents: 0)]
+        var requests = [
+            pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: second.rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: third.rawValue, events: Int16(POLLIN), revents: 0),
+        ]
         while true {
             _ = try retryingInterrupts("poll") { poll(&requests, 3, -1) }
             if requests[1].revents != 0 { return .second }
@@ -57,8 +61,10 @@ extension FileDescriptor {
     /// hang-up: the write then says which) or `other` is readable. True when this one is ready,
     /// false when `other` is (a stop request).
     public func waitWritable(or other: FileDescriptor) throws -> Bool {
-        var requests = [pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0),
-                        pollfd(fd: other.rawValue, events: Int16(POLLIN), revents: 0)]
+        var requests = [
+            pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0),
+            pollfd(fd: other.rawValue, events: Int16(POLLIN), revents: 0),
+        ]
         while true {
             _ = try retryingInterrupts("poll") { poll(&requests, 2, -1) }
             if requests[1].revents != 0 { return false }

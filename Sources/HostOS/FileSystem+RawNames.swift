@@ -26,8 +26,10 @@ public struct ResolveFlags: OptionSet, Sendable {
 extension FileSystem {
     /// openat2(2) with O_CLOEXEC always added. EAGAIN (a rename raced a ".." walk under
     /// `.beneath`) is retried; ENOSYS means a kernel older than 5.6.
-    public static func openat2(at directory: FileDescriptor, _ path: [UInt8], _ flags: Int32, mode: mode_t = 0,
-                               resolve: ResolveFlags) throws -> FileDescriptor {
+    public static func openat2(
+        at directory: FileDescriptor, _ path: [UInt8], _ flags: Int32, mode: mode_t = 0,
+        resolve: ResolveFlags
+    ) throws -> FileDescriptor {
         let creates = flags & O_CREAT != 0 || flags & rund_O_TMPFILE() == rund_O_TMPFILE()
         let how = (flags: UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), mode: creates ? UInt64(mode) : 0)
         for _ in 0..<64 {
@@ -53,8 +55,10 @@ extension FileSystem {
     }
 
     /// A hard link to an existing entry; a symlink at the source is linked itself, not followed.
-    public static func link(from sourceDirectory: FileDescriptor, _ sourceName: [UInt8],
-                            to directory: FileDescriptor, _ name: [UInt8]) throws {
+    public static func link(
+        from sourceDirectory: FileDescriptor, _ sourceName: [UInt8],
+        to directory: FileDescriptor, _ name: [UInt8]
+    ) throws {
         try RawName.withCString(sourceName, call: "linkat") { cSource in
             try call("linkat", name) { linkat(sourceDirectory.rawValue, cSource, directory.rawValue, $0, 0) }
         }
@@ -137,8 +141,9 @@ extension FileSystem {
     public static func removeTree(at directory: FileDescriptor, _ name: [UInt8]) throws {
         guard let st = try status(at: directory, name) else { return }
         if st.st_mode & S_IFMT == S_IFDIR {
-            let child = try openat2(at: directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
-                                    resolve: [.beneath, .noSymlinks, .noMagicLinks])
+            let child = try openat2(
+                at: directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                resolve: [.beneath, .noSymlinks, .noMagicLinks])
             for entry in try entryNames(of: child) { try removeTree(at: child, entry) }
             child.close()
             try unlink(at: directory, name, isDirectory: true)

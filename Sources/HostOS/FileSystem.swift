@@ -40,8 +40,10 @@ public enum FileSystem {
     }
 
     /// A hard link to an existing entry; never follows a symlink at the source.
-    public static func link(from sourceDirectory: FileDescriptor, _ sourceName: String,
-                            to directory: FileDescriptor, _ name: String) throws {
+    public static func link(
+        from sourceDirectory: FileDescriptor, _ sourceName: String,
+        to directory: FileDescriptor, _ name: String
+    ) throws {
         _ = try retryingInterrupts("linkat", subject: name) {
             linkat(sourceDirectory.rawValue, sourceName, directory.rawValue, name, 0)
         }

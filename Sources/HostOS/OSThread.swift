@@ -19,12 +19,14 @@ public final class OSThread: @unchecked Sendable {
     public static func spawn(name: String, _ body: @escaping @Sendable () -> Void) throws -> OSThread {
         let thread = OSThread(body: body)
         let context = Unmanaged.passRetained(thread).toOpaque()
-        let result = pthread_create(&thread.thread, nil, { context in
-            let thread = Unmanaged<OSThread>.fromOpaque(context!).takeRetainedValue()
-            thread.body()
-            thread.finished.store(true, ordering: .releasing)
-            return nil
-        }, context)
+        let result = pthread_create(
+            &thread.thread, nil,
+            { context in
+                let thread = Unmanaged<OSThread>.fromOpaque(context!).takeRetainedValue()
+                thread.body()
+                thread.finished.store(true, ordering: .releasing)
+                return nil
+            }, context)
         guard result == 0 else {
             Unmanaged<OSThread>.fromOpaque(context).release()
             throw SystemError("pthread_create", errno: result, subject: name)

@@ -50,7 +50,7 @@ public enum RawName {
         if scalar.isASCII { return scalar.value >= 0x20 && scalar.value < 0x7f && scalar != "\\" }
         switch scalar.properties.generalCategory {
         case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned,
-             .nonspacingMark, .spacingMark, .enclosingMark, .spaceSeparator:
+            .nonspacingMark, .spacingMark, .enclosingMark, .spaceSeparator:
             return false
         default:
             return true

@@ -157,8 +157,11 @@ final class SeccompViolations: Sendable {
                 var record: (Int32, Int32) = (0, 0)
                 while true {
                     let n = withUnsafeMutableBytes(of: &record) { Glibc.read(reports.rawValue, $0.baseAddress, $0.count) }
-                    if n == MemoryLayout.size(ofValue: record) { report(threadID: record.0, call: record.1) }
-                    else if n == 0 || (n < 0 && errno != EINTR) { return }
+                    if n == MemoryLayout.size(ofValue: record) {
+                        report(threadID: record.0, call: record.1)
+                    } else if n == 0 || (n < 0 && errno != EINTR) {
+                        return
+                    }
                 }
             }
             guard rund_seccomp_install_trap_handler(fds[1]) == 0 else { throw SystemError.last("sigaction", subject: "SIGSYS") }

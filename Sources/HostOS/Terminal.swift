@@ -33,7 +33,8 @@ public enum Terminal {
     public static func windowSize(of fd: Int32) -> WindowSize? {
         var size = winsize()
         guard withUnsafeMutablePointer(to: &size, { rund_ioctl_ptr(fd, UInt(TIOCGWINSZ), $0) }) == 0,
-              size.ws_row > 0, size.ws_col > 0 else { return nil }
+            size.ws_row > 0, size.ws_col > 0
+        else { return nil }
         return WindowSize(rows: size.ws_row, columns: size.ws_col, widthPixels: size.ws_xpixel, heightPixels: size.ws_ypixel)
     }
 

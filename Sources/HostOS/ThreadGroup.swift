@@ -12,11 +12,13 @@ public enum ThreadGroup {
         for index in 0..<count {
             let context = Unmanaged.passRetained(Job(index: index, body: body)).toOpaque()
             var thread = pthread_t()
-            let result = pthread_create(&thread, nil, { context in
-                let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
-                job.body(job.index)
-                return nil
-            }, context)
+            let result = pthread_create(
+                &thread, nil,
+                { context in
+                    let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
+                    job.body(job.index)
+                    return nil
+                }, context)
             guard result == 0 else {
                 Unmanaged<Job>.fromOpaque(context).release()
                 throw SystemError("pthread_create", errno: result, subject: "thread \(index) of \(count)")

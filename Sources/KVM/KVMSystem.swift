@@ -16,7 +16,8 @@ public final class KVMSystem: Sendable {
         device = try FileDescriptor.open(path, O_RDWR)
         let version = try apiVersion()
         guard version == Self.expectedAPIVersion else {
-            throw SystemError("KVM_GET_API_VERSION", errno: EINVAL, subject: "\(path) reports API \(version), rund needs \(Self.expectedAPIVersion)")
+            throw SystemError(
+                "KVM_GET_API_VERSION", errno: EINVAL, subject: "\(path) reports API \(version), rund needs \(Self.expectedAPIVersion)")
         }
     }
 

@@ -69,8 +69,9 @@ public final class VCPU: @unchecked Sendable {
             let size = Int(rund_kvm_run_io_size(run))
             let count = Int(rund_kvm_run_io_count(run))
             let data = UnsafeMutableRawBufferPointer(start: rund_kvm_run_io_data(run), count: size * count)
-            return .io(port: rund_kvm_run_io_port(run), isWrite: rund_kvm_run_io_direction(run) == UInt8(KVM_EXIT_IO_OUT),
-                       size: size, count: count, data: data)
+            return .io(
+                port: rund_kvm_run_io_port(run), isWrite: rund_kvm_run_io_direction(run) == UInt8(KVM_EXIT_IO_OUT),
+                size: size, count: count, data: data)
         case KVM_EXIT_MMIO:
             let length = min(Int(rund_kvm_run_mmio_length(run)), 8)
             let data = UnsafeMutableRawBufferPointer(start: rund_kvm_run_mmio_data(run), count: length)

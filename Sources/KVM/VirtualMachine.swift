@@ -23,7 +23,9 @@ public final class VirtualMachine: Sendable {
     }
 
     /// Maps `size` bytes at `host` into guest physical memory at `guestAddress`.
-    public func setUserMemoryRegion(slot: UInt32, guestAddress: UInt64, size: Int, host: UnsafeMutableRawPointer, readOnly: Bool = false) throws {
+    public func setUserMemoryRegion(
+        slot: UInt32, guestAddress: UInt64, size: Int, host: UnsafeMutableRawPointer, readOnly: Bool = false
+    ) throws {
         var region = kvm_userspace_memory_region(
             slot: slot,
             flags: readOnly ? UInt32(KVM_MEM_READONLY) : 0,

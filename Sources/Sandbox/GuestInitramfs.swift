@@ -16,8 +16,10 @@ public enum GuestInitramfs {
     /// Sandbox start calls this every time, so a cache hit costs two stats and no reading: the
     /// key is the identity of the inputs (the agent file's device, inode, size and mtime, the
     /// kernel version, the module list), not a hash of the 20 MB archive.
-    public static func path(stateRoot: String, kernelDirectory: String, agentPath: String,
-                            modules: [String] = requiredModules) throws -> String {
+    public static func path(
+        stateRoot: String, kernelDirectory: String, agentPath: String,
+        modules: [String] = requiredModules
+    ) throws -> String {
         let directory = stateRoot + "/initramfs"
         let path = directory + "/" + (try cacheKey(kernelDirectory: kernelDirectory, agentPath: agentPath, modules: modules)) + ".cpio"
         if FileSystem.exists(path) { return path }
@@ -56,9 +58,11 @@ public enum GuestInitramfs {
         guard let agent = try? FileSystem.status(at: nil, agentPath) else {
             throw SandboxError(.agentMissing, "cannot find the guest agent at \(agentPath)")
         }
-        let version = (try? read(kernelDirectory + "/version", what: "kernel version")).map { String(decoding: $0, as: UTF8.self) }
+        let version =
+            (try? read(kernelDirectory + "/version", what: "kernel version")).map { String(decoding: $0, as: UTF8.self) }
             ?? kernelDirectory
-        let identity = "\(agent.st_dev):\(agent.st_ino):\(agent.st_size):\(agent.st_mtim.tv_sec).\(agent.st_mtim.tv_nsec)"
+        let identity =
+            "\(agent.st_dev):\(agent.st_ino):\(agent.st_size):\(agent.st_mtim.tv_sec).\(agent.st_mtim.tv_nsec)"
             + "|\(version)|\(modules.joined(separator: ","))"
         return SHA256.hash(Array(identity.utf8))
     }
@@ -69,8 +73,10 @@ public enum GuestInitramfs {
         let dependencies = try read(modules + "modules.dep", what: "kernel module list (run scripts/setup)")
         let builtin = try? read(modules + "modules.builtin", what: "kernel built-in module list")
         do {
-            return try KernelModules(dependencies: String(decoding: dependencies, as: UTF8.self),
-                                     builtin: builtin.map { String(decoding: $0, as: UTF8.self) }).loadOrder(of: names)
+            return try KernelModules(
+                dependencies: String(decoding: dependencies, as: UTF8.self),
+                builtin: builtin.map { String(decoding: $0, as: UTF8.self) }
+            ).loadOrder(of: names)
         } catch {
             throw SandboxError("\(error) in the cached kernel's modules.dep (run scripts/setup)")
         }

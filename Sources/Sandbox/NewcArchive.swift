@@ -23,8 +23,10 @@ struct NewcArchive {
         if inode == nil { nextInode += 1 }
         // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor,
         // rdevminor, namesize, check: all but the magic are 8 hex digits.
-        let fields: [UInt32] = [number, mode, 0, 0, mode & 0o040000 != 0 ? 2 : 1, 0, UInt32(data.count),
-                                0, 0, 0, 0, UInt32(name.count), 0]
+        let fields: [UInt32] = [
+            number, mode, 0, 0, mode & 0o040000 != 0 ? 2 : 1, 0, UInt32(data.count),
+            0, 0, 0, 0, UInt32(name.count), 0,
+        ]
         bytes += Array("070701".utf8)
         for field in fields { bytes += Array(Self.hex(field).utf8) }
         bytes += name

@@ -34,9 +34,11 @@ public final class RunningSandbox: Sendable {
     let pumps: SandboxStdinPumps
     let teardown: SandboxTeardown
 
-    init(id: String, spec: SandboxSpec, mainProcess: AgentProcessSpec, machine: Machine, client: AgentClient,
-         control: SandboxControl, phases: SandboxPhaseRecorder?, cgroup: SandboxCgroup, pumps: SandboxStdinPumps,
-         teardown: SandboxTeardown) {
+    init(
+        id: String, spec: SandboxSpec, mainProcess: AgentProcessSpec, machine: Machine, client: AgentClient,
+        control: SandboxControl, phases: SandboxPhaseRecorder?, cgroup: SandboxCgroup, pumps: SandboxStdinPumps,
+        teardown: SandboxTeardown
+    ) {
         self.id = id
         memoryMiB = spec.memoryMiB
         vcpuCount = spec.vcpuCount
@@ -59,10 +61,11 @@ public final class RunningSandbox: Sendable {
     /// in the guest.
     @discardableResult
     public func start(stdin input: Int32? = nil) async throws -> UInt32 {
-        let response = try await client.startProcess(.with {
-            $0.containerID = id
-            $0.process = mainProcess
-        }, timeout: Sandbox.controlCallTimeout)
+        let response = try await client.startProcess(
+            .with {
+                $0.containerID = id
+                $0.process = mainProcess
+            }, timeout: Sandbox.controlCallTimeout)
         phases?.begin(.exit)
         if let input { try startPump(execID: "", input: input) }
         control.started(client: client, containerID: id, hasTerminal: hasTerminal)
@@ -72,11 +75,12 @@ public final class RunningSandbox: Sendable {
     /// Starts another process in the container under `execID`; `stdin` as for `start`.
     @discardableResult
     public func exec(_ execID: String, process: AgentProcessSpec, stdin input: Int32? = nil) async throws -> UInt32 {
-        let response = try await client.execProcess(.with {
-            $0.containerID = id
-            $0.execID = execID
-            $0.process = process
-        }, timeout: Sandbox.controlCallTimeout)
+        let response = try await client.execProcess(
+            .with {
+                $0.containerID = id
+                $0.execID = execID
+                $0.process = process
+            }, timeout: Sandbox.controlCallTimeout)
         if let input { try startPump(execID: execID, input: input) }
         return response.pid
     }
@@ -86,8 +90,10 @@ public final class RunningSandbox: Sendable {
     }
 
     /// The main process's stdout and stderr, streamed concurrently to their ends, then its exit.
-    public func waitWithOutput(execID: String = "",
-                               output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
+    public func waitWithOutput(
+        execID: String = "",
+        output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void
+    ) async throws -> SandboxExit {
         try await Sandbox.waitForProcess(client, id: id, execID: execID, output: output)
     }
 
@@ -107,19 +113,21 @@ public final class RunningSandbox: Sendable {
 
     /// Sends `signal` to one process, or with `all` to every process of the container.
     public func signal(_ signal: Int32, execID: String = "", all: Bool = false) async throws {
-        _ = try await client.signalProcess(.with {
-            $0.process = reference(execID)
-            $0.signal = signal
-            $0.allProcesses = all
-        }, timeout: .seconds(5))
+        _ = try await client.signalProcess(
+            .with {
+                $0.process = reference(execID)
+                $0.signal = signal
+                $0.allProcesses = all
+            }, timeout: .seconds(5))
     }
 
     /// Changes the size of a process's terminal.
     public func resize(execID: String = "", to size: WindowSize) async throws {
-        _ = try await client.resizeTerminal(.with {
-            $0.process = reference(execID)
-            $0.size = AgentWindowSize(size)
-        }, timeout: .seconds(5))
+        _ = try await client.resizeTerminal(
+            .with {
+                $0.process = reference(execID)
+                $0.size = AgentWindowSize(size)
+            }, timeout: .seconds(5))
     }
 
     /// The writer of a process's stdin is done: what its pump holds still goes in, then the

@@ -49,8 +49,10 @@ public struct Sandbox: Sendable {
     public let allowUnconfined: Bool
     let logger: Logger
 
-    public init(stateRoot: String, agentPath: String, soleSandboxInProcess: Bool = false, allowUnconfined: Bool = false,
-                logger: Logger = Logger(label: "rund.sandbox")) {
+    public init(
+        stateRoot: String, agentPath: String, soleSandboxInProcess: Bool = false, allowUnconfined: Bool = false,
+        logger: Logger = Logger(label: "rund.sandbox")
+    ) {
         self.stateRoot = stateRoot
         self.agentPath = agentPath
         self.soleSandboxInProcess = soleSandboxInProcess
@@ -63,9 +65,11 @@ public struct Sandbox: Sendable {
     /// signals and can stop the sandbox (the exit then says so in `stoppedByHost`). `phases`, if
     /// given, gets the phase boundaries (`rund bench run`). The whole lifecycle of
     /// `RunningSandbox`, driven start to end: `create`, `start`, output and wait, `shutdown`.
-    public func run(spec: SandboxSpec, control: SandboxControl = SandboxControl(),
-                    phases: SandboxPhaseRecorder? = nil,
-                    output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
+    public func run(
+        spec: SandboxSpec, control: SandboxControl = SandboxControl(),
+        phases: SandboxPhaseRecorder? = nil,
+        output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void
+    ) async throws -> SandboxExit {
         let sandbox: RunningSandbox
         do {
             sandbox = try await create(spec, control: control, phases: phases)
@@ -94,8 +98,10 @@ public struct Sandbox: Sendable {
     /// session and CreateContainer; the main process is not started yet (`RunningSandbox.start`).
     /// Everything taken is released if this throws (`SandboxStoppedError` when `control`
     /// stopped it on the way), and by `RunningSandbox.release`/`shutdown` otherwise.
-    public func create(_ spec: SandboxSpec, control: SandboxControl = SandboxControl(),
-                       phases: SandboxPhaseRecorder? = nil) async throws -> RunningSandbox {
+    public func create(
+        _ spec: SandboxSpec, control: SandboxControl = SandboxControl(),
+        phases: SandboxPhaseRecorder? = nil
+    ) async throws -> RunningSandbox {
         let teardown = SandboxTeardown()
         teardown.push { phases?.finish() }  // First taken, so it runs after every release below.
         teardown.push { control.ended() }
@@ -107,8 +113,10 @@ public struct Sandbox: Sendable {
         }
     }
 
-    private func assemble(_ spec: SandboxSpec, control: SandboxControl, phases: SandboxPhaseRecorder?,
-                          teardown: SandboxTeardown) async throws -> RunningSandbox {
+    private func assemble(
+        _ spec: SandboxSpec, control: SandboxControl, phases: SandboxPhaseRecorder?,
+        teardown: SandboxTeardown
+    ) async throws -> RunningSandbox {
         phases?.begin(.prepare)
         let id = try SandboxID.validate(spec.id)
         let root = try openRoot(spec.root)
@@ -118,9 +126,10 @@ public struct Sandbox: Sendable {
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
 
         phases?.begin(.cgroup)
-        let cgroup = try SandboxCgroup(sandboxID: id, memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
-                                       writableSizeMiB: spec.writableSizeMiB, soleSandboxInProcess: soleSandboxInProcess,
-                                       allowUnconfined: allowUnconfined, logger: logger)
+        let cgroup = try SandboxCgroup(
+            sandboxID: id, memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
+            writableSizeMiB: spec.writableSizeMiB, soleSandboxInProcess: soleSandboxInProcess,
+            allowUnconfined: allowUnconfined, logger: logger)
         let logger = self.logger
         teardown.push { cgroup.release(logger: logger) }
         try cgroup.attachProcess()
@@ -130,8 +139,9 @@ public struct Sandbox: Sendable {
 
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
-        let machine = try Machine(configuration: machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
+        let machine = try Machine(
+            configuration: machineConfiguration(
+                spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
         phases?.begin(.kernelBoot)
         let pumps = SandboxStdinPumps()
         let runner = try OSThread.spawn(name: "vm-\(id)") { _ = try? machine.run() }
@@ -152,14 +162,18 @@ public struct Sandbox: Sendable {
             let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
             phases?.begin(.processStart)
             // Weak: the connection's threads may outlive the run by a moment, the machine must not.
-            let client = AgentClient(connection: try TTRPCClient(stream: AgentChannel(stream), confineThreads: { [weak machine] in
-                try AgentConnectionConfinement.filter.applyToCurrentThread { [weak machine] violation in
-                    machine?.stop(confinementBroken: "\(violation)")
-                }
-            }))
+            let client = AgentClient(
+                connection: try TTRPCClient(
+                    stream: AgentChannel(stream),
+                    confineThreads: { [weak machine] in
+                        try AgentConnectionConfinement.filter.applyToCurrentThread { [weak machine] violation in
+                            machine?.stop(confinementBroken: "\(violation)")
+                        }
+                    }))
             try await Self.createContainer(client, id: id, hostname: spec.hostname)
-            return RunningSandbox(id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
-                                  phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown)
+            return RunningSandbox(
+                id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
+                phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown)
         } catch {
             if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
             throw await Self.explainFailure(error, machine: machine)
@@ -182,8 +196,10 @@ public struct Sandbox: Sendable {
         }
     }
 
-    func machineConfiguration(_ spec: SandboxSpec, kernelDirectory: String, initramfs: String, imageDisk: String,
-                              writable: FileDescriptor) -> VMConfiguration {
+    func machineConfiguration(
+        _ spec: SandboxSpec, kernelDirectory: String, initramfs: String, imageDisk: String,
+        writable: FileDescriptor
+    ) -> VMConfiguration {
         var configuration = VMConfiguration(
             kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
@@ -192,29 +208,40 @@ public struct Sandbox: Sendable {
         configuration.stallTimeout = spec.stallTimeout
         configuration.testHooks = spec.testHooks
         // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
-        configuration.disks = [.init(path: imageDisk, readOnly: true),
-                               .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)]
+        configuration.disks = [
+            .init(path: imageDisk, readOnly: true),
+            .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false),
+        ]
         return configuration
     }
 
     /// CreateContainer over the two disks.
     static func createContainer(_ client: AgentClient, id: String, hostname: String?) async throws {
-        _ = try await client.createContainer(.with {
-            $0.containerID = id
-            $0.hostname = hostname ?? String(id.prefix(63))
-            $0.rootfs = .with {
-                $0.image = .with { $0.path = "/dev/vda"; $0.fsType = "erofs" }
-                $0.writable = .with { $0.path = "/dev/vdb"; $0.fsType = "ext4" }
-                $0.upperDir = "upper"
-                $0.workDir = "work"
-            }
-        }, timeout: controlCallTimeout)
+        _ = try await client.createContainer(
+            .with {
+                $0.containerID = id
+                $0.hostname = hostname ?? String(id.prefix(63))
+                $0.rootfs = .with {
+                    $0.image = .with {
+                        $0.path = "/dev/vda"; $0.fsType = "erofs"
+                    }
+                    $0.writable = .with {
+                        $0.path = "/dev/vdb"; $0.fsType = "ext4"
+                    }
+                    $0.upperDir = "upper"
+                    $0.workDir = "work"
+                }
+            }, timeout: controlCallTimeout)
     }
 
     /// Streams both outputs concurrently to their ends, then Wait.
-    static func waitForProcess(_ client: AgentClient, id: String, execID: String = "",
-                               output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void) async throws -> SandboxExit {
-        let ref = AgentProcessRef.with { $0.containerID = id; $0.execID = execID }
+    static func waitForProcess(
+        _ client: AgentClient, id: String, execID: String = "",
+        output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void
+    ) async throws -> SandboxExit {
+        let ref = AgentProcessRef.with {
+            $0.containerID = id; $0.execID = execID
+        }
         async let out: Void = stream(client, ref, .stdout, output)
         async let err: Void = stream(client, ref, .stderr, output)
         _ = try await (out, err)
@@ -233,8 +260,10 @@ public struct Sandbox: Sendable {
         return SandboxError(.agentUnresponsive, "the connection to the guest agent broke (\(error))")
     }
 
-    static func stream(_ client: AgentClient, _ ref: AgentProcessRef, _ which: SandboxOutput,
-                       _ output: @Sendable (SandboxOutput, [UInt8]) -> Void) async throws {
+    static func stream(
+        _ client: AgentClient, _ ref: AgentProcessRef, _ which: SandboxOutput,
+        _ output: @Sendable (SandboxOutput, [UInt8]) -> Void
+    ) async throws {
         while true {
             let request = AgentReadOutputRequest.with { $0.process = ref }
             let chunk = which == .stdout ? try await client.readStdout(request) : try await client.readStderr(request)

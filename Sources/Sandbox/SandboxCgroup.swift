@@ -18,8 +18,10 @@ final class SandboxCgroup: Sendable {
     private let pool: CgroupPool?
     private let lease: CgroupLease?
 
-    init(sandboxID: String, memoryMiB: Int, vcpuCount: Int, writableSizeMiB: Int, soleSandboxInProcess: Bool,
-         allowUnconfined: Bool, logger: Logger) throws {
+    init(
+        sandboxID: String, memoryMiB: Int, vcpuCount: Int, writableSizeMiB: Int, soleSandboxInProcess: Bool,
+        allowUnconfined: Bool, logger: Logger
+    ) throws {
         let host: CgroupHost
         do {
             guard soleSandboxInProcess else {
@@ -36,10 +38,12 @@ final class SandboxCgroup: Sendable {
             (pool, lease) = (nil, nil)
             return
         }
-        let pool = try CgroupPool(host: host, configuration: .init(minimumFree: 0, maximumFree: 8, refillInBackground: false), logger: logger)
+        let pool = try CgroupPool(
+            host: host, configuration: .init(minimumFree: 0, maximumFree: 8, refillInBackground: false), logger: logger)
         do {
-            lease = try pool.take(sandboxID: sandboxID,
-                                  limits: Self.limits(memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB))
+            lease = try pool.take(
+                sandboxID: sandboxID,
+                limits: Self.limits(memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB))
         } catch {
             try? pool.shutdown()
             throw error
@@ -57,9 +61,10 @@ final class SandboxCgroup: Sendable {
     ///   that went wrong could start.
     static func limits(memoryMiB: Int, vcpuCount: Int, writableSizeMiB: Int) -> CgroupLimits {
         let period = CgroupLimits.defaultCPUPeriodMicros
-        return CgroupLimits(memoryBytes: Int64(memoryMiB + writableSizeMiB + overheadMiB) << 20,
-                            cpuQuotaMicros: Int64(vcpuCount) * period + period / 4, cpuPeriodMicros: period,
-                            maxProcesses: maxTasks)
+        return CgroupLimits(
+            memoryBytes: Int64(memoryMiB + writableSizeMiB + overheadMiB) << 20,
+            cpuQuotaMicros: Int64(vcpuCount) * period + period / 4, cpuPeriodMicros: period,
+            maxProcesses: maxTasks)
     }
 
     static let overheadMiB = 64

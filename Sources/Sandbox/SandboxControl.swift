@@ -149,19 +149,21 @@ public final class SandboxControl: Sendable {
 
     private static func deliver(_ signal: Int32, client: AgentClient, containerID: String) {
         Task {
-            _ = try? await client.signalProcess(.with {
-                $0.process = .with { $0.containerID = containerID }
-                $0.signal = signal
-            }, timeout: .seconds(5))
+            _ = try? await client.signalProcess(
+                .with {
+                    $0.process = .with { $0.containerID = containerID }
+                    $0.signal = signal
+                }, timeout: .seconds(5))
         }
     }
 
     private static func deliver(_ size: WindowSize, client: AgentClient, containerID: String) {
         Task {
-            _ = try? await client.resizeTerminal(.with {
-                $0.process = .with { $0.containerID = containerID }
-                $0.size = AgentWindowSize(size)
-            }, timeout: .seconds(5))
+            _ = try? await client.resizeTerminal(
+                .with {
+                    $0.process = .with { $0.containerID = containerID }
+                    $0.size = AgentWindowSize(size)
+                }, timeout: .seconds(5))
         }
     }
 }
@@ -175,9 +177,13 @@ final class GraceTimer: Sendable {
     init?(_ duration: Duration, expired: @escaping @Sendable () -> Void) {
         guard let cancelled = try? EventFD() else { return nil }
         let milliseconds = Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-        guard let thread = try? OSThread.spawn(name: "stop-grace", {
-            if (try? cancelled.descriptor.waitReadable(milliseconds: milliseconds)) != true { expired() }
-        }) else { return nil }
+        guard
+            let thread = try? OSThread.spawn(
+                name: "stop-grace",
+                {
+                    if (try? cancelled.descriptor.waitReadable(milliseconds: milliseconds)) != true { expired() }
+                })
+        else { return nil }
         self.cancelled = cancelled
         self.thread = thread
     }

@@ -26,8 +26,9 @@ public struct SandboxExit: Sendable, Equatable {
     /// checked sum keeps this total for any answer all the same (the guest chose `signal`).
     init(_ response: AgentWaitProcessResponse) {
         let (killed, overflow) = Int32(128).addingReportingOverflow(response.signal)
-        self.init(processStatus: response.signal == 0 ? response.exitCode : (overflow ? .max : killed),
-                  oomKilled: response.oomKilled)
+        self.init(
+            processStatus: response.signal == 0 ? response.exitCode : (overflow ? .max : killed),
+            oomKilled: response.oomKilled)
     }
 
     /// The process failed because memory ran out: it did not succeed and the OOM killer fired.

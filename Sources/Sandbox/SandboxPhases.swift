@@ -65,7 +65,8 @@ public final class SandboxPhaseRecorder: Sendable {
         for phase in SandboxPhase.allCases {
             guard let start = marks.starts[phase] else {
                 if phase == .agentReady {
-                    throw SandboxError("the guest agent wrote no boot marker (it needs /dev/mem), so kernel boot and agent ready cannot be split")
+                    throw SandboxError(
+                        "the guest agent wrote no boot marker (it needs /dev/mem), so kernel boot and agent ready cannot be split")
                 }
                 throw SandboxError("the sandbox run never reached its \(phase.rawValue) phase")
             }

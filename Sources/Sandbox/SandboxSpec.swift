@@ -44,11 +44,13 @@ public struct SandboxSpec: Sendable {
     /// the image config and the fields above.
     public var process: AgentProcessSpec?
 
-    public init(id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],
-                workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
-                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
-                interactive: Bool = false, terminal: WindowSize? = nil, stallTimeout: Duration? = nil,
-                testHooks: Set<VMConfiguration.TestHook> = []) {
+    public init(
+        id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],
+        workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
+        memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
+        interactive: Bool = false, terminal: WindowSize? = nil, stallTimeout: Duration? = nil,
+        testHooks: Set<VMConfiguration.TestHook> = []
+    ) {
         self.id = id
         self.root = root
         self.command = command
@@ -66,20 +68,24 @@ public struct SandboxSpec: Sendable {
     }
 
     /// A sandbox of image `image` (a reference in the store).
-    public init(id: String, image: String, command: [String] = [], environment: [String] = [],
-                workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
-                memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
-                stallTimeout: Duration? = nil) {
-        self.init(id: id, root: .image(image), command: command, environment: environment, workingDirectory: workingDirectory,
-                  user: user, memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB, consolePath: consolePath,
-                  stallTimeout: stallTimeout)
+    public init(
+        id: String, image: String, command: [String] = [], environment: [String] = [],
+        workingDirectory: String? = nil, user: (uid: UInt32, gid: UInt32)? = nil,
+        memoryMiB: Int = 256, vcpuCount: Int = 1, writableSizeMiB: Int = 64, consolePath: String? = nil,
+        stallTimeout: Duration? = nil
+    ) {
+        self.init(
+            id: id, root: .image(image), command: command, environment: environment, workingDirectory: workingDirectory,
+            user: user, memoryMiB: memoryMiB, vcpuCount: vcpuCount, writableSizeMiB: writableSizeMiB, consolePath: consolePath,
+            stallTimeout: stallTimeout)
     }
 
     /// Parses `UID[:GID]` (numbers only: the host cannot read the image's /etc/passwd).
     public static func parseUser(_ text: String) throws -> (uid: UInt32, gid: UInt32) {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), let uid = UInt32(parts[0]),
-              let gid = parts.count == 2 ? UInt32(parts[1]) : uid else {
+            let gid = parts.count == 2 ? UInt32(parts[1]) : uid
+        else {
             throw SandboxError("user '\(text)' must be UID or UID:GID in numbers, e.g. 1000:1000")
         }
         return (uid, gid)
@@ -123,7 +129,9 @@ public struct SandboxSpec: Sendable {
             $0.args = process.args
             $0.env = process.env
             $0.cwd = process.cwd
-            $0.user = .with { $0.uid = process.uid; $0.gid = process.gid }
+            $0.user = .with {
+                $0.uid = process.uid; $0.gid = process.gid
+            }
             $0.openStdin = interactive
             if let terminal {
                 $0.terminal = .with { $0.size = AgentWindowSize(terminal) }

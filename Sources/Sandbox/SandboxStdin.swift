@@ -48,8 +48,10 @@ final class SandboxStdin: Sendable {
         thread.join()
     }
 
-    private static func pump(_ input: FileDescriptor, stop: FileDescriptor, finish: FileDescriptor,
-                             client: AgentClient, process: AgentProcessRef) {
+    private static func pump(
+        _ input: FileDescriptor, stop: FileDescriptor, finish: FileDescriptor,
+        client: AgentClient, process: AgentProcessRef
+    ) {
         var buffer = [UInt8](repeating: 0, count: chunkSize)
         var finishing = false
         while true {
@@ -118,6 +120,8 @@ final class SandboxStdinPumps: Sendable {
     }
 
     func joinAll() {
-        for pump in pumps.withLock({ pumps in defer { pumps = [:] }; return Array(pumps.values) }) { pump.join() }
+        for pump in pumps.withLock({ pumps in
+            defer { pumps = [:] }; return Array(pumps.values)
+        }) { pump.join() }
     }
 }

@@ -19,7 +19,11 @@ final class SandboxTeardown: Sendable {
     /// Runs every step, newest first. Returns false if the teardown had already run.
     @discardableResult
     func run() -> Bool {
-        guard let taken = steps.withLock({ steps -> [@Sendable () -> Void]? in defer { steps = nil }; return steps }) else {
+        guard
+            let taken = steps.withLock({ steps -> [@Sendable () -> Void]? in
+                defer { steps = nil }; return steps
+            })
+        else {
             return false
         }
         for step in taken.reversed() { step() }

@@ -102,10 +102,11 @@ public enum BundleSpec {
         }
         guard let process = spec.process else { throw ShimError(.invalidArgument, "config.json has no process") }
         try checkMounts(spec.mounts ?? [])
-        var plan = ContainerPlan(process: try processSpec(process, what: "config.json"),
-                                 terminalSize: process.consoleSize.flatMap(windowSize),
-                                 hostname: spec.hostname.flatMap { $0.isEmpty ? nil : $0 },
-                                 annotations: spec.annotations ?? [:])
+        var plan = ContainerPlan(
+            process: try processSpec(process, what: "config.json"),
+            terminalSize: process.consoleSize.flatMap(windowSize),
+            hostname: spec.hostname.flatMap { $0.isEmpty ? nil : $0 },
+            annotations: spec.annotations ?? [:])
         if let hostname = plan.hostname {
             guard hostname.utf8.count <= 64, hostname.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
                 throw ShimError(.invalidArgument, "config.json hostname \"\(hostname.prefix(80))\" is not a valid host name")
@@ -167,9 +168,10 @@ public enum BundleSpec {
             let type = mount.type ?? (mount.options?.contains(where: { $0 == "bind" || $0 == "rbind" }) == true ? "bind" : "")
             if providedMounts[mount.destination]?.contains(type) == true { continue }
             let source = mount.source.map { " from \($0.prefix(200))" } ?? ""
-            throw ShimError(.failedPrecondition,
-                            "rund cannot give the sandbox the mount \(mount.destination.prefix(200)) (\(type.isEmpty ? "no type" : type)\(source)): "
-                                + "sharing host paths or extra filesystems with the guest is not supported yet")
+            throw ShimError(
+                .failedPrecondition,
+                "rund cannot give the sandbox the mount \(mount.destination.prefix(200)) (\(type.isEmpty ? "no type" : type)\(source)): "
+                    + "sharing host paths or extra filesystems with the guest is not supported yet")
         }
     }
 
@@ -196,7 +198,7 @@ public enum BundleSpec {
     static func describe(_ error: Error) -> String {
         switch error {
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
-             DecodingError.keyNotFound(_, let context), DecodingError.dataCorrupted(let context):
+            DecodingError.keyNotFound(_, let context), DecodingError.dataCorrupted(let context):
             let path = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
             return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
         default:

@@ -24,7 +24,9 @@ struct StdioTarget: Sendable, Equatable {
         if uri.hasPrefix("binary://") {
             throw ShimError(.unimplemented, "stdio logger \(uri.prefix(200)) is not supported by rund: use FIFOs or file://")
         }
-        let (kind, rest): (String, Substring) = uri.hasPrefix("file://") ? ("file", uri.dropFirst(7))
+        let (kind, rest): (String, Substring) =
+            uri.hasPrefix("file://")
+            ? ("file", uri.dropFirst(7))
             : uri.hasPrefix("fifo://") ? ("fifo", uri.dropFirst(7)) : ("fifo", Substring(uri))
         let path = String(rest.prefix { $0 != "?" })
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
@@ -107,15 +109,18 @@ final class ProcessIO: Sendable {
         var started: [OSThread] = []
         for (which, target) in [(SandboxOutput.stdout, stdout), (.stderr, stderr ?? (terminal ? nil : stdout))] {
             let stop = stopWriting.descriptor
-            started.append(try OSThread.spawn(name: which == .stdout ? "stdout" : "stderr") {
-                Self.copy(sandbox, execID: execID, which, to: target, stop: stop, logger: logger)
-            })
+            started.append(
+                try OSThread.spawn(name: which == .stdout ? "stdout" : "stderr") {
+                    Self.copy(sandbox, execID: execID, which, to: target, stop: stop, logger: logger)
+                })
         }
         copiers.withLock { $0 += started }
     }
 
-    static func copy(_ sandbox: RunningSandbox, execID: String, _ which: SandboxOutput, to target: FileDescriptor?,
-                     stop: FileDescriptor, logger: Logger) {
+    static func copy(
+        _ sandbox: RunningSandbox, execID: String, _ which: SandboxOutput, to target: FileDescriptor?,
+        stop: FileDescriptor, logger: Logger
+    ) {
         var writable = target != nil
         while true {
             let chunk: (bytes: [UInt8], ended: Bool)

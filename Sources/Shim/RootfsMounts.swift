@@ -33,7 +33,9 @@ enum RootfsSource: Sendable, Equatable {
             // A read-only bind is a committed snapshot (a view): cacheable like a layer chain.
             return mount.options.contains("ro") ? .layers([mount.source]) : .directory(mount.source)
         default:
-            throw ShimError(.invalidArgument, "rund cannot use a rootfs mount of type \(mount.type.prefix(40)): use the overlayfs or native snapshotter")
+            throw ShimError(
+                .invalidArgument, "rund cannot use a rootfs mount of type \(mount.type.prefix(40)): use the overlayfs or native snapshotter"
+            )
         }
     }
 }

@@ -71,8 +71,9 @@ enum ShimStart {
                 throw ShimError(.invalidArgument, "start needs -id, -namespace and -address")
             }
             let annotations = try BundleSpec.load(bundle: bundle).annotations
-            let path = ShimNames.socketPath(containerdAddress: arguments.address, namespace: arguments.namespace,
-                                            group: ShimNames.group(id: arguments.id, annotations: annotations))
+            let path = ShimNames.socketPath(
+                containerdAddress: arguments.address, namespace: arguments.namespace,
+                group: ShimNames.group(id: arguments.id, annotations: annotations))
             let address = "unix://" + path
             if (try? UnixSocket.connect(path: path)) != nil {
                 // A shim for this group already serves (a pod's later container): use it.
@@ -87,7 +88,8 @@ enum ShimStart {
             _ = chmod(path, 0o600)
             // By its real path, so ps shows what it is (the file may be replaced later: the
             // running shim keeps its own).
-            let pid = try SpawnedProcess.spawnDaemon(ShimConfiguration.executablePath(), arguments: arguments.serveArguments, passing: listener)
+            let pid = try SpawnedProcess.spawnDaemon(
+                ShimConfiguration.executablePath(), arguments: arguments.serveArguments, passing: listener)
             spawned = pid
             listener.close()
             // Give the server a moment to record its identity (delete reads it after a crash).

@@ -77,7 +77,9 @@ public struct ShimConfiguration: Sendable, Equatable {
         guard let options, !options.typeURL.isEmpty || !options.value.isEmpty else { return nil }
         let name = options.typeURL.split(separator: "/").last.map(String.init) ?? ""
         guard name == "runtimeoptions.v1.Options" else {
-            throw ShimError(.invalidArgument, "runtime options of type \(options.typeURL.prefix(100)) are not rund's: use ConfigPath (runtimeoptions.v1.Options)")
+            throw ShimError(
+                .invalidArgument,
+                "runtime options of type \(options.typeURL.prefix(100)) are not rund's: use ConfigPath (runtimeoptions.v1.Options)")
         }
         let decoded: Runtimeoptions_V1_Options
         do {
@@ -124,7 +126,9 @@ public struct ShimConfiguration: Sendable, Equatable {
             case "writable_mib": writableMiB = try integer(16...1_048_576)
             case "console_dir": consoleDirectory = try string()
             case "stall_timeout":
-                guard let seconds = Double(value), (2...86400).contains(seconds) else { throw fail("stall_timeout must be 2 to 86400 seconds") }
+                guard let seconds = Double(value), (2...86400).contains(seconds) else {
+                    throw fail("stall_timeout must be 2 to 86400 seconds")
+                }
                 stallTimeoutSeconds = seconds
             case "allow_unconfined":
                 guard let flag = Bool(value) else { throw fail("allow_unconfined must be true or false") }

@@ -68,8 +68,9 @@ enum ShimDaemon {
     static func socketPath(_ arguments: ShimArguments, bundle: String) -> String? {
         if !arguments.socket.isEmpty { return arguments.socket }
         guard let annotations = try? BundleSpec.load(bundle: bundle).annotations else { return nil }
-        return ShimNames.socketPath(containerdAddress: arguments.address, namespace: arguments.namespace,
-                                    group: ShimNames.group(id: arguments.id, annotations: annotations))
+        return ShimNames.socketPath(
+            containerdAddress: arguments.address, namespace: arguments.namespace,
+            group: ShimNames.group(id: arguments.id, annotations: annotations))
     }
 }
 
@@ -87,7 +88,11 @@ final class ExitOnce: Sendable {
     }
 
     func leave(status: Int32, after delay: Duration = .zero) {
-        guard started.withLock({ started in defer { started = true }; return !started }) else { return }
+        guard
+            started.withLock({ started in
+                defer { started = true }; return !started
+            })
+        else { return }
         Task {
             // The Shutdown reply goes out first.
             try? await Task.sleep(for: delay)

@@ -46,7 +46,11 @@ public struct ShimLogHandler: LogHandler {
 
     /// A logrus value: quoted when it holds anything but plain word characters.
     static func quote(_ text: String) -> String {
-        let plain = !text.isEmpty && text.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-._/:".unicodeScalars.contains($0) }
+        let plain =
+            !text.isEmpty
+            && text.unicodeScalars.allSatisfy {
+                $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-._/:".unicodeScalars.contains($0)
+            }
         if plain { return text }
         var out = "\""
         for scalar in text.unicodeScalars {
@@ -57,7 +61,8 @@ public struct ShimLogHandler: LogHandler {
             case "\t": out += "\\t"
             default:
                 if scalar.value < 0x20 || scalar.value == 0x7f {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+                    out +=
+                        "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

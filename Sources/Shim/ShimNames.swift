@@ -29,7 +29,9 @@ public enum ShimNames {
     /// as fits, for people reading cgroup names.
     public static func sandboxID(namespace: String, id: String) -> String {
         let hash = SHA256.hash(Array("\(namespace)/\(id)".utf8)).prefix(12)
-        let readable = id.unicodeScalars.filter { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0) }
+        let readable = id.unicodeScalars.filter {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0)
+        }
         return "ctrd-\(hash)-" + String(String.UnicodeScalarView(readable).prefix(64 - 18))
     }
 }

@@ -97,8 +97,10 @@ final class TaskService: Sendable {
             }
             // One VM per shim, one container per VM: its disks are fixed when it boots.
             guard state.tasks.isEmpty, state.creating.isEmpty else {
-                throw ShimError(.failedPrecondition,
-                                "rund runs one container per sandbox: container \(request.id) cannot join the sandbox of \(state.tasks.keys.first ?? "another container") (a pod's containers each need their own sandbox for now)")
+                throw ShimError(
+                    .failedPrecondition,
+                    "rund runs one container per sandbox: container \(request.id) cannot join the sandbox of \(state.tasks.keys.first ?? "another container") (a pod's containers each need their own sandbox for now)"
+                )
             }
             state.creating.insert(request.id)
         }
@@ -107,8 +109,10 @@ final class TaskService: Sendable {
         let plan = try BundleSpec.load(bundle: request.bundle)
         let configuration = try ShimConfiguration.load(options: request.hasOptions ? request.options : nil)
         if KVMHostProbe.flavor() == .pvm {
-            throw ShimError(.failedPrecondition,
-                            "this host's /dev/kvm is PVM, which cannot boot the sandbox's guest kernel: run rund where KVM uses hardware virtualization (on a PVM host, inside scripts/rig-containerd)")
+            throw ShimError(
+                .failedPrecondition,
+                "this host's /dev/kvm is PVM, which cannot boot the sandbox's guest kernel: run rund where KVM uses hardware virtualization (on a PVM host, inside scripts/rig-containerd)"
+            )
         }
         let io = try ProcessIO(stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal)
         var opened = true
@@ -126,18 +130,23 @@ final class TaskService: Sendable {
         process.openStdin = io.stdin != nil
         let terminalSize = plan.terminalSize ?? .fallback
         if request.terminal { process.terminal = .with { $0.size = AgentWindowSize(terminalSize) } }
-        var spec = SandboxSpec(id: sandboxID, root: root, memoryMiB: plan.memoryMiB ?? configuration.memoryMiB,
-                               vcpuCount: plan.vcpus ?? configuration.vcpus, writableSizeMiB: configuration.writableMiB,
-                               consolePath: configuration.consoleDirectory.map { "\($0)/\(sandboxID).log" },
-                               interactive: io.stdin != nil, terminal: request.terminal ? terminalSize : nil,
-                               stallTimeout: configuration.stallTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) })
+        var spec = SandboxSpec(
+            id: sandboxID, root: root, memoryMiB: plan.memoryMiB ?? configuration.memoryMiB,
+            vcpuCount: plan.vcpus ?? configuration.vcpus, writableSizeMiB: configuration.writableMiB,
+            consolePath: configuration.consoleDirectory.map { "\($0)/\(sandboxID).log" },
+            interactive: io.stdin != nil, terminal: request.terminal ? terminalSize : nil,
+            stallTimeout: configuration.stallTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) })
         spec.hostname = plan.hostname ?? String(request.id.prefix(63))
         spec.process = process
         guard spec.vcpuCount <= VMConfiguration.maxVCPUs else {
-            throw ShimError(.invalidArgument, "the CPU quota asks for \(spec.vcpuCount) vCPUs, more than the \(VMConfiguration.maxVCPUs) a sandbox can have")
+            throw ShimError(
+                .invalidArgument,
+                "the CPU quota asks for \(spec.vcpuCount) vCPUs, more than the \(VMConfiguration.maxVCPUs) a sandbox can have")
         }
-        let sandbox = try await Sandbox(stateRoot: configuration.root, agentPath: configuration.agent, soleSandboxInProcess: true,
-                                        allowUnconfined: configuration.allowUnconfined, logger: logger).create(spec)
+        let sandbox = try await Sandbox(
+            stateRoot: configuration.root, agentPath: configuration.agent, soleSandboxInProcess: true,
+            allowUnconfined: configuration.allowUnconfined, logger: logger
+        ).create(spec)
         if let quota = plan.cpuQuotaMicros {
             do {
                 try sandbox.updateCPU(quotaMicros: quota, periodMicros: plan.cpuPeriodMicros)
@@ -146,12 +155,15 @@ final class TaskService: Sendable {
                 throw ShimError(.invalidArgument, "cannot apply the CPU quota: \(error)")
             }
         }
-        let task = ShimTask(id: request.id, bundle: request.bundle, rootfs: request.rootfs, sandbox: sandbox,
-                            main: TaskProcess(execID: "", io: io))
+        let task = ShimTask(
+            id: request.id, bundle: request.bundle, rootfs: request.rootfs, sandbox: sandbox,
+            main: TaskProcess(execID: "", io: io))
         opened = false
         state.withLock { $0.tasks[request.id] = task }
         emit(task) { $0.created() }
-        logger.info("created", metadata: ["id": "\(request.id)", "sandbox": "\(sandboxID)", "memoryMiB": "\(spec.memoryMiB)", "vcpus": "\(spec.vcpuCount)"])
+        logger.info(
+            "created",
+            metadata: ["id": "\(request.id)", "sandbox": "\(sandboxID)", "memoryMiB": "\(spec.memoryMiB)", "vcpus": "\(spec.vcpuCount)"])
         return .with { $0.pid = shimPID }
     }
 
@@ -159,7 +171,9 @@ final class TaskService: Sendable {
         let task = try task(request.id)
         let process = try task.process(request.execID)
         guard process.markStarting() else {
-            throw ShimError(.failedPrecondition, "cannot start a process that is \(process.snapshot.status == .stopped ? "stopped" : "already running")")
+            throw ShimError(
+                .failedPrecondition, "cannot start a process that is \(process.snapshot.status == .stopped ? "stopped" : "already running")"
+            )
         }
         let guestPID: UInt32
         do {
@@ -288,7 +302,9 @@ final class TaskService: Sendable {
         guard !request.execID.isEmpty else { throw ShimError(.invalidArgument, "an exec needs an exec id") }
         let main = task.main.snapshot.status
         guard main == .running, !task.sandbox.isPaused else {
-            throw ShimError(.failedPrecondition, "cannot exec in a \(task.sandbox.isPaused ? "paused" : main == .created ? "created" : "stopped") container")
+            throw ShimError(
+                .failedPrecondition,
+                "cannot exec in a \(task.sandbox.isPaused ? "paused" : main == .created ? "created" : "stopped") container")
         }
         guard (try? task.process(request.execID)) == nil else {
             throw ShimError(.alreadyExists, "id \(request.execID): already exists")
@@ -375,7 +391,9 @@ final class TaskService: Sendable {
 
     func pause(_ request: Containerd_Task_V2_PauseRequest) async throws -> Google_Protobuf_Empty {
         let task = try task(request.id)
-        guard task.main.snapshot.status == .running else { throw ShimError(.failedPrecondition, "cannot pause a container that is not running") }
+        guard task.main.snapshot.status == .running else {
+            throw ShimError(.failedPrecondition, "cannot pause a container that is not running")
+        }
         guard !task.sandbox.isPaused else { throw ShimError(.failedPrecondition, "cannot pause a paused container") }
         try task.sandbox.pause()
         emit(task) { _ in [.paused] }
@@ -404,8 +422,10 @@ final class TaskService: Sendable {
             throw ShimError(.invalidArgument, "the resources are not OCI LinuxResources: \(BundleSpec.describe(error))")
         }
         if let limit = resources.memory?.limit, limit > 0, limit >> 20 != Int64(task.sandbox.memoryMiB) {
-            throw ShimError(.failedPrecondition,
-                            "the sandbox's memory is its VM's size (\(task.sandbox.memoryMiB) MiB), fixed when it was created: cannot change it to \(limit >> 20) MiB")
+            throw ShimError(
+                .failedPrecondition,
+                "the sandbox's memory is its VM's size (\(task.sandbox.memoryMiB) MiB), fixed when it was created: cannot change it to \(limit >> 20) MiB"
+            )
         }
         if let cpu = resources.cpu, cpu.quota != nil || cpu.period != nil {
             let quota = cpu.quota.flatMap { $0 > 0 ? $0 : nil }
@@ -511,53 +531,65 @@ final class TaskService: Sendable {
         let id = task.id
         switch event {
         case .create:
-            publisher.publish(topic: "/tasks/create", Containerd_Events_TaskCreate.with {
-                $0.containerID = id
-                $0.bundle = task.bundle
-                $0.rootfs = task.rootfs
-                $0.io = .with {
-                    $0.stdin = task.main.io.stdinPath
-                    $0.stdout = task.main.io.stdoutPath
-                    $0.stderr = task.main.io.stderrPath
-                    $0.terminal = task.main.io.terminal
-                }
-                $0.pid = shimPID
-            })
+            publisher.publish(
+                topic: "/tasks/create",
+                Containerd_Events_TaskCreate.with {
+                    $0.containerID = id
+                    $0.bundle = task.bundle
+                    $0.rootfs = task.rootfs
+                    $0.io = .with {
+                        $0.stdin = task.main.io.stdinPath
+                        $0.stdout = task.main.io.stdoutPath
+                        $0.stderr = task.main.io.stderrPath
+                        $0.terminal = task.main.io.terminal
+                    }
+                    $0.pid = shimPID
+                })
         case .start:
-            publisher.publish(topic: "/tasks/start", Containerd_Events_TaskStart.with {
-                $0.containerID = id
-                $0.pid = shimPID
-            })
+            publisher.publish(
+                topic: "/tasks/start",
+                Containerd_Events_TaskStart.with {
+                    $0.containerID = id
+                    $0.pid = shimPID
+                })
         case .execAdded(let execID):
-            publisher.publish(topic: "/tasks/exec-added", Containerd_Events_TaskExecAdded.with {
-                $0.containerID = id
-                $0.execID = execID
-            })
+            publisher.publish(
+                topic: "/tasks/exec-added",
+                Containerd_Events_TaskExecAdded.with {
+                    $0.containerID = id
+                    $0.execID = execID
+                })
         case .execStarted(let execID):
-            publisher.publish(topic: "/tasks/exec-started", Containerd_Events_TaskExecStarted.with {
-                $0.containerID = id
-                $0.execID = execID
-                $0.pid = shimPID
-            })
+            publisher.publish(
+                topic: "/tasks/exec-started",
+                Containerd_Events_TaskExecStarted.with {
+                    $0.containerID = id
+                    $0.execID = execID
+                    $0.pid = shimPID
+                })
         case .exit(let execID, let status):
             let at = (try? task.process(execID))?.snapshot.exit?.at ?? .now()
-            publisher.publish(topic: "/tasks/exit", Containerd_Events_TaskExit.with {
-                $0.containerID = id
-                $0.id = execID.isEmpty ? id : execID
-                $0.pid = shimPID
-                $0.exitStatus = status
-                $0.exitedAt = at
-            })
+            publisher.publish(
+                topic: "/tasks/exit",
+                Containerd_Events_TaskExit.with {
+                    $0.containerID = id
+                    $0.id = execID.isEmpty ? id : execID
+                    $0.pid = shimPID
+                    $0.exitStatus = status
+                    $0.exitedAt = at
+                })
         case .oom:
             publisher.publish(topic: "/tasks/oom", Containerd_Events_TaskOOM.with { $0.containerID = id })
         case .delete:
             let exit = task.main.snapshot.exit
-            publisher.publish(topic: "/tasks/delete", Containerd_Events_TaskDelete.with {
-                $0.containerID = id
-                $0.pid = shimPID
-                $0.exitStatus = exit?.status ?? 0
-                if let exit { $0.exitedAt = exit.at }
-            })
+            publisher.publish(
+                topic: "/tasks/delete",
+                Containerd_Events_TaskDelete.with {
+                    $0.containerID = id
+                    $0.pid = shimPID
+                    $0.exitStatus = exit?.status ?? 0
+                    if let exit { $0.exitedAt = exit.at }
+                })
         case .paused:
             publisher.publish(topic: "/tasks/paused", Containerd_Events_TaskPaused.with { $0.containerID = id })
         case .resumed:

@@ -35,8 +35,10 @@ public final class TTRPCClient: Sendable {
 
     /// Starts serving responses from `stream` (its reader and writer threads, each of which
     /// runs `confineThreads` first when given: see `FrameConnection.start`).
-    public init(stream: any ByteStream, logger: Logger = Logger(label: "rund.ttrpc.client"),
-                confineThreads: (@Sendable () throws -> Void)? = nil) throws {
+    public init(
+        stream: any ByteStream, logger: Logger = Logger(label: "rund.ttrpc.client"),
+        confineThreads: (@Sendable () throws -> Void)? = nil
+    ) throws {
         self.logger = RateLimitedLogger(logger)
         frames = FrameConnection(stream: stream)
         completer = try CompletionThread(name: "ttrpc-cli-c")
@@ -69,10 +71,11 @@ public final class TTRPCClient: Sendable {
                 if Task.isCancelled { complete(streamID, .failure(TTRPCStatus(.canceled, "call cancelled"))) }
                 // Armed only once the call is registered, so it cannot fire too early to count.
                 if let timeout {
-                    timer.store(Task { [weak self] in
-                        guard (try? await Task.sleep(for: timeout)) != nil else { return }
-                        self?.complete(streamID, .failure(Self.deadlineExceeded(service, method)))
-                    })
+                    timer.store(
+                        Task { [weak self] in
+                            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                            self?.complete(streamID, .failure(Self.deadlineExceeded(service, method)))
+                        })
                 }
             }
         } onCancel: {
@@ -188,17 +191,25 @@ public final class TTRPCClient: Sendable {
     static func answer(to incoming: IncomingFrame) -> (streamID: UInt32, result: Result<[UInt8], any Error>)? {
         switch incoming {
         case .oversized(let header):
-            return (header.streamID, .failure(TTRPCStatus(
-                .resourceExhausted,
-                "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)")))
+            return (
+                header.streamID,
+                .failure(
+                    TTRPCStatus(
+                        .resourceExhausted,
+                        "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)"))
+            )
         case .frame(let frame):
             guard frame.header.type == FrameType.response else { return nil }
             let streamID = frame.header.streamID
             do {
                 let response = try Ttrpc_Response(serializedBytes: frame.payload)
                 if response.hasStatus, response.status.code != TTRPCStatusCode.ok.rawValue {
-                    return (streamID, .failure(TTRPCStatus(
-                        TTRPCStatusCode(rawValue: response.status.code), response.status.message)))
+                    return (
+                        streamID,
+                        .failure(
+                            TTRPCStatus(
+                                TTRPCStatusCode(rawValue: response.status.code), response.status.message))
+                    )
                 }
                 return (streamID, .success([UInt8](response.payload)))
             } catch {

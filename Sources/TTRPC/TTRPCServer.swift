@@ -112,4 +112,3 @@ public final class TTRPCServer: Sendable {
         _ = state.withLock { $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
     }
 }
-

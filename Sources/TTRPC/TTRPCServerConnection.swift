@@ -69,14 +69,18 @@ public final class TTRPCServerConnection: Sendable {
         switch incoming {
         case .oversized(let header):
             // ttrpc's channel.recv discards the payload and the server answers on its stream id.
-            return .refused(streamID: header.streamID, TTRPCStatus(
-                .resourceExhausted,
-                "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)"))
+            return .refused(
+                streamID: header.streamID,
+                TTRPCStatus(
+                    .resourceExhausted,
+                    "message length \(header.length) exceed maximum message size of \(FrameHeader.maxPayloadLength)"))
         case .frame(let frame):
             guard frame.header.type == FrameType.request else { return .ignored(frame.header) }
             guard frame.header.streamID % 2 == 1 else {
-                return .refused(streamID: frame.header.streamID, TTRPCStatus(
-                    .invalidArgument, "StreamID must be odd for client initiated streams"))
+                return .refused(
+                    streamID: frame.header.streamID,
+                    TTRPCStatus(
+                        .invalidArgument, "StreamID must be odd for client initiated streams"))
             }
             do {
                 return .call(try Ttrpc_Request(serializedBytes: frame.payload), streamID: frame.header.streamID)
@@ -92,8 +96,10 @@ public final class TTRPCServerConnection: Sendable {
 
     private func dispatch(_ request: Ttrpc_Request, streamID: UInt32) {
         guard running.withLock({ $0.count }) < Self.maxConcurrentRequests else {
-            respond(streamID, status: TTRPCStatus(
-                .resourceExhausted, "too many concurrent requests on this connection (\(Self.maxConcurrentRequests))"))
+            respond(
+                streamID,
+                status: TTRPCStatus(
+                    .resourceExhausted, "too many concurrent requests on this connection (\(Self.maxConcurrentRequests))"))
             return
         }
         let handler: TTRPCServer.Handler
@@ -108,7 +114,11 @@ public final class TTRPCServerConnection: Sendable {
         let answered = Mutex(false)
         // Exactly one response per stream id, whichever of handler and deadline comes first.
         let answerOnce: @Sendable (Result<[UInt8], TTRPCStatus>) -> Bool = { [weak self] result in
-            guard answered.withLock({ done in defer { done = true }; return !done }) else { return false }
+            guard
+                answered.withLock({ done in
+                    defer { done = true }; return !done
+                })
+            else { return false }
             switch result {
             case .success(let payload): self?.respond(streamID, payload: payload)
             case .failure(let status): self?.respond(streamID, status: status)
@@ -136,12 +146,13 @@ public final class TTRPCServerConnection: Sendable {
         if let timeout {
             // ttrpc hands the deadline to the handler's context; here the server also answers
             // at the deadline itself, so a handler that ignores cancellation cannot hang the call.
-            deadline.store(Task {
-                guard (try? await Task.sleep(for: timeout)) != nil else { return }
-                if answerOnce(.failure(TTRPCStatus(.deadlineExceeded, "context deadline exceeded"))) {
-                    task.cancel()
-                }
-            })
+            deadline.store(
+                Task {
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                    if answerOnce(.failure(TTRPCStatus(.deadlineExceeded, "context deadline exceeded"))) {
+                        task.cancel()
+                    }
+                })
         }
     }
 
@@ -175,8 +186,10 @@ public final class TTRPCServerConnection: Sendable {
             let bytes: [UInt8] = try response.serializedBytes()
             if bytes.count > FrameHeader.maxPayloadLength {
                 // Never send what the peer must refuse: report the overflow instead.
-                respond(streamID, status: TTRPCStatus(
-                    .resourceExhausted, "response of \(bytes.count) bytes exceeds the ttrpc message limit"))
+                respond(
+                    streamID,
+                    status: TTRPCStatus(
+                        .resourceExhausted, "response of \(bytes.count) bytes exceeds the ttrpc message limit"))
                 return
             }
             frames.send(Frame(streamID: streamID, type: FrameType.response, payload: bytes))

@@ -28,17 +28,21 @@ public final class RateLimitedLogger: Sendable {
     }
 
     /// `now` is the clock (tests pass one they move by hand).
-    public init(_ logger: Logger, burst: Int = 10, interval: Duration = .seconds(10),
-                now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+    public init(
+        _ logger: Logger, burst: Int = 10, interval: Duration = .seconds(10),
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    ) {
         self.logger = logger
         self.burst = max(burst, 1)
         self.interval = interval
         self.now = now
     }
 
-    public func log(level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
-                    metadata: @autoclosure () -> Logger.Metadata? = nil,
-                    file: String = #fileID, function: String = #function, line: UInt = #line) {
+    public func log(
+        level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
+        metadata: @autoclosure () -> Logger.Metadata? = nil,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
         guard logger.logLevel <= level else { return }
         let site = Site(file: file, line: line)
         let instant = now()
@@ -63,28 +67,38 @@ public final class RateLimitedLogger: Sendable {
         }
     }
 
-    public func trace(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
-                      file: String = #fileID, function: String = #function, line: UInt = #line) {
+    public func trace(
+        _ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
         log(level: .trace, message(), metadata: metadata(), file: file, function: function, line: line)
     }
 
-    public func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
-                      file: String = #fileID, function: String = #function, line: UInt = #line) {
+    public func debug(
+        _ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
         log(level: .debug, message(), metadata: metadata(), file: file, function: function, line: line)
     }
 
-    public func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
-                     file: String = #fileID, function: String = #function, line: UInt = #line) {
+    public func info(
+        _ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
         log(level: .info, message(), metadata: metadata(), file: file, function: function, line: line)
     }
 
-    public func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
-                        file: String = #fileID, function: String = #function, line: UInt = #line) {
+    public func warning(
+        _ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
         log(level: .warning, message(), metadata: metadata(), file: file, function: function, line: line)
     }
 
-    public func error(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
-                      file: String = #fileID, function: String = #function, line: UInt = #line) {
+    public func error(
+        _ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
         log(level: .error, message(), metadata: metadata(), file: file, function: function, line: line)
     }
 }

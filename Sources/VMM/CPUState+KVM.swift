@@ -6,9 +6,10 @@ import CLinux
 
 extension kvm_segment {
     init(_ segment: SegmentDescriptor) {
-        self.init(base: segment.base, limit: segment.limit, selector: segment.selector, type: segment.type,
-                  present: segment.present, dpl: segment.dpl, db: segment.db, s: segment.s, l: segment.l,
-                  g: segment.g, avl: segment.avl, unusable: segment.unusable, padding: 0)
+        self.init(
+            base: segment.base, limit: segment.limit, selector: segment.selector, type: segment.type,
+            present: segment.present, dpl: segment.dpl, db: segment.db, s: segment.s, l: segment.l,
+            g: segment.g, avl: segment.avl, unusable: segment.unusable, padding: 0)
     }
 }
 
@@ -55,8 +56,9 @@ extension kvm_fpu {
 
 extension CPUIDEntry {
     init(_ entry: kvm_cpuid_entry2) {
-        self.init(function: entry.function, index: entry.index, flags: entry.flags,
-                  eax: entry.eax, ebx: entry.ebx, ecx: entry.ecx, edx: entry.edx)
+        self.init(
+            function: entry.function, index: entry.index, flags: entry.flags,
+            eax: entry.eax, ebx: entry.ebx, ecx: entry.ecx, edx: entry.edx)
     }
 }
 

@@ -101,14 +101,17 @@ extension Machine {
 
     /// Writes ACPI tables and the guest image (a bzImage with its initrd and command line, or a
     /// flat test binary) into memory; returns the boot vCPU's entry state.
-    static func loadGuest(_ configuration: VMConfiguration, files: HostFiles, memory: GuestMemory,
-                          ramRegions: [(base: GuestAddress, size: Int)], acpiDevices: [ACPIDevice]) throws -> BootCPUState {
+    static func loadGuest(
+        _ configuration: VMConfiguration, files: HostFiles, memory: GuestMemory,
+        ramRegions: [(base: GuestAddress, size: Int)], acpiDevices: [ACPIDevice]
+    ) throws -> BootCPUState {
         let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
         switch configuration.kernelFormat {
         case .bzImage:
             let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
-            return try LinuxBoot.load(kernel: files.kernel, initrd: files.initrd, commandLine: commandLine, memory: memory,
-                                      ramRegions: ramRegions, acpiRSDP: rsdp)
+            return try LinuxBoot.load(
+                kernel: files.kernel, initrd: files.initrd, commandLine: commandLine, memory: memory,
+                ramRegions: ramRegions, acpiRSDP: rsdp)
         case .flatBinary(let loadAddress):
             try memory.write(files.kernel, at: loadAddress)
             return try LinuxBoot.prepareLongModeEntry(at: loadAddress, memory: memory)

@@ -57,12 +57,14 @@ public final class Machine: @unchecked Sendable {
         self.state = state
         let console = ConsoleSink(output: files.console)
         self.console = console
-        let breakConfinement: (@Sendable () -> Void)? = configuration.testHooks.contains(.forbiddenSystemCallAtBootMarker)
+        let breakConfinement: (@Sendable () -> Void)? =
+            configuration.testHooks.contains(.forbiddenSystemCallAtBootMarker)
             ? { @Sendable in _ = rund_seccomp_forbidden_call() } : nil
         bootMarker = BootMarker(start: startNanoseconds, onFirstWrite: breakConfinement)
 
-        let serial = Serial8250(base: X86Layout.com1Port, interrupt: try IRQFDLine(vm: vm, gsi: X86Layout.com1GSI),
-                                output: { console.write($0) })
+        let serial = Serial8250(
+            base: X86Layout.com1Port, interrupt: try IRQFDLine(vm: vm, gsi: X86Layout.com1GSI),
+            output: { console.write($0) })
         let i8042 = I8042(onReset: { state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted) })
         let sleep = SleepControlPort(onPowerOff: { state.finish(.poweredOff) })
 
@@ -88,13 +90,16 @@ public final class Machine: @unchecked Sendable {
             ],
             mmio: virtio.ranges + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
 
-        let boot = try Self.loadGuest(configuration, files: files, memory: memory, ramRegions: ramRegions,
-                                      acpiDevices: virtio.acpiDevices)
+        let boot = try Self.loadGuest(
+            configuration, files: files, memory: memory, ramRegions: ramRegions,
+            acpiDevices: virtio.acpiDevices)
         vcpus = try Self.makeVCPUs(configuration.vcpuCount, in: vm, supported: try kvm.supportedCPUID(), boot: boot)
-        logger.debug("machine built", metadata: [
-            "memoryMiB": "\(configuration.memoryMiB)", "vcpus": "\(configuration.vcpuCount)",
-            "disks": "\(configuration.disks.count)", "cmdline": "\(configuration.extraCommandLine)",
-        ])
+        logger.debug(
+            "machine built",
+            metadata: [
+                "memoryMiB": "\(configuration.memoryMiB)", "vcpus": "\(configuration.vcpuCount)",
+                "disks": "\(configuration.disks.count)", "cmdline": "\(configuration.extraCommandLine)",
+            ])
     }
 
     /// How the VM ended, once it has (nil while it runs).

@@ -12,10 +12,13 @@ import HostOS
 enum VCPUConfinement {
     static let filter = SeccompFilter(
         name: "vCPU",
-        allowing: SeccompFilter.threadEssentials.union([
-            SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev, SYS_preadv2, SYS_pwritev2, SYS_readv, SYS_writev,
-            SYS_fsync, SYS_fdatasync, SYS_fallocate, SYS_lseek,
-        ].map { Int32($0) }),
-        ioctlRequests: [rund_KVM_RUN(), rund_KVM_GET_REGS(), rund_KVM_GET_SREGS(), rund_KVM_GET_MP_STATE()].map { UInt32(truncatingIfNeeded: $0) }
-            .reduce(into: []) { $0.insert($1) })
+        allowing: SeccompFilter.threadEssentials.union(
+            [
+                SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev, SYS_preadv2, SYS_pwritev2, SYS_readv, SYS_writev,
+                SYS_fsync, SYS_fdatasync, SYS_fallocate, SYS_lseek,
+            ].map { Int32($0) }),
+        ioctlRequests: [rund_KVM_RUN(), rund_KVM_GET_REGS(), rund_KVM_GET_SREGS(), rund_KVM_GET_MP_STATE()].map {
+            UInt32(truncatingIfNeeded: $0)
+        }
+        .reduce(into: []) { $0.insert($1) })
 }

@@ -36,13 +36,14 @@ public struct VCPUSnapshot: Sendable, CustomStringConvertible {
     public var isHalted: Bool { mpState == UInt32(KVM_MP_STATE_HALTED) }
 
     public var description: String {
-        let state = switch Int32(mpState) {
-        case KVM_MP_STATE_RUNNABLE: "runnable"
-        case KVM_MP_STATE_HALTED: "halted"
-        case KVM_MP_STATE_UNINITIALIZED: "waiting for INIT"
-        case KVM_MP_STATE_INIT_RECEIVED: "INIT received"
-        default: "mp_state \(mpState)"
-        }
+        let state =
+            switch Int32(mpState) {
+            case KVM_MP_STATE_RUNNABLE: "runnable"
+            case KVM_MP_STATE_HALTED: "halted"
+            case KVM_MP_STATE_UNINITIALIZED: "waiting for INIT"
+            case KVM_MP_STATE_INIT_RECEIVED: "INIT received"
+            default: "mp_state \(mpState)"
+            }
         func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }
         return "vCPU \(id) \(state) rip=\(hex(rip)) rsp=\(hex(rsp)) rflags=\(hex(rflags)) cs=\(hex(codeSelector)) "
             + "cr0=\(hex(cr0)) cr2=\(hex(cr2)) cr3=\(hex(cr3)) cr4=\(hex(cr4)) efer=\(hex(efer))"

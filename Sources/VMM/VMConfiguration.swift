@@ -57,8 +57,11 @@ public struct VMConfiguration: Sendable {
     public static let maxVCPUs = 32
     public static let minMemoryMiB = 32
 
-    public init(kernelPath: String, kernelFormat: KernelFormat = .bzImage, initrdPath: String? = nil, extraCommandLine: String = "", memoryMiB: Int = 256,
-                vcpuCount: Int = 1, disks: [Disk] = [], console: Console = .standardOutput) {
+    public init(
+        kernelPath: String, kernelFormat: KernelFormat = .bzImage, initrdPath: String? = nil, extraCommandLine: String = "",
+        memoryMiB: Int = 256,
+        vcpuCount: Int = 1, disks: [Disk] = [], console: Console = .standardOutput
+    ) {
         self.kernelPath = kernelPath
         self.kernelFormat = kernelFormat
         self.initrdPath = initrdPath
@@ -106,7 +109,8 @@ public enum VMError: Error, CustomStringConvertible, Sendable, Equatable {
         case let .tooManyDisks(count, maximum): return "\(count) disks do not fit in the VM's virtio slots: at most \(maximum)"
         case let .stallTimeoutTooShort(timeout): return "a stall timeout of \(timeout) is too short: at least 2 seconds"
         case let .reservedVsockCID(cid): return "vsock guest CID \(cid) is reserved: guests use 3 to 4294967294"
-        case let .fileTooLarge(kind, path, size, limit): return "\(kind) \(path) is \(size) MiB, more than the guest's \(limit) MiB of memory"
+        case let .fileTooLarge(kind, path, size, limit):
+            return "\(kind) \(path) is \(size) MiB, more than the guest's \(limit) MiB of memory"
         case let .unreadableFile(kind, path, reason): return "cannot read \(kind) \(path): \(reason)"
         case .setup(let text): return text
         }

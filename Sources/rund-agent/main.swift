@@ -43,9 +43,12 @@ let table = ProcessTable(reaping: isInit ? .byReaper : .perProcess)
 do {
     if isInit { try ChildReaper.start(reportingTo: table) }
     let server = TTRPCServer(logger: logger)
-    server.register(agent: GuestAgent(table: table, logger: logger, powerOff: {
-        if isInit { GuestPower.powerOff() } else { exit(0) }
-    }))
+    server.register(
+        agent: GuestAgent(
+            table: table, logger: logger,
+            powerOff: {
+                if isInit { GuestPower.powerOff() } else { exit(0) }
+            }))
     let listener = try VsockSocket.listen(port: agentPort)
     try server.serve(listener: listener)
     // The marker before the log line: writing a line to the serial console takes long enough

@@ -8,11 +8,11 @@ struct BenchBoot: ParsableCommand {
         commandName: "boot",
         abstract: "Boot time to init and VMM memory: rund vs QEMU microvm, same kernel and initrd.",
         discussion: """
-        Needs a KVM that boots stock kernels (run it inside scripts/rig on a PVM host;
-        scripts/bench-boot does that). The initrd's init must print the line '\(BootProbe.marker)'
-        on the console as soon as it runs, then power off. Time is measured from spawning the VMM
-        process to that line appearing on its console, the same way for both VMMs.
-        """)
+            Needs a KVM that boots stock kernels (run it inside scripts/rig on a PVM host;
+            scripts/bench-boot does that). The initrd's init must print the line '\(BootProbe.marker)'
+            on the console as soon as it runs, then power off. Time is measured from spawning the VMM
+            process to that line appearing on its console, the same way for both VMMs.
+            """)
 
     @Option(help: "Guest kernel (bzImage).") var kernel: String
     @Option(help: "Initramfs whose init prints the marker line and powers off.") var initrd: String
@@ -25,8 +25,9 @@ struct BenchBoot: ParsableCommand {
 
     func run() throws {
         guard runs >= 1 else { throw CLIError("--runs must be at least 1") }
-        let report = try BootBenchmark.measure(rund: try BootProbe.selfExecutable(), kernel: kernel, initrd: initrd, runs: runs,
-                                               memoryMiB: memory, vcpus: vcpus, qemu: qemu, timeout: timeout)
+        let report = try BootBenchmark.measure(
+            rund: try BootProbe.selfExecutable(), kernel: kernel, initrd: initrd, runs: runs,
+            memoryMiB: memory, vcpus: vcpus, qemu: qemu, timeout: timeout)
         if json { try printJSON(report) } else { report.printTable() }
     }
 }

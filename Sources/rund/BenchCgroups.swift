@@ -13,16 +13,16 @@ struct BenchCgroups: AsyncParsableCommand {
         commandName: "cgroups",
         abstract: "Cgroup pool (rename) versus mkdir/rmdir per sandbox; KVM_CREATE_VM inside versus outside a cgroup.",
         discussion: """
-        In each of `--rounds` rounds, for each thread count, `--count` operations run on that \
-        many threads, first by the mkdir \
-        path (mkdir in every hierarchy, write limits, move a sleeping child in and out, rmdir), \
-        then by the pool path (take by rename, write limits, move in and out, release), then by \
-        the pool path without resetting limits on release (pool-keep: only changed limits are \
-        written). Reports \
-        per-operation p50/p99, wall time, CPU time and the ratio mkdir/pool. `--json` prints one \
-        object whose `ratio` is mkdir total / pool total at 10 threads (else the first count).
-        Needs root and writable cgroupfs; works in its own parent (rund-bench-<pid>) and removes it.
-        """
+            In each of `--rounds` rounds, for each thread count, `--count` operations run on that \
+            many threads, first by the mkdir \
+            path (mkdir in every hierarchy, write limits, move a sleeping child in and out, rmdir), \
+            then by the pool path (take by rename, write limits, move in and out, release), then by \
+            the pool path without resetting limits on release (pool-keep: only changed limits are \
+            written). Reports \
+            per-operation p50/p99, wall time, CPU time and the ratio mkdir/pool. `--json` prints one \
+            object whose `ratio` is mkdir total / pool total at 10 threads (else the first count).
+            Needs root and writable cgroupfs; works in its own parent (rund-bench-<pid>) and removes it.
+            """
     )
 
     @Option(help: "Operations per thread count and path.")
@@ -66,8 +66,9 @@ struct BenchCgroups: AsyncParsableCommand {
         guard geteuid() == 0, host.writable else {
             throw CgroupError("rund bench cgroups needs root and writable cgroupfs (\(host.summary))")
         }
-        let report = try CgroupBenchmark.measure(host: host, count: count, threadCounts: threadCounts, rounds: rounds,
-                                                 kvmSamples: kvmSamples)
+        let report = try CgroupBenchmark.measure(
+            host: host, count: count, threadCounts: threadCounts, rounds: rounds,
+            kvmSamples: kvmSamples)
         if json {
             try printJSON(report)
         } else {

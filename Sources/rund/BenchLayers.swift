@@ -10,10 +10,10 @@ struct BenchLayers: AsyncParsableCommand {
         commandName: "layers",
         abstract: "Writable-layer creation (reflink vs full copy vs mkfs.ext4) and EROFS build time.",
         discussion: """
-        Layers are made in <root>/writable (the XFS pool when the root cannot reflink) and closed
-        right away, so nothing is left behind. `ratio` is full-copy p50 / reflink p50 at
-        concurrency 1.
-        """
+            Layers are made in <root>/writable (the XFS pool when the root cannot reflink) and closed
+            right away, so nothing is left behind. `ratio` is full-copy p50 / reflink p50 at
+            concurrency 1.
+            """
     )
 
     @OptionGroup var rootOptions: RootOptions
@@ -37,8 +37,9 @@ struct BenchLayers: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let report = try LayerBenchmark.measure(root: StateRoot.resolve(rootOptions.root), sizeMiB: sizeMib, iterations: iterations,
-                                                concurrency: concurrency, imageMB: imageMb, erofsRuns: erofsRuns)
+        let report = try LayerBenchmark.measure(
+            root: StateRoot.resolve(rootOptions.root), sizeMiB: sizeMib, iterations: iterations,
+            concurrency: concurrency, imageMB: imageMb, erofsRuns: erofsRuns)
         if json {
             try printJSON(report)
         } else {

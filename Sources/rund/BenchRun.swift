@@ -16,24 +16,24 @@ struct BenchRun: AsyncParsableCommand {
         commandName: "run",
         abstract: "A sandbox run end to end, split into phases (median, p99), beside QEMU microvm's boot.",
         discussion: """
-        Each run is `rund run --image REF -- CMD` (default /bin/true), timed at the phase boundaries \
-        Sandbox reports: prepare, cgroup, writable-layer, vm-create, kernel-boot, agent-ready, \
-        process-start, exit, teardown. kernel-boot ends at the agent's boot-marker write: one \
-        MMIO write to 0x\(String(VMMAddresses.bootMarker.rawValue, radix: 16)) that the VMM timestamps, made \
-        as soon as the agent (PID 1) has loaded its modules and listens on vsock. agent-ready \
-        ends when the host's vsock connect is answered (retried every 100 ms while refused).
+            Each run is `rund run --image REF -- CMD` (default /bin/true), timed at the phase boundaries \
+            Sandbox reports: prepare, cgroup, writable-layer, vm-create, kernel-boot, agent-ready, \
+            process-start, exit, teardown. kernel-boot ends at the agent's boot-marker write: one \
+            MMIO write to 0x\(String(VMMAddresses.bootMarker.rawValue, radix: 16)) that the VMM timestamps, made \
+            as soon as the agent (PID 1) has loaded its modules and listens on vsock. agent-ready \
+            ends when the host's vsock connect is answered (retried every 100 ms while refused).
 
-        The peer, after each sandbox run: QEMU (-M microvm,accel=kvm -cpu host) with the same \
-        kernel, command line, guest initramfs, memory, vCPUs, disks and a vhost-vsock device \
-        (when /dev/vhost-vsock exists), timed from spawning QEMU to the same marker write, which \
-        QEMU logs as a rejected access (-d guest_errors), then killed. That span holds QEMU's \
-        process start and VM build too, so compare it with rund's vm-create + kernel-boot; the \
-        kernel-boot ratio is given as well.
+            The peer, after each sandbox run: QEMU (-M microvm,accel=kvm -cpu host) with the same \
+            kernel, command line, guest initramfs, memory, vCPUs, disks and a vhost-vsock device \
+            (when /dev/vhost-vsock exists), timed from spawning QEMU to the same marker write, which \
+            QEMU logs as a rejected access (-d guest_errors), then killed. That span holds QEMU's \
+            process start and VM build too, so compare it with rund's vm-create + kernel-boot; the \
+            kernel-boot ratio is given as well.
 
-        Peak RSS is this process's VmHWM, reset before each run through /proc/self/clear_refs. \
-        The guest initramfs and the writable-layer template are built before the first run. \
-        Needs a KVM that boots stock kernels; on a PVM host use scripts/bench-run.
-        """)
+            Peak RSS is this process's VmHWM, reset before each run through /proc/self/clear_refs. \
+            The guest initramfs and the writable-layer template are built before the first run. \
+            Needs a KVM that boots stock kernels; on a PVM host use scripts/bench-run.
+            """)
 
     @OptionGroup var rootOptions: RootOptions
     @Option(help: "Image reference in the store.") var image: String

@@ -18,12 +18,14 @@ enum HostCheckExtensions {
             let host = try CgroupHost.detect()
             let wanted = host.mode == .v2 ? CgroupHost.wantedV2Controllers : CgroupHost.wantedV1Controllers
             let usable = host.writable && wanted.allSatisfy(host.controllers.contains)
-            return HostCheck(name: "cgroups", status: usable ? .ok : .missing, detail: host.summary,
-                             fix: usable ? nil : "run as root on a host with the cpu, cpuset, memory, pids controllers mounted read-write",
-                             requiredForSandboxes: true)
+            return HostCheck(
+                name: "cgroups", status: usable ? .ok : .missing, detail: host.summary,
+                fix: usable ? nil : "run as root on a host with the cpu, cpuset, memory, pids controllers mounted read-write",
+                requiredForSandboxes: true)
         } catch {
-            return HostCheck(name: "cgroups", status: .missing, detail: "\(error)",
-                             fix: "mount cgroupfs (v1 controllers or cgroup2) at /sys/fs/cgroup", requiredForSandboxes: true)
+            return HostCheck(
+                name: "cgroups", status: .missing, detail: "\(error)",
+                fix: "mount cgroupfs (v1 controllers or cgroup2) at /sys/fs/cgroup", requiredForSandboxes: true)
         }
     }
 }

@@ -21,8 +21,10 @@ struct DoctorCommand: AsyncParsableCommand {
             try printJSON(DoctorReport(stateRoot: root, canRunSandboxes: canRunSandboxes, checks: checks))
         } else {
             for check in checks { print(check.line) }
-            print(canRunSandboxes ? "=> this host can run rund sandboxes"
-                                  : "=> this host cannot run rund sandboxes directly (see the lines marked 'missing')")
+            print(
+                canRunSandboxes
+                    ? "=> this host can run rund sandboxes"
+                    : "=> this host cannot run rund sandboxes directly (see the lines marked 'missing')")
         }
         if !canRunSandboxes { throw ExitCode(1) }
     }
@@ -65,34 +67,42 @@ enum HostChecks {
         case .success:
             return HostCheck(name: "kvm", status: .ok, detail: "/dev/kvm opens and creates VMs", fix: nil, requiredForSandboxes: true)
         case .failure(let error):
-            return HostCheck(name: "kvm", status: .missing, detail: "\(error)",
-                             fix: "load kvm_intel or kvm_amd and run as root (or a user in group kvm)", requiredForSandboxes: true)
+            return HostCheck(
+                name: "kvm", status: .missing, detail: "\(error)",
+                fix: "load kvm_intel or kvm_amd and run as root (or a user in group kvm)", requiredForSandboxes: true)
         }
     }
 
     static func stockKernelSupport() -> HostCheck {
         switch KVMHostProbe.flavor() {
         case .hardware(let module):
-            return HostCheck(name: "stock-kernel guests", status: .ok, detail: "hardware virtualization (\(module))", fix: nil, requiredForSandboxes: true)
+            return HostCheck(
+                name: "stock-kernel guests", status: .ok, detail: "hardware virtualization (\(module))", fix: nil,
+                requiredForSandboxes: true)
         case .pvm:
-            return HostCheck(name: "stock-kernel guests", status: .missing,
-                             detail: "this KVM is PVM (kvm_pvm): it runs freestanding guests, but a stock Linux kernel hangs early in boot",
-                             fix: "real guests need hardware virtualization (VT-x/AMD-V), or use the nested rig: scripts/rig, scripts/rig-run",
-                             requiredForSandboxes: true)
+            return HostCheck(
+                name: "stock-kernel guests", status: .missing,
+                detail: "this KVM is PVM (kvm_pvm): it runs freestanding guests, but a stock Linux kernel hangs early in boot",
+                fix: "real guests need hardware virtualization (VT-x/AMD-V), or use the nested rig: scripts/rig, scripts/rig-run",
+                requiredForSandboxes: true)
         case .unknown:
-            return HostCheck(name: "stock-kernel guests", status: .info, detail: "no kvm_intel/kvm_amd/kvm_pvm module seen; untested KVM flavour", fix: nil, requiredForSandboxes: false)
+            return HostCheck(
+                name: "stock-kernel guests", status: .info, detail: "no kvm_intel/kvm_amd/kvm_pvm module seen; untested KVM flavour",
+                fix: nil, requiredForSandboxes: false)
         }
     }
 
     static func kernelCache(stateRoot: String) -> HostCheck {
         let path = "\(stateRoot)/kernel/current/vmlinuz"
         if FileManager.default.fileExists(atPath: path) {
-            let version = (try? String(contentsOfFile: "\(stateRoot)/kernel/current/version", encoding: .utf8))?
+            let version =
+                (try? String(contentsOfFile: "\(stateRoot)/kernel/current/version", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown version"
             return HostCheck(name: "guest kernel", status: .ok, detail: "\(version) at \(path)", fix: nil, requiredForSandboxes: true)
         }
-        return HostCheck(name: "guest kernel", status: .missing, detail: "no cached guest kernel at \(path)",
-                         fix: "run scripts/setup (add --root \(stateRoot) if not the default)", requiredForSandboxes: true)
+        return HostCheck(
+            name: "guest kernel", status: .missing, detail: "no cached guest kernel at \(path)",
+            fix: "run scripts/setup (add --root \(stateRoot) if not the default)", requiredForSandboxes: true)
     }
 
     static let requiredTools: [(name: String, package: String)] = [
@@ -107,13 +117,15 @@ enum HostChecks {
         if let path = findOnPath(name) {
             return HostCheck(name: "tool \(name)", status: .ok, detail: path, fix: nil, requiredForSandboxes: required)
         }
-        return HostCheck(name: "tool \(name)", status: required ? .missing : .info, detail: "not found on PATH",
-                         fix: "apt-get install \(package) (scripts/setup installs it)", requiredForSandboxes: required)
+        return HostCheck(
+            name: "tool \(name)", status: required ? .missing : .info, detail: "not found on PATH",
+            fix: "apt-get install \(package) (scripts/setup installs it)", requiredForSandboxes: required)
     }
 
     static func findOnPath(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let dirs = path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        let dirs =
+            path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
         return dirs.lazy.map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
     }
 }

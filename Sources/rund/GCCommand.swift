@@ -7,11 +7,11 @@ struct GCCommand: AsyncParsableCommand {
         commandName: "gc",
         abstract: "Reclaim what crashed sandboxes left behind.",
         discussion: """
-        Each part reclaims only what is provably abandoned and never touches anything in use:
-          cgroups  pooled cgroups whose owner process is gone are emptied (leftover processes
-                   are killed), reset and returned to the pool; half-made entries are finished.
-        Safe to run at any time, also while sandboxes run. Exits non-zero if a part failed.
-        """
+            Each part reclaims only what is provably abandoned and never touches anything in use:
+              cgroups  pooled cgroups whose owner process is gone are emptied (leftover processes
+                       are killed), reset and returned to the pool; half-made entries are finished.
+            Safe to run at any time, also while sandboxes run. Exits non-zero if a part failed.
+            """
     )
 
     @OptionGroup var rootOptions: RootOptions

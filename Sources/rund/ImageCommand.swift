@@ -9,10 +9,10 @@ struct ImageCommand: AsyncParsableCommand {
         commandName: "image",
         abstract: "Import, pull, list and remove images (stored as one EROFS file per image).",
         discussion: """
-        Images live under <root>/images, addressed by their config digest. Layers are applied
-        with OCI whiteouts and turned into one read-only EROFS image, built once and shared
-        by every sandbox.
-        """,
+            Images live under <root>/images, addressed by their config digest. Layers are applied
+            with OCI whiteouts and turned into one read-only EROFS image, built once and shared
+            by every sandbox.
+            """,
         subcommands: [Pull.self, Import.self, List.self, Remove.self]
     )
 
@@ -80,8 +80,9 @@ struct ImageCommand: AsyncParsableCommand {
                 print(ImageCommand.pad("IMAGE ID", 14) + ImageCommand.pad("SIZE", 10) + ImageCommand.pad("LAYERS", 8) + "NAMES")
                 for image in images {
                     let names = image.references.isEmpty ? "<none>" : image.references.joined(separator: ", ")
-                    print(ImageCommand.pad(image.shortID, 14) + ImageCommand.pad(ImageCommand.size(image.sizeBytes), 10)
-                          + ImageCommand.pad(String(image.layerCount), 8) + names)
+                    print(
+                        ImageCommand.pad(image.shortID, 14) + ImageCommand.pad(ImageCommand.size(image.sizeBytes), 10)
+                            + ImageCommand.pad(String(image.layerCount), 8) + names)
                 }
             }
         }
@@ -136,9 +137,11 @@ struct ImageCommand: AsyncParsableCommand {
     }
 
     static func size(_ bytes: Int64) -> String {
-        bytes >= 1 << 30 ? String(format: "%.1fG", Double(bytes) / Double(1 << 30))
-            : bytes >= 1 << 20 ? String(format: "%.1fM", Double(bytes) / Double(1 << 20))
-            : String(format: "%.0fK", Double(bytes) / 1024)
+        bytes >= 1 << 30
+            ? String(format: "%.1fG", Double(bytes) / Double(1 << 30))
+            : bytes >= 1 << 20
+                ? String(format: "%.1fM", Double(bytes) / Double(1 << 20))
+                : String(format: "%.0fK", Double(bytes) / 1024)
     }
 
     static func pad(_ text: String, _ width: Int) -> String {

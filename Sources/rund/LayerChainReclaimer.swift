@@ -8,7 +8,8 @@ struct LayerChainReclaimer: GarbageReclaimer {
     func reclaim(_ context: GarbageContext) throws -> GarbageOutcome {
         let removed = LayerChainImages(root: context.root).collectGarbage(dryRun: context.dryRun)
         let verb = context.dryRun ? "would remove" : "removed"
-        return GarbageOutcome(summary: "\(verb) \(removed.count) stale layer-chain image\(removed.count == 1 ? "" : "s") or staging",
-                              details: removed, failed: false)
+        return GarbageOutcome(
+            summary: "\(verb) \(removed.count) stale layer-chain image\(removed.count == 1 ? "" : "s") or staging",
+            details: removed, failed: false)
     }
 }

@@ -11,26 +11,26 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a command in a new sandbox: a container of an image inside its own microVM.",
         discussion: """
-        The root filesystem is an image in the store (--image; `rund image import` or `rund image \
-        pull`) or a host directory (--rootfs, packed into a throwaway EROFS for this run). Without \
-        CMD an image's Entrypoint and Cmd run; with it, CMD replaces Cmd (--rootfs needs CMD). \
-        stdout and stderr are streamed; stdin is /dev/null unless -i. With -t the process gets a \
-        terminal (the host terminal's size, else 24x80; output comes on stdout only), the host \
-        terminal is raw while it runs, and window size changes follow.
+            The root filesystem is an image in the store (--image; `rund image import` or `rund image \
+            pull`) or a host directory (--rootfs, packed into a throwaway EROFS for this run). Without \
+            CMD an image's Entrypoint and Cmd run; with it, CMD replaces Cmd (--rootfs needs CMD). \
+            stdout and stderr are streamed; stdin is /dev/null unless -i. With -t the process gets a \
+            terminal (the host terminal's size, else 24x80; output comes on stdout only), the host \
+            terminal is raw while it runs, and window size changes follow.
 
-        Stopping: the first SIGTERM, SIGINT (Ctrl-C without -t) or SIGHUP is forwarded to the \
-        process. If the sandbox has not ended --stop-timeout seconds later, rund stops its VM \
-        itself (the guest may ignore the signal, or not answer at all); a second signal stops \
-        it at once. Either way everything the sandbox held is released, rund says so in one \
-        line and exits with 128+N for signal N.
+            Stopping: the first SIGTERM, SIGINT (Ctrl-C without -t) or SIGHUP is forwarded to the \
+            process. If the sandbox has not ended --stop-timeout seconds later, rund stops its VM \
+            itself (the guest may ignore the signal, or not answer at all); a second signal stops \
+            it at once. Either way everything the sandbox held is released, rund says so in one \
+            line and exits with 128+N for signal N.
 
-        Exit status: the process's, 128+N when signal N ended it (or rund stopped the sandbox on \
-        signal N); 137 when the sandbox ran out of memory and the OOM killer ended the process \
-        (rund says so on stderr); 125 when rund itself failed or the guest died (a kernel panic, \
-        or no progress for --stall-timeout seconds), with one `rund: ...` line.
+            Exit status: the process's, 128+N when signal N ended it (or rund stopped the sandbox on \
+            signal N); 137 when the sandbox ran out of memory and the OOM killer ended the process \
+            (rund says so on stderr); 125 when rund itself failed or the guest died (a kernel panic, \
+            or no progress for --stall-timeout seconds), with one `rund: ...` line.
 
-        Needs a /dev/kvm that boots stock kernels; on a PVM host use scripts/rig-run.
-        """)
+            Needs a /dev/kvm that boots stock kernels; on a PVM host use scripts/rig-run.
+            """)
 
     @OptionGroup var rootOptions: RootOptions
     @Option(help: "Image reference in the store.") var image: String?
@@ -49,20 +49,25 @@ struct RunCommand: AsyncParsableCommand {
     var console: String?
     @Option(help: ArgumentHelp("Seconds to wait, after forwarding a stop signal, before stopping the VM.", valueName: "SECONDS"))
     var stopTimeout: Double = 10
-    @Option(help: ArgumentHelp(
-        "End the sandbox (status 125) when its guest makes no progress for this long: no VM exit while a vCPU runs. "
-            + "Reports what each vCPU was doing. For diagnosing stuck guests; a guest that computes silently "
-            + "for that long counts as stuck.", valueName: "SECONDS"))
+    @Option(
+        help: ArgumentHelp(
+            "End the sandbox (status 125) when its guest makes no progress for this long: no VM exit while a vCPU runs. "
+                + "Reports what each vCPU was doing. For diagnosing stuck guests; a guest that computes silently "
+                + "for that long counts as stuck.", valueName: "SECONDS"))
     var stallTimeout: Double?
-    @Flag(help: ArgumentHelp("Run even when the sandbox cannot be given its own cgroup (then nothing limits the memory, CPU "
-        + "and tasks of rund's process). Without it such a sandbox does not start."))
+    @Flag(
+        help: ArgumentHelp(
+            "Run even when the sandbox cannot be given its own cgroup (then nothing limits the memory, CPU "
+                + "and tasks of rund's process). Without it such a sandbox does not start."))
     var unconfined = false
     @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
 
     func validate() throws {
-        guard stopTimeout >= 0, stopTimeout <= 86400 else { throw ValidationError("--stop-timeout must be 0 to 86400 seconds, got \(stopTimeout)") }
+        guard stopTimeout >= 0, stopTimeout <= 86400 else {
+            throw ValidationError("--stop-timeout must be 0 to 86400 seconds, got \(stopTimeout)")
+        }
         if let stallTimeout, !(2...86400).contains(stallTimeout) {
             throw ValidationError("--stall-timeout must be 2 to 86400 seconds, got \(stallTimeout)")
         }
@@ -110,8 +115,9 @@ struct RunCommand: AsyncParsableCommand {
             stallTimeout: stallTimeout.map { .milliseconds(Int64($0 * 1000)) }, testHooks: Set(testHook))
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
         try ProcessHardening.makeUndumpable()
-        let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund(),
-                              soleSandboxInProcess: true, allowUnconfined: unconfined)
+        let sandbox = Sandbox(
+            stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund(),
+            soleSandboxInProcess: true, allowUnconfined: unconfined)
         // A stop signal goes to the process, and stops the VM if the sandbox outlives the grace
         // period (or on a second one). The window size follows the host terminal's.
         let control = SandboxControl()

@@ -6,9 +6,9 @@ struct Rund: AsyncParsableCommand {
         commandName: "rund",
         abstract: "A secure container runtime: one KVM microVM per function container.",
         discussion: """
-        State lives under one root: --root, else $RUND_ROOT, else /var/lib/rund.
-        Run `rund doctor` first to see what this host can do.
-        """,
+            State lives under one root: --root, else $RUND_ROOT, else /var/lib/rund.
+            Run `rund doctor` first to see what this host can do.
+            """,
         subcommands: [
             DoctorCommand.self,
             RunCommand.self,

@@ -9,7 +9,8 @@ struct StorageReclaimer: GarbageReclaimer {
     func reclaim(_ context: GarbageContext) throws -> GarbageOutcome {
         let removed = ImageStore(root: context.root).removeStaleStaging(dryRun: context.dryRun)
         let verb = context.dryRun ? "would remove" : "removed"
-        return GarbageOutcome(summary: "\(verb) \(removed.count) stale staging director\(removed.count == 1 ? "y" : "ies")",
-                              details: removed, failed: false)
+        return GarbageOutcome(
+            summary: "\(verb) \(removed.count) stale staging director\(removed.count == 1 ? "y" : "ies")",
+            details: removed, failed: false)
     }
 }

@@ -17,25 +17,29 @@ struct VMBoot: ParsableCommand {
         commandName: "boot",
         abstract: "Boot a Linux bzImage in a microVM and wait until it powers off.",
         discussion: """
-        The guest sees an 8250 console on COM1, an i8042 reset line, and each --disk as a
-        virtio-blk device (vda, vdb, ...), all described in ACPI. SIGTERM or SIGINT stops the guest.
+            The guest sees an 8250 console on COM1, an i8042 reset line, and each --disk as a
+            virtio-blk device (vda, vdb, ...), all described in ACPI. SIGTERM or SIGINT stops the guest.
 
-        Exit status: 0 guest powered off, 2 guest rebooted, 3 guest kernel panicked,
-        4 guest crashed (triple fault, KVM error), 5 guest made no progress (--stall-timeout),
-        128+N stopped by signal N, 1 bad input.
-        """)
+            Exit status: 0 guest powered off, 2 guest rebooted, 3 guest kernel panicked,
+            4 guest crashed (triple fault, KVM error), 5 guest made no progress (--stall-timeout),
+            128+N stopped by signal N, 1 bad input.
+            """)
 
     @Option(help: "Linux kernel image (bzImage).") var kernel: String
     @Option(help: "Initial ramdisk (cpio archive, optionally compressed).") var initrd: String?
     @Option(help: "Extra kernel command line, appended to rund's defaults.") var cmdline: String = ""
-    @Option(name: .customLong("disk"), help: ArgumentHelp("A virtio-blk disk backed by FILE; add ',ro' for read-only. Repeatable.", valueName: "FILE[,ro]"))
+    @Option(
+        name: .customLong("disk"),
+        help: ArgumentHelp("A virtio-blk disk backed by FILE; add ',ro' for read-only. Repeatable.", valueName: "FILE[,ro]"))
     var disks: [String] = []
     @Option(help: "Number of vCPUs.") var vcpus: Int = 1
     @Option(help: "Guest memory in MiB.") var memory: Int = 256
     @Option(help: ArgumentHelp("Guest console: a file path, or '-' for standard output.", valueName: "FILE|-"))
     var console: String = "-"
-    @Option(help: ArgumentHelp("End the VM (status 5) when the guest makes no progress for this long: no VM exit while a vCPU runs.",
-                               valueName: "SECONDS"))
+    @Option(
+        help: ArgumentHelp(
+            "End the VM (status 5) when the guest makes no progress for this long: no VM exit while a vCPU runs.",
+            valueName: "SECONDS"))
     var stallTimeout: Double?
     @Flag(help: "Print one JSON object describing how the VM ended.") var json = false
     @Flag(help: "Log VMM internals to standard error.") var verbose = false
@@ -91,10 +95,10 @@ struct VMModules: ParsableCommand {
         commandName: "modules",
         abstract: "Print the cached guest kernel's module files for NAME... in load order.",
         discussion: """
-        Each file (relative to the kernel's modules directory) comes after the modules it depends \
-        on (modules.dep), once; modules built into the kernel print nothing. This is how rund \
-        builds its guest initramfs; the rig and the test scripts use it too.
-        """)
+            Each file (relative to the kernel's modules directory) comes after the modules it depends \
+            on (modules.dep), once; modules built into the kernel print nothing. This is how rund \
+            builds its guest initramfs; the rig and the test scripts use it too.
+            """)
 
     @OptionGroup var rootOptions: RootOptions
     @Option(help: ArgumentHelp("A kernel cache directory (default: the state root's kernel/current).", valueName: "DIR"))

@@ -70,7 +70,9 @@ struct AgentInsideL1Tests {
         try await Self.runContainer(session)
 
         let stats = try await session.client.stats(.with { $0.containerID = "c1" })
-        print("agent-test: guest memory used \(stats.memory.usageBytes >> 20) of \(stats.memory.limitBytes >> 20) MiB, \(stats.pids.current) pids")
+        print(
+            "agent-test: guest memory used \(stats.memory.usageBytes >> 20) of \(stats.memory.limitBytes >> 20) MiB, \(stats.pids.current) pids"
+        )
         #expect(stats.memory.limitBytes > 0 && stats.pids.current > 0)
 
         _ = try await session.client.shutdown()
@@ -84,23 +86,30 @@ struct AgentInsideL1Tests {
     /// into the overlay) and an exec that joins it and reads what the main process wrote.
     static func runContainer(_ session: AgentSession) async throws {
         let client = session.client
-        let created = try await client.createContainer(.with {
-            $0.containerID = "ctr"
-            $0.hostname = "fn-host"
-            $0.rootfs = .with {
-                $0.image = .with { $0.path = "/dev/vda"; $0.fsType = "erofs" }
-                $0.writable = .with { $0.path = "/dev/vdb"; $0.fsType = "ext4" }
-                $0.upperDir = "upper"
-                $0.workDir = "work"
-            }
-        })
+        let created = try await client.createContainer(
+            .with {
+                $0.containerID = "ctr"
+                $0.hostname = "fn-host"
+                $0.rootfs = .with {
+                    $0.image = .with {
+                        $0.path = "/dev/vda"; $0.fsType = "erofs"
+                    }
+                    $0.writable = .with {
+                        $0.path = "/dev/vdb"; $0.fsType = "ext4"
+                    }
+                    $0.upperDir = "upper"
+                    $0.workDir = "work"
+                }
+            })
         print("agent-test: container rootfs at \(created.rootfsPath)")
         let main = AgentSession.ref("ctr")
-        _ = try await client.startProcess(.with {
-            $0.containerID = "ctr"
-            $0.process = AgentSession.spec(["sh", "-c", "echo pid=$$ host=$(hostname); echo layered > /upper-file; echo ready; read line; echo bye"],
-                                           env: ["PATH=/bin"], openStdin: true)
-        })
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = "ctr"
+                $0.process = AgentSession.spec(
+                    ["sh", "-c", "echo pid=$$ host=$(hostname); echo layered > /upper-file; echo ready; read line; echo bye"],
+                    env: ["PATH=/bin"], openStdin: true)
+            })
         var mainOutput = ""
         while !mainOutput.contains("ready\n") {
             let chunk = try await client.readStdout(.with { $0.process = main })
@@ -110,11 +119,12 @@ struct AgentInsideL1Tests {
         print("agent-test: container main: \(mainOutput.split(separator: "\n").first ?? "")")
         #expect(mainOutput.hasPrefix("pid=1 host=fn-host\n"))
 
-        _ = try await client.execProcess(.with {
-            $0.containerID = "ctr"
-            $0.execID = "e1"
-            $0.process = AgentSession.spec(["sh", "-c", "echo exec-pid=$$; cat /upper-file; ls /"], env: ["PATH=/bin"])
-        })
+        _ = try await client.execProcess(
+            .with {
+                $0.containerID = "ctr"
+                $0.execID = "e1"
+                $0.process = AgentSession.spec(["sh", "-c", "echo exec-pid=$$; cat /upper-file; ls /"], env: ["PATH=/bin"])
+            })
         let exec = AgentSession.ref("ctr", "e1")
         let execOutput = try await session.drain(exec)
         print("agent-test: container exec: \(execOutput.split(separator: "\n").joined(separator: " "))")
@@ -124,13 +134,23 @@ struct AgentInsideL1Tests {
 
         // A terminal inside the container (the guest's devpts, bound in with /dev).
         var onTerminal = AgentSession.spec(["tty"], env: ["PATH=/bin"])
-        onTerminal.terminal = .with { $0.size = .with { $0.rows = 24; $0.columns = 80 } }
-        _ = try await client.execProcess(.with { $0.containerID = "ctr"; $0.execID = "e2"; $0.process = onTerminal })
+        onTerminal.terminal = .with {
+            $0.size = .with {
+                $0.rows = 24; $0.columns = 80
+            }
+        }
+        _ = try await client.execProcess(
+            .with {
+                $0.containerID = "ctr"; $0.execID = "e2"; $0.process = onTerminal
+            })
         let terminalOutput = try await session.drain(AgentSession.ref("ctr", "e2"))
         print("agent-test: container terminal: \(terminalOutput.debugDescription)")
         #expect(terminalOutput.hasPrefix("/dev/pts/"))
 
-        _ = try await client.writeStdin(.with { $0.process = main; $0.data = Data("go\n".utf8) })
+        _ = try await client.writeStdin(
+            .with {
+                $0.process = main; $0.data = Data("go\n".utf8)
+            })
         #expect(try await session.drain(main).contains("bye"))
         #expect(try await client.waitProcess(.with { $0.process = main }).exitCode == 0)
     }
@@ -147,10 +167,12 @@ enum AgentL1Environment {
 
     static let current: Paths? = {
         guard let kernel = getenv("RUND_AGENT_TEST_KERNEL"), let initrd = getenv("RUND_AGENT_TEST_INITRD"),
-              let image = getenv("RUND_AGENT_TEST_IMAGE"), let writable = getenv("RUND_AGENT_TEST_WRITABLE"),
-              FileSystem.exists("/dev/kvm"), !FileSystem.exists("/sys/module/kvm_pvm") else { return nil }
-        return Paths(kernel: String(cString: kernel), initrd: String(cString: initrd),
-                     image: String(cString: image), writable: String(cString: writable))
+            let image = getenv("RUND_AGENT_TEST_IMAGE"), let writable = getenv("RUND_AGENT_TEST_WRITABLE"),
+            FileSystem.exists("/dev/kvm"), !FileSystem.exists("/sys/module/kvm_pvm")
+        else { return nil }
+        return Paths(
+            kernel: String(cString: kernel), initrd: String(cString: initrd),
+            image: String(cString: image), writable: String(cString: writable))
     }()
 
     static let skipReason: Comment = """

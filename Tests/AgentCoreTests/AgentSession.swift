@@ -8,10 +8,13 @@ struct AgentSession {
     let client: AgentClient
 
     static func ref(_ container: String, _ exec: String = "") -> AgentProcessRef {
-        .with { $0.containerID = container; $0.execID = exec }
+        .with {
+            $0.containerID = container; $0.execID = exec
+        }
     }
 
-    static func spec(_ args: [String], env: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], openStdin: Bool = false) -> AgentProcessSpec {
+    static func spec(_ args: [String], env: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], openStdin: Bool = false) -> AgentProcessSpec
+    {
         .with {
             $0.args = args
             $0.env = env
@@ -39,10 +42,11 @@ struct AgentSession {
 
     /// Starts `args` as the main process of `container`, collects both outputs and the exit.
     func run(_ args: [String], container: String) async throws -> Finished {
-        _ = try await client.startProcess(.with {
-            $0.containerID = container
-            $0.process = Self.spec(args)
-        })
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = container
+                $0.process = Self.spec(args)
+            })
         let ref = Self.ref(container)
         async let out = drain(ref)
         async let err = drain(ref, stderr: true)

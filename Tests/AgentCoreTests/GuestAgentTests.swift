@@ -19,9 +19,10 @@ import TTRPC
     private func connectedAgent() throws -> (AgentSession, PowerOffRecorder, TTRPCServerConnection) {
         let recorder = PowerOffRecorder()
         let server = TTRPCServer()
-        server.register(agent: GuestAgent(table: ProcessTable(reaping: .perProcess)) {
-            recorder.calls.withLock { $0 += 1 }
-        })
+        server.register(
+            agent: GuestAgent(table: ProcessTable(reaping: .perProcess)) {
+                recorder.calls.withLock { $0 += 1 }
+            })
         let (host, guest) = try SocketStream.pair()
         let connection = try server.serve(guest)
         return (AgentSession(client: AgentClient(connection: try TTRPCClient(stream: host))), recorder, connection)
@@ -38,17 +39,21 @@ import TTRPC
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
         let client = session.client
-        _ = try await client.startProcess(.with {
-            $0.containerID = "c2"
-            $0.process = .with {
-                $0.args = ["sh", "-c", "pwd; echo \"$GREETING\"; cat"]
-                $0.env = ["PATH=/usr/bin:/bin", "GREETING=hello there"]
-                $0.cwd = "/tmp"
-                $0.openStdin = true
-            }
-        })
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = "c2"
+                $0.process = .with {
+                    $0.args = ["sh", "-c", "pwd; echo \"$GREETING\"; cat"]
+                    $0.env = ["PATH=/usr/bin:/bin", "GREETING=hello there"]
+                    $0.cwd = "/tmp"
+                    $0.openStdin = true
+                }
+            })
         let ref = AgentSession.ref("c2")
-        let written = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("from stdin\n".utf8) })
+        let written = try await client.writeStdin(
+            .with {
+                $0.process = ref; $0.data = Data("from stdin\n".utf8)
+            })
         #expect(written.written == 11)
         _ = try await client.closeStdin(.with { $0.process = ref })
         #expect(try await session.drain(ref) == "/tmp\nhello there\nfrom stdin\n")
@@ -60,9 +65,18 @@ import TTRPC
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
         var spec = AgentSession.spec(["sh", "-c", "id -u; id -g; id -G; ulimit -n"])
-        spec.user = .with { $0.uid = 1234; $0.gid = 2345; $0.additionalGids = [3456] }
-        spec.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 77; $0.hard = 88 }]
-        _ = try await session.client.startProcess(.with { $0.containerID = "c6"; $0.process = spec })
+        spec.user = .with {
+            $0.uid = 1234; $0.gid = 2345; $0.additionalGids = [3456]
+        }
+        spec.rlimits = [
+            .with {
+                $0.type = "RLIMIT_NOFILE"; $0.soft = 77; $0.hard = 88
+            }
+        ]
+        _ = try await session.client.startProcess(
+            .with {
+                $0.containerID = "c6"; $0.process = spec
+            })
         let ref = AgentSession.ref("c6")
         #expect(try await session.drain(ref) == "1234\n2345\n2345 3456\n77\n")
         #expect(try await session.client.waitProcess(.with { $0.process = ref }).exitCode == 0)
@@ -75,15 +89,31 @@ import TTRPC
         defer { connection.close() }
         let client = session.client
         var spec = AgentSession.spec(["sh", "-c", "tty; stty size; echo err >&2; read line; stty size"], openStdin: true)
-        spec.terminal = .with { $0.size = .with { $0.rows = 30; $0.columns = 100 } }
-        _ = try await client.startProcess(.with { $0.containerID = "c7"; $0.process = spec })
+        spec.terminal = .with {
+            $0.size = .with {
+                $0.rows = 30; $0.columns = 100
+            }
+        }
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = "c7"; $0.process = spec
+            })
         let ref = AgentSession.ref("c7")
         var output = ""
         while !output.contains("err") {
             output += String(decoding: try await client.readStdout(.with { $0.process = ref }).data, as: UTF8.self)
         }
-        _ = try await client.resizeTerminal(.with { $0.process = ref; $0.size = .with { $0.rows = 40; $0.columns = 120 } })
-        _ = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("\n".utf8) })
+        _ = try await client.resizeTerminal(
+            .with {
+                $0.process = ref;
+                $0.size = .with {
+                    $0.rows = 40; $0.columns = 120
+                }
+            })
+        _ = try await client.writeStdin(
+            .with {
+                $0.process = ref; $0.data = Data("\n".utf8)
+            })
         output += try await session.drain(ref)
         #expect(output.hasPrefix("/dev/pts/"))
         #expect(output.contains("30 100\r\n"))
@@ -97,14 +127,21 @@ import TTRPC
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
         let client = session.client
-        _ = try await client.startProcess(.with { $0.containerID = "c3"; $0.process = AgentSession.spec(["sleep", "30"]) })
-        let exec = try await client.execProcess(.with {
-            $0.containerID = "c3"
-            $0.execID = "e1"
-            $0.process = AgentSession.spec(["sh", "-c", "echo $$"])
-        })
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = "c3"; $0.process = AgentSession.spec(["sleep", "30"])
+            })
+        let exec = try await client.execProcess(
+            .with {
+                $0.containerID = "c3"
+                $0.execID = "e1"
+                $0.process = AgentSession.spec(["sh", "-c", "echo $$"])
+            })
         #expect(try await session.drain(AgentSession.ref("c3", "e1")) == "\(exec.pid)\n")
-        _ = try await client.signalProcess(.with { $0.process = AgentSession.ref("c3"); $0.signal = SIGTERM })
+        _ = try await client.signalProcess(
+            .with {
+                $0.process = AgentSession.ref("c3"); $0.signal = SIGTERM
+            })
         let waited = try await client.waitProcess(.with { $0.process = AgentSession.ref("c3") })
         #expect(waited.signal == SIGTERM && waited.exitCode == 0)
     }
@@ -117,16 +154,20 @@ import TTRPC
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
         let client = session.client
-        _ = try await client.startProcess(.with {
-            $0.containerID = "c5"
-            $0.process = AgentSession.spec(["sh", "-c", "read line; echo \"got $line\"; exit 7"], openStdin: true)
-        })
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = "c5"
+                $0.process = AgentSession.spec(["sh", "-c", "read line; echo \"got $line\"; exit 7"], openStdin: true)
+            })
         let ref = AgentSession.ref("c5")
         await #expect(throws: TTRPCStatus.self) {
             _ = try await client.readStdout(.with { $0.process = ref }, timeout: .milliseconds(100))
         }
         try await Task.sleep(for: .milliseconds(300))
-        _ = try await client.writeStdin(.with { $0.process = ref; $0.data = Data("x\n".utf8) })
+        _ = try await client.writeStdin(
+            .with {
+                $0.process = ref; $0.data = Data("x\n".utf8)
+            })
         #expect(try await session.drain(ref) == "got x\n")
         #expect(try await session.drain(ref, stderr: true) == "")
         #expect(try await client.waitProcess(.with { $0.process = ref }).exitCode == 7)
@@ -149,18 +190,50 @@ import TTRPC
                 return error as? TTRPCStatus
             }
         }
-        #expect(await status { _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = AgentSession.spec(["no-such-program-x"]) }) }?.code == .notFound)
-        #expect(await status { _ = try await client.startProcess(.with { $0.containerID = "bad/id"; $0.process = AgentSession.spec(["true"]) }) }?.code == .invalidArgument)
+        #expect(
+            await status {
+                _ = try await client.startProcess(
+                    .with {
+                        $0.containerID = "c4"; $0.process = AgentSession.spec(["no-such-program-x"])
+                    })
+            }?.code == .notFound)
+        #expect(
+            await status {
+                _ = try await client.startProcess(
+                    .with {
+                        $0.containerID = "bad/id"; $0.process = AgentSession.spec(["true"])
+                    })
+            }?.code == .invalidArgument)
         #expect(await status { _ = try await client.waitProcess(.with { $0.process = AgentSession.ref("c4") }) }?.code == .notFound)
         #expect(await status { _ = try await client.createContainer(.with { $0.containerID = "c4" }) }?.code == .invalidArgument)
         var badCwd = AgentSession.spec(["true"])
         badCwd.cwd = "/no/such/dir"
-        let failed = await status { _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = badCwd }) }
+        let failed = await status {
+            _ = try await client.startProcess(
+                .with {
+                    $0.containerID = "c4"; $0.process = badCwd
+                })
+        }
         #expect(failed?.code == .failedPrecondition)
         #expect(failed?.message.contains("chdir") == true)
-        _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = AgentSession.spec(["true"]) })
-        #expect(await status { _ = try await client.startProcess(.with { $0.containerID = "c4"; $0.process = AgentSession.spec(["true"]) }) }?.code == .alreadyExists)
-        #expect(await status { _ = try await client.writeStdin(.with { $0.process = AgentSession.ref("c4"); $0.data = Data("x".utf8) }) }?.code == .failedPrecondition)
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = "c4"; $0.process = AgentSession.spec(["true"])
+            })
+        #expect(
+            await status {
+                _ = try await client.startProcess(
+                    .with {
+                        $0.containerID = "c4"; $0.process = AgentSession.spec(["true"])
+                    })
+            }?.code == .alreadyExists)
+        #expect(
+            await status {
+                _ = try await client.writeStdin(
+                    .with {
+                        $0.process = AgentSession.ref("c4"); $0.data = Data("x".utf8)
+                    })
+            }?.code == .failedPrecondition)
     }
 
     @Test func statsComeFromProcAndShutdownPowersOff() async throws {

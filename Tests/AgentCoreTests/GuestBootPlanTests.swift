@@ -15,10 +15,11 @@ struct GuestBootPlanTests {
               kernel/net/vmw_vsock/vsock.ko\t
             kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko
             """
-        #expect(try ModuleLoader.parseOrder(text) == [
-            "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
-            "kernel/net/vmw_vsock/vsock.ko", "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko",
-        ])
+        #expect(
+            try ModuleLoader.parseOrder(text) == [
+                "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/net/vmw_vsock/vsock.ko", "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko",
+            ])
         #expect(try ModuleLoader.parseOrder("") == [])
     }
 
@@ -50,13 +51,14 @@ struct GuestBootPlanTests {
         #expect(cpu.userNanos == 105 * 10_000_000)
         #expect(cpu.systemNanos == 23 * 10_000_000)
         #expect(cpu.usageNanos == 128 * 10_000_000)
-        let memory = GuestStats.memory(fromMeminfo: """
-            MemTotal:         262144 kB
-            MemFree:          100000 kB
-            MemAvailable:     200000 kB
-            Cached:            30000 kB
-            AnonPages:         40000 kB
-            """)
+        let memory = GuestStats.memory(
+            fromMeminfo: """
+                MemTotal:         262144 kB
+                MemFree:          100000 kB
+                MemAvailable:     200000 kB
+                Cached:            30000 kB
+                AnonPages:         40000 kB
+                """)
         #expect(memory.limitBytes == 262144 * 1024)
         #expect(memory.usageBytes == 62144 * 1024)
         #expect(memory.cacheBytes == 30000 * 1024)

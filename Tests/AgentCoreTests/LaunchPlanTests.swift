@@ -59,7 +59,11 @@ struct LaunchPlanTests {
 
     @Test func mapsRlimitNamesAndChecksSoftAgainstHard() throws {
         var good = spec(["sh"])
-        good.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 1024; $0.hard = 4096 }]
+        good.rlimits = [
+            .with {
+                $0.type = "RLIMIT_NOFILE"; $0.soft = 1024; $0.hard = 4096
+            }
+        ]
         let plan = try LaunchPlan(good, isExecutable: isExecutable)
         #expect(plan.limits == [LaunchPlan.Limit(resource: 7, soft: 1024, hard: 4096)])
 
@@ -67,7 +71,11 @@ struct LaunchPlanTests {
         unknown.rlimits = [.with { $0.type = "RLIMIT_BOGUS" }]
         #expect(throws: TTRPCStatus.self) { try LaunchPlan(unknown, isExecutable: isExecutable) }
         var inverted = spec(["sh"])
-        inverted.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 10; $0.hard = 5 }]
+        inverted.rlimits = [
+            .with {
+                $0.type = "RLIMIT_NOFILE"; $0.soft = 10; $0.hard = 5
+            }
+        ]
         #expect(throws: TTRPCStatus.self) { try LaunchPlan(inverted, isExecutable: isExecutable) }
     }
 

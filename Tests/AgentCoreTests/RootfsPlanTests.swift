@@ -4,11 +4,17 @@ import Testing
 import TTRPC
 
 struct RootfsPlanTests {
-    static func layout(image: String = "/dev/vda", imageType: String = "erofs", upper: String = "upper", work: String = "work",
-                       options: [String] = ["noatime"]) -> AgentRootfsLayout {
+    static func layout(
+        image: String = "/dev/vda", imageType: String = "erofs", upper: String = "upper", work: String = "work",
+        options: [String] = ["noatime"]
+    ) -> AgentRootfsLayout {
         .with {
-            $0.image = .with { $0.path = image; $0.fsType = imageType }
-            $0.writable = .with { $0.path = "/dev/vdb"; $0.fsType = "ext4"; $0.options = options }
+            $0.image = .with {
+                $0.path = image; $0.fsType = imageType
+            }
+            $0.writable = .with {
+                $0.path = "/dev/vdb"; $0.fsType = "ext4"; $0.options = options
+            }
             $0.upperDir = upper
             $0.workDir = work
         }
@@ -18,9 +24,12 @@ struct RootfsPlanTests {
         let plan = try RootfsPlan(containerID: "c1", layout: Self.layout(upper: "layers/upper"))
         #expect(plan.rootfs == "/run/rund/c1/rootfs")
         #expect(plan.imageMount == GuestMount(source: "/dev/vda", target: "/run/rund/c1/image", type: "erofs", flags: 1, data: nil))
-        #expect(plan.writableMount == GuestMount(source: "/dev/vdb", target: "/run/rund/c1/writable", type: "ext4", flags: 0, data: "noatime"))
+        #expect(
+            plan.writableMount == GuestMount(source: "/dev/vdb", target: "/run/rund/c1/writable", type: "ext4", flags: 0, data: "noatime"))
         #expect(plan.upperDirectory == "/run/rund/c1/writable/layers/upper")
-        #expect(plan.overlayMount.data == "lowerdir=/run/rund/c1/image,upperdir=/run/rund/c1/writable/layers/upper,workdir=/run/rund/c1/writable/work")
+        #expect(
+            plan.overlayMount.data
+                == "lowerdir=/run/rund/c1/image,upperdir=/run/rund/c1/writable/layers/upper,workdir=/run/rund/c1/writable/work")
     }
 
     @Test func rejectsLayoutsThatCouldEscapeOrInjectOptions() {

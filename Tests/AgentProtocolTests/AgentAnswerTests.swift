@@ -6,8 +6,13 @@ import Testing
 /// boundaries.
 @Suite struct AgentAnswerTests {
     @Test func waitAnswersFitAnEightBitStatus() throws {
-        for valid in [AgentWaitProcessResponse.with { $0.exitCode = 0 }, .with { $0.exitCode = 255 },
-                      .with { $0.signal = 1 }, .with { $0.signal = 127; $0.oomKilled = true }] {
+        for valid in [
+            AgentWaitProcessResponse.with { $0.exitCode = 0 }, .with { $0.exitCode = 255 },
+            .with { $0.signal = 1 },
+            .with {
+                $0.signal = 127; $0.oomKilled = true
+            },
+        ] {
             try valid.validate()
         }
         let refused: [(AgentWaitProcessResponse, String)] = [
@@ -16,7 +21,11 @@ import Testing
             (.with { $0.signal = 128 }, "signal 128 with exit code 0"),
             (.with { $0.signal = -9 }, "signal -9 with exit code 0"),
             (.with { $0.signal = .max }, "signal 2147483647 with exit code 0"),
-            (.with { $0.signal = 9; $0.exitCode = 1 }, "signal 9 with exit code 1"),
+            (
+                .with {
+                    $0.signal = 9; $0.exitCode = 1
+                }, "signal 9 with exit code 1"
+            ),
         ]
         for (answer, reason) in refused {
             #expect(throws: AgentAnswerError(.waitProcess, reason)) { try answer.validate() }

@@ -22,11 +22,13 @@ import Testing
     }
 
     /// protos/<path>.proto and the target holding its code, named by its path with `_` for `/`.
-    static let protos: [(String, String)] = [("ttrpc", "TTRPC"), ("agent", "AgentProtocol")] + [
-        "containerd/task/v2/shim", "containerd/types/mount", "containerd/types/task/task", "containerd/events/task",
-        "containerd/services/ttrpc/events/v1/events", "containerd/runtimeoptions/v1/api",
-        "containerd/cgroups/v1/metrics", "containerd/cgroups/v2/metrics",
-    ].map { ($0, "Shim") }
+    static let protos: [(String, String)] =
+        [("ttrpc", "TTRPC"), ("agent", "AgentProtocol")]
+        + [
+            "containerd/task/v2/shim", "containerd/types/mount", "containerd/types/task/task", "containerd/events/task",
+            "containerd/services/ttrpc/events/v1/events", "containerd/runtimeoptions/v1/api",
+            "containerd/cgroups/v1/metrics", "containerd/cgroups/v2/metrics",
+        ].map { ($0, "Shim") }
 
     @Test(arguments: protos)
     func generatedCodeMatchesItsProto(proto: String, target: String) throws {
@@ -34,10 +36,11 @@ import Testing
         let protoPath = "\(Self.root)/protos/\(proto).proto"
         let generated = "\(Self.root)/Sources/\(target)/Generated/\(name).pb.swift"
         let recorded = try Self.read("\(Self.root)/Sources/\(target)/Generated/\(name).proto.sha256")
-        let fields = Dictionary(uniqueKeysWithValues: recorded.split(separator: "\n").map { line in
-            let pair = line.split(separator: " ", maxSplits: 1)
-            return (String(pair[0]), pair.count > 1 ? String(pair[1]) : "")
-        })
+        let fields = Dictionary(
+            uniqueKeysWithValues: recorded.split(separator: "\n").map { line in
+                let pair = line.split(separator: " ", maxSplits: 1)
+                return (String(pair[0]), pair.count > 1 ? String(pair[1]) : "")
+            })
         let advice = "run scripts/generate-protos and commit the result"
         #expect(fields["proto-sha256"] == (try Self.sha256(protoPath)), "protos/\(proto).proto changed: \(advice)")
         #expect(fields["swift-sha256"] == (try Self.sha256(generated)), "\(proto).pb.swift was edited by hand: \(advice)")

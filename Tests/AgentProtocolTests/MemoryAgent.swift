@@ -50,13 +50,17 @@ actor MemoryAgent: AgentService {
     private func launch(container: String, exec: String, spec: AgentProcessSpec) throws -> AgentStartProcessResponse {
         guard containers[container] != nil else { throw TTRPCStatus(.notFound, "container \(container) not found") }
         guard !spec.args.isEmpty else { throw TTRPCStatus(.invalidArgument, "args must not be empty") }
-        let ref = AgentProcessRef.with { $0.containerID = container; $0.execID = exec }
+        let ref = AgentProcessRef.with {
+            $0.containerID = container; $0.execID = exec
+        }
         guard processes[key(ref)] == nil else {
             throw TTRPCStatus(exec.isEmpty ? .failedPrecondition : .alreadyExists, "process \(key(ref)) already started")
         }
         nextPID += 1
         var process = Process(spec: spec, pid: nextPID)
-        if spec.hasTerminal { process.windowSize = spec.terminal.size } else {
+        if spec.hasTerminal {
+            process.windowSize = spec.terminal.size
+        } else {
             process.stderr = Array(spec.args.joined(separator: " ").utf8)
         }
         if !spec.openStdin { process.stdinClosed = true }
@@ -143,9 +147,13 @@ actor MemoryAgent: AgentService {
     }
 
     func signalProcess(_ request: AgentSignalProcessRequest, context: TTRPCCallContext) async throws -> AgentSignalProcessResponse {
-        let targets = request.allProcesses
+        let targets =
+            request.allProcesses
             ? processes.keys.filter { $0.hasPrefix(request.process.containerID + "/") }.map { key in
-                AgentProcessRef.with { $0.containerID = request.process.containerID; $0.execID = String(key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)[1]) }
+                AgentProcessRef.with {
+                    $0.containerID = request.process.containerID;
+                    $0.execID = String(key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)[1])
+                }
             }
             : [request.process]
         for target in targets { try finish(target, signal: request.signal) }
@@ -175,7 +183,10 @@ actor MemoryAgent: AgentService {
     func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse {
         for key in processes.keys where processes[key]?.exit == nil {
             let parts = key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-            try finish(.with { $0.containerID = String(parts[0]); $0.execID = String(parts[1]) }, signal: 9)
+            try finish(
+                .with {
+                    $0.containerID = String(parts[0]); $0.execID = String(parts[1])
+                }, signal: 9)
         }
         isShutDown = true
         return .init()

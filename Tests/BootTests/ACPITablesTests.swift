@@ -32,8 +32,11 @@ struct InstalledTables {
 }
 
 @Suite struct ACPITablesTests {
-    static func install(vcpus: Int = 2, devices: [ACPIDevice] = ACPIDevice.virtioMMIOSlots(count: 2)) throws
-        -> (GuestMemory, InstalledTables) {
+    static func install(
+        vcpus: Int = 2, devices: [ACPIDevice] = ACPIDevice.virtioMMIOSlots(count: 2)
+    ) throws
+        -> (GuestMemory, InstalledTables)
+    {
         let memory = try GuestMemory.anonymous(X86Layout.ramRegions(memoryBytes: 16 << 20))
         let rsdp = try ACPITables.install(into: memory, vcpuCount: vcpus, devices: devices)
         #expect(rsdp == 0xe0000)
@@ -43,8 +46,8 @@ struct InstalledTables {
     @Test func everyChecksumIsRight() throws {
         let (_, installed) = try Self.install()
         #expect(Array(installed.rsdp.prefix(8)) == Array("RSD PTR ".utf8))
-        #expect(installed.rsdp[15] == 2)                                 // revision
-        #expect(installed.rsdp.littleEndian(UInt32.self, at: 16) == 0) // no RSDT
+        #expect(installed.rsdp[15] == 2)  // revision
+        #expect(installed.rsdp.littleEndian(UInt32.self, at: 16) == 0)  // no RSDT
         #expect(installed.rsdp.littleEndian(UInt32.self, at: 20) == 36)
         #expect(installed.rsdp.prefix(20).reduce(UInt8(0), &+) == 0)
         #expect(installed.rsdp.reduce(UInt8(0), &+) == 0)
@@ -61,12 +64,12 @@ struct InstalledTables {
         let (_, installed) = try Self.install()
         let fadt = installed.bytes("FACP")
         #expect(fadt.count == 276)
-        #expect(fadt[8] == 6)      // revision
-        #expect(fadt[131] == 3)    // minor revision
+        #expect(fadt[8] == 6)  // revision
+        #expect(fadt[131] == 3)  // minor revision
         let flags = fadt.littleEndian(UInt32.self, at: 112)
-        #expect(flags & (1 << 20) != 0) // HW_REDUCED_ACPI
-        #expect(flags & (1 << 10) != 0) // RESET_REG_SUP
-        #expect(fadt.littleEndian(UInt32.self, at: 40) == 0) // 32-bit DSDT unused
+        #expect(flags & (1 << 20) != 0)  // HW_REDUCED_ACPI
+        #expect(flags & (1 << 10) != 0)  // RESET_REG_SUP
+        #expect(fadt.littleEndian(UInt32.self, at: 40) == 0)  // 32-bit DSDT unused
         #expect(fadt.littleEndian(UInt64.self, at: 140) == installed.tables["DSDT"]?.address.rawValue)
         // GAS: SystemIO, 8 bits, offset 0, byte access, port.
         #expect(Array(fadt[116..<128]) == [1, 8, 0, 1, 0x02, 0x06, 0, 0, 0, 0, 0, 0])
@@ -82,7 +85,7 @@ struct InstalledTables {
         let (_, installed) = try Self.install(vcpus: 4)
         let madt = installed.bytes("APIC")
         #expect(madt.littleEndian(UInt32.self, at: 36) == 0xfee0_0000)
-        #expect(madt.littleEndian(UInt32.self, at: 40) == 0) // PCAT_COMPAT off
+        #expect(madt.littleEndian(UInt32.self, at: 40) == 0)  // PCAT_COMPAT off
         var entries: [[UInt8]] = []
         var offset = 44
         while offset < madt.count {
@@ -107,8 +110,9 @@ struct InstalledTables {
         let body = Array(dsdt.dropFirst(36))
         #expect(body.firstRange(of: DSDT.com1()) != nil)
         for slot in 0..<3 {
-            let device = DSDT.virtioMMIO(index: slot, base: GuestAddress(0xd000_0000 + UInt64(slot) * 0x1000), size: 0x1000,
-                                         gsi: 5 + UInt32(slot))
+            let device = DSDT.virtioMMIO(
+                index: slot, base: GuestAddress(0xd000_0000 + UInt64(slot) * 0x1000), size: 0x1000,
+                gsi: 5 + UInt32(slot))
             #expect(body.firstRange(of: device) != nil)
             #expect(body.firstRange(of: Array("VR0\(slot)".utf8)) != nil)
         }
@@ -134,9 +138,11 @@ struct InstalledTables {
         #expect(throws: BootError.self) {
             try ACPITables.install(into: memory, vcpuCount: 1, devices: [.virtioMMIO(base: 0xd000_0000, size: 0x1000, gsi: 24)])
         }
-        for device in [ACPIDevice.virtioMMIO(base: GuestAddress(.max - 10), size: 0x1000, gsi: 5),
-                       .virtioMMIO(base: 0xffff_f000, size: 0x2000, gsi: 5),
-                       .virtioMMIO(base: 0xd000_0000, size: 0, gsi: 5)] {
+        for device in [
+            ACPIDevice.virtioMMIO(base: GuestAddress(.max - 10), size: 0x1000, gsi: 5),
+            .virtioMMIO(base: 0xffff_f000, size: 0x2000, gsi: 5),
+            .virtioMMIO(base: 0xd000_0000, size: 0, gsi: 5),
+        ] {
             #expect(throws: BootError.self) { try ACPITables.install(into: memory, vcpuCount: 1, devices: [device]) }
         }
         let small = try GuestMemory.anonymous([(base: 0, size: 0x80000)])
@@ -151,8 +157,8 @@ struct InstalledTables {
 
     @Test func powerOffRequestDecoding() {
         #expect(X86Layout.isPowerOffRequest(0x34))  // SLP_TYP 5, SLP_EN
-        #expect(!X86Layout.isPowerOffRequest(0x14)) // no SLP_EN
-        #expect(!X86Layout.isPowerOffRequest(0x80)) // WAK_STS
-        #expect(!X86Layout.isPowerOffRequest(0x2c)) // SLP_TYP 3
+        #expect(!X86Layout.isPowerOffRequest(0x14))  // no SLP_EN
+        #expect(!X86Layout.isPowerOffRequest(0x80))  // WAK_STS
+        #expect(!X86Layout.isPowerOffRequest(0x2c))  // SLP_TYP 3
     }
 }

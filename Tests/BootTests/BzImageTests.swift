@@ -79,8 +79,9 @@ import Testing
             #expect(!error.description.contains("\n"))
             #expect(error.description.count > 20)
         }
-        #expect(BootError.initrdDoesNotFit(initrdBytes: 100 << 20, memoryBytes: 128 << 20).description
-            == "initrd of 100 MiB does not fit in 128 MiB of guest memory")
+        #expect(
+            BootError.initrdDoesNotFit(initrdBytes: 100 << 20, memoryBytes: 128 << 20).description
+                == "initrd of 100 MiB does not fit in 128 MiB of guest memory")
         #expect(BootError.unsupportedBootProtocol(version: 0x0208).description.hasPrefix("kernel boot protocol 2.8 "))
     }
 }
@@ -115,8 +116,9 @@ import Testing
             }
             if Bool.random(using: &random) { bytes.removeLast(Int.random(in: 0..<bytes.count, using: &random)) }
             do {
-                _ = try LinuxBoot.load(kernel: bytes, initrd: [1, 2, 3], commandLine: "x", memory: memory,
-                                       ramRegions: regions, acpiRSDP: nil)
+                _ = try LinuxBoot.load(
+                    kernel: bytes, initrd: [1, 2, 3], commandLine: "x", memory: memory,
+                    ramRegions: regions, acpiRSDP: nil)
                 loaded += 1
             } catch {
                 #expect(!error.description.isEmpty)

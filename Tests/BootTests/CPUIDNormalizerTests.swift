@@ -44,14 +44,14 @@ import Testing
     @Test func leafOneCarriesAPICIDCountAndHypervisorBits() {
         let normalized = CPUIDNormalizer.normalize(Self.intel, vcpuIndex: 2, vcpuCount: 3)
         let leaf1 = normalized.first { $0.function == 1 }!
-        #expect(leaf1.ebx >> 24 == 2)          // initial APIC id
-        #expect((leaf1.ebx >> 16) & 0xff == 4) // addressable ids: 3 rounded up to 4
+        #expect(leaf1.ebx >> 24 == 2)  // initial APIC id
+        #expect((leaf1.ebx >> 16) & 0xff == 4)  // addressable ids: 3 rounded up to 4
         #expect((leaf1.ebx >> 8) & 0xff == 8)  // CLFLUSH 64 bytes
-        #expect(leaf1.ebx & 0xff == 0xaa)      // brand index kept
-        #expect(leaf1.ecx & (1 << 31) != 0)    // hypervisor
-        #expect(leaf1.ecx & (1 << 24) != 0)    // TSC deadline
-        #expect(leaf1.ecx & (1 << 15) == 0)    // PDCM
-        #expect(leaf1.edx & (1 << 28) != 0)    // HTT
+        #expect(leaf1.ebx & 0xff == 0xaa)  // brand index kept
+        #expect(leaf1.ecx & (1 << 31) != 0)  // hypervisor
+        #expect(leaf1.ecx & (1 << 24) != 0)  // TSC deadline
+        #expect(leaf1.ecx & (1 << 15) == 0)  // PDCM
+        #expect(leaf1.edx & (1 << 28) != 0)  // HTT
         #expect(leaf1.eax == 0x806f8)
 
         let single = CPUIDNormalizer.normalize(Self.intel, vcpuIndex: 0, vcpuCount: 1).first { $0.function == 1 }!
@@ -72,23 +72,23 @@ import Testing
         let normalized = CPUIDNormalizer.normalize(Self.intel, vcpuIndex: 0, vcpuCount: 6)
         let leaf4 = normalized.filter { $0.function == 4 }
         for entry in leaf4.prefix(3) {
-            #expect(entry.eax >> 26 == 7)              // cores per package - 1 (8 - 1)
-            #expect((entry.eax >> 14) & 0xfff == 0)    // L1/L2 not shared
+            #expect(entry.eax >> 26 == 7)  // cores per package - 1 (8 - 1)
+            #expect((entry.eax >> 14) & 0xfff == 0)  // L1/L2 not shared
         }
-        #expect((leaf4[3].eax >> 14) & 0xfff == 7)     // L3 shared by the package
+        #expect((leaf4[3].eax >> 14) & 0xfff == 7)  // L3 shared by the package
         #expect(leaf4[3].eax & 0x3fff == 0x0163)
-        #expect(leaf4[4].eax == 0x1c03_c160) // a null cache entry is left alone
+        #expect(leaf4[4].eax == 0x1c03_c160)  // a null cache entry is left alone
     }
 
     @Test func amdLeavesAreConsistent() {
         let normalized = CPUIDNormalizer.normalize(Self.amd, vcpuIndex: 3, vcpuCount: 4)
         let ext1 = normalized.first { $0.function == 0x8000_0001 }!
-        #expect(ext1.ecx & (1 << 22) != 0) // topology extensions
+        #expect(ext1.ecx & (1 << 22) != 0)  // topology extensions
         #expect(ext1.ecx & (1 << 1) != 0)  // CmpLegacy
         let sizes = normalized.first { $0.function == 0x8000_0008 }!
         #expect(sizes.ecx & 0xff == 3)
         #expect((sizes.ecx >> 12) & 0xf == 2)
-        #expect(sizes.ecx & 0x3_0000 == 0x1_0000) // PerfTscSize kept
+        #expect(sizes.ecx & 0x3_0000 == 0x1_0000)  // PerfTscSize kept
         #expect(sizes.eax == 0x3030)
         let topo = normalized.first { $0.function == 0x8000_001e }!
         #expect(topo.eax == 3)

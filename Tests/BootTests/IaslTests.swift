@@ -138,68 +138,79 @@ struct IaslTests {
     /// Our encoder produces the same AML as iasl for the same source.
     @Test func encoderMatchesIaslOutput() throws {
         let source = """
-        DefinitionBlock ("", "DSDT", 2, "RUND  ", "RUNDDSDT", 1)
-        {
-            Scope (\\_SB)
+            DefinitionBlock ("", "DSDT", 2, "RUND  ", "RUNDDSDT", 1)
             {
-                Device (COM1)
+                Scope (\\_SB)
                 {
-                    Name (_HID, EisaId ("PNP0501"))
-                    Name (_UID, Zero)
-                    Name (_CRS, ResourceTemplate ()
+                    Device (COM1)
                     {
-                        IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08, )
-                        Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) {4}
-                    })
-                }
-                Device (VR0A)
-                {
-                    Name (_HID, "LNRO0005")
-                    Name (_UID, 0x0A)
-                    Name (_CCA, One)
-                    Name (_CRS, ResourceTemplate ()
+                        Name (_HID, EisaId ("PNP0501"))
+                        Name (_UID, Zero)
+                        Name (_CRS, ResourceTemplate ()
+                        {
+                            IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08, )
+                            Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) {4}
+                        })
+                    }
+                    Device (VR0A)
                     {
-                        Memory32Fixed (ReadWrite, 0xD000A000, 0x00001000, )
-                        Interrupt (ResourceConsumer, Level, ActiveLow, Shared, ,, ) {15, 16}
-                    })
+                        Name (_HID, "LNRO0005")
+                        Name (_UID, 0x0A)
+                        Name (_CCA, One)
+                        Name (_CRS, ResourceTemplate ()
+                        {
+                            Memory32Fixed (ReadWrite, 0xD000A000, 0x00001000, )
+                            Interrupt (ResourceConsumer, Level, ActiveLow, Shared, ,, ) {15, 16}
+                        })
+                    }
+                    Method (MTH0, 0, NotSerialized)
+                    {
+                        Return (0x0F)
+                    }
+                    Method (MTH1, 3, Serialized)
+                    {
+                        Return ("text")
+                    }
                 }
-                Method (MTH0, 0, NotSerialized)
-                {
-                    Return (0x0F)
-                }
-                Method (MTH1, 3, Serialized)
-                {
-                    Return ("text")
-                }
+                Name (\\_S5, Package (0x04) { 0x05, Zero, Zero, Zero })
+                Name (INTS, Package () { 0xFE, 0x1234, 0x12345678, 0x123456789A })
+                Name (BUF0, Buffer () { 0x01, 0x02, 0x03 })
+                Name (\\_SB.COM1.PATH, 0x02)
             }
-            Name (\\_S5, Package (0x04) { 0x05, Zero, Zero, Zero })
-            Name (INTS, Package () { 0xFE, 0x1234, 0x12345678, 0x123456789A })
-            Name (BUF0, Buffer () { 0x01, 0x02, 0x03 })
-            Name (\\_SB.COM1.PATH, 0x02)
-        }
-        """
+            """
         // iasl drops a leading `\` at root scope (name optimization), so the probe uses relative paths.
-        let ours = AML.scope("_SB", [
-            AML.device("COM1", [
-                AML.name("_HID", AML.eisaID("PNP0501")),
-                AML.name("_UID", AML.integer(0)),
-                AML.name("_CRS", AML.resourceTemplate([
-                    .io(minimum: 0x3f8, maximum: 0x3f8, alignment: 1, length: 8),
-                    .interrupt(gsis: [4], edgeTriggered: true, activeLow: false, shared: false),
-                ])),
-            ]),
-            AML.device("VR0A", [
-                AML.name("_HID", AML.string("LNRO0005")),
-                AML.name("_UID", AML.integer(10)),
-                AML.name("_CCA", AML.integer(1)),
-                AML.name("_CRS", AML.resourceTemplate([
-                    .memory32Fixed(base: 0xd000_a000, length: 0x1000),
-                    .interrupt(gsis: [15, 16], edgeTriggered: false, activeLow: true, shared: true),
-                ])),
-            ]),
-            AML.method("MTH0", [AML.return(AML.integer(0x0f))]),
-            AML.method("MTH1", argumentCount: 3, serialized: true, [AML.return(AML.string("text"))]),
-        ])
+        let ours =
+            AML.scope(
+                "_SB",
+                [
+                    AML.device(
+                        "COM1",
+                        [
+                            AML.name("_HID", AML.eisaID("PNP0501")),
+                            AML.name("_UID", AML.integer(0)),
+                            AML.name(
+                                "_CRS",
+                                AML.resourceTemplate([
+                                    .io(minimum: 0x3f8, maximum: 0x3f8, alignment: 1, length: 8),
+                                    .interrupt(gsis: [4], edgeTriggered: true, activeLow: false, shared: false),
+                                ])),
+                        ]),
+                    AML.device(
+                        "VR0A",
+                        [
+                            AML.name("_HID", AML.string("LNRO0005")),
+                            AML.name("_UID", AML.integer(10)),
+                            AML.name("_CCA", AML.integer(1)),
+                            AML.name(
+                                "_CRS",
+                                AML.resourceTemplate([
+                                    .memory32Fixed(base: 0xd000_a000, length: 0x1000),
+                                    .interrupt(gsis: [15, 16], edgeTriggered: false, activeLow: true, shared: true),
+                                ])),
+                        ]),
+                    AML.method("MTH0", [AML.return(AML.integer(0x0f))]),
+                    AML.method("MTH1", argumentCount: 3, serialized: true, [AML.return(AML.string("text"))]),
+                ])
             + AML.name("_S5", AML.package([AML.integer(5), AML.integer(0), AML.integer(0), AML.integer(0)]))
             + AML.name("INTS", AML.package([0xfe, 0x1234, 0x1234_5678, 0x12_3456_789a].map(AML.integer)))
             + AML.name("BUF0", AML.buffer([1, 2, 3]))

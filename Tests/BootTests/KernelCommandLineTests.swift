@@ -3,7 +3,8 @@ import Testing
 
 @Suite struct KernelCommandLineTests {
     @Test func buildsTheDefaultLinePlusExtras() throws {
-        let base = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+        let base =
+            "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
             + "8250.nr_uarts=1 cryptomgr.notests init_on_alloc=0 pci=off"
         #expect(try KernelCommandLine.build() == base)
         #expect(try KernelCommandLine.build(extra: "") == base)

@@ -21,46 +21,46 @@ enum TrampolineROM {
         // offsets. Layout: 16-bit code at 0x00, 32-bit at 0x1a, 64-bit at 0x59, temp GDT at 0x88,
         // its GDTR at 0xa0, the GDTR of our GDT at 0xa6.
         var code: [UInt8] = [
-            0xfa,                                     // cli
-            0x2e, 0x66, 0x0f, 0x01, 0x16, 0xa0, 0x00, // lgdtl %cs:0xa0 (temporary flat 32-bit GDT)
-            0x0f, 0x20, 0xc0,                         // mov %cr0, %eax
-            0x66, 0x83, 0xc8, 0x01,                   // or $1, %eax (PE)
-            0x0f, 0x22, 0xc0,                         // mov %eax, %cr0
-            0x66, 0xea, 0x1a, 0x00, 0xff, 0xff, 0x08, 0x00, // ljmpl $0x08, $0xffff001a
-            0xb8, 0x10, 0x00, 0x00, 0x00,             // 0x1a: mov $0x10, %eax
-            0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0,       // mov %eax, %ds/%es/%ss
-            0xb8, 0, 0, 0, 0,                         // 0x25: mov $cr4, %eax
-            0x0f, 0x22, 0xe0,                         // mov %eax, %cr4
-            0xb8, 0, 0, 0, 0,                         // 0x2d: mov $cr3, %eax
-            0x0f, 0x22, 0xd8,                         // mov %eax, %cr3
-            0xb9, 0x80, 0x00, 0x00, 0xc0,             // mov $0xc0000080 (EFER), %ecx
-            0x31, 0xd2,                               // xor %edx, %edx
-            0xb8, 0, 0, 0, 0,                         // 0x3c: mov $efer, %eax
-            0x0f, 0x30,                               // wrmsr
-            0xb8, 0, 0, 0, 0,                         // 0x43: mov $cr0, %eax
-            0x0f, 0x22, 0xc0,                         // mov %eax, %cr0 (paging on: compatibility mode)
-            0x0f, 0x01, 0x15, 0xa6, 0x00, 0xff, 0xff, // lgdt 0xffff00a6 (our GDT)
-            0xea, 0x59, 0x00, 0xff, 0xff, 0, 0,       // 0x52: ljmp $cs, $0xffff0059
-            0xb8, 0, 0, 0, 0,                         // 0x59: mov $ds, %eax
-            0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0, 0x8e, 0xe0, 0x8e, 0xe8, // ds, es, ss, fs, gs
-            0x48, 0xc7, 0xc4, 0, 0, 0, 0,             // 0x68: mov $rsp, %rsp
-            0x48, 0xc7, 0xc5, 0, 0, 0, 0,             // 0x6f: mov $rbp, %rbp
-            0xbe, 0, 0, 0, 0,                         // 0x76: mov $rsi, %esi
-            0xb8, 0, 0, 0, 0,                         // 0x7b: mov $rip, %eax
-            0xff, 0xe0,                               // jmp *%rax
-            0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00,       // nop (align 8)
+            0xfa,  // cli
+            0x2e, 0x66, 0x0f, 0x01, 0x16, 0xa0, 0x00,  // lgdtl %cs:0xa0 (temporary flat 32-bit GDT)
+            0x0f, 0x20, 0xc0,  // mov %cr0, %eax
+            0x66, 0x83, 0xc8, 0x01,  // or $1, %eax (PE)
+            0x0f, 0x22, 0xc0,  // mov %eax, %cr0
+            0x66, 0xea, 0x1a, 0x00, 0xff, 0xff, 0x08, 0x00,  // ljmpl $0x08, $0xffff001a
+            0xb8, 0x10, 0x00, 0x00, 0x00,  // 0x1a: mov $0x10, %eax
+            0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0,  // mov %eax, %ds/%es/%ss
+            0xb8, 0, 0, 0, 0,  // 0x25: mov $cr4, %eax
+            0x0f, 0x22, 0xe0,  // mov %eax, %cr4
+            0xb8, 0, 0, 0, 0,  // 0x2d: mov $cr3, %eax
+            0x0f, 0x22, 0xd8,  // mov %eax, %cr3
+            0xb9, 0x80, 0x00, 0x00, 0xc0,  // mov $0xc0000080 (EFER), %ecx
+            0x31, 0xd2,  // xor %edx, %edx
+            0xb8, 0, 0, 0, 0,  // 0x3c: mov $efer, %eax
+            0x0f, 0x30,  // wrmsr
+            0xb8, 0, 0, 0, 0,  // 0x43: mov $cr0, %eax
+            0x0f, 0x22, 0xc0,  // mov %eax, %cr0 (paging on: compatibility mode)
+            0x0f, 0x01, 0x15, 0xa6, 0x00, 0xff, 0xff,  // lgdt 0xffff00a6 (our GDT)
+            0xea, 0x59, 0x00, 0xff, 0xff, 0, 0,  // 0x52: ljmp $cs, $0xffff0059
+            0xb8, 0, 0, 0, 0,  // 0x59: mov $ds, %eax
+            0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0, 0x8e, 0xe0, 0x8e, 0xe8,  // ds, es, ss, fs, gs
+            0x48, 0xc7, 0xc4, 0, 0, 0, 0,  // 0x68: mov $rsp, %rsp
+            0x48, 0xc7, 0xc5, 0, 0, 0, 0,  // 0x6f: mov $rbp, %rbp
+            0xbe, 0, 0, 0, 0,  // 0x76: mov $rsi, %esi
+            0xb8, 0, 0, 0, 0,  // 0x7b: mov $rip, %eax
+            0xff, 0xe0,  // jmp *%rax
+            0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00,  // nop (align 8)
         ]
-        code += [UInt8](repeating: 0, count: 8)                   // 0x88: temp GDT: null,
-        code.appendLittleEndian(UInt64(0x00cf_9a00_0000_ffff))    // flat 32-bit code,
-        code.appendLittleEndian(UInt64(0x00cf_9200_0000_ffff))    // flat data
-        code.appendLittleEndian(UInt16(23))                       // 0xa0: its GDTR
+        code += [UInt8](repeating: 0, count: 8)  // 0x88: temp GDT: null,
+        code.appendLittleEndian(UInt64(0x00cf_9a00_0000_ffff))  // flat 32-bit code,
+        code.appendLittleEndian(UInt64(0x00cf_9200_0000_ffff))  // flat data
+        code.appendLittleEndian(UInt16(23))  // 0xa0: its GDTR
         code.appendLittleEndian(base + 0x88)
-        code.appendLittleEndian(state.gdt.limit)                  // 0xa6: our GDTR
+        code.appendLittleEndian(state.gdt.limit)  // 0xa6: our GDTR
         code.appendLittleEndian(UInt32(state.gdt.base))
 
         code.putLittleEndian(UInt32(state.cr4), at: 0x26)
         code.putLittleEndian(UInt32(state.cr3), at: 0x2e)
-        code.putLittleEndian(UInt32(state.efer & ~(1 << 10)), at: 0x3d) // LMA is set by the CPU
+        code.putLittleEndian(UInt32(state.efer & ~(1 << 10)), at: 0x3d)  // LMA is set by the CPU
         code.putLittleEndian(UInt32(state.cr0), at: 0x44)
         code.putLittleEndian(state.codeSegment.selector, at: 0x57)
         code.putLittleEndian(UInt32(state.dataSegment.selector), at: 0x5a)
@@ -69,8 +69,8 @@ enum TrampolineROM {
         code.putLittleEndian(UInt32(state.rsi), at: 0x77)
         code.putLittleEndian(UInt32(state.rip), at: 0x7c)
 
-        var rom = code + [UInt8](repeating: 0xf4, count: size - code.count) // hlt
-        rom.replaceSubrange(0xfff0..<0xfff3, with: [0xe9, 0x0d, 0x00])       // reset vector: jmp 0x0000
+        var rom = code + [UInt8](repeating: 0xf4, count: size - code.count)  // hlt
+        rom.replaceSubrange(0xfff0..<0xfff3, with: [0xe9, 0x0d, 0x00])  // reset vector: jmp 0x0000
         return rom
     }
 }
@@ -138,8 +138,10 @@ enum QEMU {
     static let isInstalled = HostTool.isInstalled("qemu-system-x86_64") && HostTool.isInstalled("timeout")
 }
 
-@Suite(.enabled(if: CachedKernel.isPresent && QEMU.isInstalled && ProbeInitramfs.isAvailable,
-                "needs the cached guest kernel (scripts/setup), qemu-system-x86_64 and busybox-static"))
+@Suite(
+    .enabled(
+        if: CachedKernel.isPresent && QEMU.isInstalled && ProbeInitramfs.isAvailable,
+        "needs the cached guest kernel (scripts/setup), qemu-system-x86_64 and busybox-static"))
 struct QEMUBootTests {
     @Test(.timeLimit(.minutes(2)), arguments: [1, 4])
     func debianKernelBootsFromOurBootParamsAndACPITables(vcpus: Int) throws {
@@ -151,10 +153,12 @@ struct QEMUBootTests {
         let rsdp = try ACPITables.install(into: memory, vcpuCount: vcpus, devices: ACPIDevice.virtioMMIOSlots(count: 2))
         // No PIT under a hardware-reduced FADT and no kvmclock under TCG: give the kernel its
         // loops-per-jiffy and TSC rate so it need not calibrate; a panic reboots by triple fault (-no-reboot exits).
-        let commandLine = "console=ttyS0 earlyprintk=ttyS0 panic=-1 reboot=t lpj=1000000 tsc_early_khz=1000000 "
+        let commandLine =
+            "console=ttyS0 earlyprintk=ttyS0 panic=-1 reboot=t lpj=1000000 tsc_early_khz=1000000 "
             + "8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp cryptomgr.notests"
-        let state = try LinuxBoot.load(kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
-                                       ramRegions: regions, acpiRSDP: rsdp)
+        let state = try LinuxBoot.load(
+            kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
+            ramRegions: regions, acpiRSDP: rsdp)
         let image = try BzImage(kernel)
         let initrdAddress = UInt64(try memory.load(UInt32.self, at: X86Layout.zeroPageAddress + 0x218))
 

@@ -29,9 +29,10 @@ struct RealKernelTests {
         let regions = X86Layout.ramRegions(memoryBytes: 256 << 20)
         let memory = try GuestMemory.anonymous(regions)
         let rsdp = try ACPITables.install(into: memory, vcpuCount: 2, devices: ACPIDevice.virtioMMIOSlots(count: 1))
-        let state = try LinuxBoot.load(kernel: kernel, initrd: [UInt8](repeating: 7, count: 1 << 20),
-                                       commandLine: try KernelCommandLine.build(), memory: memory,
-                                       ramRegions: regions, acpiRSDP: rsdp)
+        let state = try LinuxBoot.load(
+            kernel: kernel, initrd: [UInt8](repeating: 7, count: 1 << 20),
+            commandLine: try KernelCommandLine.build(), memory: memory,
+            ramRegions: regions, acpiRSDP: rsdp)
         #expect(state.rip == 0x10_0200)
         let offset = image.protectedModeOffset
         #expect(try memory.readBytes(at: 0x10_0000, count: 4096) == Array(kernel[offset..<(offset + 4096)]))
@@ -42,8 +43,9 @@ struct RealKernelTests {
         let small = X86Layout.ramRegions(memoryBytes: 64 << 20)
         let needed = max(0x10_0000, image.preferredAddress) + UInt64(image.initSize)
         #expect(throws: BootError.kernelDoesNotFit(neededBytes: needed, memoryBytes: 64 << 20)) {
-            try LinuxBoot.load(kernel: kernel, initrd: nil, commandLine: "", memory: try GuestMemory.anonymous(small),
-                               ramRegions: small, acpiRSDP: nil)
+            try LinuxBoot.load(
+                kernel: kernel, initrd: nil, commandLine: "", memory: try GuestMemory.anonymous(small),
+                ramRegions: small, acpiRSDP: nil)
         }
     }
 }

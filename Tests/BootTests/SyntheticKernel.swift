@@ -27,16 +27,16 @@ struct SyntheticKernel {
         // The zero page's bytes outside the header must never come from the file.
         b.putLittleEndian(UInt8(0x5a), at: 0x1ef)
         b[0x1f1] = setupSects
-        b.putLittleEndian(UInt16(0x1234), at: 0x1f2) // root_flags
+        b.putLittleEndian(UInt16(0x1234), at: 0x1f2)  // root_flags
         b.putLittleEndian(UInt32((protectedModeSize + 15) / 16), at: 0x1f4)
         b.putLittleEndian(bootFlag, at: 0x1fe)
         b[0x200] = 0xeb
-        b[0x201] = 0x6a // header ends at 0x26c
+        b[0x201] = 0x6a  // header ends at 0x26c
         b.replaceSubrange(0x202..<0x206, with: magic)
         b.putLittleEndian(version, at: 0x206)
-        b[0x210] = 0 // type_of_loader
+        b[0x210] = 0  // type_of_loader
         b[0x211] = loadFlags
-        b.putLittleEndian(UInt32(0x10_0000), at: 0x214) // code32_start
+        b.putLittleEndian(UInt32(0x10_0000), at: 0x214)  // code32_start
         b.putLittleEndian(UInt32(0), at: 0x218)
         b.putLittleEndian(UInt32(0), at: 0x21c)
         b.putLittleEndian(UInt32(0), at: 0x228)
@@ -48,7 +48,7 @@ struct SyntheticKernel {
         b.putLittleEndian(cmdlineSize, at: 0x238)
         b.putLittleEndian(UInt32(0), at: 0x23c)
         b.putLittleEndian(UInt64(0), at: 0x240)
-        b.putLittleEndian(UInt32(0x3c5), at: 0x248) // payload_offset
+        b.putLittleEndian(UInt32(0x3c5), at: 0x248)  // payload_offset
         b.putLittleEndian(UInt32(0x1000), at: 0x24c)
         b.putLittleEndian(UInt64(0), at: 0x250)
         b.putLittleEndian(prefAddress, at: 0x258)

@@ -31,7 +31,10 @@ struct CgroupParsingTests {
     @Test func hybridUsesTheV1Hierarchies() throws {
         let host = try #require(detect(Self.hybrid))
         #expect(host.mode == .hybrid)
-        #expect(host.hierarchies.map(\.mountPoint) == ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/freezer"])
+        #expect(
+            host.hierarchies.map(\.mountPoint) == [
+                "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/freezer",
+            ])
         #expect(host.controllers == ["cpu", "cpuacct", "memory", "freezer"])
         #expect(host.unifiedMountPoint == "/sys/fs/cgroup/unified")
         #expect(!host.writable)
@@ -69,7 +72,9 @@ struct CgroupParsingTests {
         #expect(taken.text == "sb-00ab12cd34ef-4242-987654-my-sandbox.1")
         #expect(CgroupEntryName(parsing: taken.text) == taken)
         #expect(CgroupEntryName(parsing: "pool-00ab12cd34ef") == .free(token: "00ab12cd34ef"))
-        for other in ["pool-xyz", "pool-00AB12CD34EF", "sb-00ab12cd34ef-1-2", "sb-00ab12cd34ef-x-2-id", "cgroup.procs", "sb-00ab12cd34ef-1-2-a/b"] {
+        for other in [
+            "pool-xyz", "pool-00AB12CD34EF", "sb-00ab12cd34ef-1-2", "sb-00ab12cd34ef-x-2-id", "cgroup.procs", "sb-00ab12cd34ef-1-2-a/b",
+        ] {
             #expect(CgroupEntryName(parsing: other) == nil)
         }
         #expect(CgroupEntryName.isToken(CgroupEntryName.newToken()))

@@ -39,7 +39,8 @@ struct CgroupPoolTests {
 
     @Test func takeAndReleaseChangeExactlyTheExpectedFiles() throws {
         try CgroupTestHost.withParent { parent in
-            let pool = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: 1, maximumFree: 1, refillInBackground: false))
+            let pool = try CgroupPool(
+                host: host, configuration: .init(parentName: parent, minimumFree: 1, maximumFree: 1, refillInBackground: false))
             defer { try? pool.shutdown() }
             let freeName = try #require(try CgroupTestHost.entries(of: parent, in: host.hierarchies[0]).first)
             let before = try snapshot(parent)
@@ -65,7 +66,9 @@ struct CgroupPoolTests {
             var expected: [String: String] = ["cgroup.procs": "\(child.pid)"]
             if host.hierarchies[0].version == .v1 {
                 expected["memory.limit_in_bytes"] = "\(64 << 20)"
-                if during.keys.contains(where: { $0.hasSuffix("memsw.limit_in_bytes") }) { expected["memory.memsw.limit_in_bytes"] = "\(64 << 20)" }
+                if during.keys.contains(where: { $0.hasSuffix("memsw.limit_in_bytes") }) {
+                    expected["memory.memsw.limit_in_bytes"] = "\(64 << 20)"
+                }
                 if host.controllers.contains("cpu") { expected["cpu.cfs_quota_us"] = "50000"; expected["cpu.shares"] = "512" }
                 if host.controllers.contains("pids") { expected["pids.max"] = "32" }
             }
@@ -88,7 +91,9 @@ struct CgroupPoolTests {
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "../../etc") }
             #expect(throws: CgroupError.self) { try pool.take(sandboxID: "ok", limits: CgroupLimits(memoryBytes: 1)) }
             if host.controllers.contains("cpuset") {
-                let refused = try #require(throws: CgroupError.self) { try pool.take(sandboxID: "ok", limits: CgroupLimits(cpus: "0-4000")) }
+                let refused = try #require(throws: CgroupError.self) {
+                    try pool.take(sandboxID: "ok", limits: CgroupLimits(cpus: "0-4000"))
+                }
                 #expect(refused.message.contains("refused") && !refused.message.contains("\n"))
             }
             let lease = try pool.take(sandboxID: "twice")
@@ -101,7 +106,8 @@ struct CgroupPoolTests {
     @Test func fiftyThreadsNeverShareAnEntryAndNothingLeaks() throws {
         try CgroupTestHost.withParent { parent in
             let size = 50
-            let pool = try CgroupPool(host: host, configuration: .init(parentName: parent, minimumFree: size, maximumFree: size, refillInBackground: false))
+            let pool = try CgroupPool(
+                host: host, configuration: .init(parentName: parent, minimumFree: size, maximumFree: size, refillInBackground: false))
             defer { try? pool.shutdown() }
             let held = Mutex<Set<String>>([])
             let violations = Atomic<Int>(0)
@@ -110,7 +116,8 @@ struct CgroupPoolTests {
             try ThreadGroup.run(count: size) { thread in
                 for round in 0..<perThread {
                     do {
-                        let lease = try pool.take(sandboxID: "t\(thread)-\(round)", limits: CgroupLimits(memoryBytes: Int64(64 + thread) << 20))
+                        let lease = try pool.take(
+                            sandboxID: "t\(thread)-\(round)", limits: CgroupLimits(memoryBytes: Int64(64 + thread) << 20))
                         let name = String(lease.name!.prefix(15))  // "sb-" + token: the entry itself
                         if !held.withLock({ $0.insert(name).inserted }) { violations.add(1, ordering: .relaxed) }
                         held.withLock { _ = $0.remove(name) }
@@ -129,7 +136,10 @@ struct CgroupPoolTests {
                 let names = try CgroupTestHost.entries(of: parent, in: hierarchy)
                 #expect(names.count == size && names.allSatisfy { $0.hasPrefix("pool-") })
             }
-            #expect(try snapshot(parent).filter { $0.key.hasSuffix("memory.limit_in_bytes") }.allSatisfy { $0.value == "9223372036854771712" || $0.value == "max" })
+            #expect(
+                try snapshot(parent).filter { $0.key.hasSuffix("memory.limit_in_bytes") }.allSatisfy {
+                    $0.value == "9223372036854771712" || $0.value == "max"
+                })
         }
     }
 
@@ -168,7 +178,9 @@ struct CgroupPoolTests {
             }
             if host.controllers.contains("memory"), host.hierarchies[0].version == .v1 {
                 let memory = host.hierarchies.first { $0.has("memory") }!
-                #expect(try CgroupTestHost.read("\(memory.mountPoint)/\(parent)/pool-\(deadToken)/memory.limit_in_bytes") == "9223372036854771712")
+                #expect(
+                    try CgroupTestHost.read("\(memory.mountPoint)/\(parent)/pool-\(deadToken)/memory.limit_in_bytes")
+                        == "9223372036854771712")
             }
             #expect(kill(live.pid, 0) == 0)
             let again = try pool.collectGarbage()

@@ -16,8 +16,9 @@ import Testing
     init() throws {
         memory = try GuestMemory(regions: [
             try GuestRegion(anonymousAt: 0, size: 0x1_0000),
-            try GuestRegion(file: try Self.file([UInt8](repeating: 0x11, count: 4096)), at: Self.readOnlyBase, size: 4096,
-                            shared: false, readOnly: true),
+            try GuestRegion(
+                file: try Self.file([UInt8](repeating: 0x11, count: 4096)), at: Self.readOnlyBase, size: 4096,
+                shared: false, readOnly: true),
         ])
     }
 

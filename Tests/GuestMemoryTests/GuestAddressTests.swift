@@ -59,11 +59,14 @@ import GuestMemory
     }
 
     @Test func errorsNameTheAddressInHex() {
-        #expect(GuestMemoryError.outOfBounds(address: 0x1_0000_0000, length: 8).description
-            == "guest address 0x100000000 (+8) is outside guest memory")
-        #expect(GuestMemoryError.misaligned(address: 0x1003, alignment: 4).description
-            == "guest address 0x1003 is not 4-byte aligned")
-        #expect(GuestMemoryError.addressOverflow(Self.top, offset: 0x10).description
-            == "guest address 0xffffffffffffffff + 0x10 overflows 64 bits")
+        #expect(
+            GuestMemoryError.outOfBounds(address: 0x1_0000_0000, length: 8).description
+                == "guest address 0x100000000 (+8) is outside guest memory")
+        #expect(
+            GuestMemoryError.misaligned(address: 0x1003, alignment: 4).description
+                == "guest address 0x1003 is not 4-byte aligned")
+        #expect(
+            GuestMemoryError.addressOverflow(Self.top, offset: 0x10).description
+                == "guest address 0xffffffffffffffff + 0x10 overflows 64 bits")
     }
 }

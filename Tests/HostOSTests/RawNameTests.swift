@@ -54,7 +54,8 @@ import Testing
 
     @Test func nulInANameIsRefusedNotCut() throws {
         let scratch = try Scratch()
-        #expect(errno { try FileSystem.makeDirectory(at: scratch.directory, Array("a".utf8) + [0] + Array("b".utf8), mode: 0o755) } == EINVAL)
+        #expect(
+            errno { try FileSystem.makeDirectory(at: scratch.directory, Array("a".utf8) + [0] + Array("b".utf8), mode: 0o755) } == EINVAL)
         #expect(errno { _ = try FileSystem.openat2(at: scratch.directory, Array("..".utf8) + [0], O_RDONLY, resolve: beneath) } == EINVAL)
         #expect(try FileSystem.status(at: scratch.directory, Array("a".utf8)) == nil)
     }

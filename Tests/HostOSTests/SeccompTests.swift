@@ -12,7 +12,9 @@ import Testing
 @Suite struct SeccompTests {
     /// Runs `body` on a new thread confined by `filter`; returns what `body` returned (nil if a
     /// call was trapped) and the violation reported, if any.
-    private func confined(_ filter: SeccompFilter, _ body: @escaping @Sendable () -> Int) throws -> (result: Int?, violation: SeccompViolation?) {
+    private func confined(
+        _ filter: SeccompFilter, _ body: @escaping @Sendable () -> Int
+    ) throws -> (result: Int?, violation: SeccompViolation?) {
         let result = Mutex<Int?>(nil)
         let violation = Mutex<SeccompViolation?>(nil)
         let reported = try EventFD()
@@ -142,14 +144,19 @@ import Testing
 @Suite struct ProcessHardeningTests {
     @Test func aProcessMadeUndumpableStaysSo() throws {
         let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" } + ["RUND_TEST_UNDUMPABLE_CHILD=1"]
-        let child = try Subprocess.run([CommandLine.arguments[0], "--testing-library", "swift-testing",
-                                        "--filter", "UndumpableChildProcess"], environment: environment)
+        let child = try Subprocess.run(
+            [
+                CommandLine.arguments[0], "--testing-library", "swift-testing",
+                "--filter", "UndumpableChildProcess",
+            ], environment: environment)
         #expect(child.status == 0, "\(child.stdoutText.suffix(1000))")
         #expect(child.stdoutText.contains("undumpable-child: before=true after=false"), "\(child.stdoutText.suffix(1000))")
     }
 }
 
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["RUND_TEST_UNDUMPABLE_CHILD"] != nil, "run by ProcessHardeningTests in a child process"))
+@Suite(
+    .enabled(
+        if: ProcessInfo.processInfo.environment["RUND_TEST_UNDUMPABLE_CHILD"] != nil, "run by ProcessHardeningTests in a child process"))
 struct UndumpableChildProcess {
     @Test func makeUndumpable() throws {
         let before = ProcessHardening.isDumpable

@@ -14,12 +14,17 @@ struct AgentInRigTests {
         let image = work.path + "/image.erofs", writable = work.path + "/writable.ext4"
         // Stripped: every byte of the initramfs is unpacked under emulation, twice over.
         try Subprocess.checked(["strip", "-o", agent, RigHarness.agentBinary])
-        try Subprocess.checked([RigHarness.repositoryRoot + "/scripts/make-guest-initramfs", "--out", initrd,
-                                "--init", agent, "--module", "virtio_mmio", "--module", "vmw_vsock_virtio_transport",
-                                "--module", "virtio_blk", "--module", "erofs", "--module", "overlay"])
+        try Subprocess.checked([
+            RigHarness.repositoryRoot + "/scripts/make-guest-initramfs", "--out", initrd,
+            "--init", agent, "--module", "virtio_mmio", "--module", "vmw_vsock_virtio_transport",
+            "--module", "virtio_blk", "--module", "erofs", "--module", "overlay",
+        ])
         // The container image: static busybox and a few applet links, as an EROFS filesystem.
         let tree = work.path + "/image-tree"
-        try Subprocess.checked(["sh", "-c", "mkdir -p \(tree)/bin && cp \"$(command -v busybox)\" \(tree)/bin/busybox && for applet in sh cat hostname ls echo tty; do ln -s busybox \(tree)/bin/$applet; done"])
+        try Subprocess.checked([
+            "sh", "-c",
+            "mkdir -p \(tree)/bin && cp \"$(command -v busybox)\" \(tree)/bin/busybox && for applet in sh cat hostname ls echo tty; do ln -s busybox \(tree)/bin/$applet; done",
+        ])
         try Subprocess.checked(["mkfs.erofs", "--quiet", image, tree])
         try Subprocess.checked(["truncate", "-s", "32M", writable])
         try Subprocess.checked(["mkfs.ext4", "-q", writable])
@@ -33,7 +38,8 @@ struct AgentInRigTests {
             debugfs -R 'cat /upper/upper-file' \(writable) 2>/dev/null | sed 's/^/host-sees: /'
             exit $status
             """
-        let outcome = try RigHarness.run(["sh", "-c", command], puts: [bundle, kernel, initrd, image, writable, "/usr/sbin/debugfs"], timeout: 600)
+        let outcome = try RigHarness.run(
+            ["sh", "-c", command], puts: [bundle, kernel, initrd, image, writable, "/usr/sbin/debugfs"], timeout: 600)
         // swift-testing reports on stderr; the test's own lines and L2's console are on stdout.
         print(outcome.stdout + outcome.stderr)
         #expect(outcome.status == 0, "rig stderr: \(outcome.stderr)")

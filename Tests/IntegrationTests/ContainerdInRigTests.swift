@@ -2,18 +2,20 @@ import Foundation
 import HostOS
 import Testing
 
-private let hasContainerd = ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"].allSatisfy { (path: String) in access(path, X_OK) == 0 }
+private let hasContainerd = ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"].allSatisfy { (path: String) in access(path, X_OK) == 0
+}
 private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) == 0
 
 /// containerd runs functions in rund sandboxes (issue 13), inside the rig's L1 (real KVM):
 /// Debian's containerd, `ctr` and the rund shim, every check in one L1 boot
 /// (Guests/containerd-checks-in-l1.sh through `scripts/rig-containerd`), one result line per
 /// check; each test asserts one.
-@Suite(.serialized,
-       .enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
-       .enabled(if: hasContainerd, "needs containerd, ctr and runc (scripts/setup installs them)"),
-       .enabled(if: access("/bin/busybox", R_OK) == 0, "needs /bin/busybox (busybox-static) for the test image"),
-       .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the pty helper"))
+@Suite(
+    .serialized,
+    .enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
+    .enabled(if: hasContainerd, "needs containerd, ctr and runc (scripts/setup installs them)"),
+    .enabled(if: access("/bin/busybox", R_OK) == 0, "needs /bin/busybox (busybox-static) for the test image"),
+    .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the pty helper"))
 struct ContainerdInRigTests {
     @Test func ctrImportsTheImage() throws { try ContainerdChecks.expectPassed("import") }
     @Test func ctrRunPrintsTheOutputAndExitsWithTheStatus() throws { try ContainerdChecks.expectPassed("run-exit") }
@@ -37,8 +39,9 @@ enum ContainerdChecks {
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let report = try report.get()
         guard let check = report.checks[name] else {
-            Issue.record("the L1 script printed no result for check \(name): rig-containerd exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
-                         sourceLocation: sourceLocation)
+            Issue.record(
+                "the L1 script printed no result for check \(name): rig-containerd exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
+                sourceLocation: sourceLocation)
             return
         }
         #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)

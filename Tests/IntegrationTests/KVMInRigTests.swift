@@ -7,7 +7,10 @@ struct KVMInRigTests {
     @Test func longModeGuestRunsOnL1KVM() throws {
         let bundle = RigHarness.testBundle
         let outcome = try RigHarness.run(
-            ["sh", "-c", "echo L1 booted: $(cat /proc/version); ls -l /dev/kvm && exec \(bundle) --testing-library swift-testing --filter LongModeGuestTests"],
+            [
+                "sh", "-c",
+                "echo L1 booted: $(cat /proc/version); ls -l /dev/kvm && exec \(bundle) --testing-library swift-testing --filter LongModeGuestTests",
+            ],
             puts: [bundle])
         // swift-testing reports on stderr.
         print(outcome.stdout + outcome.stderr)

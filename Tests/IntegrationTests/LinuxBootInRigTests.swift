@@ -10,9 +10,11 @@ struct LinuxBootInRigTests {
     @Test func bootsTheStockKernelWithSMPDisksAndPanicReporting() throws {
         let work = try TestDirectory()
         let initrd = work.path + "/initrd", disk = work.path + "/disk.img", roDisk = work.path + "/ro.img"
-        try Subprocess.checked([RigHarness.repositoryRoot + "/scripts/make-guest-initramfs", "--out", initrd,
-                                "--init", RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/linux-test-init.sh",
-                                "--module", "virtio_mmio", "--module", "virtio_blk"])
+        try Subprocess.checked([
+            RigHarness.repositoryRoot + "/scripts/make-guest-initramfs", "--out", initrd,
+            "--init", RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/linux-test-init.sh",
+            "--module", "virtio_mmio", "--module", "virtio_blk",
+        ])
         for image in [disk, roDisk] {
             try Subprocess.checked(["truncate", "-s", "32M", image])
             try Subprocess.checked(["mkfs.ext4", "-q", image])
@@ -28,8 +30,9 @@ struct LinuxBootInRigTests {
             \(boot) --vcpus 1 --disk \(roDisk),ro --cmdline \"quiet rundtest=readonly\"; echo "status-ro=$?"
             \(boot) --vcpus 1 --cmdline \"quiet rundtest=panic\" 2>&1; echo "status-panic=$?"
             """
-        let outcome = try RigHarness.run(["sh", "-c", script],
-                                         puts: [rund, kernel, initrd, disk, roDisk, "/usr/sbin/debugfs"], timeout: 900)
+        let outcome = try RigHarness.run(
+            ["sh", "-c", script],
+            puts: [rund, kernel, initrd, disk, roDisk, "/usr/sbin/debugfs"], timeout: 900)
         let out = outcome.stdout
         print(out)
         #expect(out.contains("guest: mode=smp nproc=1"))

@@ -10,7 +10,8 @@ enum RigHarness {
     static let script = repositoryRoot + "/scripts/rig"
     static let stateRoot = StateRoot.resolve(nil)
 
-    static let isAvailable: Bool = access(script, X_OK) == 0
+    static let isAvailable: Bool =
+        access(script, X_OK) == 0
         && access("\(stateRoot)/kernel/current/vmlinuz", R_OK) == 0
         && (try? Subprocess.run(["sh", "-c", "command -v qemu-system-x86_64"]).status) == 0
     static let unavailableReason: Comment =
@@ -25,8 +26,10 @@ enum RigHarness {
     /// `scripts/rig [--put P]... -- command`: copies `puts` in at the same paths, returns what came out.
     /// L1 is killed after `timeout` seconds, or when the command writes nothing for `idleTimeout`
     /// seconds (a wedged L1: the rig prints its vCPUs' state).
-    static func run(_ command: [String], puts: [String] = [], timeout: Int = 300, idleTimeout: Int = 300,
-                    memoryMiB: Int? = nil) throws -> Outcome {
+    static func run(
+        _ command: [String], puts: [String] = [], timeout: Int = 300, idleTimeout: Int = 300,
+        memoryMiB: Int? = nil
+    ) throws -> Outcome {
         var argv = [script, "--timeout", "\(timeout)", "--idle-timeout", "\(idleTimeout)"]
         if let memoryMiB { argv += ["--memory", "\(memoryMiB)"] }
         for path in puts { argv += ["--put", path] }

@@ -57,8 +57,9 @@ struct RigTests {
     @Test func missingKernelCacheFailsBeforeBootingWithAFix() throws {
         let result = try Subprocess.run([RigHarness.script, "--root", "/nonexistent/rund", "--", "true"])
         #expect(result.status == 125)
-        #expect(result.stderrText == "rig: no guest kernel cached in /nonexistent/rund/kernel/current: "
-            + "run scripts/setup --root /nonexistent/rund (as root)\n")
+        #expect(
+            result.stderrText == "rig: no guest kernel cached in /nonexistent/rund/kernel/current: "
+                + "run scripts/setup --root /nonexistent/rund (as root)\n")
     }
 
     @Test func badUsageIsOneLineAndBootsNothing() throws {

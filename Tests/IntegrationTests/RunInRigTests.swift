@@ -8,10 +8,11 @@ private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/
 /// `rund run` end to end, inside the rig's L1 (real KVM): an image imported on this host runs as
 /// containers in microVMs. Every check runs in one L1 boot (Guests/run-checks-in-l1.sh through
 /// `scripts/rig-run --script`), which prints one result line per check; each test here asserts one.
-@Suite(.serialized,
-       .enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
-       .enabled(if: canBuildBusyboxImage, "needs /bin/busybox (busybox-static) and mkfs.erofs (erofs-utils)"),
-       .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the hostile agent"))
+@Suite(
+    .serialized,
+    .enabled(if: RigHarness.isAvailable, RigHarness.unavailableReason),
+    .enabled(if: canBuildBusyboxImage, "needs /bin/busybox (busybox-static) and mkfs.erofs (erofs-utils)"),
+    .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the hostile agent"))
 struct RunInRigTests {
     @Test func outputAndExitStatusComeBack() throws { try RunChecks.expectPassed("exit-status") }
     @Test func environmentWorkdirAndUserReachTheProcess() throws { try RunChecks.expectPassed("env-workdir-user") }
@@ -56,8 +57,9 @@ enum RunChecks {
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let report = try report.get()
         guard let check = report.checks[name] else {
-            Issue.record("the L1 script printed no result for check \(name): rig-run exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
-                         sourceLocation: sourceLocation)
+            Issue.record(
+                "the L1 script printed no result for check \(name): rig-run exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
+                sourceLocation: sourceLocation)
             return
         }
         #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
@@ -76,10 +78,12 @@ enum RunChecks {
         let bundle = RigHarness.testBundle
         let started = ContinuousClock.now
         // The L1 script prints at least once a minute: five silent minutes mean a wedged L1.
-        let outcome = try Subprocess.run([scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
-                                          "--timeout", "1800", "--idle-timeout", "300",
-                                          "--put", hostile + ":/opt/hostile", "--put", bundle,
-                                          "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle])
+        let outcome = try Subprocess.run([
+            scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
+            "--timeout", "1800", "--idle-timeout", "300",
+            "--put", hostile + ":/opt/hostile", "--put", bundle,
+            "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle,
+        ])
         print("run-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
         print(outcome.stdoutText)
         print(outcome.stderrText)
@@ -99,8 +103,10 @@ enum HostileAgent {
     /// Malformed frames, then silence.
     static let modes = ["bad-header", "oversized", "garbage-proto", "unknown-stream"]
     /// Well-formed answers with impossible numbers or hostile error messages.
-    static let lyingModes = ["exit-huge", "exit-256", "signal-negative", "signal-huge", "signal-max", "huge-pid",
-                             "escape-message", "huge-message", "deadline-message"]
+    static let lyingModes = [
+        "exit-huge", "exit-256", "signal-negative", "signal-huge", "signal-max", "huge-pid",
+        "escape-message", "huge-message", "deadline-message",
+    ]
     /// Plays along until the process runs, then never answers again.
     static let wedgedModes = ["mute-after-start"]
 
@@ -109,8 +115,10 @@ enum HostileAgent {
         let source = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/hostile-agent.c"
         for mode in modes + lyingModes + wedgedModes {
             let macro = "MODE_" + mode.uppercased().replacing("-", with: "_")
-            try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-DHOSTILE_MODE=\(macro)",
-                                    "-o", "\(directory)/hostile-agent-\(mode)", source])
+            try Subprocess.checked([
+                "gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-DHOSTILE_MODE=\(macro)",
+                "-o", "\(directory)/hostile-agent-\(mode)", source,
+            ])
         }
     }
 }

@@ -34,8 +34,9 @@ import Testing
         let work = try TestDirectory()
         let initrd = work.path + "/initrd"
         try Subprocess.checked(["truncate", "-s", "200M", initrd])
-        expectOneLineError(try boot(["--kernel", RigHarness.cachedKernel, "--initrd", initrd, "--memory", "64"]),
-                           mentioning: "initrd")
+        expectOneLineError(
+            try boot(["--kernel", RigHarness.cachedKernel, "--initrd", initrd, "--memory", "64"]),
+            mentioning: "initrd")
     }
 
     @Test func memoryTooSmall() throws {
@@ -48,8 +49,9 @@ import Testing
 
     @Test(.enabled(if: RigHarness.hasCachedKernel, "needs the guest kernel cache: run scripts/setup"))
     func missingDisk() throws {
-        expectOneLineError(try boot(["--kernel", RigHarness.cachedKernel, "--disk", "/nonexistent/disk.img"]),
-                           mentioning: "cannot read disk /nonexistent/disk.img")
+        expectOneLineError(
+            try boot(["--kernel", RigHarness.cachedKernel, "--disk", "/nonexistent/disk.img"]),
+            mentioning: "cannot read disk /nonexistent/disk.img")
     }
 
     @Test func malformedDiskOption() throws {

@@ -47,8 +47,10 @@ struct LongModeTestGuest {
         try vm.setUserMemoryRegion(slot: 0, guestAddress: 0, size: mapping.size, host: mapping.host)
 
         // mov dx,0xe9 ; lea rsi,[rip+9] ; 1: lodsb ; test al,al ; jz 2f ; out dx,al ; jmp 1b ; 2: hlt ; msg
-        let code: [UInt8] = [0x66, 0xBA, 0xE9, 0x00, 0x48, 0x8D, 0x35, 0x09, 0x00, 0x00, 0x00,
-                             0xAC, 0x84, 0xC0, 0x74, 0x03, 0xEE, 0xEB, 0xF8, 0xF4]
+        let code: [UInt8] = [
+            0x66, 0xBA, 0xE9, 0x00, 0x48, 0x8D, 0x35, 0x09, 0x00, 0x00, 0x00,
+            0xAC, 0x84, 0xC0, 0x74, 0x03, 0xEE, 0xEB, 0xF8, 0xF4,
+        ]
         try memory.write(code + Array(message.utf8) + [0], at: GuestAddress(Self.codeAddress))
 
         // Flat GDT: null, 64-bit code, data.
@@ -64,18 +66,20 @@ struct LongModeTestGuest {
 
         vcpu = try vm.createVCPU(id: 0)
         var sregs = try vcpu.specialRegisters()
-        let code64 = kvm_segment(base: 0, limit: 0xFFFF_FFFF, selector: 8, type: 11, present: 1, dpl: 0,
-                                 db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0, padding: 0)
-        let data = kvm_segment(base: 0, limit: 0xFFFF_FFFF, selector: 16, type: 3, present: 1, dpl: 0,
-                               db: 1, s: 1, l: 0, g: 1, avl: 0, unusable: 0, padding: 0)
+        let code64 = kvm_segment(
+            base: 0, limit: 0xFFFF_FFFF, selector: 8, type: 11, present: 1, dpl: 0,
+            db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0, padding: 0)
+        let data = kvm_segment(
+            base: 0, limit: 0xFFFF_FFFF, selector: 16, type: 3, present: 1, dpl: 0,
+            db: 1, s: 1, l: 0, g: 1, avl: 0, unusable: 0, padding: 0)
         sregs.cs = code64
         sregs.ds = data; sregs.es = data; sregs.fs = data; sregs.gs = data; sregs.ss = data
         sregs.gdt.base = Self.gdtAddress
         sregs.gdt.limit = 23
         sregs.cr3 = Self.pml4Address
-        sregs.cr4 = 0x20           // PAE
-        sregs.cr0 = 0x8000_0011    // PG | ET | PE
-        sregs.efer = 0x500         // LMA | LME
+        sregs.cr4 = 0x20  // PAE
+        sregs.cr0 = 0x8000_0011  // PG | ET | PE
+        sregs.efer = 0x500  // LMA | LME
         try vcpu.setSpecialRegisters(sregs)
 
         var regs = kvm_regs()

@@ -26,8 +26,10 @@ struct GuestInitramfsTests {
         #expect(try SandboxSpec.parseUser("1000").uid == 1000)
         #expect(try SandboxSpec.parseUser("1000:50").gid == 50)
         #expect(throws: SandboxError.self) { try SandboxSpec.parseUser("root") }
-        let config = try JSONDecoder().decode(OCI.ImageConfiguration.Config.self, from: Data(
-            #"{"Entrypoint":["/bin/tool"],"Cmd":["--help"],"Env":["PATH=/bin","A=1"]}"#.utf8))
+        let config = try JSONDecoder().decode(
+            OCI.ImageConfiguration.Config.self,
+            from: Data(
+                #"{"Entrypoint":["/bin/tool"],"Cmd":["--help"],"Env":["PATH=/bin","A=1"]}"#.utf8))
         let empty = try JSONDecoder().decode(OCI.ImageConfiguration.Config.self, from: Data("{}".utf8))
         let spec = SandboxSpec(id: "s", image: "i", command: ["run"], environment: ["A=2"], user: (7, 8))
         let process = try spec.process(config: config)

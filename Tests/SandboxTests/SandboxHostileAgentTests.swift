@@ -8,8 +8,11 @@ import TTRPC
 /// client and the real `Sandbox.waitForProcess`.
 @Suite struct SandboxHostileAgentTests {
     /// A ttrpc server posing as the agent: output streams answer `output`, Wait answers `exit`.
-    private func hostileAgent(output: AgentReadOutputResponse, exit: AgentWaitProcessResponse) throws
-        -> (AgentClient, TTRPCServerConnection) {
+    private func hostileAgent(
+        output: AgentReadOutputResponse, exit: AgentWaitProcessResponse
+    ) throws
+        -> (AgentClient, TTRPCServerConnection)
+    {
         let server = TTRPCServer()
         for method in [AgentMethod.readStdout, .readStderr] {
             server.register(service: AgentMethod.service, method: method.rawValue) { (_: AgentReadOutputRequest, _) in output }

@@ -34,7 +34,9 @@ struct SandboxInsideL1Tests {
             after = Self.usage()
         }
         let held = Self.heldCgroups()
-        print("sandbox-l1: runs=\(environment.runs) took=\(took) fds=\(before.fds)->\(after.fds) threads=\(before.threads)->\(after.threads) held-cgroups=\(held.count)")
+        print(
+            "sandbox-l1: runs=\(environment.runs) took=\(took) fds=\(before.fds)->\(after.fds) threads=\(before.threads)->\(after.threads) held-cgroups=\(held.count)"
+        )
         #expect(after.fds == before.fds, "descriptors before: \(before.fdTargets), after: \(after.fdTargets)")
         #expect(after.threads <= before.threads, "threads \(before.threads) -> \(after.threads)")
         #expect(held.isEmpty, "cgroup entries still held: \(held)")
@@ -42,8 +44,9 @@ struct SandboxInsideL1Tests {
 
     static func runOnce(_ sandbox: Sandbox, image: String, index: Int) async throws -> Int32 {
         let output = Mutex("")
-        let spec = SandboxSpec(id: "l1-leak-\(index)", image: image, command: ["sh", "-c", "echo run-\(index)"],
-                               stallTimeout: .seconds(60))
+        let spec = SandboxSpec(
+            id: "l1-leak-\(index)", image: image, command: ["sh", "-c", "echo run-\(index)"],
+            stallTimeout: .seconds(60))
         let exit = try await sandbox.run(spec: spec) { _, bytes in
             output.withLock { $0 += String(decoding: bytes, as: UTF8.self) }
         }
@@ -59,9 +62,12 @@ struct SandboxInsideL1Tests {
 
     static func usage() -> Usage {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        let targets = names.sorted().map { "\($0)->" + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? "?") }
+        let targets = names.sorted().map {
+            "\($0)->" + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? "?")
+        }
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let threads = status.split(separator: "\n").first { $0.hasPrefix("Threads:") }
+        let threads =
+            status.split(separator: "\n").first { $0.hasPrefix("Threads:") }
             .flatMap { Int($0.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) } ?? -1
         // Listing the directory opens one descriptor of its own, which shows up in the list.
         return Usage(fds: names.count, fdTargets: targets, threads: threads)
@@ -92,8 +98,9 @@ enum SandboxL1Environment {
 
     static let current: Values? = {
         guard let root = getenv("RUND_SANDBOX_TEST_ROOT"), let agent = getenv("RUND_SANDBOX_TEST_AGENT"),
-              let image = getenv("RUND_SANDBOX_TEST_IMAGE"), FileSystem.exists("/dev/kvm"),
-              !FileSystem.exists("/sys/module/kvm_pvm") else { return nil }
+            let image = getenv("RUND_SANDBOX_TEST_IMAGE"), FileSystem.exists("/dev/kvm"),
+            !FileSystem.exists("/sys/module/kvm_pvm")
+        else { return nil }
         let runs = getenv("RUND_SANDBOX_TEST_RUNS").flatMap { Int(String(cString: $0)) } ?? 20
         return Values(stateRoot: String(cString: root), agent: String(cString: agent), image: String(cString: image), runs: runs)
     }()

@@ -21,16 +21,21 @@ struct SandboxPhaseRecorderTests {
         // Begins: prepare 1000, cgroup 1010, writable 1020, vm-create 1030, kernel-boot 1040,
         // agent-ready 1030+15, process-start 1050, exit 1060, teardown 1070, end 1085.
         let durations = try recordedRun().durations()
-        #expect(durations == [.prepare: 10, .cgroup: 10, .writableLayer: 10, .vmCreate: 10, .kernelBoot: 5,
-                              .agentReady: 5, .processStart: 10, .exit: 10, .teardown: 15])
+        #expect(
+            durations == [
+                .prepare: 10, .cgroup: 10, .writableLayer: 10, .vmCreate: 10, .kernelBoot: 5,
+                .agentReady: 5, .processStart: 10, .exit: 10, .teardown: 15,
+            ])
         #expect(durations.values.reduce(0, +) == 85)
     }
 
     /// The agent listens before it writes the marker, so the host's connect can win the race.
     @Test func aMarkerAfterTheAnsweredConnectLeavesAgentReadyEmpty() throws {
         let recorder = SandboxPhaseRecorder()
-        for (phase, time) in [(SandboxPhase.prepare, 0), (.cgroup, 1), (.writableLayer, 2), (.vmCreate, 3), (.kernelBoot, 4),
-                              (.processStart, 50), (.exit, 60), (.teardown, 70)] as [(SandboxPhase, UInt64)] {
+        for (phase, time) in [
+            (SandboxPhase.prepare, 0), (.cgroup, 1), (.writableLayer, 2), (.vmCreate, 3), (.kernelBoot, 4),
+            (.processStart, 50), (.exit, 60), (.teardown, 70),
+        ] as [(SandboxPhase, UInt64)] {
             recorder.begin(phase, at: time)
         }
         recorder.bootMarker(elapsedSinceVMCreate: 52)
@@ -44,7 +49,9 @@ struct SandboxPhaseRecorderTests {
     }
 
     @Test func aMarkerBeforeTheVCPUsStartedIsOutOfOrder() {
-        #expect { try recordedRun(markerAfterVMCreate: 5).durations() } throws: { "\($0)".contains("kernel-boot phase ends before it begins") }
+        #expect { try recordedRun(markerAfterVMCreate: 5).durations() } throws: {
+            "\($0)".contains("kernel-boot phase ends before it begins")
+        }
     }
 
     @Test func anUnfinishedOrPartialRunHasNoDurations() {

@@ -24,13 +24,16 @@ struct SandboxRunOptionsTests {
         #expect(!plain.openStdin && !plain.hasTerminal)
         #expect(plain.env == ["PATH=/bin"])
 
-        let terminal = try SandboxSpec(id: "s", root: .image("i"), interactive: true,
-                                       terminal: WindowSize(rows: 50, columns: 132)).processSpec(config: config)
+        let terminal = try SandboxSpec(
+            id: "s", root: .image("i"), interactive: true,
+            terminal: WindowSize(rows: 50, columns: 132)
+        ).processSpec(config: config)
         #expect(terminal.openStdin)
         #expect(terminal.terminal.size.rows == 50 && terminal.terminal.size.columns == 132)
         #expect(terminal.env == ["PATH=/bin", "TERM=xterm"])
 
-        let ownTerm = try SandboxSpec(id: "s", root: .image("i"), environment: ["TERM=vt100"], terminal: .fallback).processSpec(config: config)
+        let ownTerm = try SandboxSpec(id: "s", root: .image("i"), environment: ["TERM=vt100"], terminal: .fallback).processSpec(
+            config: config)
         #expect(ownTerm.env == ["PATH=/bin", "TERM=vt100"])
         #expect(ownTerm.terminal.size.rows == 24 && ownTerm.terminal.size.columns == 80)
     }
@@ -55,7 +58,12 @@ struct SandboxRunOptionsTests {
 
     @Test func waitResponsesBecomeStatuses() {
         #expect(SandboxExit(AgentWaitProcessResponse.with { $0.exitCode = 3 }) == SandboxExit(processStatus: 3, oomKilled: false))
-        #expect(SandboxExit(AgentWaitProcessResponse.with { $0.signal = 9; $0.oomKilled = true }).status == 137)
+        #expect(
+            SandboxExit(
+                AgentWaitProcessResponse.with {
+                    $0.signal = 9; $0.oomKilled = true
+                }
+            ).status == 137)
         #expect(SandboxExit(AgentWaitProcessResponse.with { $0.signal = 15 }).status == 143)
     }
 
@@ -71,22 +79,27 @@ struct SandboxRunOptionsTests {
     @Test func aSandboxThatCannotBeConfinedDoesNotStartUnlessAllowed() throws {
         // A process serving several sandboxes cannot put each in its own cgroup.
         do {
-            _ = try SandboxCgroup(sandboxID: "shared", memoryMiB: 64, vcpuCount: 1, writableSizeMiB: 64, soleSandboxInProcess: false,
-                                  allowUnconfined: false, logger: Logger(label: "test"))
+            _ = try SandboxCgroup(
+                sandboxID: "shared", memoryMiB: 64, vcpuCount: 1, writableSizeMiB: 64, soleSandboxInProcess: false,
+                allowUnconfined: false, logger: Logger(label: "test"))
             Issue.record("an unconfinable sandbox was given a cgroup")
         } catch let error as SandboxError {
             #expect(error.kind == .cannotConfine)
-            #expect(error.description == "the sandbox cannot be confined: this process serves other sandboxes, and a cgroup confines whole processes")
+            #expect(
+                error.description
+                    == "the sandbox cannot be confined: this process serves other sandboxes, and a cgroup confines whole processes")
         }
-        let unconfined = try SandboxCgroup(sandboxID: "shared", memoryMiB: 64, vcpuCount: 1, writableSizeMiB: 64,
-                                           soleSandboxInProcess: false, allowUnconfined: true, logger: Logger(label: "test"))
+        let unconfined = try SandboxCgroup(
+            sandboxID: "shared", memoryMiB: 64, vcpuCount: 1, writableSizeMiB: 64,
+            soleSandboxInProcess: false, allowUnconfined: true, logger: Logger(label: "test"))
         #expect(unconfined.paths.isEmpty)
         unconfined.release(logger: Logger(label: "test"))
     }
 
     @Test func aGuestThatEndedIsNamedInTheError() {
-        #expect("\(SandboxError(guestEnded: .guestPanicked("Kernel panic - not syncing: sysrq triggered crash")))"
-            == "the guest kernel panicked: Kernel panic - not syncing: sysrq triggered crash")
+        #expect(
+            "\(SandboxError(guestEnded: .guestPanicked("Kernel panic - not syncing: sysrq triggered crash")))"
+                == "the guest kernel panicked: Kernel panic - not syncing: sysrq triggered crash")
         #expect("\(SandboxError(guestEnded: .poweredOff))" == "the guest powered off before the process ended")
         #expect("\(SandboxError(guestEnded: .crashed("triple fault")))" == "the guest crashed: triple fault")
     }

@@ -23,10 +23,11 @@ import TTRPC
 
     private func start(_ client: AgentClient, _ id: String, _ spec: SandboxSpec) async throws {
         let config = OCIConfig.shellOnPath
-        _ = try await client.startProcess(.with {
-            $0.containerID = id
-            $0.process = try spec.processSpec(config: config)
-        })
+        _ = try await client.startProcess(
+            .with {
+                $0.containerID = id
+                $0.process = try spec.processSpec(config: config)
+            })
     }
 
     private func output(_ client: AgentClient, _ id: String) async throws -> (String, SandboxExit) {

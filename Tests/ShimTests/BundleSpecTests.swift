@@ -7,13 +7,14 @@ import Testing
 /// rund makes of it or refuses.
 struct BundleSpecTests {
     static func config(process: String = ctrProcess, mounts: String = defaultMounts, extra: String = "") -> [UInt8] {
-        Array("""
-        {"ociVersion":"1.0.2-dev","process":\(process),"root":{"path":"rootfs"},"hostname":"fn-host",
-         "mounts":\(mounts),"annotations":{"io.kubernetes.cri.sandbox-id":"pod1","foo":"bar"},
-         "linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":536870912},
-                  "cpu":{"quota":150000,"period":100000,"shares":512}},
-                  "cgroupsPath":"/default/t1","namespaces":[{"type":"pid"},{"type":"network"}]}\(extra)}
-        """.utf8)
+        Array(
+            """
+            {"ociVersion":"1.0.2-dev","process":\(process),"root":{"path":"rootfs"},"hostname":"fn-host",
+             "mounts":\(mounts),"annotations":{"io.kubernetes.cri.sandbox-id":"pod1","foo":"bar"},
+             "linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":536870912},
+                      "cpu":{"quota":150000,"period":100000,"shares":512}},
+                      "cgroupsPath":"/default/t1","namespaces":[{"type":"pid"},{"type":"network"}]}\(extra)}
+            """.utf8)
     }
 
     static let ctrProcess = """
@@ -49,7 +50,9 @@ struct BundleSpecTests {
     }
 
     @Test func aHostBindMountIsRefusedNotDropped() {
-        let mounts = String(Self.defaultMounts.dropLast()) + #",{"destination":"/data","type":"bind","source":"/srv/data","options":["rbind","ro"]}]"#
+        let mounts =
+            String(Self.defaultMounts.dropLast())
+            + #",{"destination":"/data","type":"bind","source":"/srv/data","options":["rbind","ro"]}]"#
         #expect { try BundleSpec.plan(configJSON: Self.config(mounts: mounts)) } throws: { error in
             let shim = error as? ShimError
             return shim?.code == .failedPrecondition && shim?.description.contains("/data (bind from /srv/data)") == true
@@ -59,12 +62,16 @@ struct BundleSpecTests {
     }
 
     @Test func malformedSpecsAreOneLineErrors() {
-        #expect { try BundleSpec.plan(configJSON: Array("{".utf8)) } throws: { "\($0)".hasPrefix("config.json is not a valid OCI runtime spec") }
+        #expect { try BundleSpec.plan(configJSON: Array("{".utf8)) } throws: {
+            "\($0)".hasPrefix("config.json is not a valid OCI runtime spec")
+        }
         #expect { try BundleSpec.plan(configJSON: Self.config(process: #"{"args":"sh","cwd":"/"}"#)) } throws: {
             "\($0)".contains("process.args")
         }
         #expect { try BundleSpec.plan(configJSON: Self.config(process: #"{"args":[],"cwd":"/"}"#)) } throws: { "\($0)".contains("no args") }
-        #expect { try BundleSpec.plan(configJSON: Self.config(process: #"{"args":["x"],"cwd":"rel"}"#)) } throws: { "\($0)".contains("not absolute") }
+        #expect { try BundleSpec.plan(configJSON: Self.config(process: #"{"args":["x"],"cwd":"rel"}"#)) } throws: {
+            "\($0)".contains("not absolute")
+        }
         #expect { try BundleSpec.plan(configJSON: Self.config(process: #"{"args":["x"],"user":{"uid":-1}}"#)) } throws: { _ in true }
         #expect { try BundleSpec.plan(configJSON: Self.config(extra: #","hostname":"bad host"#)) } throws: { _ in true }
     }
@@ -75,7 +82,8 @@ struct BundleSpecTests {
     }
 
     @Test func anExecsProcessIsOCIJSON() throws {
-        let json = #"{"user":{"uid":0,"gid":0,"additionalGids":[0]},"args":["sh","-c","echo from-exec; exit 7"],"env":["PATH=/bin"],"cwd":"/","capabilities":{}}"#
+        let json =
+            #"{"user":{"uid":0,"gid":0,"additionalGids":[0]},"args":["sh","-c","echo from-exec; exit 7"],"env":["PATH=/bin"],"cwd":"/","capabilities":{}}"#
         let (spec, size) = try BundleSpec.execProcess(json: Array(json.utf8))
         #expect(spec.args == ["sh", "-c", "echo from-exec; exit 7"] && spec.env == ["PATH=/bin"] && spec.cwd == "/")
         #expect(size == nil)

@@ -40,7 +40,9 @@ struct ProcessIOTests {
         let errReader = try FileDescriptor.open(err, O_RDONLY | O_NONBLOCK)
         let io = try ProcessIO(stdin: input, stdout: out, stderr: err, terminal: false)
         let stop = try EventFD()
-        let (outWriter, errWriter) = (try #require(try ProcessIO.openOutput(StdioTarget.parse(out))), try #require(try ProcessIO.openOutput(StdioTarget.parse(err))))
+        let (outWriter, errWriter) = (
+            try #require(try ProcessIO.openOutput(StdioTarget.parse(out))), try #require(try ProcessIO.openOutput(StdioTarget.parse(err)))
+        )
         try ProcessIO.write(Array("hello\n".utf8), to: outWriter, stop: stop.descriptor)
         try ProcessIO.write(Array("oops\n".utf8), to: errWriter, stop: stop.descriptor)
         var first = [UInt8](repeating: 0, count: 16)

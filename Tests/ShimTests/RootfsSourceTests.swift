@@ -18,8 +18,10 @@ struct RootfsSourceTests {
 
     @Test func bindsAndNoMountsAreDirectories() throws {
         #expect(try RootfsSource.parse([], bundle: "/b") == .directory("/b/rootfs"))
-        #expect(try RootfsSource.parse([Self.mount("bind", "/n/snapshots/2", ["rbind", "rw"])], bundle: "/b") == .directory("/n/snapshots/2"))
-        #expect(try RootfsSource.parse([Self.mount("bind", "/n/snapshots/1", ["rbind", "ro"])], bundle: "/b") == .layers(["/n/snapshots/1"]))
+        #expect(
+            try RootfsSource.parse([Self.mount("bind", "/n/snapshots/2", ["rbind", "rw"])], bundle: "/b") == .directory("/n/snapshots/2"))
+        #expect(
+            try RootfsSource.parse([Self.mount("bind", "/n/snapshots/1", ["rbind", "ro"])], bundle: "/b") == .layers(["/n/snapshots/1"]))
     }
 
     @Test func otherMountsAreRefused() {

@@ -36,7 +36,9 @@ struct ShimCommandTests {
         func run(_ action: String, id: String? = nil) throws -> Subprocess.Result {
             let flags = "-namespace shimtest -address /tmp/shimtest-containerd.sock -publish-binary /bin/true -id \(id ?? self.id)"
             let bundleFlag = action == "delete" ? " -bundle \(path)" : ""
-            return try Subprocess.run(["sh", "-c", "cd \(path) && exec \(ShimCommandTests.binary) \(flags)\(bundleFlag) \(action) </dev/null 2>&1"])
+            return try Subprocess.run([
+                "sh", "-c", "cd \(path) && exec \(ShimCommandTests.binary) \(flags)\(bundleFlag) \(action) </dev/null 2>&1",
+            ])
         }
 
         var shimPID: Int32? {
@@ -45,7 +47,9 @@ struct ShimCommandTests {
         }
     }
 
-    static func call<Response: SwiftProtobuf.Message>(_ path: String, _ method: String, _ request: some SwiftProtobuf.Message) async throws -> Response {
+    static func call<Response: SwiftProtobuf.Message>(
+        _ path: String, _ method: String, _ request: some SwiftProtobuf.Message
+    ) async throws -> Response {
         let client = try TTRPCClient(stream: SocketStream.connect(path: path))
         defer { client.close() }
         return try await client.call(service: "containerd.task.v2.Task", method: method, request: request, timeout: .seconds(5))
@@ -70,12 +74,18 @@ struct ShimCommandTests {
         #expect(String(decoding: written, as: UTF8.self) == "unix://\(path)")
         let pid = try #require(bundle.shimPID)
 
-        let connected: Containerd_Task_V2_ConnectResponse = try await Self.call(path, "Connect", Containerd_Task_V2_ConnectRequest.with { $0.id = bundle.id })
+        let connected: Containerd_Task_V2_ConnectResponse = try await Self.call(
+            path, "Connect", Containerd_Task_V2_ConnectRequest.with { $0.id = bundle.id })
         #expect(connected.shimPid == UInt32(pid) && connected.taskPid == 0)
-        await #expect { let _: Containerd_Task_V2_StateResponse = try await Self.call(path, "State", Containerd_Task_V2_StateRequest.with { $0.id = "nope" }) } throws: {
+        await #expect {
+            let _: Containerd_Task_V2_StateResponse = try await Self.call(
+                path, "State", Containerd_Task_V2_StateRequest.with { $0.id = "nope" })
+        } throws: {
             ($0 as? TTRPCStatus)?.code == .notFound
         }
-        await #expect { let _: Google_Protobuf_Empty = try await Self.call(path, "Checkpoint", Containerd_Task_V2_CheckpointTaskRequest()) } throws: {
+        await #expect {
+            let _: Google_Protobuf_Empty = try await Self.call(path, "Checkpoint", Containerd_Task_V2_CheckpointTaskRequest())
+        } throws: {
             ($0 as? TTRPCStatus)?.code == .unimplemented
         }
         // A second start for the same group finds it.

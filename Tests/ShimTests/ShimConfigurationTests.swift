@@ -19,17 +19,18 @@ struct ShimConfigurationTests {
 
     @Test func theFileSetsWhatItNames() throws {
         var configuration = ShimConfiguration(root: "/var/lib/rund", agent: "/usr/local/bin/rund-agent")
-        try configuration.apply(text: """
-            # rund's shim
-            root = "/srv/rund"   # state root
-            agent = "/opt/rund-agent"
-            memory_mib = 512
-            vcpus = 2
-            writable_mib = 1024
-            console_dir = "/var/log/rund#1"
-            stall_timeout = 30
-            allow_unconfined = true
-            """, file: "t.toml")
+        try configuration.apply(
+            text: """
+                # rund's shim
+                root = "/srv/rund"   # state root
+                agent = "/opt/rund-agent"
+                memory_mib = 512
+                vcpus = 2
+                writable_mib = 1024
+                console_dir = "/var/log/rund#1"
+                stall_timeout = 30
+                allow_unconfined = true
+                """, file: "t.toml")
         #expect(configuration.root == "/srv/rund" && configuration.agent == "/opt/rund-agent")
         #expect(configuration.memoryMiB == 512 && configuration.vcpus == 2 && configuration.writableMiB == 1024)
         #expect(configuration.consoleDirectory == "/var/log/rund#1" && configuration.stallTimeoutSeconds == 30)

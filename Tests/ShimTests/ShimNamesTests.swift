@@ -33,7 +33,9 @@ struct ShimNamesTests {
         let response = Containerd_Task_V2_DeleteResponse.with {
             $0.pid = 13029
             $0.exitStatus = 137
-            $0.exitedAt = .with { $0.seconds = 1_795_313_757; $0.nanos = 852_653_514 }
+            $0.exitedAt = .with {
+                $0.seconds = 1_795_313_757; $0.nanos = 852_653_514
+            }
         }
         let bytes: [UInt8] = try response.serializedBytes()
         #expect(bytes.map { String(format: "%02x", $0) }.joined() == "08e5651089011a0c08dda089d80610caebc99603")
@@ -46,9 +48,11 @@ struct ShimNamesTests {
     }
 
     @Test func cgroupFilesBecomeV2Metrics() {
-        let files = ["memory.current": "1048576\n", "memory.max": "max\n", "pids.current": "7\n", "pids.max": "256\n",
-                     "cpu.stat": "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 3\nnr_throttled 1\nthrottled_usec 20\n",
-                     "memory.stat": "anon 4096\nfile 8192\n", "memory.events": "oom 1\noom_kill 1\n", "cgroup.controllers": "cpu memory pids\n"]
+        let files = [
+            "memory.current": "1048576\n", "memory.max": "max\n", "pids.current": "7\n", "pids.max": "256\n",
+            "cpu.stat": "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 3\nnr_throttled 1\nthrottled_usec 20\n",
+            "memory.stat": "anon 4096\nfile 8192\n", "memory.events": "oom 1\noom_kill 1\n", "cgroup.controllers": "cpu memory pids\n",
+        ]
         let read: TaskMetrics.Reader = { files[$0] }
         #expect(TaskMetrics.isV2(read))
         let metrics = TaskMetrics.v2(read)

@@ -16,8 +16,10 @@ struct HostileInputTests {
         #expect(try bench.store.lookup(reference: "good:1").layerCount == 1)
     }
 
-    private func importError(_ store: ImageStore, _ bench: HostileBench, _ archive: [UInt8],
-                             sourceLocation: SourceLocation = #_sourceLocation) throws -> StorageError? {
+    private func importError(
+        _ store: ImageStore, _ bench: HostileBench, _ archive: [UInt8],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> StorageError? {
         try bench.refuse(archive, with: store, sourceLocation: sourceLocation)
     }
 
@@ -60,7 +62,9 @@ struct HostileInputTests {
     @Test func unknownMediaTypeAndOtherPlatform() throws {
         try withStore { store, bench in
             let layer = Fixtures.busyboxLayer()
-            let zstd = Fixtures.ociLayout(layers: [.init(bytes: layer, mediaType: "application/vnd.oci.image.layer.v1.tar+zstd", uncompressed: layer)])
+            let zstd = Fixtures.ociLayout(layers: [
+                .init(bytes: layer, mediaType: "application/vnd.oci.image.layer.v1.tar+zstd", uncompressed: layer)
+            ])
             #expect(try importError(store, bench, zstd)?.kind == .unsupported)
             let arm = Fixtures.ociLayout(layers: [.init(bytes: layer, uncompressed: layer)], platform: (os: "linux", arch: "arm64"))
             let armError = try importError(store, bench, arm)

@@ -35,7 +35,8 @@ struct HostileNameTests {
         }
         // A prepend character U+0600 glues itself to the "/" after it.
         let prepend: [UInt8] = [0xd8, 0x80]
-        cases.append(("prepend U+0600 before /", throughHiddenSeparator(bench, link: utf8("s") + prepend, write: utf8("s") + prepend + utf8("/x"))))
+        cases.append(
+            ("prepend U+0600 before /", throughHiddenSeparator(bench, link: utf8("s") + prepend, write: utf8("s") + prepend + utf8("/x"))))
         // ".." then "/"+mark: one Character component "../́", but the kernel walks "..".
         var dotdot = TarWriter()
         dotdot.raw(utf8("../") + [0xcc, 0x81], .symlink, mode: 0o777, link: bench.canaryBytes)
@@ -61,8 +62,16 @@ struct HostileNameTests {
         opaque.raw(utf8("s") + prepend + utf8("/sub/.wh..wh..opq"))
         cases.append(("opaque directory behind U+0600", [opaque.finish()]))
         // CR LF is one Character; invalid UTF-8 is repaired to U+FFFD by String(decoding:).
-        cases.append(("CR LF then U+0301 after /", throughHiddenSeparator(bench, link: utf8("s\r\n"), write: utf8("s\r\n/") + [0xcc, 0x81] + utf8("x"))))
-        cases.append(("invalid UTF-8 then U+0301 after /", throughHiddenSeparator(bench, link: [0xff, 0xfe], write: [0xff, 0xfe, 0x2f, 0xcc, 0x81] + utf8("x"))))
+        cases.append(
+            (
+                "CR LF then U+0301 after /",
+                throughHiddenSeparator(bench, link: utf8("s\r\n"), write: utf8("s\r\n/") + [0xcc, 0x81] + utf8("x"))
+            ))
+        cases.append(
+            (
+                "invalid UTF-8 then U+0301 after /",
+                throughHiddenSeparator(bench, link: [0xff, 0xfe], write: [0xff, 0xfe, 0x2f, 0xcc, 0x81] + utf8("x"))
+            ))
         for (label, layers) in cases {
             let error = try bench.refuse(bench.layout(layers), label)
             #expect(error?.kind == .badInput, "\(label): \(String(describing: error))")
@@ -93,7 +102,7 @@ struct HostileNameTests {
         longName.extensionHeader(type: UInt8(ascii: "L"), utf8("a") + [0] + utf8("b") + [0])
         longName.raw(utf8("placeholder"), content: utf8("x"))
         var symlinkTarget = TarWriter()
-        symlinkTarget.raw(utf8("l"), .symlink, mode: 0o777, pax: [(utf8("linkpath"), utf8("a") + [0] + utf8("/../../..")) ])
+        symlinkTarget.raw(utf8("l"), .symlink, mode: 0o777, pax: [(utf8("linkpath"), utf8("a") + [0] + utf8("/../../.."))])
         for (label, layer) in [("pax path", path), ("pax linkpath", link), ("GNU long name", longName), ("symlink target", symlinkTarget)] {
             var layer = layer
             let error = try bench.refuse(bench.layout([layer.finish()]), label)
@@ -113,18 +122,32 @@ struct HostileNameTests {
             cases.append((label, [tar.finish()]))
         }
         one("leading ..") { $0.file(depth + canary.dropFirst() + "/x", "x") }
-        one("inner ..") { $0.directory("a/"); $0.file("a/../../" + depth + canary.dropFirst() + "/x", "x") }
+        one("inner ..") {
+            $0.directory("a/"); $0.file("a/../../" + depth + canary.dropFirst() + "/x", "x")
+        }
         one("absolute") { $0.file(canary + "/x", "x") }
         one("double slash absolute") { $0.file("//" + canary.dropFirst() + "/x", "x") }
         one("symlink climbing out") { $0.symlink("up", to: depth + canary.dropFirst()) }
         one("hard link out") { $0.hardLink("stolen", to: depth + canary.dropFirst() + "/keep") }
         one("hard link absolute") { $0.hardLink("stolen", to: canary + "/keep") }
-        one("write through symlink") { $0.symlink("lnk", to: canary); $0.file("lnk/x", "x") }
-        one("mkdir through symlink") { $0.symlink("lnk", to: canary); $0.directory("lnk/d/") }
-        one("hard link through symlink") { $0.symlink("lnk", to: canary); $0.hardLink("stolen", to: "lnk/keep") }
-        one("whiteout through symlink") { $0.symlink("lnk", to: canary); $0.file("lnk/.wh.keep", []) }
-        one("opaque through symlink") { $0.symlink("lnk", to: canary); $0.file("lnk/sub/.wh..wh..opq", []) }
-        one("whiteout of ..") { $0.directory("a/"); $0.file("a/.wh..", []) }
+        one("write through symlink") {
+            $0.symlink("lnk", to: canary); $0.file("lnk/x", "x")
+        }
+        one("mkdir through symlink") {
+            $0.symlink("lnk", to: canary); $0.directory("lnk/d/")
+        }
+        one("hard link through symlink") {
+            $0.symlink("lnk", to: canary); $0.hardLink("stolen", to: "lnk/keep")
+        }
+        one("whiteout through symlink") {
+            $0.symlink("lnk", to: canary); $0.file("lnk/.wh.keep", [])
+        }
+        one("opaque through symlink") {
+            $0.symlink("lnk", to: canary); $0.file("lnk/sub/.wh..wh..opq", [])
+        }
+        one("whiteout of ..") {
+            $0.directory("a/"); $0.file("a/.wh..", [])
+        }
         // The symlink in one layer, the write, whiteout or opaque marker through it in the next.
         var lower = TarWriter(); lower.symlink("etc", to: canary)
         let lowerLayer = lower.finish()
@@ -162,7 +185,8 @@ struct HostileNameTests {
         upper.raw(utf8(".wh.") + decomposed)
         upper.raw(utf8(".wh.") + [0xcc, 0x81] + utf8("x"))
         let layers = [lower.finish(), upper.finish()]
-        let image = try ImageStore(root: root.path).import(path: try scratch.write("names.tar", Fixtures.ociLayout(layers: layers.map { .init(bytes: $0, uncompressed: $0) })))
+        let image = try ImageStore(root: root.path).import(
+            path: try scratch.write("names.tar", Fixtures.ociLayout(layers: layers.map { .init(bytes: $0, uncompressed: $0) })))
         let names = try Fixtures.withMountedEROFS(image.erofsPath) { tree in
             try HostileBench.names(try FileDescriptor.openDirectory(tree)).sorted { $0.lexicographicallyPrecedes($1) }
         }

@@ -49,7 +49,8 @@ private struct Field: Sendable, CustomStringConvertible {
 /// One entry whose header field carries `bytes` (a device node, so devmajor/devminor count).
 private func archive(_ field: Field, _ bytes: [UInt8]) -> [UInt8] {
     var tar = TarWriter()
-    tar.raw(utf8("node"), field.name.hasPrefix("dev") ? .character : .file, content: field.name.hasPrefix("dev") ? [] : utf8("x")) { header in
+    tar.raw(utf8("node"), field.name.hasPrefix("dev") ? .character : .file, content: field.name.hasPrefix("dev") ? [] : utf8("x")) {
+        header in
         for (i, byte) in bytes.enumerated() { header[field.offset + i] = byte }
     }
     return tar.finish()
@@ -85,7 +86,8 @@ private func parse(_ bytes: [UInt8], limits: StorageLimits = StorageLimits()) ->
     /// The inputs the TarReader fuzz target found trapping (kept in its corpus): each is now read or
     /// refused with a StorageError.
     @Test func fuzzerFindingsNeverTrap() throws {
-        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Fuzz/Corpus/TarReader").standardized
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Fuzz/Corpus/TarReader")
+            .standardized
         let findings = try FileManager.default.contentsOfDirectory(atPath: corpus.path).filter { $0.hasPrefix("finding-") }.sorted()
         #expect(findings.count == 3)
         for name in findings {
@@ -228,7 +230,8 @@ struct HostileTarImportTests {
         endless.raw(utf8("x"), content: [])
         #expect(try bench.refuse(bench.layout([endless.finish()]), "endless pax")?.kind == .limitExceeded)
         var oversized = TarWriter()
-        oversized.extensionHeader(type: UInt8(ascii: "x"), TarWriter.paxRecords([(utf8("comment"), [UInt8](repeating: 0x61, count: (1 << 20) + 1))]))
+        oversized.extensionHeader(
+            type: UInt8(ascii: "x"), TarWriter.paxRecords([(utf8("comment"), [UInt8](repeating: 0x61, count: (1 << 20) + 1))]))
         oversized.raw(utf8("x"), content: [])
         #expect(try bench.refuse(bench.layout([oversized.finish()]), "oversized pax")?.kind == .limitExceeded)
     }
@@ -253,8 +256,10 @@ struct HostileTarImportTests {
         var tiny = TarWriter()
         tiny.file("f", "x")
         let trailing = tiny.finish() + [UInt8](repeating: 0, count: 8 << 20)
-        let trailingLayer = Fixtures.Layer(bytes: try Fixtures.gzip(trailing, in: bench.scratch), mediaType: OCI.MediaType.ociLayerGzip, uncompressed: trailing)
-        #expect(try bench.refuse(Fixtures.ociLayout(layers: [trailingLayer]), with: small, "bomb after the end marker")?.kind == .limitExceeded)
+        let trailingLayer = Fixtures.Layer(
+            bytes: try Fixtures.gzip(trailing, in: bench.scratch), mediaType: OCI.MediaType.ociLayerGzip, uncompressed: trailing)
+        #expect(
+            try bench.refuse(Fixtures.ociLayout(layers: [trailingLayer]), with: small, "bomb after the end marker")?.kind == .limitExceeded)
         // Two layers each under the layer limit, together over the image limit.
         var half = TarWriter()
         half.file("half", [UInt8](repeating: 1, count: 900 << 10))
@@ -282,17 +287,22 @@ struct HostileTarImportTests {
         var limits = StorageLimits()
         limits.documentBytes = 64 << 10
         let small = ImageStore(root: bench.root.path, limits: limits)
-        let bigConfig = Fixtures.configJSON(diffIDs: [Fixtures.digest(layer)]).dropLast() + [UInt8](repeating: 0x20, count: 100 << 10) + utf8("}")
-        #expect(try bench.refuse(Fixtures.ociLayout(layers: [.init(bytes: layer, uncompressed: layer)], config: Array(bigConfig)),
-                                 with: small, "oversized config")?.kind == .limitExceeded)
+        let bigConfig =
+            Fixtures.configJSON(diffIDs: [Fixtures.digest(layer)]).dropLast() + [UInt8](repeating: 0x20, count: 100 << 10) + utf8("}")
+        #expect(
+            try bench.refuse(
+                Fixtures.ociLayout(layers: [.init(bytes: layer, uncompressed: layer)], config: Array(bigConfig)),
+                with: small, "oversized config")?.kind == .limitExceeded)
         var manifestJSON = TarWriter()
         manifestJSON.file("manifest.json", utf8("[") + [UInt8](repeating: 0x20, count: 100 << 10) + utf8("]"))
         #expect(try bench.refuse(manifestJSON.finish(), with: small, "oversized docker-save manifest.json")?.kind == .limitExceeded)
         // Deep nesting, wrong types, huge numbers: decoding errors, not crashes.
-        for (label, json) in [("deeply nested", utf8(String(repeating: "[", count: 100_000))),
-                              ("wrong types", utf8("{\"manifests\":\"x\"}")),
-                              ("huge size", utf8("{\"manifests\":[{\"digest\":\"sha256:" + String(repeating: "a", count: 64) + "\",\"size\":1e400}]}")),
-                              ("not UTF-8", [0x7b, 0xff, 0xfe, 0x7d])] {
+        for (label, json) in [
+            ("deeply nested", utf8(String(repeating: "[", count: 100_000))),
+            ("wrong types", utf8("{\"manifests\":\"x\"}")),
+            ("huge size", utf8("{\"manifests\":[{\"digest\":\"sha256:" + String(repeating: "a", count: 64) + "\",\"size\":1e400}]}")),
+            ("not UTF-8", [0x7b, 0xff, 0xfe, 0x7d]),
+        ] {
             var tar = TarWriter()
             tar.file("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}")
             tar.file("index.json", json)
@@ -301,11 +311,17 @@ struct HostileTarImportTests {
         // More layers than allowed (the same blob listed 2000 times).
         let descriptor: [String: Any] = ["mediaType": OCI.MediaType.ociLayer, "digest": Fixtures.digest(layer), "size": layer.count]
         let config = Fixtures.configJSON(diffIDs: Array(repeating: Fixtures.digest(layer), count: 2000))
-        let manifest = Fixtures.json(["schemaVersion": 2, "mediaType": OCI.MediaType.ociManifest,
-                                      "config": ["mediaType": OCI.MediaType.ociConfig, "digest": Fixtures.digest(config), "size": config.count],
-                                      "layers": Array(repeating: descriptor, count: 2000)])
-        let top = Fixtures.json(["schemaVersion": 2, "manifests": [["mediaType": OCI.MediaType.ociManifest, "digest": Fixtures.digest(manifest), "size": manifest.count]]])
-        let manyLayers = Fixtures.layoutTar(index: top, blobs: [Fixtures.digest(config): config, Fixtures.digest(manifest): manifest, Fixtures.digest(layer): layer])
+        let manifest = Fixtures.json([
+            "schemaVersion": 2, "mediaType": OCI.MediaType.ociManifest,
+            "config": ["mediaType": OCI.MediaType.ociConfig, "digest": Fixtures.digest(config), "size": config.count],
+            "layers": Array(repeating: descriptor, count: 2000),
+        ])
+        let top = Fixtures.json([
+            "schemaVersion": 2,
+            "manifests": [["mediaType": OCI.MediaType.ociManifest, "digest": Fixtures.digest(manifest), "size": manifest.count]],
+        ])
+        let manyLayers = Fixtures.layoutTar(
+            index: top, blobs: [Fixtures.digest(config): config, Fixtures.digest(manifest): manifest, Fixtures.digest(layer): layer])
         #expect(try bench.refuse(manyLayers, "2000 layers")?.kind == .limitExceeded)
     }
 }

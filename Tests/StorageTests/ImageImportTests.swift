@@ -13,10 +13,12 @@ struct ImageImportTests {
         let lower = Fixtures.busyboxLayer()
         let upper = Fixtures.whiteoutLayer()
         let gzipped = try Fixtures.gzip(upper, in: scratch)
-        let archive = try scratch.write("image.tar", Fixtures.ociLayout(layers: [
-            .init(bytes: lower, uncompressed: lower),
-            .init(bytes: gzipped, mediaType: OCI.MediaType.ociLayerGzip, uncompressed: upper),
-        ]))
+        let archive = try scratch.write(
+            "image.tar",
+            Fixtures.ociLayout(layers: [
+                .init(bytes: lower, uncompressed: lower),
+                .init(bytes: gzipped, mediaType: OCI.MediaType.ociLayerGzip, uncompressed: upper),
+            ]))
         let store = ImageStore(root: root.path)
         let image = try store.import(path: archive, reference: "example.com/test/busybox:1")
         #expect(image.layerCount == 2)
@@ -60,7 +62,8 @@ struct ImageImportTests {
         let layer = Fixtures.busyboxLayer()
         let store = ImageStore(root: root.path)
         let docker = try store.import(path: try scratch.write("docker.tar", Fixtures.dockerSave(layers: [layer], tag: "busybox:latest")))
-        let oci = try store.import(path: try scratch.write("oci.tar", Fixtures.ociLayout(layers: [.init(bytes: layer, uncompressed: layer)])))
+        let oci = try store.import(
+            path: try scratch.write("oci.tar", Fixtures.ociLayout(layers: [.init(bytes: layer, uncompressed: layer)])))
         #expect(docker.id == oci.id)
         #expect(docker.references == ["docker.io/library/busybox:latest"])
         #expect(try store.list().count == 1)
@@ -80,7 +83,8 @@ struct ImageImportTests {
         let scratch = try TemporaryDirectory()
         let layer = Fixtures.busyboxLayer()
         let store = ImageStore(root: root.path)
-        let image = try store.import(path: try scratch.write("d.tar", Fixtures.dockerSave(layers: [layer], tag: "busybox:1")), reference: "other:2")
+        let image = try store.import(
+            path: try scratch.write("d.tar", Fixtures.dockerSave(layers: [layer], tag: "busybox:1")), reference: "other:2")
         #expect(try store.list().map(\.references) == [["docker.io/library/busybox:1", "docker.io/library/other:2"]])
         #expect(try store.remove(reference: "busybox:1").isEmpty)
         #expect(try store.lookup(reference: image.shortID).references == ["docker.io/library/other:2"])
@@ -100,7 +104,8 @@ struct ImageImportTests {
         try FileSystem.makeDirectories(tmp + "/stage-live")
         let live = try FileSystem.open(at: nil, tmp + "/stage-live/.in-use", O_RDWR | O_CREAT)
         #expect(try FileSystem.lock(live))
-        try ImageStore(root: root.path).import(path: try scratch.write("d.tar", Fixtures.dockerSave(layers: [Fixtures.busyboxLayer()], tag: "a:1")))
+        try ImageStore(root: root.path).import(
+            path: try scratch.write("d.tar", Fixtures.dockerSave(layers: [Fixtures.busyboxLayer()], tag: "a:1")))
         #expect(try FileManager.default.contentsOfDirectory(atPath: tmp) == ["stage-live"])
         live.close()
     }

@@ -8,8 +8,9 @@ import Testing
 
 /// containerd's overlayfs snapshot layers (a lower chain) become one EROFS, once, with the
 /// layers merged as the container sees them; nothing is left mounted or staged.
-@Suite(.enabled(if: Fixtures.erofsTools, "needs mkfs.erofs (apt-get install erofs-utils)"),
-       .enabled(if: Fixtures.isRoot, "needs root: overlayfs merges the layers"))
+@Suite(
+    .enabled(if: Fixtures.erofsTools, "needs mkfs.erofs (apt-get install erofs-utils)"),
+    .enabled(if: Fixtures.isRoot, "needs root: overlayfs merges the layers"))
 struct LayerChainImagesTests {
     /// Two layers as the overlayfs snapshotter unpacks them: the upper one deletes a file of
     /// the lower (a whiteout: char device 0:0) and replaces a directory (opaque).
@@ -22,7 +23,8 @@ struct LayerChainImagesTests {
         _ = try directory.write("2/fs/etc/new", Array("new\n".utf8))
         _ = try directory.write("2/fs/etc/old/fresh", Array("fresh\n".utf8))
         guard mknod(upper + "/etc/gone", S_IFCHR | 0o000, 0) == 0 else { throw SystemError.last("mknod") }
-        try FileSystem.setExtendedAttribute(on: try FileDescriptor.openDirectory(upper + "/etc/old"), name: "trusted.overlay.opaque", value: Array("y".utf8))
+        try FileSystem.setExtendedAttribute(
+            on: try FileDescriptor.openDirectory(upper + "/etc/old"), name: "trusted.overlay.opaque", value: Array("y".utf8))
         return [upper, lower]  // Top-most first, as lowerdir= lists them.
     }
 
@@ -41,7 +43,8 @@ struct LayerChainImagesTests {
         #expect(try chains.image(lowers: lowers) == image)
         #expect(try FileSystem.status(at: nil, image)?.st_ino == built?.st_ino)
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.path + "/layer-chains/tmp") == [])
-        #expect(!(String(decoding: try FileDescriptor.open("/proc/self/mountinfo", O_RDONLY).readToEnd(), as: UTF8.self)).contains(root.path))
+        #expect(
+            !(String(decoding: try FileDescriptor.open("/proc/self/mountinfo", O_RDONLY).readToEnd(), as: UTF8.self)).contains(root.path))
         // A chain made again at the same paths (a reset containerd root) is a new image.
         try FileSystem.removeTree(snapshots.path + "/2")
         _ = try Self.layers(in: snapshots)

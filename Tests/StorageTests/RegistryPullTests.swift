@@ -3,7 +3,8 @@ import HostOS
 import Testing
 @testable import Storage
 
-private let canPull = Fixtures.isRoot && Fixtures.erofsTools && !Fixtures.busybox.isEmpty
+private let canPull =
+    Fixtures.isRoot && Fixtures.erofsTools && !Fixtures.busybox.isEmpty
     && Fixtures.hasTool("docker-registry") && Fixtures.hasTool("skopeo")
 
 /// Pulls from a real registry (Debian's docker-registry), images pushed by skopeo.
@@ -12,8 +13,11 @@ struct RegistryPullTests {
     /// busybox (uncompressed) + whiteouts (gzip), pushed as a linux/amd64 + linux/arm64 index.
     /// skopeo gzips uncompressed layers on the way, so the amd64 manifest digest is read back
     /// from the registry's index.
-    private func pushMultiPlatform(_ registry: LocalRegistry, _ scratch: TemporaryDirectory, name: String) throws
-        -> (amd64Manifest: String, amd64Config: String) {
+    private func pushMultiPlatform(
+        _ registry: LocalRegistry, _ scratch: TemporaryDirectory, name: String
+    ) throws
+        -> (amd64Manifest: String, amd64Config: String)
+    {
         let lower = Fixtures.busyboxLayer()
         let upper = Fixtures.whiteoutLayer()
         let layout = Fixtures.multiPlatformLayout(layers: [
@@ -41,10 +45,13 @@ struct RegistryPullTests {
         #expect(image.layerCount == 2)
 
         // The same layers imported from the archive give the same tree.
-        let imported = try ImageStore(root: root.path + "/other").import(path: try scratch.write("local.tar", Fixtures.ociLayout(layers: [
-            .init(bytes: Fixtures.busyboxLayer(), uncompressed: Fixtures.busyboxLayer()),
-            .init(bytes: Fixtures.whiteoutLayer(), uncompressed: Fixtures.whiteoutLayer()),
-        ])))
+        let imported = try ImageStore(root: root.path + "/other").import(
+            path: try scratch.write(
+                "local.tar",
+                Fixtures.ociLayout(layers: [
+                    .init(bytes: Fixtures.busyboxLayer(), uncompressed: Fixtures.busyboxLayer()),
+                    .init(bytes: Fixtures.whiteoutLayer(), uncompressed: Fixtures.whiteoutLayer()),
+                ])))
         let pulledTree = try Fixtures.withMountedEROFS(image.erofsPath) { try TreeListing.of($0) }
         let importedTree = try Fixtures.withMountedEROFS(imported.erofsPath) { try TreeListing.of($0) }
         #expect(pulledTree == importedTree)
@@ -63,7 +70,8 @@ struct RegistryPullTests {
         let layers = [Fixtures.busyboxLayer(), Fixtures.whiteoutLayer()]
         let config = Fixtures.configJSON(diffIDs: layers.map(Fixtures.digest))
         let manifest = Fixtures.manifestJSON(config: config, layers: layers.map { .init(bytes: $0, uncompressed: $0) })
-        try await registry.pushRaw(name: "rund/same", tag: "1", blobs: layers + [config], manifest: manifest, mediaType: OCI.MediaType.ociManifest)
+        try await registry.pushRaw(
+            name: "rund/same", tag: "1", blobs: layers + [config], manifest: manifest, mediaType: OCI.MediaType.ociManifest)
         let served = try registry.rawManifest("rund/same:1")
         let types = (served["layers"] as? [[String: Any]] ?? []).compactMap { $0["mediaType"] as? String }
         #expect(types == [OCI.MediaType.ociLayer, OCI.MediaType.ociLayer])
@@ -85,7 +93,8 @@ struct RegistryPullTests {
         let root = try TemporaryDirectory()
         let layer = Fixtures.busyboxLayer()
         let armConfig = Fixtures.configJSON(diffIDs: [Fixtures.digest(layer)], architecture: "arm64")
-        let arm = Fixtures.ociLayout(layers: [.init(bytes: layer, uncompressed: layer)], config: armConfig, platform: (os: "linux", arch: "arm64"))
+        let arm = Fixtures.ociLayout(
+            layers: [.init(bytes: layer, uncompressed: layer)], config: armConfig, platform: (os: "linux", arch: "arm64"))
         try registry.push(try scratch.write("arm.tar", arm), as: "rund/arm:1")
         let store = ImageStore(root: root.path)
         for directory in ["tmp", "locks"] { try FileSystem.makeDirectories(root.path + "/images/" + directory) }
@@ -133,7 +142,8 @@ struct RegistryPullTests {
     }
 
     @Test func bearerChallengeParsing() {
-        let parameters = RegistryClient.challengeParameters(#"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#)
+        let parameters = RegistryClient.challengeParameters(
+            #"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#)
         #expect(parameters["realm"] == "https://auth.docker.io/token")
         #expect(parameters["service"] == "registry.docker.io")
         #expect(parameters["scope"] == "repository:library/busybox:pull")

@@ -3,7 +3,8 @@ import HostOS
 import Testing
 @testable import Storage
 
-private let canMount = Fixtures.isRoot && Fixtures.hasTool("mkfs.xfs") && Fixtures.hasTool("mkfs.ext4")
+private let canMount =
+    Fixtures.isRoot && Fixtures.hasTool("mkfs.xfs") && Fixtures.hasTool("mkfs.ext4")
     && FileManager.default.fileExists(atPath: "/dev/loop-control")
 
 @Suite(.enabled(if: canMount, "needs root, /dev/loop-control, xfsprogs and e2fsprogs"), .serialized)

@@ -163,8 +163,9 @@ import Testing
         try await onOSThread {
             let first = try peer.readFrame().header.streamID
             let second = try peer.readFrame().header.streamID
-            try peer.send(header: FrameHeader(length: 99, streamID: 1001, type: FrameType.response),
-                          payload: [UInt8](repeating: 0, count: 99))
+            try peer.send(
+                header: FrameHeader(length: 99, streamID: 1001, type: FrameType.response),
+                payload: [UInt8](repeating: 0, count: 99))
             let length = FrameHeader.maxPayloadLength + 10
             try peer.send(header: FrameHeader(length: UInt32(length), streamID: first, type: FrameType.response))
             try peer.send([UInt8](repeating: 0x0a, count: length))
@@ -210,7 +211,10 @@ import Testing
             #expect(shown.utf8.count < 600)
             #expect(shown.hasPrefix("\\x1b]0;pwned\\x07\\x1b[2J\\r\\u{202e}"))
             #expect(shown.hasSuffix(" more bytes): internal"))
-            #expect(shown.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7f && !(0x80...0x9f).contains($0.value) && $0 != "\u{202e}" })
+            #expect(
+                shown.unicodeScalars.allSatisfy {
+                    $0.value >= 0x20 && $0.value != 0x7f && !(0x80...0x9f).contains($0.value) && $0 != "\u{202e}"
+                })
         }
     }
 }

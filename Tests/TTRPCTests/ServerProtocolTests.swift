@@ -9,11 +9,17 @@ import Testing
         let (connection, peer) = try serverWithRawPeer(echoServer())
         defer { connection.close() }
         let (service, method) = try await onOSThread {
-            try peer.send(Frame(streamID: 1, type: FrameType.request,
-                                payload: requestBytes(service: "containerd.task.v2.Nope", method: "Echo")).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 1, type: FrameType.request,
+                    payload: requestBytes(service: "containerd.task.v2.Nope", method: "Echo")
+                ).encoded)
             let service = try peer.readResponse()
-            try peer.send(Frame(streamID: 3, type: FrameType.request,
-                                payload: requestBytes(service: "test.Echo", method: "Bogus")).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 3, type: FrameType.request,
+                    payload: requestBytes(service: "test.Echo", method: "Bogus")
+                ).encoded)
             return (service, try peer.readResponse())
         }
         #expect(service.streamID == 1)
@@ -28,8 +34,11 @@ import Testing
         let (connection, peer) = try serverWithRawPeer(echoServer())
         defer { connection.close() }
         let answer = try await onOSThread {
-            try peer.send(Frame(streamID: 2, type: FrameType.request,
-                                payload: requestBytes(service: "test.Echo", method: "Echo")).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 2, type: FrameType.request,
+                    payload: requestBytes(service: "test.Echo", method: "Echo")
+                ).encoded)
             return try peer.readResponse()
         }
         #expect(answer.streamID == 2)
@@ -47,8 +56,11 @@ import Testing
             try peer.send(header: FrameHeader(length: UInt32(length), streamID: 5, type: FrameType.request))
             try peer.send([UInt8](repeating: 0xee, count: length))
             let refused = try peer.readResponse()
-            try peer.send(Frame(streamID: 7, type: FrameType.request,
-                                payload: requestBytes(service: "test.Echo", method: "Echo", payload: [42])).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 7, type: FrameType.request,
+                    payload: requestBytes(service: "test.Echo", method: "Echo", payload: [42])
+                ).encoded)
             return (refused, try peer.readResponse())
         }
         #expect(refused.streamID == 5)
@@ -77,8 +89,11 @@ import Testing
         let (connection, peer) = try serverWithRawPeer(server)
         defer { connection.close() }
         let answer = try await onOSThread {
-            try peer.send(Frame(streamID: 1, type: FrameType.request,
-                                payload: requestBytes(service: "test.Typed", method: "Get", payload: [0xff, 0xff])).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 1, type: FrameType.request,
+                    payload: requestBytes(service: "test.Typed", method: "Get", payload: [0xff, 0xff])
+                ).encoded)
             return try peer.readResponse()
         }
         #expect(answer.response.status.code == 13)
@@ -121,8 +136,11 @@ import Testing
         let (healthy, other) = try serverWithRawPeer(server)
         defer { healthy.close() }
         let answer = try await onOSThread {
-            try other.send(Frame(streamID: 1, type: FrameType.request,
-                                 payload: requestBytes(service: "test.Echo", method: "Echo", payload: [7])).encoded)
+            try other.send(
+                Frame(
+                    streamID: 1, type: FrameType.request,
+                    payload: requestBytes(service: "test.Echo", method: "Echo", payload: [7])
+                ).encoded)
             return try other.readResponse()
         }
         #expect(answer.response.payload == .init([7]))
@@ -135,14 +153,26 @@ import Testing
         let (connection, peer) = try serverWithRawPeer(echoServer())
         defer { connection.close() }
         let (timeout, metadata, expired) = try await onOSThread {
-            try peer.send(Frame(streamID: 1, type: FrameType.request, payload: requestBytes(
-                service: "test.Echo", method: "Timeout", timeoutNano: 5_000_000_000)).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 1, type: FrameType.request,
+                    payload: requestBytes(
+                        service: "test.Echo", method: "Timeout", timeoutNano: 5_000_000_000)
+                ).encoded)
             let timeout = try peer.readResponse()
-            try peer.send(Frame(streamID: 3, type: FrameType.request, payload: requestBytes(
-                service: "test.Echo", method: "Metadata", metadata: [("k", "v1"), ("k", "v2")])).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 3, type: FrameType.request,
+                    payload: requestBytes(
+                        service: "test.Echo", method: "Metadata", metadata: [("k", "v1"), ("k", "v2")])
+                ).encoded)
             let metadata = try peer.readResponse()
-            try peer.send(Frame(streamID: 5, type: FrameType.request, payload: requestBytes(
-                service: "test.Echo", method: "Hang", timeoutNano: 50_000_000)).encoded)
+            try peer.send(
+                Frame(
+                    streamID: 5, type: FrameType.request,
+                    payload: requestBytes(
+                        service: "test.Echo", method: "Hang", timeoutNano: 50_000_000)
+                ).encoded)
             return (timeout, metadata, try peer.readResponse())
         }
         #expect(String(decoding: timeout.response.payload, as: UTF8.self) == "Optional(5)")

@@ -16,18 +16,21 @@ enum TraceFixtures {
     }
 
     /// shimv2.md 2.1: `Connect{id: "t14"}` on stream 1, and the shim's answer.
-    static let connectRequest = bytes("00000029 00000001 0100")
+    static let connectRequest =
+        bytes("00000029 00000001 0100")
         + field(0x0a, "containerd.task.v2.Task") + field(0x12, "Connect") + [0x1a, 0x05] + field(0x0a, "t14")
     static let connectResponse = bytes("0000000a 00000001 0200  1208 08f88401 10988501")
 
     /// trace line 319: `Connect{id: "t13"}` with timeout_nano=4999988919 and namespace metadata.
-    static let connectWithMetadata = bytes("00000056 00000001 0100")
+    static let connectWithMetadata =
+        bytes("00000056 00000001 0100")
         + field(0x0a, "containerd.task.v2.Task") + field(0x12, "Connect") + [0x1a, 0x05] + field(0x0a, "t13")
         + [0x20] + varint(4_999_988_919)
         + [0x2a, 37] + field(0x0a, "containerd-namespace-ttrpc") + field(0x12, "default")
 
     /// trace: `RESP(Pause) status.code=2 msg='cannot pause a paused container'` on stream 19.
-    static let pauseError = bytes("00000025 00000013 0200  0a23")
+    static let pauseError =
+        bytes("00000025 00000013 0200  0a23")
         + bytes("0802121f63616e6e6f7420706175736520612070617573656420636f6e7461696e6572")
 
     /// trace: `RESP(Shutdown)` with an empty payload on stream 17: a bare header.
@@ -55,15 +58,19 @@ enum TraceFixtures {
     }
 
     @Test func encodesContainerdsConnectRequestByteForByte() throws {
-        let frame = try Frame(streamID: 1, type: FrameType.request, payload: requestBytes(
-            service: "containerd.task.v2.Task", method: "Connect", payload: TraceFixtures.field(0x0a, "t14")))
+        let frame = try Frame(
+            streamID: 1, type: FrameType.request,
+            payload: requestBytes(
+                service: "containerd.task.v2.Task", method: "Connect", payload: TraceFixtures.field(0x0a, "t14")))
         #expect(frame.encoded == TraceFixtures.connectRequest)
     }
 
     @Test func encodesTimeoutAndMetadataLikeContainerd() throws {
-        let frame = try Frame(streamID: 1, type: FrameType.request, payload: requestBytes(
-            service: "containerd.task.v2.Task", method: "Connect", payload: TraceFixtures.field(0x0a, "t13"),
-            timeoutNano: 4_999_988_919, metadata: [("containerd-namespace-ttrpc", "default")]))
+        let frame = try Frame(
+            streamID: 1, type: FrameType.request,
+            payload: requestBytes(
+                service: "containerd.task.v2.Task", method: "Connect", payload: TraceFixtures.field(0x0a, "t13"),
+                timeoutNano: 4_999_988_919, metadata: [("containerd-namespace-ttrpc", "default")]))
         #expect(frame.encoded == TraceFixtures.connectWithMetadata)
     }
 
@@ -117,8 +124,9 @@ enum TraceFixtures {
         let sent = try await onOSThread { () throws -> [UInt8] in
             let sent = try peer.read(TraceFixtures.connectRequest.count)
             // Answer stream 1 with the traced Pause error body.
-            try peer.send(header: FrameHeader(length: 0x25, streamID: 1, type: FrameType.response),
-                          payload: Array(TraceFixtures.pauseError[10...]))
+            try peer.send(
+                header: FrameHeader(length: 0x25, streamID: 1, type: FrameType.response),
+                payload: Array(TraceFixtures.pauseError[10...]))
             return sent
         }
         #expect(sent == TraceFixtures.connectRequest)

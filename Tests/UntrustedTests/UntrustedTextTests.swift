@@ -30,12 +30,14 @@ struct UntrustedTextTests {
         Case(name: "newline and tab", input: "line one\nline two\ttab", expected: "line one\\nline two\\ttab"),
         Case(name: "NUL and DEL", input: "\u{00}\u{7f}", expected: "\\x00\\x7f"),
         Case(name: "right-to-left override", input: "evil\u{202e}gnp.exe", expected: "evil\\u{202e}gnp.exe"),
-        Case(name: "bidi isolates, marks, separators, BOM", input: "\u{2066}\u{200f}\u{061c}\u{2028}\u{feff}",
-             expected: "\\u{2066}\\u{200f}\\u{61c}\\u{2028}\\u{feff}"),
+        Case(
+            name: "bidi isolates, marks, separators, BOM", input: "\u{2066}\u{200f}\u{061c}\u{2028}\u{feff}",
+            expected: "\\u{2066}\\u{200f}\\u{61c}\\u{2028}\\u{feff}"),
         Case(name: "C1 CSI", input: "\u{9b}31m", expected: "\\u{9b}31m"),
         Case(name: "a literal backslash stays unambiguous", input: "a\\x1b", expected: "a\\\\x1b"),
-        Case(name: "a panic line", input: "Kernel panic - not syncing: sysrq triggered crash",
-             expected: "Kernel panic - not syncing: sysrq triggered crash"),
+        Case(
+            name: "a panic line", input: "Kernel panic - not syncing: sysrq triggered crash",
+            expected: "Kernel panic - not syncing: sysrq triggered crash"),
         Case(name: "printable non-ASCII", input: "grüße 日本 🙂", expected: "grüße 日本 🙂"),
     ]
 

@@ -12,10 +12,12 @@ enum FreestandingGuest {
     static func build(_ source: String, defines: [String: String]) throws -> String {
         let directory = try TemporaryDirectory()
         let elf = directory.path + "/guest.elf", binary = directory.path + "/guest.bin"
-        var argv = ["gcc", "-m64", "-ffreestanding", "-fno-pic", "-fno-pie", "-no-pie", "-nostdlib", "-static",
-                    "-fno-stack-protector", "-mno-red-zone", "-mgeneral-regs-only", "-O2",
-                    "-T", sourceDirectory.path + "/guest.ld", "-Wl,--build-id=none", "-o", elf,
-                    sourceDirectory.path + "/" + source]
+        var argv = [
+            "gcc", "-m64", "-ffreestanding", "-fno-pic", "-fno-pie", "-no-pie", "-nostdlib", "-static",
+            "-fno-stack-protector", "-mno-red-zone", "-mgeneral-regs-only", "-O2",
+            "-T", sourceDirectory.path + "/guest.ld", "-Wl,--build-id=none", "-o", elf,
+            sourceDirectory.path + "/" + source,
+        ]
         argv += defines.map { "-D\($0.key)=\($0.value)" }
         try Subprocess.checked(argv)
         try Subprocess.checked(["objcopy", "-O", "binary", elf, binary])
@@ -36,8 +38,10 @@ final class TemporaryDirectory {
     private var removeOnDeinit = true
 
     init() throws {
-        path = try FileManager.default.url(for: .itemReplacementDirectory, in: .userDomainMask,
-                                           appropriateFor: URL(fileURLWithPath: NSTemporaryDirectory()), create: true).path
+        path = try FileManager.default.url(
+            for: .itemReplacementDirectory, in: .userDomainMask,
+            appropriateFor: URL(fileURLWithPath: NSTemporaryDirectory()), create: true
+        ).path
     }
 
     func keep() { removeOnDeinit = false }

@@ -13,9 +13,10 @@ struct MachineLifecycleTests {
         let console = directory.path + "/console.txt"
         weak var released: Machine?
         try {
-            let machine = try Machine(configuration: VMConfiguration(
-                kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64,
-                vcpuCount: vcpus, console: .file(console)))
+            let machine = try Machine(
+                configuration: VMConfiguration(
+                    kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64,
+                    vcpuCount: vcpus, console: .file(console)))
             released = machine
             let stopper = Watchdog(seconds: 0.5) { machine.stop(signal: 15) }
             let exit = try machine.run()

@@ -4,8 +4,9 @@ import Testing
 @testable import VMM
 
 /// The stall watchdog and thread confinement, on this host's real KVM with freestanding guests.
-@Suite(.enabled(if: HostKVM.isUsable, "needs a usable /dev/kvm"),
-       .enabled(if: FreestandingGuest.canBuild, "needs gcc and objcopy to build the test guests"))
+@Suite(
+    .enabled(if: HostKVM.isUsable, "needs a usable /dev/kvm"),
+    .enabled(if: FreestandingGuest.canBuild, "needs gcc and objcopy to build the test guests"))
 struct MachineWatchdogTests {
     enum Scenario: Int {
         case bootMarker = 1, silentSpin = 2, idle = 3
@@ -13,8 +14,9 @@ struct MachineWatchdogTests {
 
     private func machine(_ scenario: Scenario, console: String, configure: (inout VMConfiguration) -> Void = { _ in }) throws -> Machine {
         let binary = try FreestandingGuest.build("vmm_guest.c", defines: ["SCENARIO": "\(scenario.rawValue)"])
-        var configuration = VMConfiguration(kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000),
-                                            memoryMiB: 64, console: .file(console))
+        var configuration = VMConfiguration(
+            kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000),
+            memoryMiB: 64, console: .file(console))
         configure(&configuration)
         return try Machine(configuration: configuration)
     }
@@ -97,8 +99,9 @@ struct MachineWatchdogTests {
         for mapping in machine.memory.hypervisorMappings {
             let start = String(UInt(bitPattern: mapping.host), radix: 16)
             // The mapping's block starts with its address range; its VmFlags line comes last.
-            let flags = try #require(smaps.components(separatedBy: "\n").drop { !$0.hasPrefix(start + "-") }
-                .first { $0.hasPrefix("VmFlags:") }, "guest memory at 0x\(start) not in smaps")
+            let flags = try #require(
+                smaps.components(separatedBy: "\n").drop { !$0.hasPrefix(start + "-") }
+                    .first { $0.hasPrefix("VmFlags:") }, "guest memory at 0x\(start) not in smaps")
             #expect(flags.split(separator: " ").contains("dd"), "\(flags)")
         }
     }

@@ -8,8 +8,9 @@ import Testing
 struct PanicLineGuestTests {
     @Test func escapeSequencesInAPanicLineAreShownEscaped() throws {
         let binary = try FreestandingGuest.build("panic_line_guest.c", defines: [:])
-        let machine = try Machine(configuration: VMConfiguration(
-            kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .none))
+        let machine = try Machine(
+            configuration: VMConfiguration(
+                kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .none))
         let watchdog = Watchdog(seconds: 30) { machine.stop(signal: 9) }
         let exit = try machine.run()
         watchdog.cancel()

@@ -15,22 +15,29 @@ import Testing
 /// `confinement` check does the same through `rund run`). The CPU and task limits are in place.
 /// The process that joins the cgroup is a child (this bundle, filtered to the child suite): the
 /// whole process moves, so it must hold nothing else.
-@Suite(.enabled(if: HostKVM.isUsable && FreestandingGuest.canBuild, "needs a usable /dev/kvm and gcc"),
-       .enabled(if: CgroupChargeChild.cgroupsWritable, "needs root and a writable cgroupfs"))
+@Suite(
+    .enabled(if: HostKVM.isUsable && FreestandingGuest.canBuild, "needs a usable /dev/kvm and gcc"),
+    .enabled(if: CgroupChargeChild.cgroupsWritable, "needs root and a writable cgroupfs"))
 struct SandboxCgroupChargeTests {
     @Test func guestMemoryIsChargedToTheSandboxCgroup() throws {
         let binary = try FreestandingGuest.build("vmm_guest.c", defines: ["SCENARIO": "4", "TOUCH_MIB": "96"])
-        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        let environment =
+            ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
             + ["\(CgroupChargeChild.guestVariable)=\(binary)"]
-        let child = try Subprocess.run([CommandLine.arguments[0], "--testing-library", "swift-testing",
-                                        "--filter", "CgroupChargeInChildProcess"], environment: environment)
+        let child = try Subprocess.run(
+            [
+                CommandLine.arguments[0], "--testing-library", "swift-testing",
+                "--filter", "CgroupChargeInChildProcess",
+            ], environment: environment)
         #expect(child.status == 0, "child test failed: \(child.stdoutText.suffix(2000)) \(child.stderrText.suffix(2000))")
-        let line = try #require(child.stdoutText.split(separator: "\n").first { $0.hasPrefix("cgroup-charge-child:") },
-                                "no result line from the child: \(child.stdoutText.suffix(2000))")
+        let line = try #require(
+            child.stdoutText.split(separator: "\n").first { $0.hasPrefix("cgroup-charge-child:") },
+            "no result line from the child: \(child.stdoutText.suffix(2000))")
         print(line)
-        let fields = Dictionary(line.dropFirst("cgroup-charge-child:".count).split(separator: " ").compactMap { field in
-            field.firstIndex(of: "=").map { (String(field[..<$0]), String(field[field.index(after: $0)...])) }
-        }, uniquingKeysWith: { $1 })
+        let fields = Dictionary(
+            line.dropFirst("cgroup-charge-child:".count).split(separator: " ").compactMap { field in
+                field.firstIndex(of: "=").map { (String(field[..<$0]), String(field[field.index(after: $0)...])) }
+            }, uniquingKeysWith: { $1 })
         let before = Int64(fields["before"] ?? "") ?? -1, during = Int64(fields["during"] ?? "") ?? -1
         #expect(before >= 0 && during - before >= 96 << 20, "\(line)")
         #expect(fields["limit"] == String((160 + 64 + SandboxCgroup.overheadMiB) << 20), "\(line)")
@@ -47,8 +54,9 @@ struct CgroupChargeInChildProcess {
     @Test func touchMemoryAndReadTheCgroup() throws {
         let binary = try #require(CgroupChargeChild.guest)
         let logger = Logger(label: "test")
-        let cgroup = try SandboxCgroup(sandboxID: "charge-\(getpid())", memoryMiB: 160, vcpuCount: 1, writableSizeMiB: 64,
-                                       soleSandboxInProcess: true, allowUnconfined: false, logger: logger)
+        let cgroup = try SandboxCgroup(
+            sandboxID: "charge-\(getpid())", memoryMiB: 160, vcpuCount: 1, writableSizeMiB: 64,
+            soleSandboxInProcess: true, allowUnconfined: false, logger: logger)
         defer { cgroup.release(logger: logger) }
         try cgroup.attachProcess()
         let usage = try #require(CgroupChargeChild.file(in: cgroup.paths, ["memory.usage_in_bytes", "memory.current"]))
@@ -56,18 +64,22 @@ struct CgroupChargeInChildProcess {
 
         let directory = try TemporaryDirectory()
         let console = directory.path + "/console"
-        let machine = try Machine(configuration: VMConfiguration(kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000),
-                                                                 memoryMiB: 160, console: .file(console)))
+        let machine = try Machine(
+            configuration: VMConfiguration(
+                kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000),
+                memoryMiB: 160, console: .file(console)))
         let exit = LockedBox<MachineExit?>(nil)
         let runner = try OSThread.spawn(name: "charge-vm") { exit.value = try? machine.run() }
         for _ in 0..<600 where ((try? String(contentsOfFile: console, encoding: .utf8)) ?? "") != "touched\n" {
             usleep(100_000)
         }
         let during = try CgroupChargeChild.read(usage)
-        let limit = try CgroupChargeChild.file(in: cgroup.paths, ["memory.limit_in_bytes", "memory.max"]).map(CgroupChargeChild.read) ?? "?"
+        let limit =
+            try CgroupChargeChild.file(in: cgroup.paths, ["memory.limit_in_bytes", "memory.max"]).map(CgroupChargeChild.read) ?? "?"
         let quota = try CgroupChargeChild.file(in: cgroup.paths, ["cpu.cfs_quota_us"]).map(CgroupChargeChild.read)
         let period = try CgroupChargeChild.file(in: cgroup.paths, ["cpu.cfs_period_us"]).map(CgroupChargeChild.read)
-        let cpu = try quota.map { "\($0)/\(period ?? "?")" }
+        let cpu =
+            try quota.map { "\($0)/\(period ?? "?")" }
             ?? CgroupChargeChild.file(in: cgroup.paths, ["cpu.max"]).map { try CgroupChargeChild.read($0).replacing(" ", with: "/") } ?? "?"
         let tasks = try CgroupChargeChild.file(in: cgroup.paths, ["pids.max"]).map(CgroupChargeChild.read) ?? "?"
         machine.stop(signal: 15)

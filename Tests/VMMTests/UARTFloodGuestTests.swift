@@ -38,13 +38,19 @@ struct UARTFloodGuestTests {
 
     @Test(arguments: Scenario.allCases)
     func loopbackFloodKeepsHostMemoryFlat(_ scenario: Scenario) throws {
-        let binary = try FreestandingGuest.build("uart_flood_guest.c", defines: [
-            "SCENARIO": "\(scenario.rawValue)", "ROUNDS": "\(scenario.rounds)ull",
-        ])
-        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        let binary = try FreestandingGuest.build(
+            "uart_flood_guest.c",
+            defines: [
+                "SCENARIO": "\(scenario.rawValue)", "ROUNDS": "\(scenario.rounds)ull",
+            ])
+        let environment =
+            ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
             + ["\(UARTFloodChild.guestVariable)=\(binary)"]
-        let child = try Subprocess.run([CommandLine.arguments[0], "--testing-library", "swift-testing",
-                                        "--filter", "UARTFloodInChildProcess"], environment: environment)
+        let child = try Subprocess.run(
+            [
+                CommandLine.arguments[0], "--testing-library", "swift-testing",
+                "--filter", "UARTFloodInChildProcess",
+            ], environment: environment)
         let line = child.stdoutText.split(separator: "\n").first { $0.hasPrefix("uart-flood-child:") }
         #expect(child.status == 0, "child test failed: \(child.stdoutText.suffix(2000)) \(child.stderrText.suffix(2000))")
         let result = try #require(line.map(UARTFloodChild.Result.init), "no result line from the child: \(child.stdoutText.suffix(2000))")
@@ -54,19 +60,22 @@ struct UARTFloodGuestTests {
         #expect(result.hwmAfterKiB - result.rssBeforeKiB <= Self.slackKiB, "VmHWM rose: \(result.line)")
         // The guest saw a real 16550's behaviour: data in order, overruns flagged, queue full.
         let sent = scenario == .onePendingBytewise ? scenario.rounds + 1 : scenario.rounds * 4096 + (scenario == .onePending ? 1 : 0)
-        let received = switch scenario {
-        case .neverRead: 4096
-        case .onePending: scenario.rounds * 4095
-        case .onePendingBytewise: scenario.rounds
-        }
-        let overruns = switch scenario {
-        case .neverRead: 1
-        case .onePending: scenario.rounds
-        case .onePendingBytewise: 0
-        }
+        let received =
+            switch scenario {
+            case .neverRead: 4096
+            case .onePending: scenario.rounds * 4095
+            case .onePendingBytewise: scenario.rounds
+            }
+        let overruns =
+            switch scenario {
+            case .neverRead: 1
+            case .onePending: scenario.rounds
+            case .onePendingBytewise: 0
+            }
         let pending = scenario == .neverRead ? 0 : 1
-        #expect(result.console.contains("uart-flood: sent=\(sent) received=\(received) mismatches=0 overruns=\(overruns) pending=\(pending)"),
-                "\(result.line)")
+        #expect(
+            result.console.contains("uart-flood: sent=\(sent) received=\(received) mismatches=0 overruns=\(overruns) pending=\(pending)"),
+            "\(result.line)")
     }
 }
 
@@ -77,8 +86,9 @@ struct UARTFloodInChildProcess {
         let binary = try #require(UARTFloodChild.guest)
         let directory = try TemporaryDirectory()
         let consolePath = directory.path + "/console.txt"
-        let machine = try Machine(configuration: VMConfiguration(
-            kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .file(consolePath)))
+        let machine = try Machine(
+            configuration: VMConfiguration(
+                kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .file(consolePath)))
         // "Before" is taken once the guest, warmed up, writes the boot marker; the peak is
         // tracked from then on (writing 5 to clear_refs resets VmHWM to the current VmRSS).
         let before = UARTFloodChild.Sample()
@@ -100,7 +110,9 @@ struct UARTFloodInChildProcess {
         let after = try UARTFloodChild.memoryKiB()
         let console = try String(contentsOfFile: consolePath, encoding: .utf8)
         let measured = try #require(before.kib.withLock { $0 }, "the guest never wrote the boot marker: \(console)")
-        print("uart-flood-child: exit=\(exit) rss-before-kib=\(measured.rss) rss-after-kib=\(after.rss) hwm-after-kib=\(after.hwm) console=\(console.replacingOccurrences(of: "\n", with: "|"))")
+        print(
+            "uart-flood-child: exit=\(exit) rss-before-kib=\(measured.rss) rss-after-kib=\(after.rss) hwm-after-kib=\(after.hwm) console=\(console.replacingOccurrences(of: "\n", with: "|"))"
+        )
         #expect(exit == .poweredOff)
     }
 }
@@ -140,9 +152,10 @@ enum UARTFloodChild {
             let console = line.range(of: " console=")
             self.console = console.map { String(line[$0.upperBound...]) } ?? ""
             let head = console.map { line[..<$0.lowerBound] } ?? line
-            exit = head.range(of: "exit=").flatMap { start in
-                head[start.upperBound...].range(of: " rss-before-kib=").map { String(head[start.upperBound..<$0.lowerBound]) }
-            } ?? ""
+            exit =
+                head.range(of: "exit=").flatMap { start in
+                    head[start.upperBound...].range(of: " rss-before-kib=").map { String(head[start.upperBound..<$0.lowerBound]) }
+                } ?? ""
             for field in head.split(separator: " ") {
                 let parts = field.split(separator: "=", maxSplits: 1)
                 guard parts.count == 2, let value = Int(parts[1]) else { continue }

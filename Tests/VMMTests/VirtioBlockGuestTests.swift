@@ -10,7 +10,7 @@ import Testing
 struct VirtioBlockGuestTests {
     enum Scenario: Int, CaseIterable {
         case readSector0 = 1, writeSector1, descriptorOutsideMemory, descriptorLoop, hugeLength,
-             wrongDirection, availIndexJump, ringOutsideMemory
+            wrongDirection, availIndexJump, ringOutsideMemory
         case ringMisaligned = 10
     }
 
@@ -57,17 +57,20 @@ struct VirtioBlockGuestTests {
         #expect(result.disk[512..<532].allSatisfy { $0 == 0 })
     }
 
-    @Test(arguments: [Scenario.descriptorOutsideMemory, .descriptorLoop, .hugeLength, .wrongDirection,
-                      .availIndexJump, .ringOutsideMemory, .ringMisaligned])
+    @Test(arguments: [
+        Scenario.descriptorOutsideMemory, .descriptorLoop, .hugeLength, .wrongDirection,
+        .availIndexJump, .ringOutsideMemory, .ringMisaligned,
+    ])
     func hostileQueuesAreRefusedAndTheVMMSurvives(_ scenario: Scenario) throws {
         let result = try run(scenario)
         #expect(result.exit == .poweredOff, "the guest must still reach poweroff: \(result.console)")
         let report = result.console.split(separator: "\n").last { $0.hasPrefix("used_idx=") }
-        let fields = Dictionary(uniqueKeysWithValues: (report ?? "").split(separator: " ").compactMap { field -> (String, Int)? in
-            let parts = field.split(separator: "=")
-            guard parts.count == 2, let value = Int(parts[1]) else { return nil }
-            return (String(parts[0]), value)
-        })
+        let fields = Dictionary(
+            uniqueKeysWithValues: (report ?? "").split(separator: " ").compactMap { field -> (String, Int)? in
+                let parts = field.split(separator: "=")
+                guard parts.count == 2, let value = Int(parts[1]) else { return nil }
+                return (String(parts[0]), value)
+            })
         let needsReset = (fields["device_status"] ?? 0) & 0x40 != 0
         let failedRequest = fields["status"].map { $0 != 0 } ?? false
         #expect(needsReset || failedRequest, "\(scenario): \(result.console)")

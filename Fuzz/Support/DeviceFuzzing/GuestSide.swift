@@ -110,12 +110,14 @@ public struct DriverQueue {
             }
             guard nextIndirectTable + length <= FuzzGuest.indirectTables.upperBound + 1 else { return }
             for (i, buffer) in buffers.enumerated() {
-                Self.writeDescriptor(at: nextIndirectTable + UInt64(16 * i), buffer, next: UInt16(truncatingIfNeeded: i + 1),
-                                     last: i == buffers.count - 1)
+                Self.writeDescriptor(
+                    at: nextIndirectTable + UInt64(16 * i), buffer, next: UInt16(truncatingIfNeeded: i + 1),
+                    last: i == buffers.count - 1)
             }
-            Self.writeDescriptor(at: descriptorTable + 16 * UInt64(head),
-                                 GuestBuffer(address: nextIndirectTable, length: UInt32(length), deviceWritable: false),
-                                 next: 0, last: true, flags: 4)
+            Self.writeDescriptor(
+                at: descriptorTable + 16 * UInt64(head),
+                GuestBuffer(address: nextIndirectTable, length: UInt32(length), deviceWritable: false),
+                next: 0, last: true, flags: 4)
             nextIndirectTable += length
             nextDescriptor &+= 1
         } else {
@@ -172,7 +174,9 @@ public struct MMIODriver {
 
     public func read(_ offset: UInt64, width: Int = 4) -> UInt32 {
         var value: UInt32 = 0
-        withUnsafeMutableBytes(of: &value) { transport.read(offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<min(width, 4)])) }
+        withUnsafeMutableBytes(of: &value) {
+            transport.read(offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<min(width, 4)]))
+        }
         return value
     }
 

@@ -65,14 +65,28 @@ enum AgentAnswersTarget {
         }
         return [
             ("wait-exited", seed(.waitProcess, AgentWaitProcessResponse.with { $0.exitCode = 3 })),
-            ("wait-killed-oom", seed(.waitProcess, AgentWaitProcessResponse.with { $0.signal = 9; $0.oomKilled = true })),
+            (
+                "wait-killed-oom",
+                seed(
+                    .waitProcess,
+                    AgentWaitProcessResponse.with {
+                        $0.signal = 9; $0.oomKilled = true
+                    })
+            ),
             ("wait-huge-signal", seed(.waitProcess, AgentWaitProcessResponse.with { $0.signal = .max })),
             ("read-chunk", seed(.readStdout, AgentReadOutputResponse.with { $0.data = .init("hello\n".utf8) })),
             ("read-eof", seed(.readStderr, AgentReadOutputResponse.with { $0.eof = true })),
             ("stdin-written", seed(.writeStdin, AgentWriteStdinResponse.with { $0.written = 5 })),
             ("started", seed(.startProcess, AgentStartProcessResponse.with { $0.pid = 42 })),
             ("created", seed(.createContainer, AgentCreateContainerResponse.with { $0.rootfsPath = "/run/rund/c1/rootfs" })),
-            ("stats", seed(.stats, AgentStatsResponse.with { $0.memory.usageBytes = 1 << 20; $0.pids.current = 3 })),
+            (
+                "stats",
+                seed(
+                    .stats,
+                    AgentStatsResponse.with {
+                        $0.memory.usageBytes = 1 << 20; $0.pids.current = 3
+                    })
+            ),
         ]
     }
 }

@@ -16,11 +16,14 @@ enum StorageAdapter {
             // ImageArchive.resolveLayout: the platform's manifest, its reference annotation, its digest.
             if let chosen = try? OCI.selectPlatform(index, what: what) {
                 if let name = chosen.annotations?["org.opencontainers.image.ref.name"],
-                   let reference = try? ImageReference(parsing: name) {
+                    let reference = try? ImageReference(parsing: name)
+                {
                     _ = (reference.description, reference.manifestReference)
                 }
                 if (try? Digest.check(chosen.digest, what: what)) != nil { _ = Digest.hex(chosen.digest) }
-                if let mediaType = chosen.mediaType { _ = OCI.MediaType.indexes.contains(mediaType) || OCI.MediaType.manifests.contains(mediaType) }
+                if let mediaType = chosen.mediaType {
+                    _ = OCI.MediaType.indexes.contains(mediaType) || OCI.MediaType.manifests.contains(mediaType)
+                }
             }
         }
         if let manifest = try? decoder.decode(OCI.Manifest.self, from: data) {

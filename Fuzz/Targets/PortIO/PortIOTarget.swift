@@ -34,7 +34,9 @@ enum PortIOTarget {
                 buffer = UInt32(input.byte())
                 withUnsafeBytes(of: &buffer) { device.write(port: port, UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
             case 1, 2:
-                withUnsafeMutableBytes(of: &buffer) { device.read(port: port, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])) }
+                withUnsafeMutableBytes(of: &buffer) {
+                    device.read(port: port, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width]))
+                }
             default:
                 serial.enqueueInput(input.bytes(Int(input.byte())))
             }
@@ -47,10 +49,12 @@ enum PortIOTarget {
             port >= 0x3f0 ? [0x40, UInt8(port - 0x3f0), value] : [0x00, UInt8(port - 0x60), value]
         }
         func inb(_ port: UInt16) -> [UInt8] { port >= 0x3f0 ? [0x41, UInt8(port - 0x3f0)] : [0x01, UInt8(port - 0x60)] }
-        let probe = out(0x3ff, 0x55) + inb(0x3ff) + out(0x3fc, 0x10) + inb(0x3fe) + out(0x3fc, 0x00)
+        let probe =
+            out(0x3ff, 0x55) + inb(0x3ff) + out(0x3fc, 0x10) + inb(0x3fe) + out(0x3fc, 0x00)
             + out(0x3fa, 0x07) + inb(0x3fa) + out(0x3fb, 0x80) + out(0x3f8, 0x01) + out(0x3f9, 0x00) + out(0x3fb, 0x03)
             + out(0x3f9, 0x0f) + inb(0x3fa) + out(0x3f8, 0x41) + [0x03, 0, 3] + Array("ls\n".utf8) + inb(0x3fd) + inb(0x3f8)
-        let reboot = inb(0x64) + out(0x64, 0x20) + inb(0x60) + out(0x64, 0xaa) + inb(0x60) + out(0x64, 0xd1) + out(0x60, 0xdf)
+        let reboot =
+            inb(0x64) + out(0x64, 0x20) + inb(0x60) + out(0x64, 0xaa) + inb(0x60) + out(0x64, 0xd1) + out(0x60, 0xdf)
             + out(0x64, 0xfe)
         return [("serial-probe", probe), ("keyboard-reboot", reboot)]
     }

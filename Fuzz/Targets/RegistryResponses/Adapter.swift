@@ -28,12 +28,14 @@ enum StorageAdapter {
     /// (else the Content-Type), then the index's linux/amd64 entry or the manifest's config.
     static func readManifestBody(_ body: [UInt8], contentType: String) {
         let data = Data(body)
-        let declared = (try? JSONDecoder().decode(OCI.Index.self, from: data))?.mediaType
+        let declared =
+            (try? JSONDecoder().decode(OCI.Index.self, from: data))?.mediaType
             ?? (try? JSONDecoder().decode(OCI.Manifest.self, from: data))?.mediaType
         let type = declared ?? contentType.split(separator: ";").first.map(String.init) ?? ""
         if OCI.MediaType.indexes.contains(type) {
             guard let index = try? JSONDecoder().decode(OCI.Index.self, from: data),
-                  let chosen = try? OCI.selectPlatform(index, what: what) else { return }
+                let chosen = try? OCI.selectPlatform(index, what: what)
+            else { return }
             _ = try? Digest.check(chosen.digest, what: what)
         } else if OCI.MediaType.manifests.contains(type) {
             guard let manifest = try? JSONDecoder().decode(OCI.Manifest.self, from: data) else { return }

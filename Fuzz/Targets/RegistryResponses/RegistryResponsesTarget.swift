@@ -21,7 +21,6 @@ enum RegistryResponsesTarget {
         runFuzzer(seeds: seeds, LLVMFuzzerTestOneInput)
     }
 
-
     static func run(_ input: FuzzInput) {
         var input = input
         let header = input.bytes(Int(input.integer(UInt16.self) % 4096))
@@ -54,7 +53,12 @@ enum RegistryResponsesTarget {
             "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2152262,"digest":"\(digest)"}]}
             """
         return [
-            ("docker-hub", seed(#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#, 0, index)),
+            (
+                "docker-hub",
+                seed(
+                    #"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#, 0,
+                    index)
+            ),
             ("ghcr", seed(#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:user/image:pull""#, 1, manifest)),
             ("unquoted", seed("bearer realm=https://r.example/t?x=1,service=r", 2, "{}")),
             ("basic", seed(#"Basic realm="Registry Realm""#, 3, "")),

@@ -86,7 +86,11 @@ enum TTRPCFramesTarget {
             $0.method = "Connect"
             $0.payload = .init([0x0a, 0x03] + Array("t14".utf8))
             $0.timeoutNano = 4_999_988_919
-            $0.metadata = [.with { $0.key = "containerd-namespace-ttrpc"; $0.value = "default" }]
+            $0.metadata = [
+                .with {
+                    $0.key = "containerd-namespace-ttrpc"; $0.value = "default"
+                }
+            ]
         }
         let answer = Ttrpc_Response.with { $0.payload = .init([0x08, 0xf8, 0x84, 0x01, 0x10, 0x98, 0x85, 0x01]) }
         let failure = Ttrpc_Response.with {
@@ -99,7 +103,14 @@ enum TTRPCFramesTarget {
             ("error-response", frame(19, FrameType.response, failure)),
             ("empty-response", FrameHeader(length: 0, streamID: 17, type: FrameType.response).encoded),
             ("even-stream-and-data", frame(2, FrameType.request, connect) + frame(3, FrameType.data, answer)),
-            ("unknown-method", frame(5, FrameType.request, Ttrpc_Request.with { $0.service = "x"; $0.method = "y" })),
+            (
+                "unknown-method",
+                frame(
+                    5, FrameType.request,
+                    Ttrpc_Request.with {
+                        $0.service = "x"; $0.method = "y"
+                    })
+            ),
             ("oversized", FrameHeader(length: (4 << 20) + 1, streamID: 7, type: FrameType.request).encoded + [1, 2, 3]),
         ]
     }

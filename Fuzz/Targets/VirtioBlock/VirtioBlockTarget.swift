@@ -36,8 +36,9 @@ enum VirtioBlockTarget {
         _ = ftruncate(disk.rawValue, off_t(pristine.count))
         _ = pristine.withUnsafeBytes { try? disk.pwrite($0, at: 0) }
         let device = try! VirtioBlock(file: disk, readOnly: input.bool(), identifier: "fuzz-disk", logger: FuzzGuest.quietLogger)
-        let driver = MMIODriver(VirtioMMIOTransport(
-            device: device, memory: FuzzGuest.memory, interrupt: IgnoredInterrupt(), logger: FuzzGuest.quietLogger))
+        let driver = MMIODriver(
+            VirtioMMIOTransport(
+                device: device, memory: FuzzGuest.memory, interrupt: IgnoredInterrupt(), logger: FuzzGuest.quietLogger))
         let claim = input.byte()
         var features: UInt64 = 1 << 32
         if claim & 1 != 0 { features |= 1 << 28 }  // indirect descriptors
@@ -85,7 +86,8 @@ enum VirtioBlockTarget {
         for index in 0..<segments where left > 0 {
             let length = index == segments - 1 ? left : max(left / (segments - index), 1)
             let contents = dataWritable ? [] : input.bytes(length)
-            buffers.append(GuestBuffer(address: arena.allocate(length, contents: contents), length: UInt32(length), deviceWritable: dataWritable))
+            buffers.append(
+                GuestBuffer(address: arena.allocate(length, contents: contents), length: UInt32(length), deviceWritable: dataWritable))
             left -= length
         }
         if layout & 0x20 == 0 {

@@ -30,9 +30,10 @@ enum VirtqueueTarget {
         FuzzGuest.resetMemory()
         let size = input.integer(UInt16.self)
         let descriptors = address(&input), driverArea = address(&input), deviceArea = address(&input)
-        guard let queue = try? Virtqueue(
-            index: 0, size: size, maxSize: 256, descriptorTable: GuestAddress(descriptors), driverArea: GuestAddress(driverArea),
-            deviceArea: GuestAddress(deviceArea), memory: FuzzGuest.memory, indirectDescriptors: input.bool())
+        guard
+            let queue = try? Virtqueue(
+                index: 0, size: size, maxSize: 256, descriptorTable: GuestAddress(descriptors), driverArea: GuestAddress(driverArea),
+                deviceArea: GuestAddress(deviceArea), memory: FuzzGuest.memory, indirectDescriptors: input.bool())
         else { return }
         for _ in 0..<64 where !input.isEmpty {
             switch input.byte() % 4 {
@@ -119,8 +120,12 @@ enum VirtqueueTarget {
             ("read-then-write", queue(indirect: false, descriptors: readThenWrite, heads: [0])),
             ("indirect", queue(indirect: true, descriptors: indirect, extra: [(0x3000, table)], heads: [0])),
             ("loop", queue(indirect: false, descriptors: loop, heads: [0])),
-            ("two-chains", queue(indirect: false, descriptors: readThenWrite + descriptor(0x6000, 16, 1, 3) + descriptor(0x7000, 8, 2, 0),
-                                 heads: [0, 2])),
+            (
+                "two-chains",
+                queue(
+                    indirect: false, descriptors: readThenWrite + descriptor(0x6000, 16, 1, 3) + descriptor(0x7000, 8, 2, 0),
+                    heads: [0, 2])
+            ),
         ]
     }
 }

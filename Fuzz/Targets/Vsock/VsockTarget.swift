@@ -76,8 +76,10 @@ enum VsockTarget {
         var buffers: [GuestBuffer] = []
         let pieces = form & 8 != 0 ? [Array(encoded[0..<20]), Array(encoded[20...])] : [encoded]
         for piece in pieces + (payload.isEmpty ? [] : [payload]) {
-            buffers.append(GuestBuffer(address: world.arena.allocate(piece.count, contents: piece),
-                                       length: UInt32(piece.count), deviceWritable: false))
+            buffers.append(
+                GuestBuffer(
+                    address: world.arena.allocate(piece.count, contents: piece),
+                    length: UInt32(piece.count), deviceWritable: false))
         }
         world.transmit.post(buffers, indirect: form & 0x10 != 0)
         world.driver.notify(VirtioVsock.transmitQueue)
@@ -87,8 +89,9 @@ enum VsockTarget {
         let sizes = [4096, 64, 44, 1024, 20, 45, 128, 2048]
         for _ in 0..<(1 + Int(input.byte() % 4)) {
             let size = sizes[Int(input.byte() % 8)]
-            world.receive.post([GuestBuffer(address: world.arena.allocate(size), length: UInt32(size), deviceWritable: true)],
-                               indirect: false)
+            world.receive.post(
+                [GuestBuffer(address: world.arena.allocate(size), length: UInt32(size), deviceWritable: true)],
+                indirect: false)
         }
         world.driver.notify(VirtioVsock.receiveQueue)
     }
@@ -149,8 +152,10 @@ enum VsockTarget {
                 builder.byte(count - 1)
                 for _ in 0..<count { builder.byte(0) }  // 4 KiB each
             }
-            mutating func send(_ operation: UInt16, source: UInt32, destination: UInt32, flags: UInt32 = 0,
-                               payload: [UInt8] = [], form: UInt8 = 0) {
+            mutating func send(
+                _ operation: UInt16, source: UInt32, destination: UInt32, flags: UInt32 = 0,
+                payload: [UInt8] = [], form: UInt8 = 0
+            ) {
                 builder.byte(0)
                 builder.byte(form)
                 builder.integer(source)
@@ -198,7 +203,9 @@ enum VsockTarget {
         malformed.send(9, source: 7, destination: 1024)
         malformed.send(VsockHeader.Operation.request, source: 8, destination: 4444)
 
-        return [("guest-connects", guestConnects.builder.bytes), ("host-connects", hostConnects.builder.bytes),
-                ("malformed", malformed.builder.bytes)]
+        return [
+            ("guest-connects", guestConnects.builder.bytes), ("host-connects", hostConnects.builder.bytes),
+            ("malformed", malformed.builder.bytes),
+        ]
     }
 }

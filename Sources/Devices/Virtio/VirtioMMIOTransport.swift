@@ -40,7 +40,8 @@ public final class VirtioMMIOTransport: MMIODevice {
         logger[metadataKey: "virtio-device"] = "\(device.deviceType)"
         self.logger = RateLimitedLogger(logger)
         // Our queues implement indirect descriptors but not event indices.
-        self.offeredFeatures = (device.offeredFeatures & ~Virtio.Feature.eventIndex)
+        self.offeredFeatures =
+            (device.offeredFeatures & ~Virtio.Feature.eventIndex)
             | Virtio.Feature.version1 | Virtio.Feature.indirectDescriptors
         self.state = Mutex(TransportState(queues: device.queueMaxSizes.map(QueueRegisters.init(maxSize:))))
     }

@@ -48,8 +48,9 @@ public final class Virtqueue: Sendable {
         guard size > 0, size <= maxSize, size & (size - 1) == 0 else { throw .badSize(size, max: maxSize) }
         let count = Int(size)
         // Sizes and alignments from the spec's split virtqueue table (2.7).
-        try Self.checkArea(Self.descriptorArea, at: descriptorTable, length: Self.descriptorSize * count, alignment: 16,
-                           writable: false, memory: memory)
+        try Self.checkArea(
+            Self.descriptorArea, at: descriptorTable, length: Self.descriptorSize * count, alignment: 16,
+            writable: false, memory: memory)
         try Self.checkArea(Self.driverArea, at: driverArea, length: 6 + 2 * count, alignment: 2, writable: false, memory: memory)
         try Self.checkArea(Self.deviceArea, at: deviceArea, length: 6 + 8 * count, alignment: 4, writable: true, memory: memory)
         self.index = index
@@ -154,10 +155,12 @@ public final class Virtqueue: Sendable {
             return try access()
         } catch {
             switch error {
-            case let .misaligned(address, alignment): throw .misaligned(area: area, address: address, alignment: UInt64(clamping: alignment))
+            case let .misaligned(address, alignment):
+                throw .misaligned(area: area, address: address, alignment: UInt64(clamping: alignment))
             case let .outOfBounds(address, length): throw .areaOutsideMemory(area: area, address: address, length: length)
             case let .readOnly(address): throw .areaOutsideMemory(area: area, address: address, length: 0)
-            case let .addressOverflow(address, offset): throw .areaOutsideMemory(area: area, address: address, length: Int(clamping: offset))
+            case let .addressOverflow(address, offset):
+                throw .areaOutsideMemory(area: area, address: address, length: Int(clamping: offset))
             case let .badRegion(base, size): throw .areaOutsideMemory(area: area, address: base, length: size)
             case let .overlappingRegions(base): throw .areaOutsideMemory(area: area, address: base, length: 0)
             }

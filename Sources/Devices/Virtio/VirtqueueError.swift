@@ -38,7 +38,8 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible, Sendable 
         case let .indirectNotNegotiated(head):
             return "descriptor chain at \(head) uses indirect descriptors, which were not negotiated"
         case let .badIndirectTable(head, length):
-            return "descriptor chain at \(head) has an indirect table of \(length) bytes (want a multiple of 16, at most \(Virtqueue.maxIndirectEntries) entries, last in the chain)"
+            return
+                "descriptor chain at \(head) has an indirect table of \(length) bytes (want a multiple of 16, at most \(Virtqueue.maxIndirectEntries) entries, last in the chain)"
         case let .nestedIndirect(head):
             return "descriptor chain at \(head) nests an indirect table inside another"
         case let .readableAfterWritable(head):

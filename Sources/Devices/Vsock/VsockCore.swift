@@ -90,7 +90,8 @@ final class VsockCore: Sendable {
     func fillReceiveQueue(_ queue: Virtqueue) throws(VirtqueueError) -> Bool {
         try queue.processAvailable(declining: { chain throws(VirtqueueError) -> UInt32? in
             guard chain.writableLength >= VsockHeader.length else {
-                throw .malformedRequest("vsock receive buffer at \(chain.head) has \(chain.writableLength) writable bytes, less than a packet header")
+                throw .malformedRequest(
+                    "vsock receive buffer at \(chain.head) has \(chain.writableLength) writable bytes, less than a packet header")
             }
             return withState { $0.fill(chain) }
         })

@@ -42,8 +42,9 @@ struct ImageArchive {
             var reader = TarReader(source, describing: what, limits: limits)
             try unpack(&reader, into: staging)
         } else {
-            var reader = TarReader(LimitedSource(FileSource(file: file), limit: limits.archiveBytes, exceeded: tooLarge),
-                                   describing: what, limits: limits)
+            var reader = TarReader(
+                LimitedSource(FileSource(file: file), limit: limits.archiveBytes, exceeded: tooLarge),
+                describing: what, limits: limits)
             try unpack(&reader, into: staging)
         }
     }
@@ -124,7 +125,9 @@ struct ImageArchive {
     /// A JSON document's bytes, its size checked before anything is read.
     private func document(_ member: Member, _ name: String) throws -> [UInt8] {
         guard member.size <= Int64(limits.documentBytes) else {
-            throw StorageError(.limitExceeded, "\(what): \(name) is \(member.size) bytes, more than the \(limits.documentBytes)-byte limit for a document; refusing it")
+            throw StorageError(
+                .limitExceeded,
+                "\(what): \(name) is \(member.size) bytes, more than the \(limits.documentBytes)-byte limit for a document; refusing it")
         }
         return try FileDescriptor.open(member.localPath, O_RDONLY).readToEnd(limit: limits.documentBytes)
     }
@@ -137,7 +140,8 @@ struct ImageArchive {
         if try member(named: "manifest.json") != nil {
             return try resolveDockerSave()
         }
-        throw StorageError(.badInput, "\(what) is neither an OCI image layout (index.json, oci-layout) nor a docker save archive (manifest.json)")
+        throw StorageError(
+            .badInput, "\(what) is neither an OCI image layout (index.json, oci-layout) nor a docker save archive (manifest.json)")
     }
 
     private func blob(_ descriptor: OCI.Descriptor) throws -> Member {
@@ -146,7 +150,10 @@ struct ImageArchive {
             throw StorageError(.badInput, "\(what) lacks blob \(descriptor.digest); the layout is incomplete")
         }
         guard member.digest == descriptor.digest, member.size == descriptor.size else {
-            throw StorageError(.digestMismatch, "\(what): blob \(descriptor.digest) does not match its digest or size (got \(member.digest), \(member.size) bytes); the archive is corrupt")
+            throw StorageError(
+                .digestMismatch,
+                "\(what): blob \(descriptor.digest) does not match its digest or size (got \(member.digest), \(member.size) bytes); the archive is corrupt"
+            )
         }
         return member
     }
@@ -166,7 +173,8 @@ struct ImageArchive {
         for _ in 0..<4 {
             let chosen = try OCI.selectPlatform(index, what: what)
             if let name = chosen.annotations?["org.opencontainers.image.ref.name"],
-               let reference = try? ImageReference(parsing: name), name.contains("/") || name.contains(":") {
+                let reference = try? ImageReference(parsing: name), name.contains("/") || name.contains(":")
+            {
                 references.append(reference.description)
             }
             let bytes = try document(try blob(chosen), "manifest \(chosen.digest)")
@@ -195,7 +203,8 @@ struct ImageArchive {
             let encoding = try OCI.layerEncoding(descriptor.mediaType, what: layerWhat)
             layers.append(.init(path: try blob(descriptor).localPath, encoding: encoding, what: layerWhat))
         }
-        return ResolvedImage(id: manifest.config.digest, manifestDigest: digest, configuration: configuration, layers: layers, references: references)
+        return ResolvedImage(
+            id: manifest.config.digest, manifestDigest: digest, configuration: configuration, layers: layers, references: references)
     }
 
     private func resolveDockerSave() throws -> ResolvedImage {
@@ -218,6 +227,7 @@ struct ImageArchive {
             layers.append(.init(path: layer.localPath, encoding: magic == [0x1f, 0x8b] ? .gzip : .tar, what: layerWhat))
         }
         let references = (entry.repoTags ?? []).compactMap { try? ImageReference(parsing: $0).description }
-        return ResolvedImage(id: configMember.digest, manifestDigest: nil, configuration: configuration, layers: layers, references: references)
+        return ResolvedImage(
+            id: configMember.digest, manifestDigest: nil, configuration: configuration, layers: layers, references: references)
     }
 }

@@ -51,7 +51,10 @@ public struct ImageReference: Sendable, Equatable, CustomStringConvertible {
     private static func isRepository(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
         return !bytes.isEmpty && bytes.count <= 255
-            && bytes.allSatisfy { ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || Array("._-/".utf8).contains($0) }
+            && bytes.allSatisfy {
+                ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
+                    || Array("._-/".utf8).contains($0)
+            }
     }
 
     /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
@@ -76,7 +79,9 @@ enum Digest {
     static func isValid(_ digest: String) -> Bool {
         let bytes = Array(digest.utf8)
         guard bytes.count == 71, bytes.starts(with: Array("sha256:".utf8)) else { return false }
-        return bytes.dropFirst(7).allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) }
+        return bytes.dropFirst(7).allSatisfy {
+            ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f"))
+        }
     }
 
     static func hex(_ digest: String) -> String { String(decoding: Array(digest.utf8).dropFirst(7), as: UTF8.self) }

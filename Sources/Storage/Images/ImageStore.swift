@@ -52,8 +52,10 @@ public final class ImageStore: Sendable {
 
     /// Pulls from a registry (v2 API). `insecure` allows plain HTTP.
     @discardableResult
-    public func pull(reference: String, insecure: Bool = false, timeout: Double = 60,
-                     progress: (@Sendable (String) -> Void)? = nil) async throws -> StoredImage {
+    public func pull(
+        reference: String, insecure: Bool = false, timeout: Double = 60,
+        progress: (@Sendable (String) -> Void)? = nil
+    ) async throws -> StoredImage {
         let parsed = try ImageReference(parsing: reference)
         let client = RegistryClient(reference: parsed, insecure: insecure, timeout: timeout, limits: limits, logger: logger)
         let target = try await client.resolveManifest()
@@ -135,7 +137,9 @@ public final class ImageStore: Sendable {
         var applier = LayerApplier(root: treeHandle, logger: logger, limits: limits)
         let diffIDs = image.configuration.rootfs?.diffIDs ?? []
         guard diffIDs.isEmpty || diffIDs.count == image.layers.count else {
-            throw StorageError(.badInput, "image config lists \(diffIDs.count) layers but the manifest has \(image.layers.count); the image is inconsistent")
+            throw StorageError(
+                .badInput,
+                "image config lists \(diffIDs.count) layers but the manifest has \(image.layers.count); the image is inconsistent")
         }
         var imageBytesLeft = limits.imageBytes
         for (index, layer) in image.layers.enumerated() {
@@ -147,15 +151,19 @@ public final class ImageStore: Sendable {
             let (digest, size): (String, Int64)
             switch layer.encoding {
             case .tar:
-                (digest, size) = try apply(DigestingSource(LimitedSource(FileSource(file: file), limit: limit, exceeded: exceeded)),
-                                           with: &applier, what: layer.what)
+                (digest, size) = try apply(
+                    DigestingSource(LimitedSource(FileSource(file: file), limit: limit, exceeded: exceeded)),
+                    with: &applier, what: layer.what)
             case .gzip:
-                (digest, size) = try apply(DigestingSource(LimitedSource(try GzipSource(FileSource(file: file)), limit: limit, exceeded: exceeded)),
-                                           with: &applier, what: layer.what)
+                (digest, size) = try apply(
+                    DigestingSource(LimitedSource(try GzipSource(FileSource(file: file)), limit: limit, exceeded: exceeded)),
+                    with: &applier, what: layer.what)
             }
             imageBytesLeft -= size
             if !diffIDs.isEmpty && diffIDs[index] != digest {
-                throw StorageError(.digestMismatch, "\(layer.what): uncompressed content is \(digest) but the config says \(diffIDs[index]); the image is corrupt")
+                throw StorageError(
+                    .digestMismatch,
+                    "\(layer.what): uncompressed content is \(digest) but the config says \(diffIDs[index]); the image is corrupt")
             }
         }
         let output = staging + "/image"
@@ -171,12 +179,15 @@ public final class ImageStore: Sendable {
         try writeAtomically(output + "/image.json", try JSONEncoder().encode(record))
         try FileSystem.rename(at: nil, output, to: imageDirectory(image.id))
         try addReferences(image.references, to: image.id)
-        logger.info("built image \(image.id) (\(image.layers.count) layers) in \(String(format: "%.2f", Date().timeIntervalSince(started)))s")
+        logger.info(
+            "built image \(image.id) (\(image.layers.count) layers) in \(String(format: "%.2f", Date().timeIntervalSince(started)))s")
         return try lookup(reference: image.id)
     }
 
     /// Applies one layer; returns the digest and size of its uncompressed stream.
-    private func apply<S: ByteSource>(_ source: DigestingSource<S>, with applier: inout LayerApplier, what: String) throws -> (String, Int64) {
+    private func apply<S: ByteSource>(
+        _ source: DigestingSource<S>, with applier: inout LayerApplier, what: String
+    ) throws -> (String, Int64) {
         var reader = TarReader(source, describing: what, limits: limits)
         try applier.apply(&reader, what: what)
         try reader.source.drain()
@@ -215,7 +226,8 @@ public final class ImageStore: Sendable {
         }
         // An id prefix, as `ls` prints it.
         if reference.count >= 12, reference.allSatisfy(\.isHexDigit),
-           let directory = try? FileSystem.openDirectory(at: nil, imagesDirectory) {
+            let directory = try? FileSystem.openDirectory(at: nil, imagesDirectory)
+        {
             let matches = try FileSystem.entries(of: directory).filter { $0.hasPrefix(reference.lowercased()) && $0.count == 64 }
             if matches.count == 1 { return "sha256:" + matches[0] }
         }
@@ -284,7 +296,8 @@ public final class ImageStore: Sendable {
     @discardableResult
     public func removeStaleStaging(dryRun: Bool = false) -> [String] {
         guard let directory = try? FileSystem.openDirectory(at: nil, imagesDirectory + "/tmp"),
-              let names = try? FileSystem.entries(of: directory) else { return [] }
+            let names = try? FileSystem.entries(of: directory)
+        else { return [] }
         var removed: [String] = []
         let now = Int(Date().timeIntervalSince1970)
         for name in names {

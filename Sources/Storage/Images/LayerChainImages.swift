@@ -81,8 +81,9 @@ public struct LayerChainImages: Sendable {
         for lower in lowers {
             let bytes = Array(lower.utf8)
             guard bytes.first == UInt8(ascii: "/"), bytes.count < 4096,
-                  !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ",") }),
-                  !lower.split(separator: "/").contains("..") else {
+                !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ",") }),
+                !lower.split(separator: "/").contains("..")
+            else {
                 throw StorageError(.badInput, "lower directory \"\(lower.prefix(200))\" is not an absolute path overlayfs can take")
             }
         }
@@ -99,7 +100,9 @@ public struct LayerChainImages: Sendable {
                 throw StorageError(.notFound, "lower directory \(lower) of the snapshot: \(error)")
             }
             guard let status = found else { throw StorageError(.notFound, "lower directory \(lower) of the snapshot does not exist") }
-            guard status.st_mode & S_IFMT == S_IFDIR else { throw StorageError(.badInput, "lower \(lower) of the snapshot is not a directory") }
+            guard status.st_mode & S_IFMT == S_IFDIR else {
+                throw StorageError(.badInput, "lower \(lower) of the snapshot is not a directory")
+            }
             hash.update(Array("\(lower)\0\(status.st_dev)\0\(status.st_ino)\0\(status.st_ctim.tv_sec).\(status.st_ctim.tv_nsec)\n".utf8))
         }
         return hash.finalizeHex()
@@ -115,8 +118,9 @@ public struct LayerChainImages: Sendable {
             do {
                 try Mount.enterPrivateNamespaceForCurrentThread()
                 do {
-                    try Mount.mount(source: "overlay", target: merged, type: "overlay", flags: UInt(MS_RDONLY),
-                                    data: "lowerdir=\(stack)")
+                    try Mount.mount(
+                        source: "overlay", target: merged, type: "overlay", flags: UInt(MS_RDONLY),
+                        data: "lowerdir=\(stack)")
                 } catch let error as SystemError {
                     throw StorageError(.io, "cannot mount the snapshot's layers (overlay lowerdir=\(stack)): \(error.message)")
                 }

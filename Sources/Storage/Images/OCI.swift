@@ -55,8 +55,10 @@ public enum OCI {
             public var command: [String]?
             public var workingDirectory: String?
 
-            public init(user: String? = nil, environment: [String]? = nil, entrypoint: [String]? = nil,
-                        command: [String]? = nil, workingDirectory: String? = nil) {
+            public init(
+                user: String? = nil, environment: [String]? = nil, entrypoint: [String]? = nil,
+                command: [String]? = nil, workingDirectory: String? = nil
+            ) {
                 self.user = user
                 self.environment = environment
                 self.entrypoint = entrypoint
@@ -99,7 +101,8 @@ public enum OCI {
         case MediaType.ociLayer, MediaType.dockerLayer, MediaType.ociLayerNondistributable: return .tar
         case MediaType.ociLayerGzip, MediaType.dockerLayerGzip, MediaType.ociLayerNondistributableGzip: return .gzip
         default:
-            throw StorageError(.unsupported, "\(what): unsupported layer media type '\(mediaType ?? "none")' (rund applies tar and tar+gzip layers)")
+            throw StorageError(
+                .unsupported, "\(what): unsupported layer media type '\(mediaType ?? "none")' (rund applies tar and tar+gzip layers)")
         }
     }
 
@@ -113,7 +116,10 @@ public enum OCI {
         // Layout indexes often list one manifest per tag without a platform: take the first.
         if let first = index.manifests.first, index.manifests.allSatisfy({ $0.platform == nil }) { return first }
         let offered = index.manifests.compactMap { $0.platform.map { "\($0.os)/\($0.architecture)" } }
-        throw StorageError(.unsupported, "\(what) has no linux/amd64 image (offers: \(offered.isEmpty ? "none" : offered.joined(separator: ", "))); pick an image built for linux/amd64")
+        throw StorageError(
+            .unsupported,
+            "\(what) has no linux/amd64 image (offers: \(offered.isEmpty ? "none" : offered.joined(separator: ", "))); pick an image built for linux/amd64"
+        )
     }
 
     static func checkLayerCount(_ count: Int, limits: StorageLimits, what: String) throws {
@@ -124,7 +130,8 @@ public enum OCI {
 
     static func checkPlatform(_ config: ImageConfiguration, what: String) throws {
         if let os = config.os, let architecture = config.architecture, os != "linux" || architecture != "amd64" {
-            throw StorageError(.unsupported, "\(what) is built for \(os)/\(architecture), not linux/amd64; pick an image built for linux/amd64")
+            throw StorageError(
+                .unsupported, "\(what) is built for \(os)/\(architecture), not linux/amd64; pick an image built for linux/amd64")
         }
     }
 }

@@ -18,4 +18,3 @@ public struct StoredImage: Codable, Sendable {
 
     public var shortID: String { String(id.dropFirst(7).prefix(12)) }
 }
-

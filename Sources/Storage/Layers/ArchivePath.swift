@@ -36,7 +36,9 @@ enum ArchivePath {
             if part.isEmpty { throw refuse("has an empty component ('//')") }
             if part.elementsEqual([dot]) { throw refuse("has a '.' component") }
             if part.elementsEqual([dot, dot]) { throw refuse("contains '..'") }
-            if part.count > StorageLimits.nameComponentBytes { throw refuse("has a component longer than \(StorageLimits.nameComponentBytes) bytes") }
+            if part.count > StorageLimits.nameComponentBytes {
+                throw refuse("has a component longer than \(StorageLimits.nameComponentBytes) bytes")
+            }
             parts.append(Array(part))
         }
         return parts

@@ -58,7 +58,8 @@ struct LayerApplier {
         // A whiteout marks one entry; as a directory on the way to another it would be written
         // into the image as a plain directory that other runtimes read as a whiteout.
         if parentComponents.contains(where: ArchivePath.isWhiteout) {
-            throw StorageError(.badInput, "\(what): entry '\(entry.printablePath)' has a whiteout ('.wh.') as a directory; refusing the image")
+            throw StorageError(
+                .badInput, "\(what): entry '\(entry.printablePath)' has a whiteout ('.wh.') as a directory; refusing the image")
         }
 
         if ArchivePath.isWhiteout(name) {
@@ -84,23 +85,31 @@ struct LayerApplier {
         if existing != nil { try FileSystem.removeTree(at: parent, name) }
         switch entry.kind {
         case .regular:
-            let file = try FileSystem.openat2(at: parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
-                                              resolve: Self.resolve)
+            let file = try FileSystem.openat2(
+                at: parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
+                resolve: Self.resolve)
             try copyContent(from: &reader, to: file)
             try setMetadata(entry, on: file, what: what)
         case .symbolicLink:
             guard ArchivePath.symlinkStaysInside(target: entry.linkTarget, depth: parentComponents.count) else {
-                throw StorageError(.badInput, "\(what): symlink '\(entry.printablePath)' -> '\(ArchivePath.printable(entry.linkTarget))' points outside the image root or is not a valid target; refusing the image")
+                throw StorageError(
+                    .badInput,
+                    "\(what): symlink '\(entry.printablePath)' -> '\(ArchivePath.printable(entry.linkTarget))' points outside the image root or is not a valid target; refusing the image"
+                )
             }
             try FileSystem.symlink(at: parent, name, target: entry.linkTarget)
             try setMetadata(entry, parent: parent, name: name)
         case .hardLink:
             let target = try ArchivePath.components(entry.linkTarget, what: what)
             guard let targetName = target.last,
-                  let targetParent = try openDirectory(Array(target.dropLast()), create: false, what: what),
-                  let targetStatus = try FileSystem.status(at: targetParent, targetName),
-                  targetStatus.st_mode & S_IFMT != S_IFDIR else {
-                throw StorageError(.badInput, "\(what): hard link '\(entry.printablePath)' points to '\(ArchivePath.printable(entry.linkTarget))', which is not a file in the image; refusing the image")
+                let targetParent = try openDirectory(Array(target.dropLast()), create: false, what: what),
+                let targetStatus = try FileSystem.status(at: targetParent, targetName),
+                targetStatus.st_mode & S_IFMT != S_IFDIR
+            else {
+                throw StorageError(
+                    .badInput,
+                    "\(what): hard link '\(entry.printablePath)' points to '\(ArchivePath.printable(entry.linkTarget))', which is not a file in the image; refusing the image"
+                )
             }
             try FileSystem.link(from: targetParent, targetName, to: parent, name)
         case .characterDevice, .blockDevice, .fifo:
@@ -134,8 +143,10 @@ struct LayerApplier {
     private func openDirectory(_ components: [[UInt8]], create: Bool, what: String) throws -> FileDescriptor? {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
         // One syscall for the whole path when it is all there; else walk it for the precise answer.
-        if let whole = try? FileSystem.openat2(at: root, components.isEmpty ? [ArchivePath.dot] : ArchivePath.joined(components),
-                                               flags, resolve: Self.resolve) {
+        if let whole = try? FileSystem.openat2(
+            at: root, components.isEmpty ? [ArchivePath.dot] : ArchivePath.joined(components),
+            flags, resolve: Self.resolve)
+        {
             return whole
         }
         var current = try FileSystem.openat2(at: root, [ArchivePath.dot], flags, resolve: Self.resolve)
@@ -148,7 +159,8 @@ struct LayerApplier {
                 current = try FileSystem.openat2(at: current, component, flags, resolve: Self.resolve)
             } catch let error as SystemError where [ELOOP, ENOTDIR, EXDEV].contains(error.errno) {
                 let through = ArchivePath.printable(ArchivePath.joined(Array(components[0...index])))
-                throw StorageError(.badInput, "\(what): an entry's path goes through '\(through)', which is a symlink or a file; refusing the image")
+                throw StorageError(
+                    .badInput, "\(what): an entry's path goes through '\(through)', which is a symlink or a file; refusing the image")
             }
         }
         return current
@@ -162,8 +174,9 @@ struct LayerApplier {
                 continue
             }
             if let st = try FileSystem.status(at: directory, child), st.st_mode & S_IFMT == S_IFDIR {
-                try prune(try FileSystem.openat2(at: directory, child, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, resolve: Self.resolve),
-                          written: childNode)
+                try prune(
+                    try FileSystem.openat2(at: directory, child, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, resolve: Self.resolve),
+                    written: childNode)
             }
         }
     }
@@ -215,7 +228,8 @@ struct LayerApplier {
         } catch let error as SystemError {
             switch error.errno {
             case EXDEV, ELOOP, ENOTDIR, EINVAL, ENAMETOOLONG, EOPNOTSUPP:
-                throw StorageError(.badInput, "\(what): entry '\(path)' cannot be applied inside the image root (\(error)); refusing the image")
+                throw StorageError(
+                    .badInput, "\(what): entry '\(path)' cannot be applied inside the image root (\(error)); refusing the image")
             case ENOSPC, EDQUOT:
                 throw StorageError(.io, "\(what): no space left while writing '\(path)' (\(error)); free space under the state root")
             default:

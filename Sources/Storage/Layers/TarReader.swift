@@ -43,7 +43,9 @@ struct TarReader<Source: ByteSource> {
             case UInt8(ascii: "x"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K"):
                 extensionHeaders += 1
                 guard extensionHeaders <= limits.extensionHeadersPerEntry else {
-                    throw StorageError(.limitExceeded, "\(what) has more than \(limits.extensionHeadersPerEntry) pax/GNU extension headers in a row; refusing the archive")
+                    throw StorageError(
+                        .limitExceeded,
+                        "\(what) has more than \(limits.extensionHeadersPerEntry) pax/GNU extension headers in a row; refusing the archive")
                 }
                 let body = try readMetadata(size)
                 switch type {
@@ -54,7 +56,9 @@ struct TarReader<Source: ByteSource> {
                     globalPax.merge(records) { $1 }
                     let globalBytes = globalPax.reduce(0) { $0 + $1.key.count + $1.value.count }
                     guard globalBytes <= limits.paxGlobalBytes else {
-                        throw StorageError(.limitExceeded, "\(what) has more than \(limits.paxGlobalBytes) bytes of pax global headers; refusing the archive")
+                        throw StorageError(
+                            .limitExceeded,
+                            "\(what) has more than \(limits.paxGlobalBytes) bytes of pax global headers; refusing the archive")
                     }
                     pax.merge(records) { $1 }
                 case UInt8(ascii: "L"):
@@ -76,7 +80,10 @@ struct TarReader<Source: ByteSource> {
             case UInt8(ascii: "5"): kind = .directory
             case UInt8(ascii: "6"): kind = .fifo
             default:
-                throw StorageError(.unsupported, "\(what): an entry has unsupported tar type '\(ArchivePath.printable([type]))'; re-export the image with a standard tar")
+                throw StorageError(
+                    .unsupported,
+                    "\(what): an entry has unsupported tar type '\(ArchivePath.printable([type]))'; re-export the image with a standard tar"
+                )
             }
             let isDevice = kind == .characterDevice || kind == .blockDevice
             var entry = TarEntry(
@@ -100,7 +107,10 @@ struct TarReader<Source: ByteSource> {
             // Like Go's archive/tar: only regular files carry data blocks.
             if entry.kind != .regular { entry.size = 0 }
             guard entry.size <= limits.layerBytes else {
-                throw StorageError(.limitExceeded, "\(what): entry '\(entry.printablePath)' is \(entry.size) bytes, more than the \(limits.layerBytes)-byte limit for a layer; refusing the image")
+                throw StorageError(
+                    .limitExceeded,
+                    "\(what): entry '\(entry.printablePath)' is \(entry.size) bytes, more than the \(limits.layerBytes)-byte limit for a layer; refusing the image"
+                )
             }
             remaining = entry.size
             padding = (512 - entry.size % 512) % 512
@@ -128,7 +138,9 @@ struct TarReader<Source: ByteSource> {
 
     private mutating func readMetadata(_ size: Int64) throws -> [UInt8] {
         guard size <= Int64(limits.paxHeaderBytes) else {
-            throw StorageError(.limitExceeded, "\(what) has an extension header of \(size) bytes, more than the \(limits.paxHeaderBytes)-byte limit; refusing the archive")
+            throw StorageError(
+                .limitExceeded,
+                "\(what) has an extension header of \(size) bytes, more than the \(limits.paxHeaderBytes)-byte limit; refusing the archive")
         }
         var bytes = [UInt8](repeating: 0, count: Int(size))
         try bytes.withUnsafeMutableBytes { try source.readExactly(into: $0, what: what) }
@@ -183,7 +195,9 @@ struct TarReader<Source: ByteSource> {
         var index = 0
         while index < bytes.count {
             if bytes[index] == 0 { break }
-            guard let space = bytes[index...].firstIndex(of: UInt8(ascii: " ")), space > index else { throw corrupt("malformed pax record") }
+            guard let space = bytes[index...].firstIndex(of: UInt8(ascii: " ")), space > index else {
+                throw corrupt("malformed pax record")
+            }
             var length = 0
             for digit in bytes[index..<space] {
                 guard digit >= UInt8(ascii: "0") && digit <= UInt8(ascii: "9") else { throw corrupt("malformed pax record length") }

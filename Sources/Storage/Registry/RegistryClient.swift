@@ -66,7 +66,8 @@ final class RegistryClient {
                 throw StorageError(.digestMismatch, "\(what) has digest \(digest), expected \(expected); the registry served wrong content")
             }
             let mediaType = (response.value(forHTTPHeaderField: "Content-Type") ?? "").split(separator: ";").first.map(String.init)
-            let declared = (try? JSONDecoder().decode(OCI.Index.self, from: body))?.mediaType
+            let declared =
+                (try? JSONDecoder().decode(OCI.Index.self, from: body))?.mediaType
                 ?? (try? JSONDecoder().decode(OCI.Manifest.self, from: body))?.mediaType
             let type = declared ?? mediaType ?? ""
             if OCI.MediaType.indexes.contains(type) {
@@ -78,7 +79,8 @@ final class RegistryClient {
                 continue
             }
             guard OCI.MediaType.manifests.contains(type) else {
-                throw StorageError(.unsupported, "\(self.reference): unsupported manifest media type '\(type)'; rund reads OCI and Docker v2 manifests")
+                throw StorageError(
+                    .unsupported, "\(self.reference): unsupported manifest media type '\(type)'; rund reads OCI and Docker v2 manifests")
             }
             let manifest = try decode(OCI.Manifest.self, body, what)
             try Digest.check(manifest.config.digest, what: what)
@@ -88,8 +90,10 @@ final class RegistryClient {
     }
 
     /// Downloads config and layers into `staging`, verifying each blob.
-    func download(_ target: Target, into staging: String, references: [String],
-                  progress: (@Sendable (String) -> Void)?) async throws -> ResolvedImage {
+    func download(
+        _ target: Target, into staging: String, references: [String],
+        progress: (@Sendable (String) -> Void)?
+    ) async throws -> ResolvedImage {
         try checkDeclaredSizes(target.manifest)
         let configPath = staging + "/config.json"
         try await fetchBlob(target.manifest.config, to: configPath, what: "image config")
@@ -106,21 +110,24 @@ final class RegistryClient {
             layers.append(.init(path: path, encoding: encoding, what: what))
         }
         progress?("building the EROFS image")
-        return ResolvedImage(id: target.manifest.config.digest, manifestDigest: target.manifestDigest,
-                             configuration: configuration, layers: layers, references: references)
+        return ResolvedImage(
+            id: target.manifest.config.digest, manifestDigest: target.manifestDigest,
+            configuration: configuration, layers: layers, references: references)
     }
 
     /// What the manifest declares, checked against the limits before anything is downloaded.
     private func checkDeclaredSizes(_ manifest: OCI.Manifest) throws {
         let what = "manifest of \(reference)"
         guard manifest.config.size >= 0, manifest.config.size <= Int64(limits.documentBytes) else {
-            throw StorageError(.limitExceeded, "\(what) declares an image config of \(manifest.config.size) bytes; the limit is \(limits.documentBytes)")
+            throw StorageError(
+                .limitExceeded, "\(what) declares an image config of \(manifest.config.size) bytes; the limit is \(limits.documentBytes)")
         }
         try OCI.checkLayerCount(manifest.layers.count, limits: limits, what: what)
         var total: Int64 = 0
         for descriptor in manifest.layers {
             guard descriptor.size >= 0, descriptor.size <= limits.layerBytes else {
-                throw StorageError(.limitExceeded, "\(what) declares a layer of \(descriptor.size) bytes; the limit is \(limits.layerBytes)")
+                throw StorageError(
+                    .limitExceeded, "\(what) declares a layer of \(descriptor.size) bytes; the limit is \(limits.layerBytes)")
             }
             let (sum, overflow) = total.addingReportingOverflow(descriptor.size)
             total = sum
@@ -137,12 +144,17 @@ final class RegistryClient {
         guard descriptor.size >= 0 else { throw registryError("\(what) has a negative size") }
         let registry = reference.registry
         let sink = try FileSink(path: path, declaredSize: descriptor.size) { got in
-            StorageError(.digestMismatch, "\(what) from \(registry) is larger than its declared \(descriptor.size) bytes (at least \(got)); refusing it")
+            StorageError(
+                .digestMismatch,
+                "\(what) from \(registry) is larger than its declared \(descriptor.size) bytes (at least \(got)); refusing it")
         }
         _ = try await get("/blobs/" + descriptor.digest, accept: "*/*", into: sink, what: what)
         let digest = sink.digest()
         guard sink.count == descriptor.size, digest == descriptor.digest else {
-            throw StorageError(.digestMismatch, "\(what) from \(reference.registry) does not match its digest or size (expected \(descriptor.digest), \(descriptor.size) bytes; got \(digest), \(sink.count) bytes); refusing it")
+            throw StorageError(
+                .digestMismatch,
+                "\(what) from \(reference.registry) does not match its digest or size (expected \(descriptor.digest), \(descriptor.size) bytes; got \(digest), \(sink.count) bytes); refusing it"
+            )
         }
     }
 
@@ -173,7 +185,8 @@ final class RegistryClient {
                 outcome = try await transfers.perform(session.dataTask(with: request), into: sink)
             } catch let error as URLError {
                 if error.code == .timedOut {
-                    throw StorageError(.registryTimedOut, "\(reference.registry) did not answer within \(Self.seconds(timeout)) while fetching \(what)")
+                    throw StorageError(
+                        .registryTimedOut, "\(reference.registry) did not answer within \(Self.seconds(timeout)) while fetching \(what)")
                 }
                 throw StorageError(.registryUnreachable, "cannot reach \(reference.registry) for \(what): \(error.localizedDescription)")
             }
@@ -189,14 +202,17 @@ final class RegistryClient {
             try await authenticate(challenge: challenge, what: what)
             if let token { request.setValue("Bearer " + token, forHTTPHeaderField: "Authorization") }
         }
-        throw registryError("\(reference.registry) refused access to \(reference.repository) (HTTP 401) even with a token; the image may be private")
+        throw registryError(
+            "\(reference.registry) refused access to \(reference.repository) (HTTP 401) even with a token; the image may be private")
     }
 
     private func check(_ response: HTTPURLResponse, what: String) throws {
         switch response.statusCode {
         case 200..<300: return
         case 401, 403:
-            throw registryError("\(reference.registry) refused access to \(what) (HTTP \(response.statusCode)); rund pulls anonymously, so the image must be public")
+            throw registryError(
+                "\(reference.registry) refused access to \(what) (HTTP \(response.statusCode)); rund pulls anonymously, so the image must be public"
+            )
         case 404:
             throw StorageError(.notFound, "\(reference.registry) has no \(what) (HTTP 404); check the name and tag")
         default:
@@ -207,7 +223,8 @@ final class RegistryClient {
     /// Bearer token flow (Docker token spec): GET realm?service=..&scope=repository:NAME:pull.
     private func authenticate(challenge: String?, what: String) async throws {
         guard let challenge, let parameters = Self.bearerParameters(challenge) else {
-            throw registryError("\(reference.registry) requires credentials for \(what) (HTTP 401); rund pulls anonymously, so the image must be public")
+            throw registryError(
+                "\(reference.registry) requires credentials for \(what) (HTTP 401); rund pulls anonymously, so the image must be public")
         }
         guard let realm = parameters["realm"], var components = URLComponents(string: realm) else {
             throw registryError("\(reference.registry) sent a bearer challenge without a realm")
@@ -218,7 +235,9 @@ final class RegistryClient {
         components.queryItems = query
         guard let url = components.url else { throw registryError("bad token realm '\(realm)'") }
         guard Self.mayFetchToken(from: url) else {
-            throw registryError("\(reference.registry) sent token realm '\(realm)', which is neither https nor on this host; refusing to fetch a token from it")
+            throw registryError(
+                "\(reference.registry) sent token realm '\(realm)', which is neither https nor on this host; refusing to fetch a token from it"
+            )
         }
         var request = URLRequest(url: url)
         request.timeoutInterval = timeout
@@ -241,8 +260,9 @@ final class RegistryClient {
         }
         // The token goes into a header: visible ASCII only, or it could smuggle in another header.
         guard let decoded = try? JSONDecoder().decode(TokenResponse.self, from: Data(sink.bytes)),
-              let value = decoded.token ?? decoded.accessToken, !value.isEmpty,
-              value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            let value = decoded.token ?? decoded.accessToken, !value.isEmpty,
+            value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
+        else {
             throw registryError("token service \(realm) sent no usable token")
         }
         token = value
@@ -264,10 +284,12 @@ final class RegistryClient {
         if name.hasPrefix("[") && name.hasSuffix("]") { name = String(name.dropFirst().dropLast()) }
         if name == "localhost" || name == "::1" { return true }
         let octets = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4, octets.allSatisfy({ octet in
-            !octet.isEmpty && octet.utf8.count <= 3 && octet.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-                && (Int(octet) ?? 256) <= 255
-        }) else { return false }
+        guard octets.count == 4,
+            octets.allSatisfy({ octet in
+                !octet.isEmpty && octet.utf8.count <= 3 && octet.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+                    && (Int(octet) ?? 256) <= 255
+            })
+        else { return false }
         return octets[0] == "127"
     }
 
@@ -439,15 +461,19 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         }
     }
 
-    func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
-                    completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
+        completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void
+    ) {
         let header = (challenge.failureResponse as? HTTPURLResponse)?.value(forHTTPHeaderField: "WWW-Authenticate")
         lock.withLock { transfers[task.taskIdentifier]?.challenge = header ?? "" }
         completionHandler(.cancelAuthenticationChallenge, nil)
     }
 
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+    func urlSession(
+        _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
+    ) {
         let keep: Bool = lock.withLock {
             guard var transfer = transfers[dataTask.taskIdentifier] else { return false }
             defer { transfers[dataTask.taskIdentifier] = transfer }

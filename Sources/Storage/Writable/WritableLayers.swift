@@ -136,8 +136,10 @@ public final class WritableLayers: Sendable {
         try FileSystem.truncate(file, size: Int64(sizeMiB) << 20)
         file.close()
         do {
-            try Subprocess.checked(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0",
-                                    "-E", "lazy_itable_init=0,nodiscard", path])
+            try Subprocess.checked([
+                "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0",
+                "-E", "lazy_itable_init=0,nodiscard", path,
+            ])
         } catch let error as SystemError where error.errno == ENOENT {
             throw StorageError(.io, "mkfs.ext4 not found; install the e2fsprogs package")
         }
@@ -149,8 +151,9 @@ public final class WritableLayers: Sendable {
         defer { try? FileSystem.unlink(at: nil, path) }
         defer { try? FileSystem.unlink(at: nil, path + ".clone") }
         guard let source = try? FileDescriptor.open(path, O_RDWR | O_CREAT | O_TRUNC, mode: 0o600),
-              (try? source.writeAll([UInt8](repeating: 1, count: 4096))) != nil,
-              let clone = try? FileDescriptor.open(path + ".clone", O_RDWR | O_CREAT | O_TRUNC, mode: 0o600) else {
+            (try? source.writeAll([UInt8](repeating: 1, count: 4096))) != nil,
+            let clone = try? FileDescriptor.open(path + ".clone", O_RDWR | O_CREAT | O_TRUNC, mode: 0o600)
+        else {
             return false
         }
         return (try? FileSystem.reflink(from: source, to: clone)) != nil

@@ -105,12 +105,13 @@ import Testing
     @Test func requestInAnIndirectTable() throws {
         let (driver, _) = try setUp()
         try driver.writeRequestHeader(type: Driver.typeRead, sector: 4)
-        let head = try driver.addIndirectChain([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: Driver.readData, length: 256, writable: true),
-            .init(address: Driver.readData + 256, length: 256, writable: true),
-            .init(address: Driver.statusByte, length: 1, writable: true),
-        ], tableAt: 0x50000)
+        let head = try driver.addIndirectChain(
+            [
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: Driver.readData, length: 256, writable: true),
+                .init(address: Driver.readData + 256, length: 256, writable: true),
+                .init(address: Driver.statusByte, length: 1, writable: true),
+            ], tableAt: 0x50000)
         try driver.publish(head)
         driver.notify()
         #expect(driver.usedIndex == 1)
@@ -145,10 +146,11 @@ import Testing
         let (driver, _) = try setUp()
         try driver.writeRequestHeader(type: Driver.typeFlush, sector: 0)
         for _ in 0..<8 {
-            try driver.publish(try driver.addChain([
-                .init(address: Driver.requestHeader, length: 16, writable: false),
-                .init(address: Driver.statusByte, length: 1, writable: true),
-            ]))
+            try driver.publish(
+                try driver.addChain([
+                    .init(address: Driver.requestHeader, length: 16, writable: false),
+                    .init(address: Driver.statusByte, length: 1, writable: true),
+                ]))
         }
         let transport = driver.transport
         DispatchQueue.concurrentPerform(iterations: 4) { _ in transport.notifyQueue(0) }

@@ -32,8 +32,9 @@ final class VirtioTestDriver {
     init(device: any VirtioDevice, memory: GuestMemory? = nil, logger: Logger? = nil) throws {
         let memory = try memory ?? GuestMemory.anonymous([(base: 0, size: 1 << 20)])
         self.memory = memory
-        self.transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: interrupts,
-                                             logger: logger ?? Logger(label: "rund.devices.virtio-mmio"))
+        self.transport = VirtioMMIOTransport(
+            device: device, memory: memory, interrupt: interrupts,
+            logger: logger ?? Logger(label: "rund.devices.virtio-mmio"))
     }
 
     func read(_ offset: UInt64) -> UInt32 {

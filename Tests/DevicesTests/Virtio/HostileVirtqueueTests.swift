@@ -35,21 +35,23 @@ import Testing
 
     @Test func descriptorAddressOutsideGuestMemory() throws {
         try driver.writeRequestHeader(type: Driver.typeWrite, sector: 0)
-        #expect(try driver.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: Self.outsideMemory, length: 512, writable: false),
-            .init(address: Driver.statusByte, length: 1, writable: true),
-        ]) == nil)
+        #expect(
+            try driver.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: Self.outsideMemory, length: 512, writable: false),
+                .init(address: Driver.statusByte, length: 1, writable: true),
+            ]) == nil)
         try expectBrokenThenRecovers()
     }
 
     @Test func bufferStraddlingTheEndOfGuestMemory() throws {
         try driver.writeRequestHeader(type: Driver.typeRead, sector: 0)
-        #expect(try driver.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: GuestAddress((1 << 20) - 256), length: 512, writable: true),
-            .init(address: Driver.statusByte, length: 1, writable: true),
-        ]) == nil)
+        #expect(
+            try driver.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: GuestAddress((1 << 20) - 256), length: 512, writable: true),
+                .init(address: Driver.statusByte, length: 1, writable: true),
+            ]) == nil)
         try expectBrokenThenRecovers()
     }
 
@@ -82,11 +84,12 @@ import Testing
 
     @Test func hugeLengthBeyondGuestMemory() throws {
         try driver.writeRequestHeader(type: Driver.typeRead, sector: 0)
-        #expect(try driver.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: Driver.readData, length: .max, writable: true),
-            .init(address: Driver.statusByte, length: 1, writable: true),
-        ]) == nil)
+        #expect(
+            try driver.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: Driver.readData, length: .max, writable: true),
+                .init(address: Driver.statusByte, length: 1, writable: true),
+            ]) == nil)
         try expectBrokenThenRecovers()
     }
 
@@ -96,33 +99,36 @@ import Testing
         let big = try Driver(device: try VirtioBlock(file: file, readOnly: false, identifier: "big"), memory: memory)
         #expect(big.initialize())
         try big.writeRequestHeader(type: Driver.typeRead, sector: 0)
-        #expect(try big.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: GuestAddress(1 << 20), length: 0xc000_0000, writable: true),
-            .init(address: GuestAddress(1 << 20), length: 0xc000_0000, writable: true),
-            .init(address: Driver.statusByte, length: 1, writable: true),
-        ]) == nil)
+        #expect(
+            try big.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: GuestAddress(1 << 20), length: 0xc000_0000, writable: true),
+                .init(address: GuestAddress(1 << 20), length: 0xc000_0000, writable: true),
+                .init(address: Driver.statusByte, length: 1, writable: true),
+            ]) == nil)
         #expect(big.needsReset)
         #expect(try memory.load(UInt8.self, at: Driver.statusByte) == 0xff)
     }
 
     @Test func statusInADeviceReadableBuffer() throws {
         try driver.writeRequestHeader(type: Driver.typeRead, sector: 0)
-        #expect(try driver.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: Driver.readData, length: 512, writable: true),
-            .init(address: Driver.statusByte, length: 1, writable: false),
-        ]) == nil)
+        #expect(
+            try driver.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: Driver.readData, length: 512, writable: true),
+                .init(address: Driver.statusByte, length: 1, writable: false),
+            ]) == nil)
         #expect(try driver.memory.load(UInt8.self, at: Driver.statusByte) == 0xff)
         try expectBrokenThenRecovers()
     }
 
     @Test func requestWithNoDeviceWritableByte() throws {
         try driver.writeRequestHeader(type: Driver.typeFlush, sector: 0)
-        #expect(try driver.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: Driver.statusByte, length: 1, writable: false),
-        ]) == nil)
+        #expect(
+            try driver.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: Driver.statusByte, length: 1, writable: false),
+            ]) == nil)
         try expectBrokenThenRecovers()
     }
 
@@ -247,11 +253,12 @@ import Testing
         let guarded = try Driver(device: try VirtioBlock(file: file, readOnly: false, identifier: "ro-ram"), memory: memory)
         #expect(guarded.initialize())
         try guarded.writeRequestHeader(type: Driver.typeRead, sector: 0)
-        #expect(try guarded.submit([
-            .init(address: Driver.requestHeader, length: 16, writable: false),
-            .init(address: GuestAddress(1 << 20), length: 512, writable: true),
-            .init(address: Driver.statusByte, length: 1, writable: true),
-        ]) == nil)
+        #expect(
+            try guarded.submit([
+                .init(address: Driver.requestHeader, length: 16, writable: false),
+                .init(address: GuestAddress(1 << 20), length: 512, writable: true),
+                .init(address: Driver.statusByte, length: 1, writable: true),
+            ]) == nil)
         #expect(guarded.needsReset)
         #expect(try memory.readBytes(at: GuestAddress(1 << 20), count: 512) == [UInt8](repeating: 0x11, count: 512))
         // A used ring there is refused when the queue is enabled.

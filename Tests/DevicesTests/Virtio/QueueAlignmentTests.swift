@@ -19,12 +19,15 @@ import Testing
     }
 
     static let misplaced = [
-        Rings(descriptorTable: 0x1008, availableRing: Driver.availableRing, usedRing: Driver.usedRing,
-              message: "descriptor table at 0x1008 is not 16-byte aligned"),
-        Rings(descriptorTable: Driver.descriptorTable, availableRing: 0x2001, usedRing: Driver.usedRing,
-              message: "driver area at 0x2001 is not 2-byte aligned"),
-        Rings(descriptorTable: Driver.descriptorTable, availableRing: Driver.availableRing, usedRing: 0x3002,
-              message: "device area at 0x3002 is not 4-byte aligned"),
+        Rings(
+            descriptorTable: 0x1008, availableRing: Driver.availableRing, usedRing: Driver.usedRing,
+            message: "descriptor table at 0x1008 is not 16-byte aligned"),
+        Rings(
+            descriptorTable: Driver.descriptorTable, availableRing: 0x2001, usedRing: Driver.usedRing,
+            message: "driver area at 0x2001 is not 2-byte aligned"),
+        Rings(
+            descriptorTable: Driver.descriptorTable, availableRing: Driver.availableRing, usedRing: 0x3002,
+            message: "device area at 0x3002 is not 4-byte aligned"),
     ]
 
     /// Through the real transport: the queue stays disabled, the device needs a reset, the log
@@ -68,8 +71,9 @@ import Testing
     @Test func virtqueueRefusesEachMisalignedAreaWithATypedError() throws {
         let memory = try GuestMemory.anonymous([(base: 0, size: 1 << 20)])
         func queue(_ rings: Rings) throws(VirtqueueError) -> Virtqueue {
-            try Virtqueue(index: 0, size: 16, maxSize: 256, descriptorTable: rings.descriptorTable,
-                          driverArea: rings.availableRing, deviceArea: rings.usedRing, memory: memory)
+            try Virtqueue(
+                index: 0, size: 16, maxSize: 256, descriptorTable: rings.descriptorTable,
+                driverArea: rings.availableRing, deviceArea: rings.usedRing, memory: memory)
         }
         #expect(throws: VirtqueueError.misaligned(area: "descriptor table", address: 0x1008, alignment: 16)) {
             try queue(Self.misplaced[0])

@@ -136,7 +136,8 @@ final class VsockTestGuest {
 
     /// Connects guest `port` to host `hostPort`; returns the device's answer.
     func connect(from port: UInt32, to hostPort: UInt32, bufferAllocation: UInt32 = 64 << 10) throws -> [VsockPacket] {
-        try send(VsockPacket(sourcePort: port, destinationPort: hostPort, operation: VsockPacket.request, bufferAllocation: bufferAllocation))
+        try send(
+            VsockPacket(sourcePort: port, destinationPort: hostPort, operation: VsockPacket.request, bufferAllocation: bufferAllocation))
         return try receive()
     }
 }

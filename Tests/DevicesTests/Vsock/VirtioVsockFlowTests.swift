@@ -33,9 +33,10 @@ import Glibc
             var granted = false
             for (port, bytes) in received where bytes.count > advertised[port, default: 0] {
                 advertised[port] = bytes.count
-                try guest.send(Packet(
-                    sourcePort: port, destinationPort: ports[port]!, operation: Packet.creditUpdate,
-                    bufferAllocation: guestBuffer, forwardCount: UInt32(truncatingIfNeeded: bytes.count)))
+                try guest.send(
+                    Packet(
+                        sourcePort: port, destinationPort: ports[port]!, operation: Packet.creditUpdate,
+                        bufferAllocation: guestBuffer, forwardCount: UInt32(truncatingIfNeeded: bytes.count)))
                 granted = true
             }
             if !granted { usleep(200) }
@@ -82,8 +83,11 @@ import Glibc
             let credit = peerBuffer - (sent - peerForwarded)
             if credit > 0 {
                 let chunk = min(4096, credit, payload.count - sent)
-                #expect(try guest.send(Packet(sourcePort: 5000, destinationPort: 1024, operation: Packet.readWrite,
-                                              payload: Array(payload[sent..<(sent + chunk)]))))
+                #expect(
+                    try guest.send(
+                        Packet(
+                            sourcePort: 5000, destinationPort: 1024, operation: Packet.readWrite,
+                            payload: Array(payload[sent..<(sent + chunk)]))))
                 sent += chunk
                 continue
             }

@@ -58,7 +58,9 @@ import Testing
             try guest.send(packet)
         }
         #expect(try guest.receive().isEmpty)
-        #expect(throws: VsockError.timedOut(operation: "read from guest port 5000")) { try stream.read(upTo: 10, timeout: .milliseconds(20)) }
+        #expect(throws: VsockError.timedOut(operation: "read from guest port 5000")) {
+            try stream.read(upTo: 10, timeout: .milliseconds(20))
+        }
         try expectAlive(guest, stream)
     }
 
@@ -120,7 +122,8 @@ import Testing
     @Test func aBrokenTransmitRingNeedsResetAndTheResetEndsHostStreams() throws {
         let guest = try VsockTestGuest()
         let stream = try connected(guest)
-        let head = try guest.driver.addChain([.init(address: GuestAddress(1 << 40), length: 44, writable: false)], queue: VsockTestGuest.transmitQueue)
+        let head = try guest.driver.addChain(
+            [.init(address: GuestAddress(1 << 40), length: 44, writable: false)], queue: VsockTestGuest.transmitQueue)
         try guest.driver.publish(head, queue: VsockTestGuest.transmitQueue)
         guest.driver.notify(queue: UInt32(VsockTestGuest.transmitQueue))
         #expect(guest.driver.needsReset)

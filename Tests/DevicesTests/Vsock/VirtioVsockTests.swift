@@ -24,8 +24,9 @@ import Glibc
     }
 
     func data(_ bytes: [UInt8], forwarded: UInt32 = 0, buffer: UInt32 = 64 << 10) -> Packet {
-        Packet(sourcePort: Self.guestPort, destinationPort: Self.hostPort, operation: Packet.readWrite,
-               bufferAllocation: buffer, forwardCount: forwarded, payload: bytes)
+        Packet(
+            sourcePort: Self.guestPort, destinationPort: Self.hostPort, operation: Packet.readWrite,
+            bufferAllocation: buffer, forwardCount: forwarded, payload: bytes)
     }
 
     func control(_ operation: UInt16, flags: UInt32 = 0, forwarded: UInt32 = 0) -> Packet {
@@ -232,7 +233,8 @@ import Glibc
         #expect(try guest.receive().first?.payload == [1, 2])
         let blocked = HostResult.start { () throws(VsockError) -> Int in
             var byte: UInt8 = 0
-            return try withUnsafeMutableBytes(of: &byte) { buffer in Result { () throws(VsockError) in try vsock.read(into: buffer) } }.get()
+            return try withUnsafeMutableBytes(of: &byte) { buffer in Result { () throws(VsockError) in try vsock.read(into: buffer) } }
+                .get()
         }
         usleep(20_000)
         stream.close()
@@ -264,7 +266,9 @@ import Glibc
         #expect(resets.map(\.operation) == [Packet.reset, Packet.reset])
         #expect(Set(resets.map(\.destinationPort)) == [Self.guestPort, Self.guestPort + 1])
         // The listener stays; the unaccepted connection is gone.
-        #expect(throws: VsockError.timedOut(operation: "accept on port \(Self.hostPort)")) { try listener.accept(timeout: .milliseconds(10)) }
+        #expect(throws: VsockError.timedOut(operation: "accept on port \(Self.hostPort)")) {
+            try listener.accept(timeout: .milliseconds(10))
+        }
         #expect(try guest.connect(from: Self.guestPort + 2, to: Self.hostPort).map(\.operation) == [Packet.response])
     }
 

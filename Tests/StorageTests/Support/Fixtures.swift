@@ -115,8 +115,10 @@ enum Fixtures {
     }
 
     /// An OCI image layout as a tar. `tamper` may change the blobs before they are written.
-    static func ociLayout(layers: [Layer], config: [UInt8]? = nil, platform: (os: String, arch: String)? = nil,
-                          manifestBlobs: ((inout [String: [UInt8]]) -> Void)? = nil) -> [UInt8] {
+    static func ociLayout(
+        layers: [Layer], config: [UInt8]? = nil, platform: (os: String, arch: String)? = nil,
+        manifestBlobs: ((inout [String: [UInt8]]) -> Void)? = nil
+    ) -> [UInt8] {
         let config = config ?? configJSON(diffIDs: layers.map { digest($0.uncompressed) })
         let manifestBytes = manifestJSON(config: config, layers: layers)
         var descriptor: [String: Any] = [
@@ -142,14 +144,23 @@ enum Fixtures {
             blobs[digest(config)] = config
             blobs[digest(manifest)] = manifest
             for layer in layers { blobs[digest(layer.bytes)] = layer.bytes }
-            descriptors.append(["mediaType": OCI.MediaType.ociManifest, "digest": digest(manifest), "size": manifest.count,
-                                "platform": ["os": "linux", "architecture": architecture]])
+            descriptors.append([
+                "mediaType": OCI.MediaType.ociManifest, "digest": digest(manifest), "size": manifest.count,
+                "platform": ["os": "linux", "architecture": architecture],
+            ])
             if architecture == "amd64" { amd64 = (digest(manifest), digest(config)) }
         }
         let imageIndex = json(["schemaVersion": 2, "mediaType": OCI.MediaType.ociIndex, "manifests": descriptors])
         blobs[digest(imageIndex)] = imageIndex
-        let top = json(["schemaVersion": 2, "manifests": [["mediaType": OCI.MediaType.ociIndex, "digest": digest(imageIndex),
-                                                            "size": imageIndex.count]]])
+        let top = json([
+            "schemaVersion": 2,
+            "manifests": [
+                [
+                    "mediaType": OCI.MediaType.ociIndex, "digest": digest(imageIndex),
+                    "size": imageIndex.count,
+                ]
+            ],
+        ])
         return (layoutTar(index: top, blobs: blobs), amd64.0, amd64.1)
     }
 

@@ -35,8 +35,10 @@ final class HostileBench {
 
     /// Imports `archive` with `store` (default: the bench's), expecting a refusal that changed nothing.
     @discardableResult
-    func refuse(_ archive: [UInt8], with store: ImageStore? = nil, _ label: String = "",
-                sourceLocation: SourceLocation = #_sourceLocation) throws -> StorageError? {
+    func refuse(
+        _ archive: [UInt8], with store: ImageStore? = nil, _ label: String = "",
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> StorageError? {
         let store = store ?? self.store
         let before = Fixtures.snapshot(root.path)
         let canaryBefore = Self.listing(canary.path)
@@ -53,7 +55,8 @@ final class HostileBench {
             Issue.record("\(label): not a StorageError: \(error)", sourceLocation: sourceLocation)
         }
         #expect(Fixtures.snapshot(root.path) == before, "\(label): the store changed", sourceLocation: sourceLocation)
-        #expect(Self.listing(canary.path) == canaryBefore, "\(label): something was written outside the store", sourceLocation: sourceLocation)
+        #expect(
+            Self.listing(canary.path) == canaryBefore, "\(label): something was written outside the store", sourceLocation: sourceLocation)
         #expect(Self.stagingLeft(root.path).isEmpty, "\(label): staging left behind", sourceLocation: sourceLocation)
         return refusal
     }

@@ -29,17 +29,17 @@ final class LocalRegistry {
         let port = try freePort()
         address = "127.0.0.1:\(port)"
         let config = """
-        version: 0.1
-        log:
-          level: error
-        storage:
-          filesystem:
-            rootdirectory: \(directory.path)/data
-          delete:
-            enabled: true
-        http:
-          addr: \(address)
-        """
+            version: 0.1
+            log:
+              level: error
+            storage:
+              filesystem:
+                rootdirectory: \(directory.path)/data
+              delete:
+                enabled: true
+            http:
+              addr: \(address)
+            """
         let configPath = try directory.write("config.yml", Array(config.utf8))
         process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
         process.arguments = ["serve", configPath]
@@ -47,7 +47,9 @@ final class LocalRegistry {
         process.standardError = FileHandle.nullDevice
         try process.run()
         for _ in 0..<100 {
-            if (try? Subprocess.run(["skopeo", "list-tags", "--tls-verify=false", "docker://\(address)/probe"]))?.stderrText.contains("connection refused") == false {
+            if (try? Subprocess.run(["skopeo", "list-tags", "--tls-verify=false", "docker://\(address)/probe"]))?.stderrText.contains(
+                "connection refused") == false
+            {
                 return
             }
             usleep(100_000)
@@ -58,8 +60,11 @@ final class LocalRegistry {
 
     /// Pushes an OCI layout tarball with skopeo (`all` keeps every platform of an index).
     func push(_ archive: String, as name: String, all: Bool = false) throws {
-        try Subprocess.checked(["skopeo", "copy", "-q"] + (all ? ["--all"] : []) + ["--dest-tls-verify=false",
-                                "oci-archive:" + archive, "docker://\(address)/\(name)"])
+        try Subprocess.checked(
+            ["skopeo", "copy", "-q"] + (all ? ["--all"] : []) + [
+                "--dest-tls-verify=false",
+                "oci-archive:" + archive, "docker://\(address)/\(name)",
+            ])
     }
 
     /// Pushes blobs and a manifest through the registry API itself (skopeo would gzip
@@ -154,9 +159,14 @@ final class BrokenRegistry: @unchecked Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let listener = self.listener
-        guard withUnsafeMutablePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }) == 0,
-              listen(listener, 16) == 0 else { throw StorageTestError("cannot listen") }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        guard
+            withUnsafeMutablePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } })
+                == 0,
+            listen(listener, 16) == 0
+        else { throw StorageTestError("cannot listen") }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
         let port = UInt16(bigEndian: address.sin_port)
         self.address = "127.0.0.1:\(port)"
         let held = self.held
@@ -185,7 +195,8 @@ final class BrokenRegistry: @unchecked Sendable {
                     } else if request.contains("Authorization: Bearer secret-token") {
                         response = "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://\(upstream)\(target)\r\nContent-Length: 0\r\n\r\n"
                     } else {
-                        response = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nWWW-Authenticate: Bearer realm=\"http://\(myAddress)/token\",service=\"test\"\r\n\r\n"
+                        response =
+                            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nWWW-Authenticate: Bearer realm=\"http://\(myAddress)/token\",service=\"test\"\r\n\r\n"
                     }
                     _ = response.withCString { write(connection, $0, strlen($0)) }
                     close(connection)

@@ -8,8 +8,10 @@ struct TarWriter {
         case file = 0x30, hardLink = 0x31, symlink = 0x32, character = 0x33, block = 0x34, directory = 0x35, fifo = 0x36
     }
 
-    mutating func file(_ path: String, _ content: [UInt8], mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
-                       xattrs: [String: String] = [:]) {
+    mutating func file(
+        _ path: String, _ content: [UInt8], mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
+        xattrs: [String: String] = [:]
+    ) {
         entry(path, .file, content: content, mode: mode, uid: uid, gid: gid, xattrs: xattrs)
     }
 
@@ -45,22 +47,28 @@ struct TarWriter {
 
     /// An entry named by raw bytes (no String on the way), with optional raw pax records before it,
     /// and `tamper` to rewrite header fields before the checksum is computed.
-    mutating func raw(_ name: [UInt8], _ type: TypeFlag = .file, content: [UInt8] = [], mode: Int = 0o644,
-                      link: [UInt8] = [], pax: [([UInt8], [UInt8])] = [], tamper: ((inout [UInt8]) -> Void)? = nil) {
+    mutating func raw(
+        _ name: [UInt8], _ type: TypeFlag = .file, content: [UInt8] = [], mode: Int = 0o644,
+        link: [UInt8] = [], pax: [([UInt8], [UInt8])] = [], tamper: ((inout [UInt8]) -> Void)? = nil
+    ) {
         if !pax.isEmpty {
             let records = Self.paxRecords(pax)
-            appendHeader(name: Array("PaxHeaders/x".utf8), type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: [], major: 0, minor: 0)
+            appendHeader(
+                name: Array("PaxHeaders/x".utf8), type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: [], major: 0, minor: 0
+            )
             appendData(records)
         }
-        appendHeader(name: Array(name.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: 0, gid: 0,
-                     link: Array(link.prefix(100)), major: 0, minor: 0, tamper: tamper)
+        appendHeader(
+            name: Array(name.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: 0, gid: 0,
+            link: Array(link.prefix(100)), major: 0, minor: 0, tamper: tamper)
         appendData(content)
     }
 
     /// An extension header (pax 'x'/'g', GNU 'L'/'K') of exactly these bytes.
     mutating func extensionHeader(type: UInt8, _ body: [UInt8], tamper: ((inout [UInt8]) -> Void)? = nil) {
-        appendHeader(name: Array("././@LongLink".utf8), type: type, size: body.count, mode: 0o644, uid: 0, gid: 0, link: [],
-                     major: 0, minor: 0, tamper: tamper)
+        appendHeader(
+            name: Array("././@LongLink".utf8), type: type, size: body.count, mode: 0o644, uid: 0, gid: 0, link: [],
+            major: 0, minor: 0, tamper: tamper)
         appendData(body)
     }
 
@@ -78,8 +86,10 @@ struct TarWriter {
         return out
     }
 
-    mutating func entry(_ path: String, _ type: TypeFlag, content: [UInt8] = [], mode: Int, uid: Int = 0, gid: Int = 0,
-                        link: String = "", major: Int = 0, minor: Int = 0, xattrs: [String: String] = [:]) {
+    mutating func entry(
+        _ path: String, _ type: TypeFlag, content: [UInt8] = [], mode: Int, uid: Int = 0, gid: Int = 0,
+        link: String = "", major: Int = 0, minor: Int = 0, xattrs: [String: String] = [:]
+    ) {
         var pax: [(String, String)] = xattrs.sorted { $0.key < $1.key }.map { ("SCHILY.xattr." + $0.key, $0.value) }
         if path.utf8.count > 100 { pax.append(("path", path)) }
         if link.utf8.count > 100 { pax.append(("linkpath", link)) }
@@ -91,11 +101,14 @@ struct TarWriter {
                 while String(length).count + body.utf8.count != length { length += 1 }
                 records += Array((String(length) + body).utf8)
             }
-            appendHeader(name: Array("PaxHeaders/x".utf8), type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: [], major: 0, minor: 0)
+            appendHeader(
+                name: Array("PaxHeaders/x".utf8), type: 0x78, size: records.count, mode: 0o644, uid: 0, gid: 0, link: [], major: 0, minor: 0
+            )
             appendData(records)
         }
-        appendHeader(name: Array(path.utf8.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: uid, gid: gid,
-                     link: Array(link.utf8.prefix(100)), major: major, minor: minor)
+        appendHeader(
+            name: Array(path.utf8.prefix(100)), type: type.rawValue, size: content.count, mode: mode, uid: uid, gid: gid,
+            link: Array(link.utf8.prefix(100)), major: major, minor: minor)
         appendData(content)
     }
 
@@ -104,8 +117,10 @@ struct TarWriter {
         bytes += [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
     }
 
-    private mutating func appendHeader(name: [UInt8], type: UInt8, size: Int, mode: Int, uid: Int, gid: Int,
-                                       link: [UInt8], major: Int, minor: Int, tamper: ((inout [UInt8]) -> Void)? = nil) {
+    private mutating func appendHeader(
+        name: [UInt8], type: UInt8, size: Int, mode: Int, uid: Int, gid: Int,
+        link: [UInt8], major: Int, minor: Int, tamper: ((inout [UInt8]) -> Void)? = nil
+    ) {
         var header = [UInt8](repeating: 0, count: 512)
         func put<C: Collection>(_ bytes: C, _ offset: Int, _ length: Int) where C.Element == UInt8 {
             for (i, byte) in bytes.prefix(length).enumerated() { header[offset + i] = byte }

@@ -58,7 +58,8 @@ extension VsockConnections {
             return count
         }
         if connection.isReset { throw .connectionReset(port: connection.key.guestPort) }
-        let endOfStream = !connection.attached || connection.guestShutdown & VsockHeader.ShutdownFlag.send != 0
+        let endOfStream =
+            !connection.attached || connection.guestShutdown & VsockHeader.ShutdownFlag.send != 0
             || connection.hostShutdown & VsockHeader.ShutdownFlag.receive != 0
         if endOfStream || buffer.isEmpty { return 0 }
         return nil

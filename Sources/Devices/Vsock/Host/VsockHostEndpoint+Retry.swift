@@ -3,8 +3,10 @@ extension VsockHostEndpoint {
     /// driver resets the device on probe and the service listens only later). Refused, reset and
     /// timed-out attempts are retried every `interval` until `limit` has passed or `giveUp()` says
     /// the guest is gone; then the last error is thrown.
-    public func connect(guestPort: UInt32, retryingFor limit: Duration, interval: Duration = .milliseconds(100),
-                        giveUp: () -> Bool = { false }) async throws -> VsockStream {
+    public func connect(
+        guestPort: UInt32, retryingFor limit: Duration, interval: Duration = .milliseconds(100),
+        giveUp: () -> Bool = { false }
+    ) async throws -> VsockStream {
         let deadline = ContinuousClock.now + limit
         while true {
             do {
