@@ -42,22 +42,7 @@ extension FileDescriptor {
     /// Names in this directory (not "." or ".."), read through a duplicate so this descriptor's
     /// offset is untouched.
     public func directoryEntries() throws -> [String] {
-        let copy = try retryingInterrupts("dup") { dup(rawValue) }
-        guard let stream = fdopendir(copy) else {
-            let error = SystemError.last("fdopendir")
-            Glibc.close(copy)
-            throw error
-        }
-        defer { closedir(stream) }
-        rewinddir(stream)
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        try FileSystem.entryNames(of: self).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Writes a small control value (sysfs, cgroupfs, procfs) in one write at offset 0.
