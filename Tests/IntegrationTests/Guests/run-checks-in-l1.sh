@@ -246,8 +246,8 @@ fi
 # Confinement: while a sandbox runs, its vCPU and agent-connection threads are under their seccomp
 # filters, and the cgroup rund joined holds the guest's memory and carries the CPU and task limits.
 begin confinement
-# 120 MB written to the guest's devtmpfs (memory, bind-mounted into the container as /dev).
-$RUN --memory 256 -- sh -c 'trap "exit 0" TERM; head -c 120000000 /dev/zero >/dev/fill && echo touched; sleep 100 & wait' \
+# dd reads 120 MiB of zeros into one buffer: the guest touches that much of its memory.
+$RUN --memory 256 -- sh -c 'trap "exit 0" TERM; dd if=/dev/zero of=/dev/null bs=125829120 count=1 2>/dev/null && echo touched; sleep 100 & wait' \
     >"$work/conf.out" 2>"$work/conf.err" & pid=$!
 touched=no
 wait_for_line "$work/conf.out" touched 200 && touched=yes
