@@ -139,7 +139,9 @@ let package = Package(
             ], swiftSettings: strict),
         .testTarget(
             name: "RundTests",
-            dependencies: ["rund", "Bench", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "rund", "Bench", "Cgroups", "Sandbox", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "ShimTests",

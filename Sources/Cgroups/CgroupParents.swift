@@ -62,7 +62,7 @@ package final class CgroupParents: Sendable {
         guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
             throw CgroupError("invalid pool parent name \"\(name)\": use one directory name such as rund")
         }
-        guard !host.hierarchies.isEmpty else { throw CgroupError("no cgroup hierarchy to use: see `rund doctor`") }
+        guard !host.hierarchies.isEmpty else { throw CgroupError(.noHierarchy, "no cgroup hierarchy to use") }
         let create = requested || host.hierarchies.contains { access("\($0.mountPoint)/\(name)", F_OK) == 0 }
         var directories: [FileDescriptor] = []
         var cpusetDefaults: [Int: (cpus: String, mems: String)] = [:]

@@ -24,7 +24,7 @@ public enum GuestInitramfs {
         let path = directory + "/" + (try cacheKey(kernelDirectory: kernelDirectory, agentPath: agentPath, modules: modules)) + ".cpio"
         if FileSystem.exists(path) { return path }
 
-        let agent = try read(agentPath, what: "guest agent")
+        let agent = try read(agentPath, what: "guest agent", kind: .agentMissing)
         let order = try loadOrder(of: modules, kernelDirectory: kernelDirectory)
 
         var archive = NewcArchive()
@@ -70,7 +70,7 @@ public enum GuestInitramfs {
     /// The modules to carry, in load order (dependencies first), from the cached kernel.
     static func loadOrder(of names: [String], kernelDirectory: String) throws -> [String] {
         let modules = kernelDirectory + "/modules/"
-        let dependencies = try read(modules + "modules.dep", what: "kernel module list (run scripts/setup)")
+        let dependencies = try read(modules + "modules.dep", what: "kernel module list")
         let builtin = try? read(modules + "modules.builtin", what: "kernel built-in module list")
         do {
             return try KernelModules(
@@ -78,15 +78,15 @@ public enum GuestInitramfs {
                 builtin: builtin.map { String(decoding: $0, as: UTF8.self) }
             ).loadOrder(of: names)
         } catch {
-            throw SandboxError("\(error) in the cached kernel's modules.dep (run scripts/setup)")
+            throw SandboxError(.kernelCacheBroken, "\(error) in the cached kernel's modules.dep")
         }
     }
 
-    private static func read(_ path: String, what: String) throws -> [UInt8] {
+    private static func read(_ path: String, what: String, kind: SandboxError.Kind = .kernelCacheBroken) throws -> [UInt8] {
         do {
             return try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC).readToEnd(limit: 256 << 20)
         } catch {
-            throw SandboxError("cannot read the \(what) at \(path): \(error)")
+            throw SandboxError(kind, "cannot read the \(what) at \(path): \(error)")
         }
     }
 }

@@ -12,6 +12,8 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable {
         case agentMissing
         /// Neither the spec nor the image config names a command to run.
         case noCommand
+        /// The cached guest kernel is incomplete (its modules or their list).
+        case kernelCacheBroken
     }
 
     public let kind: Kind

@@ -8,6 +8,10 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Equatable 
         case limitExceeded
         /// The registry could not be reached, or did not answer in time.
         case registryUnreachable, registryTimedOut
+        /// The store holds no image by that reference.
+        case notInStore
+        /// This host lacks what the operation needs (e.g. a filesystem that can reflink).
+        case hostUnsupported
     }
 
     public let kind: Kind

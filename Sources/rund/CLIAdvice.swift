@@ -1,4 +1,5 @@
 import Boot
+import Cgroups
 import Sandbox
 import Storage
 import VMM
@@ -29,6 +30,8 @@ enum CLIAdvice {
             switch error.kind {
             case .registryTimedOut: return "check the registry, or raise --timeout"
             case .registryUnreachable: return "check the address, or use --insecure for a plain-HTTP registry"
+            case .notInStore: return "see `rund image ls`"
+            case .hostUnsupported: return "run `rund doctor`"
             default: return nil
             }
         case let error as SandboxError:
@@ -37,8 +40,11 @@ enum CLIAdvice {
             case .agentUnresponsive: return "pass --console FILE to see the guest's console"
             case .agentMissing: return "build rund-agent, or pass --agent"
             case .noCommand: return "give the command after --"
+            case .kernelCacheBroken: return "run scripts/setup"
             case .failed: return nil
             }
+        case let error as CgroupError where error.kind == .noHierarchy:
+            return "see `rund doctor`"
         default:
             return nil
         }

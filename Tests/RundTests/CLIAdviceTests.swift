@@ -1,3 +1,4 @@
+import Cgroups
 @testable import Sandbox
 import Storage
 import Testing
@@ -15,7 +16,7 @@ struct CLIAdviceTests {
     @Test func sandboxErrorsGetTheOptionThatHelps() {
         let cases: [(SandboxError.Kind, String)] = [
             (.agentUnresponsive, "--console FILE"), (.agentMissing, "--agent"), (.noCommand, "after --"),
-            (.cannotConfine, "--unconfined"),
+            (.cannotConfine, "--unconfined"), (.kernelCacheBroken, "scripts/setup"),
         ]
         for (kind, option) in cases {
             let line = CLIAdvice.line(for: SandboxError(kind, "what failed"))
@@ -23,6 +24,9 @@ struct CLIAdviceTests {
         }
         #expect(CLIAdvice.line(for: SandboxError("plain")) == "rund: plain")
         #expect(CLIAdvice.line(for: StorageError(.registryTimedOut, "r did not answer")).hasSuffix("raise --timeout"))
+        #expect(CLIAdvice.line(for: StorageError(.notInStore, "no image 'x' in the store")).hasSuffix("see `rund image ls`"))
+        #expect(CLIAdvice.line(for: StorageError(.hostUnsupported, "cannot reflink")).hasSuffix("run `rund doctor`"))
+        #expect(CLIAdvice.line(for: CgroupError(.noHierarchy, "no cgroup hierarchy to use")).hasSuffix("see `rund doctor`"))
     }
 
     @Test func librariesSayNothingAboutOptions() throws {

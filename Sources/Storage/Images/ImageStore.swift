@@ -216,7 +216,7 @@ public final class ImageStore: Sendable {
     }
 
     private func resolveID(_ reference: String) throws -> String {
-        let notFound = StorageError(.notFound, "no image '\(reference)' in the store; see `rund image ls`")
+        let notFound = StorageError(.notInStore, "no image '\(reference)' in the store")
         if reference.hasPrefix("sha256:") {
             guard Digest.isValid(reference), FileSystem.exists(imageDirectory(reference)) else { throw notFound }
             return reference

@@ -37,7 +37,7 @@ public final class WritableLayers: Sendable {
         do {
             try FileSystem.reflink(from: template, to: layer)
         } catch let error as SystemError {
-            throw StorageError(.io, "cannot reflink a writable layer in \(directory) (\(error.message)); run `rund doctor`")
+            throw StorageError(.hostUnsupported, "cannot reflink a writable layer in \(directory) (\(error.message))")
         }
         return layer
     }
