@@ -67,12 +67,16 @@ public struct AgentClient: Sendable {
 
     /// `readStdout` for a plain OS thread (one copying output into a FIFO); see `writeStdinBlocking`.
     public func readStdoutBlocking(_ request: AgentReadOutputRequest, timeout: Duration? = nil) throws -> AgentReadOutputResponse {
-        try callBlocking(.readStdout, request, timeout)
+        let answer: AgentReadOutputResponse = try callBlocking(.readStdout, request, timeout)
+        try answer.validate(.readStdout)
+        return answer
     }
 
     /// `readStderr` for a plain OS thread; see `readStdoutBlocking`.
     public func readStderrBlocking(_ request: AgentReadOutputRequest, timeout: Duration? = nil) throws -> AgentReadOutputResponse {
-        try callBlocking(.readStderr, request, timeout)
+        let answer: AgentReadOutputResponse = try callBlocking(.readStderr, request, timeout)
+        try answer.validate(.readStderr)
+        return answer
     }
 
     /// Blocks until the process exits; normally called without a timeout.

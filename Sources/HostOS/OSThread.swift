@@ -39,6 +39,11 @@ public final class OSThread: @unchecked Sendable {
         pthread_join(thread, nil)
     }
 
+    /// Nobody will join this thread: its resources go when it ends.
+    public func detach() {
+        pthread_detach(thread)
+    }
+
     /// True once the body has returned (the thread is ending; `join` will not block long).
     public var hasEnded: Bool { finished.load(ordering: .acquiring) }
 

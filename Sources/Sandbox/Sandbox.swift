@@ -124,6 +124,8 @@ public struct Sandbox: Sendable {
         let process = try spec.processSpec(config: root.config)
         let kernelDirectory = stateRoot + "/kernel/current"
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
+        // The VM's size is checked before it sizes the cgroup.
+        try VMConfiguration(kernelPath: kernelDirectory + "/vmlinuz", memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount).validate()
 
         phases?.begin(.cgroup)
         let cgroup = try SandboxCgroup(

@@ -60,11 +60,19 @@ final class SandboxCgroup: Sendable {
     /// - Tasks: rund's threads (the guest's processes are not host tasks); a cap on what a VMM
     ///   that went wrong could start.
     static func limits(memoryMiB: Int, vcpuCount: Int, writableSizeMiB: Int) -> CgroupLimits {
+        // Saturating: sizes come from the caller (a CLI option, a container's config.json).
         let period = CgroupLimits.defaultCPUPeriodMicros
+        let mebibytes = [memoryMiB, writableSizeMiB, overheadMiB].reduce(Int64(0)) { sum, part in
+            let (total, overflow) = sum.addingReportingOverflow(Int64(clamping: max(part, 0)))
+            return overflow ? .max : total
+        }
+        let (memoryBytes, memoryOverflow) = mebibytes.multipliedReportingOverflow(by: 1 << 20)
+        let (vcpuQuota, vcpuOverflow) = Int64(clamping: max(vcpuCount, 1)).multipliedReportingOverflow(by: period)
+        let (quota, quotaOverflow) = vcpuQuota.addingReportingOverflow(period / 4)
         return CgroupLimits(
-            memoryBytes: Int64(memoryMiB + writableSizeMiB + overheadMiB) << 20,
-            cpuQuotaMicros: Int64(vcpuCount) * period + period / 4, cpuPeriodMicros: period,
-            maxProcesses: maxTasks)
+            memoryBytes: memoryOverflow ? .max : memoryBytes,
+            cpuQuotaMicros: vcpuOverflow || quotaOverflow ? .max : quota,
+            cpuPeriodMicros: period, maxProcesses: maxTasks)
     }
 
     static let overheadMiB = 64

@@ -104,17 +104,24 @@ final class ProcessIO: Sendable {
     }
 
     /// Starts copying the process's outputs from the guest; each copier reads its stream to
-    /// the end (the agent reports the exit only then), writing what it can.
+    /// the end (the agent reports the exit only then), writing what it can. Each writes to a
+    /// duplicate of its target that it closes itself, so `close` never has to wait for a copier
+    /// a hostile agent keeps reading (no end of stream), and no write can reach a reused number.
     func startCopying(from sandbox: RunningSandbox, execID: String, logger: Logger) throws {
-        var started: [OSThread] = []
         for (which, target) in [(SandboxOutput.stdout, stdout), (.stderr, stderr ?? (terminal ? nil : stdout))] {
             let stop = stopWriting.descriptor
-            started.append(
-                try OSThread.spawn(name: which == .stdout ? "stdout" : "stderr") {
-                    Self.copy(sandbox, execID: execID, which, to: target, stop: stop, logger: logger)
-                })
+            let own = try target.map { try FileDescriptor.duplicate($0.rawValue) }
+            do {
+                let thread = try OSThread.spawn(name: which == .stdout ? "stdout" : "stderr") {
+                    Self.copy(sandbox, execID: execID, which, to: own, stop: stop, logger: logger)
+                    own?.close()
+                }
+                copiers.withLock { $0.append(thread) }
+            } catch {
+                own?.close()
+                throw error
+            }
         }
-        copiers.withLock { $0 += started }
     }
 
     static func copy(
@@ -178,12 +185,13 @@ final class ProcessIO: Sendable {
         }
     }
 
-    /// Closes the host's ends (the client then sees end of file on its FIFOs). The copiers must
-    /// be over (their process exited, or the sandbox's VM is gone): this waits for them, so no
-    /// write can reach a descriptor number reused after the close.
+    /// Closes the host's ends (the client sees end of file on its FIFOs once the copiers' own
+    /// duplicates close too). Waits a moment for the copiers (their process exited, or the
+    /// sandbox's VM is gone, so their streams end); one a hostile agent keeps going ends with the
+    /// agent's connection and is left to do so.
     func close() {
         try? stopWriting.signal()
-        while !joinIfEnded() { usleep(10_000) }
+        for _ in 0..<200 where !joinIfEnded() { usleep(10_000) }
         stdout?.close()
         stderr?.close()
         stdin?.close()

@@ -448,7 +448,7 @@ final class TaskService: Sendable {
             guard snapshot.status != .running else { throw ShimError(.failedPrecondition, "cannot delete a running process") }
             _ = task.remove(execID: request.execID)
             task.sandbox.forgetProcess(execID: request.execID)
-            process.io.close()
+            await Self.onThread { process.io.close() }
             if snapshot.exit == nil { emit(task) { $0.execGone(request.execID) } }
             return .with {
                 $0.pid = snapshot.guestPID != 0 ? shimPID : 0
@@ -507,10 +507,10 @@ final class TaskService: Sendable {
     static func onThread(_ work: @escaping @Sendable () -> Void) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             do {
-                _ = try OSThread.spawn(name: "shim-release") {
+                try OSThread.spawn(name: "shim-release") {
                     work()
                     continuation.resume()
-                }
+                }.detach()
             } catch {
                 work()
                 continuation.resume()

@@ -23,8 +23,12 @@ struct BenchBoot: ParsableCommand {
     @Option(help: "Seconds before a run is abandoned.") var timeout: Double = 120
     @Flag(help: "Print one JSON object (top-level 'ratio' = rund median / QEMU median boot time).") var json = false
 
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard (0.1...86400).contains(timeout) else { throw ValidationError("--timeout must be 0.1 to 86400 seconds, got \(timeout)") }
+    }
+
     func run() throws {
-        guard runs >= 1 else { throw CLIError("--runs must be at least 1") }
         let report = try BootBenchmark.measure(
             rund: try BootProbe.selfExecutable(), kernel: kernel, initrd: initrd, runs: runs,
             memoryMiB: memory, vcpus: vcpus, qemu: qemu, timeout: timeout)

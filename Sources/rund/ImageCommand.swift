@@ -30,6 +30,10 @@ struct ImageCommand: AsyncParsableCommand {
         @Flag(help: "Print the stored image as JSON.")
         var json = false
 
+        func validate() throws {
+            guard (0.1...86400).contains(timeout) else { throw ValidationError("--timeout must be 0.1 to 86400 seconds, got \(timeout)") }
+        }
+
         func run() async throws {
             try await ImageCommand.reportingFailure {
                 let store = ImageStore(root: StateRoot.resolve(rootOptions.root))

@@ -44,6 +44,12 @@ struct VMBoot: ParsableCommand {
     @Flag(help: "Print one JSON object describing how the VM ended.") var json = false
     @Flag(help: "Log VMM internals to standard error.") var verbose = false
 
+    func validate() throws {
+        if let stallTimeout, !(2...86400).contains(stallTimeout) {
+            throw ValidationError("--stall-timeout must be 2 to 86400 seconds, got \(stallTimeout)")
+        }
+    }
+
     func run() throws {
         var configuration = VMConfiguration(
             kernelPath: kernel, initrdPath: initrd, extraCommandLine: cmdline, memoryMiB: memory, vcpuCount: vcpus,

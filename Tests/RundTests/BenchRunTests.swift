@@ -18,7 +18,7 @@ struct BenchRunTests {
         (["--runs", "0"], "--runs must be at least 1"),
         (["--memory", "8"], "--memory must be at least"),
         (["--vcpus", "0"], "--vcpus must be between 1 and"),
-        (["--timeout", "0"], "--timeout must be more than 0"),
+        (["--timeout", "0"], "--timeout must be 0.1 to 86400"), (["--timeout", "inf"], "--timeout must be 0.1 to 86400"),
     ])
     func rejectsBadNumbers(arguments: [String], message: String) {
         #expect { try BenchRun.parse(["--image", "busybox:1"] + arguments) } throws: { error in

@@ -74,6 +74,10 @@ struct SandboxRunOptionsTests {
         #expect(limits.cpuPeriodMicros == 100_000)
         #expect(limits.maxProcesses == SandboxCgroup.maxTasks)
         #expect((try? limits.validate()) != nil)
+
+        // Sizes from a CLI option or a config.json never trap: the limits saturate.
+        let huge = SandboxCgroup.limits(memoryMiB: .max, vcpuCount: .max, writableSizeMiB: .max)
+        #expect(huge.memoryBytes == .max && huge.cpuQuotaMicros == .max)
     }
 
     @Test func aSandboxThatCannotBeConfinedDoesNotStartUnlessAllowed() throws {
