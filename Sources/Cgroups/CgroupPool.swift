@@ -226,7 +226,8 @@ public final class CgroupPool: Sendable {
         } catch {
             slot.closeDescriptors()
             logger.warning(
-                "could not remove a cgroup entry; rund gc will return it", metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])
+                "could not remove a cgroup entry; garbage collection will return it",
+                metadata: ["cgroup": "\(slot.name.text)", "error": "\(error)"])
         }
     }
 

@@ -25,6 +25,14 @@ public final class FileDescriptor: @unchecked Sendable {
         }
     }
 
+    /// Gives up ownership: the descriptor stays open (for code outside Swift that keeps using
+    /// it, such as a signal handler) and is returned.
+    @discardableResult
+    public func relinquish() -> Int32 {
+        defer { rawValue = -1 }
+        return rawValue
+    }
+
     /// open(2) with O_CLOEXEC always added: rund never leaks descriptors into children by accident.
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> FileDescriptor {
         let fd = try retryingInterrupts("open", subject: path) {

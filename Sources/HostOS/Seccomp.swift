@@ -153,7 +153,9 @@ final class SeccompViolations: Sendable {
             var fds: [Int32] = [0, 0]
             _ = try retryingInterrupts("pipe2") { rund_pipe_cloexec(&fds) }
             let reports = FileDescriptor(adopting: fds[0])
-            _ = try OSThread.spawn(name: "seccomp-report") { [self] in
+            let writer = FileDescriptor(adopting: fds[1])
+            // On a failure below both ends close (the reader then ends), and a later call retries.
+            let reader = try OSThread.spawn(name: "seccomp-report") { [self] in
                 var record: (Int32, Int32) = (0, 0)
                 while true {
                     let n = withUnsafeMutableBytes(of: &record) { Glibc.read(reports.rawValue, $0.baseAddress, $0.count) }
@@ -164,7 +166,15 @@ final class SeccompViolations: Sendable {
                     }
                 }
             }
-            guard rund_seccomp_install_trap_handler(fds[1]) == 0 else { throw SystemError.last("sigaction", subject: "SIGSYS") }
+            guard rund_seccomp_install_trap_handler(writer.rawValue) == 0 else {
+                let error = SystemError.last("sigaction", subject: "SIGSYS")
+                writer.close()
+                reader.join()
+                throw error
+            }
+            // The handler writes to this descriptor for the life of the process.
+            writer.relinquish()
+            reader.detach()
             state.prepared = true
         }
     }

@@ -105,7 +105,7 @@ final class SandboxCgroup: Sendable {
         do {
             try lease?.release()
         } catch {
-            logger.warning("cannot return the sandbox's cgroup to the pool (rund gc will): \(error)")
+            logger.warning("cannot return the sandbox's cgroup to the pool (garbage collection will): \(error)")
         }
         try? pool?.shutdown()
     }

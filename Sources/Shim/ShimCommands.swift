@@ -47,10 +47,13 @@ public enum ShimMain {
     /// Writes `text` to `path` atomically (a temporary name, then rename).
     static func writeAtomically(_ path: String, _ text: String) throws {
         let temporary = path.lastIndex(of: "/").map { String(path[...$0]) + "." + String(path[path.index(after: $0)...]) } ?? "." + path
-        let file = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        var renamed = false
+        defer { if !renamed { try? FileSystem.unlink(at: nil, temporary) } }
+        let file = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+        defer { file.close() }
         try file.writeAll(text)
-        file.close()
         try FileSystem.rename(at: nil, temporary, to: path)
+        renamed = true
     }
 }
 
@@ -92,9 +95,15 @@ enum ShimStart {
                 ShimConfiguration.executablePath(), arguments: arguments.serveArguments, passing: listener)
             spawned = pid
             listener.close()
-            // Give the server a moment to record its identity (delete reads it after a crash).
-            let identity = ProcessIdentity.of(pid: pid).map { "\($0.pid) \($0.startTime)" } ?? "\(pid) 0"
-            try ShimMain.writeAtomically(bundle + "/" + pidFile, identity)
+            // Its identity (pid and start time), for delete after a crash: a pid alone could name
+            // another process by then.
+            var identity = ProcessIdentity.of(pid: pid)
+            for _ in 0..<50 where identity == nil {
+                usleep(10_000)
+                identity = ProcessIdentity.of(pid: pid)
+            }
+            guard let identity else { throw ShimError("the shim process \(pid) ended as it started") }
+            try ShimMain.writeAtomically(bundle + "/" + pidFile, "\(identity.pid) \(identity.startTime)")
             try ShimMain.writeAtomically(bundle + "/address", address)
             ShimMain.writeLine(1, address)
             return 0
@@ -155,11 +164,12 @@ enum ShimDelete {
     }
 
     /// Waits for the shim to end by itself (it does after Shutdown), then kills it. True when it
-    /// is gone. A start time of 0 (not read at start) matches any process with that pid.
+    /// is gone. Only the process with both the pid and the start time is the shim: one that only
+    /// shares the pid is another process, and is left alone.
     static func stop(_ identity: ProcessIdentity) -> Bool {
         func alive() -> Bool {
-            guard let now = ProcessIdentity.of(pid: identity.pid) else { return false }
-            return identity.startTime == 0 || now == identity
+            guard identity.startTime != 0, let now = ProcessIdentity.of(pid: identity.pid) else { return false }
+            return now == identity
         }
         for _ in 0..<100 where alive() { usleep(10_000) }
         guard alive() else { return true }

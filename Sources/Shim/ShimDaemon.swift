@@ -57,7 +57,7 @@ enum ShimDaemon {
             try? await Task.sleep(for: .seconds(5))
             if service.isBusy || server.connectionCount > 0 {
                 idleSince = .now
-            } else if ContinuousClock.now - idleSince >= idleLimit {
+            } else if ContinuousClock.now - idleSince >= idleLimit, service.leaveIfIdle() {
                 logger.info("no task and no connection for \(idleLimit): leaving")
                 exit.leave(status: 0)
             }

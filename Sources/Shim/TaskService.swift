@@ -44,6 +44,16 @@ final class TaskService: Sendable {
     /// True while a task exists or is being created.
     var isBusy: Bool { state.withLock { !$0.tasks.isEmpty || !$0.creating.isEmpty } }
 
+    /// Marks the shim as leaving if it has nothing to do, so no Create starts while it goes.
+    /// False (and nothing changed) when a task exists or is being created.
+    func leaveIfIdle() -> Bool {
+        state.withLock { state in
+            guard state.tasks.isEmpty, state.creating.isEmpty else { return false }
+            state.shuttingDown = true
+            return true
+        }
+    }
+
     func register(on server: TTRPCServer) {
         handle(server, "State", state)
         handle(server, "Create", create)
@@ -111,7 +121,7 @@ final class TaskService: Sendable {
         if KVMHostProbe.flavor() == .pvm {
             throw ShimError(
                 .failedPrecondition,
-                "this host's /dev/kvm is PVM, which cannot boot the sandbox's guest kernel: run rund where KVM uses hardware virtualization (on a PVM host, inside scripts/rig-containerd)"
+                "this host's /dev/kvm is PVM, which cannot boot the sandbox's guest kernel: rund needs KVM on hardware virtualization"
             )
         }
         let io = try ProcessIO(stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal)

@@ -22,7 +22,7 @@ struct VMBoot: ParsableCommand {
 
             Exit status: 0 guest powered off, 2 guest rebooted, 3 guest kernel panicked,
             4 guest crashed (triple fault, KVM error), 5 guest made no progress (--stall-timeout),
-            128+N stopped by signal N, 1 bad input.
+            6 a VMM thread broke its seccomp confinement, 128+N stopped by signal N, 1 bad input.
             """)
 
     @Option(help: "Linux kernel image (bzImage).") var kernel: String
