@@ -32,7 +32,7 @@ gc_clean() {
 wait_for_line() {
     i=0
     while [ $i -lt $(($3 * 5)) ]; do
-        tr -d '\r' <"$1" 2>/dev/null | grep -qx "$2" && return 0
+        [ -f "$1" ] && tr -d '\r' <"$1" | grep -qx "$2" && return 0
         sleep 0.2
         i=$((i + 1))
     done
@@ -253,7 +253,9 @@ touched=no
 wait_for_line "$work/conf.out" touched 200 && touched=yes
 filters=$(for task in /proc/"$pid"/task/*; do
     comm=$(cat "$task/comm" 2>/dev/null)
-    case $comm in vcpu*|ttrpc-cli-*) echo "$comm:$(awk '/^Seccomp:/ { print $2 }' "$task/status")" ;; esac
+    # Not ttrpc-cli-c: the client's completion thread resumes Swift tasks, which may start
+    # runtime threads, and a thread inherits its creator's filter (docs/security.md).
+    case $comm in vcpu*|ttrpc-cli-r|ttrpc-cli-w) echo "$comm:$(awk '/^Seccomp:/ { print $2 }' "$task/status")" ;; esac
 done | sort | tr '\n' ' ')
 cgroup=/sys/fs/cgroup$(awk -F: '$1 == "0" { print $3 }' /proc/"$pid"/cgroup)
 current=$(cat "$cgroup/memory.current" 2>/dev/null) memory_max=$(cat "$cgroup/memory.max" 2>/dev/null)
