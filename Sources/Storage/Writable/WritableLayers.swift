@@ -85,7 +85,15 @@ public final class WritableLayers: Sendable {
     /// Unmounts the pool (its loop device detaches itself). Layers still open keep it busy.
     public func detachPool() throws {
         guard Mount.isMountPoint(directory) else { return }
-        try Mount.unmount(directory)
+        // Busy for a moment when another thread of this process is spawning a program: its child
+        // holds copies of our descriptors (a layer or template in the pool) until it execs.
+        for attempt in 1... {
+            do {
+                return try Mount.unmount(directory)
+            } catch let error as SystemError where error.errno == EBUSY && attempt < 100 {
+                usleep(20_000)
+            }
+        }
     }
 
     // MARK: Internals
