@@ -99,10 +99,12 @@ check delete $? "status=$status $(oneline "$work/delete")"
 
 # --- ctr run -t: a terminal, its size and a resize ------------------------------------------------
 step "ctr run -t"
-# The resize comes once the process shows it runs (READY-2: the command text only has
-# READY-$((1+1)), so an echo of it cannot trigger it).
+# ctr sends the terminal's size with ResizePty once the task has started (on Linux it puts no
+# consoleSize in config.json), so the process may start at the default 24x80 and get 30x100 a
+# moment later: it waits for it. The resize comes once the process shows it runs (READY-2: the
+# command text only has READY-$((1+1)), so an echo of it cannot trigger it).
 timeout 300 "$ptyrun" 30x100 --resize-on READY-2 40x120 -- \
-    ctr run -t --rm --runtime $rund $image tty1 sh -c 'stty size; tty; echo READY-$((1+1)); i=0; while [ $i -lt 600 ]; do s=$(stty size); [ "$s" != "30 100" ] && break; sleep 0.1; i=$((i+1)); done; stty size' \
+    ctr run -t --rm --runtime $rund $image tty1 sh -c 'i=0; while [ "$(stty size)" = "24 80" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; stty size; tty; echo READY-$((1+1)); i=0; while [ $i -lt 600 ]; do s=$(stty size); [ "$s" != "30 100" ] && break; sleep 0.1; i=$((i+1)); done; stty size' \
     >"$work/tty" 2>&1
 status=$?
 tr -d '\r' <"$work/tty" >"$work/tty.clean"
