@@ -54,3 +54,18 @@ module_load_order() {
     shift
     "$(rund_binary)" vm modules --kernel-directory "$kernel_dir" "$@"
 }
+
+# QEMU microvm's firmware as `--put PATH` arguments for the rig, each at its path on this host
+# (QEMU in L1 is this host's binary and looks where it does). Debian's QEMU 10 keeps
+# bios-microvm.bin with SeaBIOS, QEMU 7.2 in its own data directory.
+qemu_microvm_firmware_puts() {
+    local firmware directory found
+    for firmware in qboot.rom bios-microvm.bin linuxboot_dma.bin; do
+        found=
+        for directory in /usr/share/qemu /usr/share/seabios; do
+            if [[ -f $directory/$firmware ]]; then found=$directory/$firmware; break; fi
+        done
+        [[ -n $found ]] || die "QEMU firmware $firmware not found in /usr/share/qemu or /usr/share/seabios: run scripts/setup (as root)"
+        printf '%s\n' --put "$found"
+    done
+}

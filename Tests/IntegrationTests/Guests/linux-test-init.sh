@@ -4,7 +4,7 @@
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 devmem 0xd1000000 8 1
 load-modules
-mode=$(sed -n 's/.*rundtest=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
+mode=$(sed -n 's/.*rundtest=\([a-z0-9-]*\).*/\1/p' /proc/cmdline)
 echo "guest: mode=$mode nproc=$(nproc)"
 case $mode in
 write)
