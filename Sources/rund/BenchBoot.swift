@@ -25,7 +25,7 @@ struct BenchBoot: ParsableCommand {
 
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
-        guard (0.1...86400).contains(timeout) else { throw ValidationError("--timeout must be 0.1 to 86400 seconds, got \(timeout)") }
+        try SecondsOption.check(timeout, "--timeout", in: 0.1...86400)
     }
 
     func run() throws {

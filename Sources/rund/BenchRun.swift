@@ -62,7 +62,7 @@ struct BenchRun: AsyncParsableCommand {
         guard (1...VMConfiguration.maxVCPUs).contains(vcpus) else {
             throw ValidationError("--vcpus must be between 1 and \(VMConfiguration.maxVCPUs), got \(vcpus)")
         }
-        guard (0.1...86400).contains(timeout) else { throw ValidationError("--timeout must be 0.1 to 86400 seconds, got \(timeout)") }
+        try SecondsOption.check(timeout, "--timeout", in: 0.1...86400)
     }
 
     func run() async throws {

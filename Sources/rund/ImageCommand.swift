@@ -31,7 +31,7 @@ struct ImageCommand: AsyncParsableCommand {
         var json = false
 
         func validate() throws {
-            guard (0.1...86400).contains(timeout) else { throw ValidationError("--timeout must be 0.1 to 86400 seconds, got \(timeout)") }
+            try SecondsOption.check(timeout, "--timeout", in: 0.1...86400)
         }
 
         func run() async throws {

@@ -65,12 +65,8 @@ struct RunCommand: AsyncParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        guard stopTimeout >= 0, stopTimeout <= 86400 else {
-            throw ValidationError("--stop-timeout must be 0 to 86400 seconds, got \(stopTimeout)")
-        }
-        if let stallTimeout, !(2...86400).contains(stallTimeout) {
-            throw ValidationError("--stall-timeout must be 2 to 86400 seconds, got \(stallTimeout)")
-        }
+        try SecondsOption.check(stopTimeout, "--stop-timeout", in: 0...86400)
+        try SecondsOption.check(stallTimeout, "--stall-timeout", in: 2...86400)
     }
 
     func run() async throws {

@@ -45,9 +45,7 @@ struct VMBoot: ParsableCommand {
     @Flag(help: "Log VMM internals to standard error.") var verbose = false
 
     func validate() throws {
-        if let stallTimeout, !(2...86400).contains(stallTimeout) {
-            throw ValidationError("--stall-timeout must be 2 to 86400 seconds, got \(stallTimeout)")
-        }
+        try SecondsOption.check(stallTimeout, "--stall-timeout", in: 2...86400)
     }
 
     func run() throws {
