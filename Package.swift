@@ -33,13 +33,16 @@ let package = Package(
         .target(name: "HostOS", dependencies: ["CLinux"], swiftSettings: strict),
         // Guest-controlled text and guest-triggered log lines, made safe for the host's operator.
         .target(name: "Untrusted", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "KVM", dependencies: ["CLinux", "HostOS"], swiftSettings: strict),
+        // The binary encoding of saved machine state (snapshots, templates): bounds-checked, versioned.
+        .target(name: "StateCoding", swiftSettings: strict),
+        .target(name: "KVM", dependencies: ["CLinux", "HostOS", "StateCoding"], swiftSettings: strict),
         // Single atomic loads and stores for guest memory the guest changes concurrently (virtqueues).
         .target(name: "CGuestMemory"),
         .target(name: "GuestMemory", dependencies: ["CGuestMemory", "CLinux", "HostOS"], swiftSettings: strict),
         .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
         .target(
-            name: "Devices", dependencies: ["GuestMemory", "HostOS", "Untrusted", .product(name: "Logging", package: "swift-log")],
+            name: "Devices",
+            dependencies: ["GuestMemory", "HostOS", "StateCoding", "Untrusted", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "VMM",
@@ -112,6 +115,7 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "HostOSTests", dependencies: ["HostOS", "CLinux"], swiftSettings: strict),
+        .testTarget(name: "StateCodingTests", dependencies: ["StateCoding"], swiftSettings: strict),
         .testTarget(
             name: "UntrustedTests", dependencies: ["Untrusted", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CLinux", "HostOS", "GuestMemory"], swiftSettings: strict),
@@ -134,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "SandboxTests",
             dependencies: [
-                "Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups",
+                "Sandbox", "Storage", "HostOS", "AgentProtocol", "AgentCore", "TTRPC", "Cgroups", "VMM",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         .testTarget(

@@ -41,6 +41,7 @@ public final class GuestAgent: AgentService {
         guard request.hostname.utf8.count <= 64, !request.hostname.utf8.contains(0) else {
             throw TTRPCStatus(.invalidArgument, "hostname must be at most 64 bytes")
         }
+        if request.hasIdentity { try GuestIdentity.apply(request.identity) }
         // Claim the id first so two concurrent creates cannot both mount.
         let claimed = containers.withLock { containers -> Bool in
             guard containers[id] == nil else { return false }

@@ -35,7 +35,13 @@ package final class CgroupParents: Sendable {
     func entryName(directory text: String, in hierarchy: Int) throws -> CgroupEntryName? {
         guard let name = CgroupEntryName(parsing: text) else { return nil }
         guard marksWithAttribute, case .free = name else { return name }
-        let directory = try directories[hierarchy].openAt(text, O_RDONLY | O_DIRECTORY)
+        let directory: FileDescriptor
+        do {
+            directory = try directories[hierarchy].openAt(text, O_RDONLY | O_DIRECTORY)
+        } catch let error as SystemError where error.errno == ENOENT {
+            // Listed a moment ago, gone now: another process claimed or removed it.
+            return nil
+        }
         guard let holder = try directory.extendedAttribute(Self.holderAttribute),
             let taken = CgroupEntryName(parsing: holder), taken.token == name.token
         else { return name }

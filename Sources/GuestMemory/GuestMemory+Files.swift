@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import HostOS
 
 /// File I/O straight between a host file and guest memory (virtio-blk): one pread or pwrite on
@@ -17,5 +20,84 @@ extension GuestMemory {
         guard count > 0 else { return 0 }
         let source = try hostPointer(at: address, length: count)
         return try file.pwrite(UnsafeRawBufferPointer(start: source, count: count), at: offset)
+    }
+}
+
+/// Guest memory as a file (snapshots and templates): every region back to back, in guest
+/// address order, with nothing for the gaps between them.
+extension GuestMemory {
+    /// Writes all of guest memory to `file` from offset 0 and sizes the file to `totalSize`.
+    /// Pages that are all zeros are not written: they stay holes, which read back as zeros and
+    /// cost a template neither disk nor page cache until a clone reads them.
+    public func save(toFile file: FileDescriptor) throws {
+        try FileSystem.truncate(file, size: 0)
+        try FileSystem.truncate(file, size: Int64(totalSize))
+        let page = 4096
+        var fileOffset: Int64 = 0
+        for region in regions {
+            var start = 0
+            while start < region.size {
+                // Runs of non-zero pages go out in one write (at most 1 MiB each).
+                guard !Self.isZero(region.host + start, count: page) else {
+                    start += page
+                    continue
+                }
+                var end = start + page
+                while end < region.size, end - start < 1 << 20, !Self.isZero(region.host + end, count: page) { end += page }
+                var done = start
+                while done < end {
+                    let written = try file.pwrite(
+                        UnsafeRawBufferPointer(start: region.host + done, count: end - done),
+                        at: fileOffset + Int64(done))
+                    guard written > 0 else { throw GuestMemoryError.outOfBounds(address: region.guestBase, length: region.size) }
+                    done += written
+                }
+                start = end
+            }
+            fileOffset += Int64(region.size)
+        }
+        try file.fsync()
+    }
+
+    /// Guest memory laid out as `layout`, each region a private copy-on-write mapping of `file`
+    /// at the region's place in it (`save(toFile:)`'s layout): pages are shared with every other
+    /// mapping of the file until the guest writes them, and no write ever reaches the file.
+    /// The file must hold all of the layout, or a touch past its end would fault the VMM.
+    public static func copyOnWrite(of file: FileDescriptor, layout: [(base: GuestAddress, size: Int)]) throws -> GuestMemory {
+        var total: Int64 = 0
+        for region in layout {
+            let (sum, overflow) = total.addingReportingOverflow(Int64(region.size))
+            guard !overflow, region.size > 0 else { throw GuestMemoryError.badRegion(base: region.base, size: region.size) }
+            total = sum
+        }
+        let size = try file.size()
+        guard size >= total else { throw GuestMemoryFileError.tooShort(size: size, needed: total) }
+        var offset: Int64 = 0
+        var regions: [GuestRegion] = []
+        for region in layout {
+            regions.append(try GuestRegion(file: file, offset: offset, at: region.base, size: region.size, shared: false, readOnly: false))
+            offset += Int64(region.size)
+        }
+        return try GuestMemory(regions: regions)
+    }
+
+    private static func isZero(_ start: UnsafeMutableRawPointer, count: Int) -> Bool {
+        zeroPage.withUnsafeBytes { zeros in
+            guard let base = zeros.baseAddress, count <= zeros.count else { return false }
+            return memcmp(start, base, count) == 0
+        }
+    }
+
+    private static let zeroPage = [UInt8](repeating: 0, count: 4096)
+}
+
+/// A memory file that cannot back the guest memory asked of it.
+public enum GuestMemoryFileError: Error, CustomStringConvertible, Sendable, Equatable {
+    case tooShort(size: Int64, needed: Int64)
+
+    public var description: String {
+        switch self {
+        case let .tooShort(size, needed): return "the memory file holds \(size) bytes, the guest's memory needs \(needed)"
+        }
     }
 }

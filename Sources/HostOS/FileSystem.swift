@@ -71,6 +71,13 @@ public enum FileSystem {
         _ = try retryingInterrupts("renameat", subject: from) { renameat(dirfd, from, dirfd, to) }
     }
 
+    /// Renames `from` to `to` only if `to` does not exist (EEXIST otherwise): renameat2 with
+    /// RENAME_NOREPLACE, so two processes racing for one name cannot both win.
+    public static func rename(at directory: FileDescriptor?, _ from: String, toNew to: String) throws {
+        let dirfd = directory?.rawValue ?? AT_FDCWD
+        _ = try retryingInterrupts("renameat2", subject: to) { rund_renameat2(dirfd, from, dirfd, to, rund_RENAME_NOREPLACE()) }
+    }
+
     /// lstat-like: the entry itself, never a symlink's target. Nil when it does not exist.
     public static func status(at directory: FileDescriptor?, _ name: String) throws -> stat? {
         var st = stat()

@@ -65,6 +65,13 @@ public final class KVMSystem: Sendable {
         }
     }
 
+    /// Bytes of a vCPU's XSAVE area on this host: KVM_CAP_XSAVE2's answer (at least 4096, the
+    /// legacy KVM_GET_XSAVE size, where the capability is missing).
+    public func xsaveSize() -> Int {
+        let size = (try? checkExtension(Int32(KVM_CAP_XSAVE2))) ?? 0
+        return max(Int(size), MemoryLayout<kvm_xsave>.size)
+    }
+
     public func createVirtualMachine() throws -> VirtualMachine {
         let fd = try device.ioctl("KVM_CREATE_VM", rund_KVM_CREATE_VM(), value: 0)
         return try VirtualMachine(system: self, fd: FileDescriptor(adopting: fd))

@@ -122,7 +122,7 @@ public struct Sandbox: Sendable {
         let root = try openRoot(spec.root)
         if let keepOpen = root.keepOpen { teardown.push { keepOpen.close() } }
         let process = try spec.processSpec(config: root.config)
-        let kernelDirectory = stateRoot + "/kernel/current"
+        let kernelDirectory = self.kernelDirectory
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
         // The VM's size is checked before it sizes the cgroup.
         try VMConfiguration(kernelPath: kernelDirectory + "/vmlinuz", memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount).validate()
@@ -140,11 +140,28 @@ public struct Sandbox: Sendable {
         teardown.push { writable.close() }
 
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
+        let template = try self.template(for: spec, choice: spec.template)
         phases?.begin(.vmCreate)
-        let machine = try Machine(
-            configuration: machineConfiguration(
-                spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable), logger: logger)
+        let configuration = machineConfiguration(
+            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable)
+        var restored: Machine?
+        if let template {
+            // The mapping keeps the memory file; the descriptor is not needed once it exists.
+            defer { template.memory.close() }
+            do {
+                restored = try Machine(
+                    restoring: template.snapshot, memoryFile: template.memory, configuration: configuration, logger: logger)
+                logger.debug("sandbox cloned", metadata: ["template": "\(template.manifest.name)"])
+            } catch let error as MachineSnapshotError where spec.template == .automatic {
+                // Not made for this host (its CPU): a template the sandbox did not ask for by name.
+                logger.warning("template not used", metadata: ["name": "\(template.manifest.name)", "reason": "\(error)"])
+            }
+        }
+        let cloned = restored != nil
+        let machine = try restored ?? Machine(configuration: configuration, logger: logger)
         phases?.begin(.kernelBoot)
+        // A clone's kernel booted in its template: its agent listens from the first instruction.
+        if cloned { phases?.begin(.agentReady) }
         let pumps = SandboxStdinPumps()
         let runner = try OSThread.spawn(name: "vm-\(id)") { _ = try? machine.run() }
         control.attach(machine)
@@ -172,7 +189,8 @@ public struct Sandbox: Sendable {
                             machine?.stop(confinementBroken: "\(violation)")
                         }
                     }))
-            try await Self.createContainer(client, id: id, hostname: spec.hostname)
+            try await Self.createContainer(
+                client, id: id, hostname: spec.hostname, sendIdentity: !spec.testHooks.contains(.skipGuestIdentity))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
                 phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown)
@@ -218,7 +236,7 @@ public struct Sandbox: Sendable {
     }
 
     /// CreateContainer over the two disks.
-    static func createContainer(_ client: AgentClient, id: String, hostname: String?) async throws {
+    static func createContainer(_ client: AgentClient, id: String, hostname: String?, sendIdentity: Bool = true) async throws {
         _ = try await client.createContainer(
             .with {
                 $0.containerID = id
@@ -232,6 +250,13 @@ public struct Sandbox: Sendable {
                     }
                     $0.upperDir = "upper"
                     $0.workDir = "work"
+                }
+                // Every guest gets its own entropy and the host's time, cloned or not.
+                if sendIdentity {
+                    $0.identity = .with {
+                        $0.entropy = Data((try? KernelRandom.bytes(64)) ?? [])
+                        $0.hostRealtimeNs = RealtimeClock.nanoseconds()
+                    }
                 }
             }, timeout: controlCallTimeout)
     }

@@ -40,6 +40,8 @@ public struct SandboxSpec: Sendable {
     public var testHooks: Set<VMConfiguration.TestHook> = []
     /// The container's hostname (default: the sandbox id, cut to 63 characters).
     public var hostname: String?
+    /// Cold boot, or a clone of a template (`SandboxTemplate`).
+    public var template: SandboxTemplate.Choice = .automatic
     /// The main process exactly as given (the shim's config.json), instead of one resolved from
     /// the image config and the fields above.
     public var process: AgentProcessSpec?

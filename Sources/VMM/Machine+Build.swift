@@ -9,8 +9,8 @@ import HostOS
 import KVM
 
 // The stages `Machine.init` builds a VM in (Firecracker's builder is the model): each is a
-// function of what the earlier ones made, so a restore from a snapshot can reuse all of them but
-// the guest-image load.
+// function of what the earlier ones made, and a restore from a snapshot reuses all of them but
+// the guest itself (`loadGuest` and `makeVCPUs` for a boot, `restoreGuest` for a restore).
 
 /// What the machine reads or writes on the host, opened before any KVM object exists: a bad
 /// path fails the build with nothing made.
@@ -18,21 +18,26 @@ struct HostFiles {
     let kernel: [UInt8]
     let initrd: [UInt8]?
     let console: FileDescriptor?
-    let disks: [FileDescriptor]
+    /// nil for a drive with no medium.
+    let disks: [FileDescriptor?]
 
-    init(_ configuration: VMConfiguration) throws {
-        kernel = try Self.read(configuration.kernelPath, kind: "kernel", limit: 128 << 20)
-        initrd = try configuration.initrdPath.map { try Self.read($0, kind: "initrd", limit: configuration.memoryMiB << 20) }
+    /// `readsGuestImage`: false when restoring a snapshot, whose guest is in its memory.
+    init(_ configuration: VMConfiguration, readsGuestImage: Bool) throws {
+        kernel = readsGuestImage ? try Self.read(configuration.kernelPath, kind: "kernel", limit: 128 << 20) : []
+        initrd =
+            readsGuestImage
+            ? try configuration.initrdPath.map { try Self.read($0, kind: "initrd", limit: configuration.memoryMiB << 20) } : nil
         switch configuration.console {
         case .standardOutput: console = try FileDescriptor.duplicate(1)
         case .file(let path): console = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
         case .none: console = nil
         }
         disks = try configuration.disks.map { disk in
+            guard let path = disk.path else { return nil }
             do {
-                return try FileDescriptor.open(disk.path, disk.readOnly ? O_RDONLY : O_RDWR)
+                return try FileDescriptor.open(path, disk.readOnly ? O_RDONLY : O_RDWR)
             } catch let error as SystemError {
-                throw VMError.unreadableFile(kind: "disk", path: disk.path, reason: error.message)
+                throw VMError.unreadableFile(kind: "disk", path: path, reason: error.message)
             }
         }
     }
@@ -89,14 +94,12 @@ extension Machine {
         return vm
     }
 
-    /// Anonymous guest RAM, one KVM memory slot per region: the only place a host address of
-    /// guest memory leaves `GuestMemory`.
-    static func makeMemory(_ ramRegions: [(base: GuestAddress, size: Int)], in vm: VirtualMachine) throws -> GuestMemory {
-        let memory = try GuestMemory.anonymous(ramRegions)
+    /// One KVM memory slot per region of guest RAM: the only place a host address of guest
+    /// memory leaves `GuestMemory`.
+    static func registerMemory(_ memory: GuestMemory, in vm: VirtualMachine) throws {
         for (slot, mapping) in memory.hypervisorMappings.enumerated() {
             try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: mapping.guestBase.rawValue, size: mapping.size, host: mapping.host)
         }
-        return memory
     }
 
     /// Writes ACPI tables and the guest image (a bzImage with its initrd and command line, or a
@@ -134,5 +137,50 @@ extension Machine {
             }
             return vcpu
         }
+    }
+}
+
+extension Machine.GuestSource {
+    var isBoot: Bool {
+        if case .boot = self { return true }
+        return false
+    }
+}
+
+extension Machine {
+    /// The restore stage, in place of the guest-image load and the boot vCPUs: device registers
+    /// first (they raise nothing yet, and a device refusing its state leaves no vCPU made), then
+    /// each vCPU's state, then the VM's irqchip, PIT and clock, and only then what the devices
+    /// owe the guest (an interrupt it had not taken, a disk that got its medium, the vsock
+    /// transport reset), since an interrupt injected before the irqchip is restored is lost.
+    static func restoreGuest(
+        _ snapshot: MachineSnapshot, vm: VirtualMachine, serial: Serial8250,
+        transports: [VirtioMMIOTransport], disks: [VirtioBlock]
+    ) throws -> [VCPU] {
+        serial.restoreState(snapshot.serial)
+        for (index, (transport, saved)) in zip(transports, snapshot.virtio).enumerated() {
+            do throws(VirtioRestoreError) {
+                try transport.restoreState(saved.transport)
+            } catch {
+                throw MachineSnapshotError.mismatch("virtio device \(index) \(error)")
+            }
+        }
+        let vcpus = try snapshot.vcpus.enumerated().map { index, state in
+            let vcpu = try vm.createVCPU(id: UInt32(index))
+            try vcpu.restoreState(state)
+            return vcpu
+        }
+        try vm.restoreState(snapshot.vm)
+        for (disk, (transport, saved)) in zip(disks, zip(transports, snapshot.virtio)) {
+            if case .block(_, let capacity) = saved.kind, disk.capacity != capacity { transport.configurationChanged() }
+        }
+        for (transport, saved) in zip(transports, snapshot.virtio) {
+            var deviceEvents = true
+            if case .vsock(_, let hadConnections) = saved.kind { deviceEvents = hadConnections }
+            transport.resumeAfterRestore(sendingDeviceEvents: deviceEvents)
+        }
+        serial.resumeAfterRestore()
+        for vcpu in vcpus { vcpu.notifyClockPaused() }
+        return vcpus
     }
 }

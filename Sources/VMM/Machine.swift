@@ -35,23 +35,59 @@ public final class Machine: @unchecked Sendable {
     private let parkedVCPUs = Atomic<Int>(0)
     // Keep the device objects (and their fds) alive as long as the machine.
     private let devices: [AnyObject]
+    /// The devices a snapshot saves and a restore puts back.
+    let serial: Serial8250
+    let transports: [VirtioMMIOTransport]
+    let disks: [VirtioBlock]
     /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
     /// Listen and connect from any thread, before or during `run()`.
     public let vsock: VsockHostEndpoint?
 
-    public init(configuration: VMConfiguration, logger: Logger = Logger(label: "rund.vmm")) throws {
+    /// Builds a machine that boots `configuration`'s kernel.
+    public convenience init(configuration: VMConfiguration, logger: Logger = Logger(label: "rund.vmm")) throws {
+        try self.init(configuration: configuration, guest: .boot, logger: logger)
+    }
+
+    /// Builds a machine that resumes `snapshot`: guest memory is a private copy-on-write mapping
+    /// of `memoryFile` (pages stay shared with every other machine restored from it until this
+    /// guest writes them, and nothing is written back), the vCPUs, irqchip, PIT, clock and
+    /// devices are as they were. `configuration` gives what is this machine's own: its console,
+    /// the backing files of its disks (a template's empty drives get them here, and the guest is
+    /// told its disks changed) and its vsock CID; its vCPUs, memory and devices must be the
+    /// snapshot's. Everything is checked against the snapshot and this host before a VM is
+    /// created; a restore that fails later leaves nothing behind and never runs the guest.
+    public convenience init(
+        restoring snapshot: MachineSnapshot, memoryFile: FileDescriptor, configuration: VMConfiguration,
+        logger: Logger = Logger(label: "rund.vmm")
+    ) throws {
+        try self.init(configuration: configuration, guest: .restore(snapshot, memoryFile: memoryFile), logger: logger)
+    }
+
+    /// Where the guest comes from: the one stage boot and restore do not share.
+    enum GuestSource {
+        case boot
+        case restore(MachineSnapshot, memoryFile: FileDescriptor)
+    }
+
+    private init(configuration: VMConfiguration, guest: GuestSource, logger: Logger) throws {
         startNanoseconds = MonotonicNanoseconds.now()
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
 
-        // Stages, in the order a restore from a snapshot will reuse all but the kernel load:
-        // host files, the VM and its memory, legacy devices, virtio devices, the guest image, vCPUs.
-        let files = try HostFiles(configuration)
+        // Stages, shared by boot and restore but for the guest itself: host files, the VM and its
+        // memory, legacy devices, virtio devices, then the guest (its image loaded, or its
+        // saved state put back), vCPUs.
         let kvm = try KVMSystem()
+        if case .restore(let snapshot, _) = guest { try snapshot.check(against: configuration, kvm: kvm) }
+        let files = try HostFiles(configuration, readsGuestImage: guest.isBoot)
         vm = try Self.makeVirtualMachine(kvm)
         let ramRegions = X86Layout.ramRegions(memoryBytes: configuration.memoryMiB << 20)
-        memory = try Self.makeMemory(ramRegions, in: vm)
+        switch guest {
+        case .boot: memory = try GuestMemory.anonymous(ramRegions)
+        case .restore(_, let file): memory = try GuestMemory.copyOnWrite(of: file, layout: ramRegions)
+        }
+        try Self.registerMemory(memory, in: vm)
 
         let state = try MachineState()
         self.state = state
@@ -65,13 +101,19 @@ public final class Machine: @unchecked Sendable {
         let serial = Serial8250(
             base: X86Layout.com1Port, interrupt: try IRQFDLine(vm: vm, gsi: X86Layout.com1GSI),
             output: { console.write($0) })
+        self.serial = serial
         let i8042 = I8042(onReset: { state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted) })
         let sleep = SleepControlPort(onPowerOff: { state.finish(.poweredOff) })
 
         // Disks first (vda, vdb, ...), then vsock.
         var virtio = VirtioSlotWiring(vm: vm, memory: memory)
+        var disks: [VirtioBlock] = []
         for (index, (disk, file)) in zip(configuration.disks, files.disks).enumerated() {
-            try virtio.attach(try VirtioBlock(file: file, readOnly: disk.readOnly, identifier: "rund-disk\(index)"))
+            let device =
+                try file.map { try VirtioBlock(file: $0, readOnly: disk.readOnly, identifier: "rund-disk\(index)") }
+                ?? VirtioBlock(emptyReadOnly: disk.readOnly, identifier: "rund-disk\(index)")
+            try virtio.attach(device)
+            disks.append(device)
         }
         if let cid = configuration.vsockGuestCID {
             let device = try Self.makeVsock(guestCID: cid)
@@ -80,6 +122,8 @@ public final class Machine: @unchecked Sendable {
         } else {
             vsock = nil
         }
+        transports = virtio.transports
+        self.disks = disks
         devices = [serial, i8042, sleep] + virtio.transports
         bus = IOBus(
             ports: [
@@ -90,12 +134,17 @@ public final class Machine: @unchecked Sendable {
             ],
             mmio: virtio.ranges + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
 
-        let boot = try Self.loadGuest(
-            configuration, files: files, memory: memory, ramRegions: ramRegions,
-            acpiDevices: virtio.acpiDevices)
-        vcpus = try Self.makeVCPUs(configuration.vcpuCount, in: vm, supported: try kvm.supportedCPUID(), boot: boot)
+        switch guest {
+        case .boot:
+            let boot = try Self.loadGuest(
+                configuration, files: files, memory: memory, ramRegions: ramRegions,
+                acpiDevices: virtio.acpiDevices)
+            vcpus = try Self.makeVCPUs(configuration.vcpuCount, in: vm, supported: try kvm.supportedCPUID(), boot: boot)
+        case .restore(let snapshot, _):
+            vcpus = try Self.restoreGuest(snapshot, vm: vm, serial: serial, transports: virtio.transports, disks: disks)
+        }
         logger.debug(
-            "machine built",
+            guest.isBoot ? "machine built" : "machine restored",
             metadata: [
                 "memoryMiB": "\(configuration.memoryMiB)", "vcpus": "\(configuration.vcpuCount)",
                 "disks": "\(configuration.disks.count)", "cmdline": "\(configuration.extraCommandLine)",
@@ -169,12 +218,23 @@ public final class Machine: @unchecked Sendable {
             }
             usleep(1000)
         }
+        // Devices stop moving their queues too (host-side vsock traffic waits in the rings), so
+        // nothing changes guest memory while paused and a snapshot sees it still.
+        for transport in transports { transport.freeze() }
+        // The guest's kvmclock learns it was paused, so its soft-lockup watchdog skips the gap.
+        for vcpu in vcpus { vcpu.notifyClockPaused() }
     }
 
     /// Lets the vCPUs of a paused guest run again.
     public func resume() {
+        guard pauseRequested.load(ordering: .acquiring) else { return }
+        for vcpu in vcpus { vcpu.notifyClockPaused() }
+        for transport in transports { transport.thaw() }
         pauseRequested.store(false, ordering: .releasing)
     }
+
+    /// True once `pause()` has parked every vCPU (what a snapshot needs).
+    var isFullyPaused: Bool { isPaused && parkedVCPUs.load(ordering: .acquiring) == vcpus.count }
 
     /// True while the guest is paused.
     public var isPaused: Bool { pauseRequested.load(ordering: .acquiring) }
@@ -235,7 +295,10 @@ public final class Machine: @unchecked Sendable {
             case .halt:
                 state.finish(.crashed("vCPU \(vcpu.id) halted outside the in-kernel irqchip"))
             case .shutdown:
-                state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .crashed("triple fault on vCPU \(vcpu.id)"))
+                // Where it faulted goes into the report: the registers as KVM left them.
+                let registers = (try? VCPUSnapshot(vcpu)).map { " (\($0))" } ?? ""
+                state.finish(
+                    console.panicLine.map(MachineExit.guestPanicked) ?? .crashed("triple fault on vCPU \(vcpu.id)\(registers)"))
             case .systemEvent(let type):
                 switch Int32(type) {
                 case KVM_SYSTEM_EVENT_SHUTDOWN: state.finish(.poweredOff)
@@ -245,7 +308,8 @@ public final class Machine: @unchecked Sendable {
             case .failEntry(let reason):
                 state.finish(.crashed("KVM entry failed on vCPU \(vcpu.id), reason 0x\(String(reason, radix: 16))"))
             case .internalError(let suberror):
-                state.finish(.crashed("KVM internal error \(suberror) on vCPU \(vcpu.id)"))
+                state.finish(
+                    .crashed("KVM internal error \(suberror) on vCPU \(vcpu.id)" + ((try? VCPUSnapshot(vcpu)).map { ": \($0)" } ?? "")))
             case .unhandled(let reason):
                 state.finish(.crashed("unhandled exit \(reason) on vCPU \(vcpu.id)"))
             }

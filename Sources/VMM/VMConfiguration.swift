@@ -3,9 +3,11 @@ import GuestMemory
 /// Everything needed to assemble one microVM.
 public struct VMConfiguration: Sendable {
     public struct Disk: Sendable {
-        public var path: String
+        /// The backing file; nil for a drive with no medium (capacity 0), which a template
+        /// carries for its clones to fill with their own files.
+        public var path: String?
         public var readOnly: Bool
-        public init(path: String, readOnly: Bool) {
+        public init(path: String?, readOnly: Bool) {
             self.path = path
             self.readOnly = readOnly
         }
@@ -52,6 +54,9 @@ public struct VMConfiguration: Sendable {
         /// The vCPU thread that takes the guest's first boot-marker write makes a system call its
         /// filter forbids (socket): the VM must end with `.confinementBroken`.
         case forbiddenSystemCallAtBootMarker = "forbidden-syscall"
+        /// Not the VMM's: the sandbox sends its guest no identity (entropy, time), to show what
+        /// a template's clones would share without it.
+        case skipGuestIdentity = "skip-guest-identity"
     }
 
     public static let maxVCPUs = 32

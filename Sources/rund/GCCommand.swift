@@ -27,7 +27,7 @@ struct GCCommand: AsyncParsableCommand {
 
     /// Every part of `rund gc`, in the order they run.
     var reclaimers: [any GarbageReclaimer] {
-        [CgroupReclaimer(parentName: cgroupParent), StorageReclaimer(), LayerChainReclaimer()]
+        [CgroupReclaimer(parentName: cgroupParent), StorageReclaimer(), LayerChainReclaimer(), TemplateReclaimer()]
     }
 
     func run() async throws {

@@ -60,6 +60,10 @@ struct RunCommand: AsyncParsableCommand {
             "Run even when the sandbox cannot be given its own cgroup (then nothing limits the memory, CPU "
                 + "and tasks of rund's process). Without it such a sandbox does not start."))
     var unconfined = false
+    @Option(help: "Start as a clone of this template (`rund template ls`); fail if it does not fit.")
+    var template: String?
+    @Flag(help: "Boot the kernel even when a template fits (by default a fitting template is used).")
+    var noTemplate = false
     @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
@@ -67,6 +71,7 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         try SecondsOption.check(stopTimeout, "--stop-timeout", in: 0...86400)
         try SecondsOption.check(stallTimeout, "--stall-timeout", in: 2...86400)
+        if template != nil && noTemplate { throw ValidationError("give either --template or --no-template, not both") }
     }
 
     func run() async throws {
@@ -103,12 +108,13 @@ struct RunCommand: AsyncParsableCommand {
             throw CLIError("this host's KVM is PVM and cannot boot the guest kernel; run it in the rig: scripts/rig-run [options] -- CMD")
         }
         let hostTerminal = tty && Terminal.isTerminal(0)
-        let spec = SandboxSpec(
+        var spec = SandboxSpec(
             id: "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))", root: root,
             command: argv, environment: environment, workingDirectory: workdir, user: try user.map(SandboxSpec.parseUser),
             memoryMiB: memory, vcpuCount: vcpus, consolePath: console, interactive: interactive,
             terminal: tty ? (hostTerminal ? Terminal.windowSize(of: 0) : nil) ?? .fallback : nil,
             stallTimeout: stallTimeout.map { .milliseconds(Int64($0 * 1000)) }, testHooks: Set(testHook))
+        spec.template = noTemplate ? .coldBoot : template.map { .named($0) } ?? .automatic
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
         try ProcessHardening.makeUndumpable()
         let sandbox = Sandbox(

@@ -13,6 +13,7 @@ struct Rund: AsyncParsableCommand {
             DoctorCommand.self,
             RunCommand.self,
             ImageCommand.self,
+            TemplateCommand.self,
             VMCommand.self,
             BenchCommand.self,
             GCCommand.self,

@@ -236,6 +236,43 @@ import TTRPC
             }?.code == .failedPrecondition)
     }
 
+    /// A guest identity the agent refuses (entropy of the wrong size, a negative time) fails
+    /// CreateContainer before anything is applied or mounted. (Applying a valid one would step
+    /// this host's clock: that is for the inside-L1 and rig tests.)
+    @Test func aBadGuestIdentityIsRefusedBeforeAnythingChanges() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        func create(_ identity: AgentGuestIdentity) async -> TTRPCStatus? {
+            do {
+                _ = try await session.client.createContainer(
+                    .with {
+                        $0.containerID = "identity"
+                        $0.rootfs = .with {
+                            $0.image = .with {
+                                $0.path = "/dev/vda"; $0.fsType = "erofs"
+                            }
+                            $0.writable = .with {
+                                $0.path = "/dev/vdb"; $0.fsType = "ext4"
+                            }
+                            $0.upperDir = "upper"; $0.workDir = "work"
+                        }
+                        $0.identity = identity
+                    })
+                return nil
+            } catch {
+                return error as? TTRPCStatus
+            }
+        }
+        let short = await create(.with { $0.entropy = Data(repeating: 7, count: 5) })
+        #expect(short?.code == .invalidArgument)
+        #expect(short?.message.contains("entropy must be 32 to 512 bytes, not 5") == true)
+        let long = await create(.with { $0.entropy = Data(repeating: 7, count: 513) })
+        #expect(long?.code == .invalidArgument)
+        let past = await create(.with { $0.hostRealtimeNs = -1 })
+        #expect(past?.code == .invalidArgument)
+        #expect(past?.message.contains("must not be negative") == true)
+    }
+
     @Test func statsComeFromProcAndShutdownPowersOff() async throws {
         let (session, recorder, connection) = try connectedAgent()
         defer { connection.close() }

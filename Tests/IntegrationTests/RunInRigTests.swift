@@ -87,6 +87,11 @@ enum RunChecks {
         print("run-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
         print(outcome.stdoutText)
         print(outcome.stderrText)
+        return parse(outcome)
+    }
+
+    /// The `CHECK name PASS|FAIL details` lines of an L1 script's run.
+    static func parse(_ outcome: Subprocess.Result) -> Report {
         var checks: [String: Check] = [:]
         for line in outcome.stdoutText.split(separator: "\n") where line.hasPrefix("CHECK ") {
             let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)

@@ -118,11 +118,41 @@ public nonisolated struct AgentCreateContainerRequest: Sendable {
   /// Hostname of the container's UTS namespace; empty keeps the agent's.
   public var hostname: String = String()
 
+  /// Applied before anything of the container runs: what makes a guest cloned from a template
+  /// (a copy of one booted guest, RNG and clock included) a guest of its own.
+  public var identity: AgentGuestIdentity {
+    get {_identity ?? AgentGuestIdentity()}
+    set {_identity = newValue}
+  }
+  /// Returns true if `identity` has been explicitly set.
+  public var hasIdentity: Bool {self._identity != nil}
+  /// Clears the value of `identity`. Subsequent reads from it will return its default value.
+  public mutating func clearIdentity() {self._identity = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _rootfs: AgentRootfsLayout? = nil
+  fileprivate var _identity: AgentGuestIdentity? = nil
+}
+
+public nonisolated struct AgentGuestIdentity: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Host entropy mixed into the guest's RNG (RNDADDENTROPY), which is then reseeded
+  /// (RNDRESEEDCRNG): 32 to 512 bytes, or empty to leave the RNG alone.
+  public var entropy: Data = Data()
+
+  /// The host's wall clock (CLOCK_REALTIME, nanoseconds since the epoch) when sent: the guest's
+  /// is stepped to it. 0 leaves the guest's clock alone.
+  public var hostRealtimeNs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct AgentCreateContainerResponse: Sendable {
@@ -791,7 +821,7 @@ nonisolated extension AgentRootfsLayout: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{1}hostname\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{1}hostname\0\u{1}identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -802,6 +832,7 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
       case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._rootfs) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._identity) }()
       default: break
       }
     }
@@ -821,6 +852,9 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
     if !self.hostname.isEmpty {
       try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 3)
     }
+    try { if let v = self._identity {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -828,6 +862,42 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
     if lhs.containerID != rhs.containerID {return false}
     if lhs._rootfs != rhs._rootfs {return false}
     if lhs.hostname != rhs.hostname {return false}
+    if lhs._identity != rhs._identity {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentGuestIdentity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GuestIdentity"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entropy\0\u{3}host_realtime_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.entropy) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.hostRealtimeNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.entropy.isEmpty {
+      try visitor.visitSingularBytesField(value: self.entropy, fieldNumber: 1)
+    }
+    if self.hostRealtimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.hostRealtimeNs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentGuestIdentity, rhs: AgentGuestIdentity) -> Bool {
+    if lhs.entropy != rhs.entropy {return false}
+    if lhs.hostRealtimeNs != rhs.hostRealtimeNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

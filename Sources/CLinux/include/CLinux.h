@@ -18,6 +18,7 @@
 #include <linux/openat2.h>
 #include <fcntl.h>
 #include <linux/memfd.h>
+#include <linux/random.h>
 #include "CLinuxSeccomp.h"
 int memfd_create(const char *name, unsigned int flags);
 // Declared here because _GNU_SOURCE would make Glibc symbols such as environ ambiguous in Swift.
@@ -67,6 +68,7 @@ RUND_IOCTL(KVM_SET_MP_STATE)
 RUND_IOCTL(KVM_GET_VCPU_EVENTS)
 RUND_IOCTL(KVM_SET_VCPU_EVENTS)
 RUND_IOCTL(KVM_GET_XSAVE)
+RUND_IOCTL(KVM_GET_XSAVE2)
 RUND_IOCTL(KVM_SET_XSAVE)
 RUND_IOCTL(KVM_GET_XCRS)
 RUND_IOCTL(KVM_SET_XCRS)
@@ -77,6 +79,14 @@ RUND_IOCTL(KVM_SET_TSC_KHZ)
 RUND_IOCTL(KVM_GET_TSC_KHZ)
 RUND_IOCTL(FICLONE)
 RUND_IOCTL(BLKGETSIZE64)
+RUND_IOCTL(RNDADDENTROPY)
+RUND_IOCTL(RNDRESEEDCRNG)
+
+/// renameat2(2): glibc declares it only under _GNU_SOURCE, which Swift does not set.
+static inline int rund_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+static inline unsigned int rund_RENAME_NOREPLACE(void) { return 1; /* RENAME_NOREPLACE, linux/fs.h */ }
 RUND_IOCTL(LOOP_CTL_GET_FREE)
 RUND_IOCTL(LOOP_SET_FD)
 RUND_IOCTL(LOOP_CLR_FD)

@@ -40,17 +40,26 @@ extension VirtioBlock {
         let sector = header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
         let dataIn = chain.writableLength - 1
         let dataOut = chain.readableLength - Self.headerLength
+        let medium = currentMedium
+        let capacity = medium?.capacity ?? 0
         switch type {
         case RequestType.read:
-            guard let offset = byteOffset(sector: sector, length: dataIn) else { return (RequestStatus.ioError, 0) }
-            return readFile(into: chain.writableSegments(from: 0, count: dataIn), of: chain.memory, at: offset)
+            guard let medium, let offset = byteOffset(sector: sector, length: dataIn, capacity: capacity) else {
+                return (RequestStatus.ioError, 0)
+            }
+            return readFile(medium.file, into: chain.writableSegments(from: 0, count: dataIn), of: chain.memory, at: offset)
         case RequestType.write:
             guard !readOnly else { return (RequestStatus.ioError, 0) }
-            guard let offset = byteOffset(sector: sector, length: dataOut) else { return (RequestStatus.ioError, 0) }
-            return (writeFile(chain.readableSegments(from: Self.headerLength, count: dataOut), of: chain.memory, at: offset), 0)
+            guard let medium, let offset = byteOffset(sector: sector, length: dataOut, capacity: capacity) else {
+                return (RequestStatus.ioError, 0)
+            }
+            return (
+                writeFile(medium.file, chain.readableSegments(from: Self.headerLength, count: dataOut), of: chain.memory, at: offset), 0
+            )
         case RequestType.flush:
+            guard let medium else { return (RequestStatus.ioError, 0) }
             do {
-                try file.fsync()
+                try medium.file.fsync()
                 return (RequestStatus.ok, 0)
             } catch {
                 logger.error("virtio-blk: flush failed: \(error)")
@@ -68,7 +77,7 @@ extension VirtioBlock {
 
     /// The file offset for `length` bytes at `sector`, or nil when the range is not whole sectors
     /// inside the disk.
-    private func byteOffset(sector: UInt64, length: Int) -> Int64? {
+    private func byteOffset(sector: UInt64, length: Int, capacity: UInt64) -> Int64? {
         guard length % Self.sectorSize == 0 else {
             logger.debug("virtio-blk: data length \(length) is not a multiple of \(Self.sectorSize)")
             return nil
@@ -82,7 +91,9 @@ extension VirtioBlock {
     }
 
     /// preads straight into the guest's buffers (through `GuestMemory`, which checks each range).
-    private func readFile(into segments: [DescriptorChain.Segment], of memory: GuestMemory, at start: Int64) -> (UInt8, Int) {
+    private func readFile(
+        _ file: FileDescriptor, into segments: [DescriptorChain.Segment], of memory: GuestMemory, at start: Int64
+    ) -> (UInt8, Int) {
         var offset = start
         var written = 0
         for segment in segments {
@@ -105,7 +116,8 @@ extension VirtioBlock {
         return (RequestStatus.ok, written)
     }
 
-    private func writeFile(_ segments: [DescriptorChain.Segment], of memory: GuestMemory, at start: Int64) -> UInt8 {
+    private func writeFile(_ file: FileDescriptor, _ segments: [DescriptorChain.Segment], of memory: GuestMemory, at start: Int64) -> UInt8
+    {
         var offset = start
         for segment in segments {
             var done = 0

@@ -1,10 +1,12 @@
 import HostOS
 import Logging
+import Synchronization
 import Untrusted
 
 /// A virtio-blk device (spec 5.2) over a host file descriptor: the file may be unlinked (a
-/// reflinked clone) and only pread/pwrite/fsync are used. Immutable after init, so it is safe to
-/// serve from several threads; each queue serialises its own requests.
+/// reflinked clone) and only pread/pwrite/fsync are used. Safe to serve from several threads:
+/// each queue serialises its own requests, and the medium (which a template's empty drive gets
+/// later) is swapped under a lock.
 public final class VirtioBlock: VirtioDevice {
     public static let sectorSize = 512
     public static let queueSize: UInt16 = 256
@@ -18,28 +20,65 @@ public final class VirtioBlock: VirtioDevice {
         public static let flush: UInt64 = 1 << 9
     }
 
-    let file: FileDescriptor
     public let readOnly: Bool
-    /// Capacity in 512-byte sectors; a trailing partial sector of the file is not exposed.
-    public let capacity: UInt64
     let identifier: [UInt8]
     /// Every line it logs can be triggered by the guest's requests, so each is rate-limited.
     let logger: RateLimitedLogger
-    private let config: [UInt8]
+    /// The backing file; nil for a drive with no medium (a template's, which its clones fill).
+    private let medium: Mutex<Medium?>
 
-    public init(
+    /// A backing file and its capacity in 512-byte sectors (a trailing partial sector of the
+    /// file is not exposed).
+    struct Medium: Sendable {
+        let file: FileDescriptor
+        let capacity: UInt64
+    }
+
+    public convenience init(
         file: FileDescriptor, readOnly: Bool, identifier: String,
         logger: Logger = Logger(label: "rund.devices.virtio-blk")
     ) throws {
-        self.file = file
+        self.init(readOnly: readOnly, identifier: identifier, medium: try Self.medium(file), logger: logger)
+    }
+
+    /// A drive with no medium: capacity 0, every read or write fails, until `insertMedium`.
+    /// Its features (read-only or not) are fixed now, as the guest's driver reads them once.
+    public convenience init(
+        emptyReadOnly readOnly: Bool, identifier: String,
+        logger: Logger = Logger(label: "rund.devices.virtio-blk")
+    ) {
+        self.init(readOnly: readOnly, identifier: identifier, medium: nil, logger: logger)
+    }
+
+    private init(readOnly: Bool, identifier: String, medium: Medium?, logger: Logger) {
         self.readOnly = readOnly
-        self.capacity = UInt64(try file.size()) / UInt64(Self.sectorSize)
         self.identifier = Array(Array(identifier.utf8).prefix(Self.identifierLength))
         var logger = logger
         logger[metadataKey: "disk"] = "\(identifier)"
         self.logger = RateLimitedLogger(logger)
-        self.config = Self.configSpace(capacity: capacity)
+        self.medium = Mutex(medium)
     }
+
+    private static func medium(_ file: FileDescriptor) throws -> Medium {
+        Medium(file: file, capacity: UInt64(try file.size()) / UInt64(sectorSize))
+    }
+
+    /// Capacity in 512-byte sectors (0 without a medium).
+    public var capacity: UInt64 { medium.withLock { $0?.capacity ?? 0 } }
+
+    /// Gives the drive its backing file (a clone's own disk, in the drive its template left
+    /// empty); the caller then tells the driver the config changed (`configurationChanged`).
+    /// Returns the new capacity in sectors.
+    @discardableResult
+    public func insertMedium(_ file: FileDescriptor) throws -> UInt64 {
+        let new = try Self.medium(file)
+        medium.withLock { $0 = new }
+        return new.capacity
+    }
+
+    /// The medium requests use: taken once per request, so a medium inserted meanwhile serves
+    /// the next one.
+    var currentMedium: Medium? { medium.withLock { $0 } }
 
     /// struct virtio_blk_config up to blk_size: capacity, size_max, seg_max, geometry, blk_size.
     private static func configSpace(capacity: UInt64) -> [UInt8] {
@@ -63,6 +102,7 @@ public final class VirtioBlock: VirtioDevice {
     public var queueMaxSizes: [UInt16] { [Self.queueSize] }
 
     public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        let config = Self.configSpace(capacity: capacity)
         for i in 0..<data.count {
             let (position, overflow) = offset.addingReportingOverflow(UInt64(i))
             data[i] = !overflow && position < UInt64(config.count) ? config[Int(position)] : 0

@@ -47,6 +47,11 @@ struct ByteRing {
         return byte
     }
 
+    /// The bytes queued, oldest first.
+    var contents: [UInt8] {
+        (0..<count).map { storage[(head + $0) % capacity] }
+    }
+
     /// Empties the ring (the storage stays).
     mutating func removeAll() {
         head = 0

@@ -10,9 +10,9 @@ public final class Serial8250: PortIODevice {
     public static let receiveCapacity = 4096
 
     public let base: UInt16
-    private let interrupt: any InterruptLine
+    let interrupt: any InterruptLine
     private let output: @Sendable ([UInt8]) -> Void
-    private let state = Mutex(UARTRegisters())
+    let state = Mutex(UARTRegisters())
 
     public init(base: UInt16 = 0x3f8, interrupt: any InterruptLine, output: @escaping @Sendable ([UInt8]) -> Void) {
         self.base = base

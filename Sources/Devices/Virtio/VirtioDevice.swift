@@ -25,6 +25,16 @@ public protocol VirtioDevice: AnyObject, Sendable {
 
     /// The driver wrote 0 to Status: forget everything negotiated.
     func reset()
+
+    /// The device was restored from a snapshot into a new VM, with the driver's queues as they
+    /// were (`queues[i]` nil when not enabled), and the guest is about to run again. Returns true
+    /// when it used buffers the driver should be interrupted about.
+    func restored(queues: [Virtqueue?]) throws(VirtqueueError) -> Bool
+}
+
+extension VirtioDevice {
+    /// Most devices have nothing of their own to redo: their requests complete synchronously.
+    public func restored(queues: [Virtqueue?]) throws(VirtqueueError) -> Bool { false }
 }
 
 /// Why a device refused DRIVER_OK.

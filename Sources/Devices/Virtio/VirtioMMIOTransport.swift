@@ -8,12 +8,12 @@ import Untrusted
 /// Thread-safe: several vCPUs (and an ioeventfd worker) may call it at once.
 public final class VirtioMMIOTransport: MMIODevice {
     public let device: any VirtioDevice
-    private let memory: GuestMemory
-    private let interrupt: any InterruptLine
+    let memory: GuestMemory
+    let interrupt: any InterruptLine
     /// The driver (the guest) triggers every line it logs, so each is rate-limited.
-    private let logger: RateLimitedLogger
-    private let offeredFeatures: UInt64
-    private let state: Mutex<TransportState>
+    let logger: RateLimitedLogger
+    let offeredFeatures: UInt64
+    let state: Mutex<TransportState>
 
     struct TransportState {
         var status: UInt32 = 0
@@ -23,6 +23,11 @@ public final class VirtioMMIOTransport: MMIODevice {
         var queueSelect: UInt32 = 0
         var queues: [QueueRegisters]
         var interruptStatus: UInt32 = 0
+        /// Bumped whenever the device's config space changes (a clone's disk gets its medium).
+        var configGeneration: UInt32 = 0
+        /// While the machine is paused for a snapshot no queue is processed (a host thread's
+        /// vsock delivery included); `thaw` catches up.
+        var frozen = false
 
         var selectedQueue: Int? {
             Int(queueSelect) < queues.count ? Int(queueSelect) : nil
@@ -78,7 +83,7 @@ public final class VirtioMMIOTransport: MMIODevice {
     /// processes the queue synchronously on the calling thread.
     public func notifyQueue(_ index: UInt32) {
         let queue = state.withLock { state -> Virtqueue? in
-            guard state.status & Virtio.Status.driverOK != 0, state.status & Virtio.Status.needsReset == 0,
+            guard !state.frozen, state.status & Virtio.Status.driverOK != 0, state.status & Virtio.Status.needsReset == 0,
                 Int(index) < state.queues.count
             else { return nil }
             return state.queues[Int(index)].queue
@@ -109,7 +114,7 @@ public final class VirtioMMIOTransport: MMIODevice {
                 return state.selectedQueue.map { state.queues[$0].isReady ? 1 : 0 } ?? 0
             case Register.interruptStatus: return state.interruptStatus
             case Register.status: return state.status
-            case Register.configGeneration: return 0  // Our config space never changes after reset.
+            case Register.configGeneration: return state.configGeneration
             default: return 0
             }
         }
@@ -223,11 +228,20 @@ public final class VirtioMMIOTransport: MMIODevice {
 
     private func reset(_ state: inout TransportState) {
         for queue in state.queues { queue.queue?.deactivate() }
-        state = TransportState(queues: device.queueMaxSizes.map(QueueRegisters.init(maxSize:)))
+        // The generation survives a reset: a driver must never see an old value come back.
+        state = TransportState(
+            queues: device.queueMaxSizes.map(QueueRegisters.init(maxSize:)),
+            configGeneration: state.configGeneration, frozen: state.frozen)
         device.reset()
     }
 
     // MARK: Interrupts and errors
+
+    /// The device's config space changed (a disk got its medium): the driver rereads it.
+    public func configurationChanged() {
+        state.withLock { $0.configGeneration &+= 1 }
+        raise(Virtio.Interrupt.configChange)
+    }
 
     private func raise(_ cause: UInt32) {
         state.withLock { $0.interruptStatus |= cause }

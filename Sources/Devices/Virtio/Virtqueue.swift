@@ -78,6 +78,31 @@ public final class Virtqueue: Sendable {
         state.withLock { $0.active = false }
     }
 
+    /// Where the device is in the rings: the next available entry it will take and the next used
+    /// entry it will fill. The rings themselves are in guest memory. Reading waits for a call in
+    /// progress on another thread to finish.
+    public struct Position: Sendable, Equatable {
+        public var nextAvailable: UInt16
+        public var nextUsed: UInt16
+
+        public init(nextAvailable: UInt16, nextUsed: UInt16) {
+            self.nextAvailable = nextAvailable
+            self.nextUsed = nextUsed
+        }
+    }
+
+    public var position: Position {
+        state.withLock { Position(nextAvailable: $0.nextAvailable, nextUsed: $0.nextUsed) }
+    }
+
+    /// Continues from a saved position (a restored snapshot) instead of from 0.
+    public func resume(at position: Position) {
+        state.withLock { state in
+            state.nextAvailable = position.nextAvailable
+            state.nextUsed = position.nextUsed
+        }
+    }
+
     /// Hands each newly available descriptor chain to `handle`, which returns how many bytes it
     /// wrote into the chain's device-writable buffers, and puts it on the used ring.
     /// Returns true when buffers were used and the driver did not suppress interrupts.

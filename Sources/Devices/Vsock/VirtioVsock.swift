@@ -3,7 +3,8 @@ import Logging
 /// A virtio-vsock device (spec 5.10): queues and packets here, connections in `VsockConnections`,
 /// and the host end behind a `VsockBackend`. The host end lives in this process: the guest's
 /// stream connections arrive at `host` (`VsockHostEndpoint`) with no socket or proxy in between.
-/// Queues: 0 receive (device → guest), 1 transmit (guest → device), 2 event (never used).
+/// Queues: 0 receive (device → guest), 1 transmit (guest → device), 2 event (TRANSPORT_RESET
+/// after a restore).
 /// Call `attach(to:)` once its transport exists so host writes reach the guest without waiting
 /// for the guest to notify.
 public final class VirtioVsock: VirtioDevice {
@@ -108,7 +109,7 @@ public final class VirtioVsock: VirtioDevice {
         case Self.receiveQueue:
             return try core.fillReceiveQueue(queue)
         default:
-            // Event buffers stay posted: we never send TRANSPORT_RESET (no live migration).
+            // Event buffers stay posted until a restore sends TRANSPORT_RESET (`restored`).
             return false
         }
     }
@@ -116,4 +117,27 @@ public final class VirtioVsock: VirtioDevice {
     public func reset() {
         core.reset()
     }
+
+    /// Whether the guest has connections: a snapshot records it, so that its restore resets them.
+    public var hasConnections: Bool { core.hasConnections }
+
+    /// A restored guest's connections had their host ends in another process (or none): tells
+    /// the guest with VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, on which Linux fails every connected
+    /// socket with ECONNRESET and rereads the CID; listening sockets (the agent's) stay.
+    public func restored(queues: [Virtqueue?]) throws(VirtqueueError) -> Bool {
+        guard Self.eventQueue < queues.count, let events = queues[Self.eventQueue] else { return false }
+        var posted = false
+        return try events.processAvailable(declining: { chain throws(VirtqueueError) -> UInt32? in
+            guard !posted else { return nil }
+            guard chain.writableLength >= 4 else {
+                throw .malformedRequest(
+                    "vsock event buffer at \(chain.head) has \(chain.writableLength) writable bytes, less than an event")
+            }
+            posted = true
+            return UInt32(chain.writeBytes(Self.transportResetEvent, at: 0))
+        })
+    }
+
+    /// struct virtio_vsock_event with id VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (0).
+    static let transportResetEvent: [UInt8] = [0, 0, 0, 0]
 }

@@ -25,6 +25,9 @@ final class VsockCore: Sendable {
         self.state = Mutex(VsockConnections(guestCID: guestCID, limits: limits, logger: limited, backend: backend))
     }
 
+    /// Whether any connection exists (open, opening or closing).
+    var hasConnections: Bool { state.withLock { !$0.connections.isEmpty } }
+
     func setDeliverer(_ deliver: @escaping @Sendable () -> Void) {
         deliverer.withLock { $0 = deliver }
     }

@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HostOS
+
+/// `rund bench density`: N idle sandboxes, cold-booted and then cloned from one template, and
+/// what they cost in memory once all are up.
+package enum DensityBenchmark {
+    package static func measure(
+        rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?
+    ) throws -> DensityReport {
+        let template = try FleetTemplate(rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given)
+        defer { template.remove(rund: rund, root: root) }
+        let fleet = SandboxFleet(rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name)
+        var rows: [DensityReport.Row] = []
+        for count in counts {
+            for start in [SandboxFleet.Start.cold, .clone] {
+                var members: [SandboxFleet.Member] = []
+                defer { SandboxFleet.end(members) }
+                let began = ContinuousClock.now
+                for _ in 0..<count {
+                    // Idle: prints once its process runs, then sleeps until stopped.
+                    members.append(try fleet.spawn(start, command: ["sh", "-c", "echo ready; exec sleep 100000"]))
+                }
+                for member in members { try SandboxFleet.waitForLine("ready", from: member, within: .seconds(600)) }
+                let allUp = ContinuousClock.now - began
+                // A moment for the guests to settle (page cache, agent) before measuring.
+                sleep(2)
+                let memory = try members.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
+                rows.append(
+                    DensityReport.Row(start: start, sandboxes: count, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +))
+                )
+            }
+        }
+        return DensityReport(image: image, memoryMiB: memoryMiB, vcpus: vcpus, rows: rows)
+    }
+}
+
+package struct DensityReport: Encodable {
+    struct Row: Encodable {
+        let start: SandboxFleet.Start
+        let sandboxes: Int
+        let allUpMs: Double
+        let total: ProcessMemory
+        var pssPerSandboxMiB: Double { Double(total.guestPssKiB + total.otherPssKiB) / 1024 / Double(sandboxes) }
+        var privatePerSandboxMiB: Double { Double(total.guestPrivateKiB + total.otherPrivateKiB) / 1024 / Double(sandboxes) }
+        var guestPssPerSandboxMiB: Double { Double(total.guestPssKiB) / 1024 / Double(sandboxes) }
+        /// The VMM's own cost: everything of the rund process but guest RAM.
+        var vmmPssPerSandboxMiB: Double { Double(total.otherPssKiB) / 1024 / Double(sandboxes) }
+        var vmmPrivatePerSandboxMiB: Double { Double(total.otherPrivateKiB) / 1024 / Double(sandboxes) }
+
+        enum CodingKeys: String, CodingKey {
+            case start, sandboxes, allUpMs, total, pssPerSandboxMiB, privatePerSandboxMiB, guestPssPerSandboxMiB
+            case vmmPssPerSandboxMiB, vmmPrivatePerSandboxMiB
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(start, forKey: .start)
+            try container.encode(sandboxes, forKey: .sandboxes)
+            try container.encode(allUpMs, forKey: .allUpMs)
+            try container.encode(total, forKey: .total)
+            try container.encode(pssPerSandboxMiB, forKey: .pssPerSandboxMiB)
+            try container.encode(privatePerSandboxMiB, forKey: .privatePerSandboxMiB)
+            try container.encode(guestPssPerSandboxMiB, forKey: .guestPssPerSandboxMiB)
+            try container.encode(vmmPssPerSandboxMiB, forKey: .vmmPssPerSandboxMiB)
+            try container.encode(vmmPrivatePerSandboxMiB, forKey: .vmmPrivatePerSandboxMiB)
+        }
+    }
+
+    let image: String
+    let memoryMiB: Int
+    let vcpus: Int
+    let rows: [Row]
+
+    package var text: String {
+        var lines = [
+            "idle sandboxes of \(image), \(memoryMiB) MiB, \(vcpus) vCPU(s); per sandbox, MiB (rund processes, /proc/PID/smaps)",
+            "start  count   all-up s      PSS  private  guest PSS  VMM PSS  VMM private",
+        ]
+        for row in rows {
+            lines.append(
+                row.start.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %5d %10.1f %8.1f %8.1f %10.1f %8.1f %12.1f", row.sandboxes, row.allUpMs / 1000, row.pssPerSandboxMiB,
+                        row.privatePerSandboxMiB, row.guestPssPerSandboxMiB, row.vmmPssPerSandboxMiB, row.vmmPrivatePerSandboxMiB))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `rund bench concurrency`: N sandboxes started at once, cold and cloned, each running a
+/// command to its end; start latency is spawn to exit of each `rund run`.
+package enum ConcurrencyBenchmark {
+    package static func measure(
+        rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?
+    ) throws -> ConcurrencyReport {
+        let template = try FleetTemplate(rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given)
+        defer { template.remove(rund: rund, root: root) }
+        let fleet = SandboxFleet(rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name)
+        var rows: [ConcurrencyReport.Row] = []
+        for count in counts {
+            for start in [SandboxFleet.Start.cold, .clone] {
+                var members: [SandboxFleet.Member] = []
+                defer { SandboxFleet.end(members) }
+                let began = ContinuousClock.now
+                for _ in 0..<count { members.append(try fleet.spawn(start, command: ["true"])) }
+                var latencies: [Double] = []
+                var failures = 0
+                for member in members {
+                    if try member.process.wait() != 0 { failures += 1 }
+                    latencies.append((ContinuousClock.now - member.spawnedAt).milliseconds)
+                }
+                let makespan = (ContinuousClock.now - began).milliseconds
+                rows.append(
+                    ConcurrencyReport.Row(
+                        start: start, sandboxes: count, failures: failures, makespanMs: makespan,
+                        startsPerSecond: Double(count) / (makespan / 1000),
+                        latencyMsMedian: Percentile.of(latencies, fraction: 0.5), latencyMsP99: Percentile.of(latencies, fraction: 0.99)))
+            }
+        }
+        return ConcurrencyReport(
+            image: image, memoryMiB: memoryMiB, vcpus: vcpus, cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), rows: rows)
+    }
+}
+
+package struct ConcurrencyReport: Encodable {
+    struct Row: Encodable {
+        let start: SandboxFleet.Start
+        let sandboxes: Int
+        let failures: Int
+        let makespanMs: Double
+        let startsPerSecond: Double
+        let latencyMsMedian: Double
+        let latencyMsP99: Double
+    }
+
+    let image: String
+    let memoryMiB: Int
+    let vcpus: Int
+    /// Host CPUs online: starts per second per core divides by this.
+    let cores: Int
+    let rows: [Row]
+
+    package var text: String {
+        var lines = [
+            "sandboxes of \(image) started at once (`rund run ... -- true`), \(memoryMiB) MiB, \(vcpus) vCPU(s), on \(cores) core(s)",
+            "start  count  failed  makespan s  starts/s  starts/s/core  latency p50 ms  p99 ms",
+        ]
+        for row in rows {
+            lines.append(
+                row.start.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %5d %7d %11.1f %9.2f %14.3f %15.0f %7.0f", row.sandboxes, row.failures, row.makespanMs / 1000,
+                        row.startsPerSecond, row.startsPerSecond / Double(cores), row.latencyMsMedian, row.latencyMsP99))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HostOS
+
+/// Many `rund run` processes at once, each a sandbox, cold-booted or cloned from a template:
+/// what `rund bench density` and `rund bench concurrency` start and measure. Each sandbox is
+/// its own process, as a platform runs them.
+struct SandboxFleet {
+    enum Start: String, Encodable {
+        case cold
+        case clone
+    }
+
+    let rund: String
+    let root: String
+    let image: String
+    let memoryMiB: Int
+    let vcpus: Int
+    let template: String
+
+    func argv(_ start: Start, command: [String]) -> [String] {
+        [rund, "run", "--root", root, "--image", image, "--memory", "\(memoryMiB)", "--vcpus", "\(vcpus)"]
+            + (start == .cold ? ["--no-template"] : ["--template", template]) + ["--"] + command
+    }
+
+    /// One running sandbox process and the read end of its stdout.
+    struct Member {
+        let process: SpawnedProcess
+        let output: FileDescriptor
+        let spawnedAt: ContinuousClock.Instant
+    }
+
+    func spawn(_ start: Start, command: [String]) throws -> Member {
+        let (read, write) = try Pipe.make()
+        defer { write.close() }
+        let spawnedAt = ContinuousClock.now
+        let process = try SpawnedProcess.spawn(argv(start, command: command), standardOutput: write)
+        return Member(process: process, output: read, spawnedAt: spawnedAt)
+    }
+
+    /// Waits until `member` prints a line `line` (its process ready), up to `limit`.
+    static func waitForLine(_ line: String, from member: Member, within limit: Duration) throws {
+        let deadline = ContinuousClock.now + limit
+        var seen: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: seen, as: UTF8.self).split(separator: "\n").contains(Substring(line)) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw BenchError("sandbox \(member.process.pid) did not print \(line) within \(limit)") }
+            guard try member.output.waitReadable(milliseconds: Int32(min(1000, max(1, left.components.seconds * 1000)))) else {
+                continue
+            }
+            let count = try buffer.withUnsafeMutableBytes { try member.output.read(into: $0) }
+            guard count > 0 else {
+                throw BenchError("sandbox \(member.process.pid) ended (status \(try member.process.wait())) before printing \(line)")
+            }
+            seen += buffer[..<count]
+        }
+    }
+
+    /// Ends every member (SIGTERM: rund forwards it to the process, then stops the VM) and reaps it.
+    static func end(_ members: [Member]) {
+        for member in members { member.process.kill(SIGTERM) }
+        for member in members {
+            _ = try? member.process.wait()
+            member.output.close()
+        }
+    }
+}
+
+/// The memory a process costs, from /proc/PID/smaps: proportional (PSS, shared pages split
+/// between their users) and private, with guest RAM (the mapping the size of the guest's
+/// memory) apart from everything else.
+struct ProcessMemory: Encodable {
+    var guestPssKiB = 0
+    var guestPrivateKiB = 0
+    var otherPssKiB = 0
+    var otherPrivateKiB = 0
+
+    init(pid: pid_t, guestMappingKiB: Int) throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8)
+        } catch {
+            throw BenchError("cannot read /proc/\(pid)/smaps: \(error)")
+        }
+        var isGuest = false
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let key = fields.first, let value = fields.dropFirst().first.flatMap({ Int($0) }) else { continue }
+            switch key {
+            case "Size:": isGuest = value == guestMappingKiB
+            case "Pss:": if isGuest { guestPssKiB += value } else { otherPssKiB += value }
+            case "Private_Clean:", "Private_Dirty:": if isGuest { guestPrivateKiB += value } else { otherPrivateKiB += value }
+            default: break
+            }
+        }
+    }
+
+    init() {}
+
+    static func + (a: ProcessMemory, b: ProcessMemory) -> ProcessMemory {
+        var sum = ProcessMemory()
+        sum.guestPssKiB = a.guestPssKiB + b.guestPssKiB
+        sum.guestPrivateKiB = a.guestPrivateKiB + b.guestPrivateKiB
+        sum.otherPssKiB = a.otherPssKiB + b.otherPssKiB
+        sum.otherPrivateKiB = a.otherPrivateKiB + b.otherPrivateKiB
+        return sum
+    }
+}
+
+/// Makes the template a fleet clones from (removed by `remove`), unless one was given.
+struct FleetTemplate {
+    let name: String
+    let made: Bool
+
+    init(rund: String, root: String, memoryMiB: Int, vcpus: Int, given: String?) throws {
+        if let given {
+            name = given
+            made = false
+            return
+        }
+        name = "bench-fleet-\(getpid())"
+        _ = try Subprocess.checked([
+            rund, "template", "create", "--root", root, "--name", name, "--memory", "\(memoryMiB)", "--vcpus", "\(vcpus)",
+        ])
+        made = true
+    }
+
+    func remove(rund: String, root: String) {
+        if made { _ = try? Subprocess.run([rund, "template", "rm", "--root", root, name]) }
+    }
+}
+
+extension Duration {
+    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}
