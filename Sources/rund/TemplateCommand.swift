@@ -10,12 +10,12 @@ struct TemplateCommand: AsyncParsableCommand {
         commandName: "template",
         abstract: "Create, list and remove microVM templates (sandboxes start as clones of them).",
         discussion: """
-            A template is a guest booted once with rund's kernel and agent, saved when its agent
-            is ready: memory, vCPUs, interrupt controllers, clock and devices, under
-            <root>/templates/NAME. `rund run` then starts a sandbox of the same memory size and
-            vCPU count as a clone of it (its memory shared copy-on-write with every other clone)
-            instead of booting a kernel; `--no-template` forces a cold boot. A template made for
-            another kernel or agent is not used; remove it and create it again.
+            A template is a guest booted once with rund's kernel and agent, saved when its agent \
+            is ready: memory, vCPUs, interrupt controllers, clock and devices, under \
+            <root>/templates/NAME. `rund run` then starts a sandbox of the same memory size and \
+            vCPU count as a clone of it (its memory shared copy-on-write with every other clone) \
+            instead of booting a kernel; `--no-template` forces a cold boot. A template made for \
+            another kernel or agent is not used: remove it and create it again (docs/templates.md).
             """,
         subcommands: [Create.self, List.self, Remove.self]
     )
