@@ -37,7 +37,7 @@ struct TemplateCommand: AsyncParsableCommand {
             try await ImageCommand.reportingFailure {
                 if KVMHostProbe.flavor() == .pvm {
                     throw CLIError(
-                        "this host's KVM is PVM and cannot boot the guest kernel; make templates in the rig: scripts/rig-run -- rund template create"
+                        "this host's KVM is PVM and cannot boot the guest kernel; make and use templates in the rig: scripts/rig-run --script FILE"
                     )
                 }
                 let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? RunCommand.agentNextToRund())
