@@ -23,7 +23,7 @@ package enum DensityBenchmark {
                     // Idle: prints once its process runs, then sleeps until stopped.
                     members.append(try fleet.spawn(start, command: ["sh", "-c", "echo ready; exec sleep 100000"]))
                 }
-                for member in members { try SandboxFleet.waitForLine("ready", from: member, within: .seconds(600)) }
+                for member in members { try SandboxFleet.waitForLine("ready", from: member, within: .seconds(1800)) }
                 let allUp = ContinuousClock.now - began
                 // A moment for the guests to settle (page cache, agent) before measuring.
                 sleep(2)

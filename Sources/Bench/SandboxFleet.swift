@@ -21,7 +21,8 @@ struct SandboxFleet {
     let template: String
 
     func argv(_ start: Start, command: [String]) -> [String] {
-        [rund, "run", "--root", root, "--image", image, "--memory", "\(memoryMiB)", "--vcpus", "\(vcpus)"]
+        // Many cold boots at once on few cores take long: the agent gets as long as the fleet waits.
+        [rund, "run", "--root", root, "--image", image, "--memory", "\(memoryMiB)", "--vcpus", "\(vcpus)", "--agent-timeout", "1800"]
             + (start == .cold ? ["--no-template"] : ["--template", template]) + ["--"] + command
     }
 
@@ -59,8 +60,11 @@ struct SandboxFleet {
         }
     }
 
-    /// Ends every member (SIGTERM: rund forwards it to the process, then stops the VM) and reaps it.
+    /// Ends every member and reaps it: SIGTERM twice (rund forwards the first to the process,
+    /// which as the container's PID 1 may ignore it; the second stops the VM at once).
     static func end(_ members: [Member]) {
+        for member in members { member.process.kill(SIGTERM) }
+        usleep(200_000)
         for member in members { member.process.kill(SIGTERM) }
         for member in members {
             _ = try? member.process.wait()

@@ -178,7 +178,7 @@ public struct Sandbox: Sendable {
         }
         do {
             guard let vsock = machine.vsock else { throw SandboxError("the VM has no vsock device") }
-            let stream = try await Self.connectAgent(vsock, machine: machine, within: .seconds(120))
+            let stream = try await Self.connectAgent(vsock, machine: machine, within: spec.agentTimeout)
             phases?.begin(.processStart)
             // Weak: the connection's threads may outlive the run by a moment, the machine must not.
             let client = AgentClient(

@@ -40,6 +40,9 @@ public struct SandboxSpec: Sendable {
     public var testHooks: Set<VMConfiguration.TestHook> = []
     /// The container's hostname (default: the sandbox id, cut to 63 characters).
     public var hostname: String?
+    /// How long the guest agent may take to answer its first connection (a cold boot's kernel
+    /// boot included).
+    public var agentTimeout: Duration = .seconds(120)
     /// Cold boot, or a clone of a template (`SandboxTemplate`).
     public var template: SandboxTemplate.Choice = .automatic
     /// The main process exactly as given (the shim's config.json), instead of one resolved from

@@ -51,6 +51,11 @@ struct RunCommand: AsyncParsableCommand {
     var stopTimeout: Double = 10
     @Option(
         help: ArgumentHelp(
+            "Seconds the guest agent may take to answer (a cold boot's kernel boot included) before the run fails.",
+            valueName: "SECONDS"))
+    var agentTimeout: Double = 120
+    @Option(
+        help: ArgumentHelp(
             "End the sandbox (status 125) when its guest makes no progress for this long: no VM exit while a vCPU runs. "
                 + "Reports what each vCPU was doing. For diagnosing stuck guests; a guest that computes silently "
                 + "for that long counts as stuck.", valueName: "SECONDS"))
@@ -71,6 +76,7 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         try SecondsOption.check(stopTimeout, "--stop-timeout", in: 0...86400)
         try SecondsOption.check(stallTimeout, "--stall-timeout", in: 2...86400)
+        try SecondsOption.check(agentTimeout, "--agent-timeout", in: 1...86400)
         if template != nil && noTemplate { throw ValidationError("give either --template or --no-template, not both") }
     }
 
@@ -114,6 +120,7 @@ struct RunCommand: AsyncParsableCommand {
             memoryMiB: memory, vcpuCount: vcpus, consolePath: console, interactive: interactive,
             terminal: tty ? (hostTerminal ? Terminal.windowSize(of: 0) : nil) ?? .fallback : nil,
             stallTimeout: stallTimeout.map { .milliseconds(Int64($0 * 1000)) }, testHooks: Set(testHook))
+        spec.agentTimeout = .milliseconds(Int64(agentTimeout * 1000))
         spec.template = noTemplate ? .coldBoot : template.map { .named($0) } ?? .automatic
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
         try ProcessHardening.makeUndumpable()
