@@ -267,8 +267,17 @@ public final class CgroupPool: Sendable {
                 state.withLock { $0.statistics.taken -= 1 }
             }
         }
-        let slot = try CgroupSlot.create(
-            .taken(token: CgroupEntryName.newToken(), owner: owner, sandboxID: id), in: parents, defaults: defaults)
+        // A fresh entry looks free to other processes until it is marked; one may take it first.
+        var made: CgroupSlot?
+        for _ in 0..<20 where made == nil {
+            do {
+                made = try CgroupSlot.create(
+                    .taken(token: CgroupEntryName.newToken(), owner: owner, sandboxID: id), in: parents, defaults: defaults)
+            } catch CgroupSlotRace.claimedByAnother {
+                continue
+            }
+        }
+        guard let slot = made else { throw CgroupError("cannot claim a cgroup entry: other processes took each one made (20 tries)") }
         state.withLock { state in
             state.statistics.taken += 1
             state.statistics.createdOnDemand += 1

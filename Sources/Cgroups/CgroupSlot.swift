@@ -40,7 +40,17 @@ package final class CgroupSlot: @unchecked Sendable {
             }
             // On v2 the directory is made free and then marked (claimed) like a pooled one.
             let slot = try open(parents.marksWithAttribute ? .free(token: name.token) : name, in: parents)
-            if parents.marksWithAttribute, case .taken = name { try slot.rename(to: name, in: parents) }
+            if parents.marksWithAttribute, case .taken = name {
+                do {
+                    try slot.rename(to: name, in: parents)
+                } catch let error as SystemError where error.errno == EEXIST {
+                    // Between mkdir and the mark it looked free, and another process claimed it:
+                    // it is that process's now, so it stays.
+                    slot.closeDescriptors()
+                    made = []
+                    throw CgroupSlotRace.claimedByAnother
+                }
+            }
             for (setting, value) in defaults { slot.known[setting] = value }
             return slot
         } catch {
@@ -206,4 +216,9 @@ package final class CgroupSlot: @unchecked Sendable {
             throw error
         }
     }
+}
+
+/// A new entry was claimed by another process before this one could mark it: make another.
+enum CgroupSlotRace: Error {
+    case claimedByAnother
 }
