@@ -303,6 +303,37 @@ extension CgroupPoolTests {
 
     /// This host's cgroup2 mount has no controllers (they are bound to v1), but renames,
     /// cgroup.procs, cgroup.kill and subtree_control handling are the v2 code paths.
+    /// Many `rund run` processes at once, each with its own pool on one parent (here: a pool
+    /// object per round, which adopts what looks free when it starts). On v2 an entry made on
+    /// demand looks free between its mkdir and its mark: another pool may claim it first, and
+    /// then it is that pool's (once, the maker removed it under its new holder).
+    @Test(.enabled(if: CgroupTestHost.detected?.unifiedMountPoint != nil, "needs a cgroup2 mount"))
+    func poolsOfManyProcessesNeverTakeOrRemoveEachOthersEntries() throws {
+        let unified = try #require(host.unifiedMountPoint)
+        let v2 = CgroupHost(mode: .v2, hierarchies: [CgroupHierarchy(version: .v2, mountPoint: unified, controllers: [])], writable: true)
+        let parent = CgroupTestHost.uniqueParent()
+        defer { try? CgroupPool.removeAll(host: v2, parentName: parent) }
+        let failures = Mutex<[String]>([])
+        try ThreadGroup.run(count: 8) { thread in
+            for round in 0..<15 {
+                do {
+                    let pool = try CgroupPool(
+                        host: v2, configuration: .init(parentName: parent, minimumFree: 0, maximumFree: 1, refillInBackground: false))
+                    defer { try? pool.shutdown() }
+                    let lease = try pool.take(sandboxID: "p\(thread)-\(round)")
+                    // The entry is still there and still ours while held.
+                    let path = try #require(lease.paths.first)
+                    usleep(2000)
+                    if access(path + "/cgroup.procs", F_OK) != 0 { failures.withLock { $0.append("\(path) vanished while held") } }
+                    try lease.release()
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+    }
+
     @Test(.enabled(if: CgroupTestHost.detected?.unifiedMountPoint != nil, "needs a cgroup2 mount"))
     func v2MechanicsOnTheUnifiedMount() throws {
         let unified = try #require(host.unifiedMountPoint)
