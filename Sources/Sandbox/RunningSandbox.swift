@@ -31,6 +31,8 @@ public final class RunningSandbox: Sendable {
     let phases: SandboxPhaseRecorder?
     let cgroup: SandboxCgroup
     let writableSizeMiB: Int
+    /// How long StartProcess and ExecProcess may take (`Sandbox.controlCallTimeout`).
+    let controlTimeout: Duration
     let pumps: SandboxStdinPumps
     let teardown: SandboxTeardown
 
@@ -44,6 +46,7 @@ public final class RunningSandbox: Sendable {
         vcpuCount = spec.vcpuCount
         writableSizeMiB = spec.writableSizeMiB
         hasTerminal = spec.terminal != nil
+        controlTimeout = Sandbox.controlCallTimeout(spec)
         self.mainProcess = mainProcess
         self.machine = machine
         self.client = client
@@ -65,7 +68,7 @@ public final class RunningSandbox: Sendable {
             .with {
                 $0.containerID = id
                 $0.process = mainProcess
-            }, timeout: Sandbox.controlCallTimeout)
+            }, timeout: controlTimeout)
         phases?.begin(.exit)
         if let input { try startPump(execID: "", input: input) }
         control.started(client: client, containerID: id, hasTerminal: hasTerminal)
@@ -80,7 +83,7 @@ public final class RunningSandbox: Sendable {
                 $0.containerID = id
                 $0.execID = execID
                 $0.process = process
-            }, timeout: Sandbox.controlCallTimeout)
+            }, timeout: controlTimeout)
         if let input { try startPump(execID: execID, input: input) }
         return response.pid
     }

@@ -37,8 +37,10 @@ public struct Sandbox: Sendable {
     public static let agentPort: UInt32 = 1024
     static let guestCID: UInt32 = 3
     /// The agent answers CreateContainer and StartProcess at once; a guest that does not (a
-    /// hostile or wedged agent, an ignored or mangled answer) must not hold rund forever.
-    static let controlCallTimeout: Duration = .seconds(30)
+    /// hostile or wedged agent, an ignored or mangled answer) must not hold rund forever. They
+    /// get a quarter of the spec's `agentTimeout` (30 s by default): on an overloaded host a
+    /// slow guest is slow at both.
+    static func controlCallTimeout(_ spec: SandboxSpec) -> Duration { spec.agentTimeout / 4 }
 
     public let stateRoot: String
     public let agentPath: String
@@ -190,7 +192,8 @@ public struct Sandbox: Sendable {
                         }
                     }))
             try await Self.createContainer(
-                client, id: id, hostname: spec.hostname, sendIdentity: !spec.testHooks.contains(.skipGuestIdentity))
+                client, id: id, hostname: spec.hostname, sendIdentity: !spec.testHooks.contains(.skipGuestIdentity),
+                controlTimeout: Self.controlCallTimeout(spec))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
                 phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown)
@@ -236,7 +239,9 @@ public struct Sandbox: Sendable {
     }
 
     /// CreateContainer over the two disks.
-    static func createContainer(_ client: AgentClient, id: String, hostname: String?, sendIdentity: Bool = true) async throws {
+    static func createContainer(
+        _ client: AgentClient, id: String, hostname: String?, sendIdentity: Bool = true, controlTimeout: Duration
+    ) async throws {
         _ = try await client.createContainer(
             .with {
                 $0.containerID = id
@@ -258,7 +263,7 @@ public struct Sandbox: Sendable {
                         $0.hostRealtimeNs = RealtimeClock.nanoseconds()
                     }
                 }
-            }, timeout: controlCallTimeout)
+            }, timeout: controlTimeout)
     }
 
     /// Streams both outputs concurrently to their ends, then Wait.

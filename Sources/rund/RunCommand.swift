@@ -51,7 +51,8 @@ struct RunCommand: AsyncParsableCommand {
     var stopTimeout: Double = 10
     @Option(
         help: ArgumentHelp(
-            "Seconds the guest agent may take to answer (a cold boot's kernel boot included) before the run fails.",
+            "Seconds the guest agent may take to answer at all (a cold boot's kernel boot included) before the run fails; "
+                + "creating the container and starting its process get a quarter of it each.",
             valueName: "SECONDS"))
     var agentTimeout: Double = 120
     @Option(
