@@ -77,11 +77,7 @@ package struct CloneBenchReport: Encodable {
         self.runs = runs
         self.memoryMiB = memoryMiB
         self.vcpus = vcpus
-        #if DEBUG
-        build = "debug"
-        #else
-        build = "release"
-        #endif
+        build = BuildConfiguration.name
         self.templateCreateMs = templateCreateMs
         self.cold = cold.figures
         self.clone = clone.figures

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HostOS
+import Synchronization
 
 /// `rund bench density`: N idle sandboxes, cold-booted and then cloned from one template, and
 /// what they cost in memory once all are up.
@@ -10,28 +11,20 @@ package enum DensityBenchmark {
     package static func measure(
         rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?
     ) throws -> DensityReport {
-        let template = try FleetTemplate(rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given)
-        defer { template.remove(rund: rund, root: root) }
-        let fleet = SandboxFleet(rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name)
-        var rows: [DensityReport.Row] = []
-        for count in counts {
-            for start in [SandboxFleet.Start.cold, .clone] {
-                var members: [SandboxFleet.Member] = []
-                defer { SandboxFleet.end(members) }
-                let began = ContinuousClock.now
-                for _ in 0..<count {
-                    // Idle: prints once its process runs, then sleeps until stopped.
-                    members.append(try fleet.spawn(start, command: ["sh", "-c", "echo ready; exec sleep 100000"]))
-                }
-                for member in members { try SandboxFleet.waitForLine("ready", from: member, within: .seconds(1800)) }
-                let allUp = ContinuousClock.now - began
-                // A moment for the guests to settle (page cache, agent) before measuring.
-                sleep(2)
-                let memory = try members.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
-                rows.append(
-                    DensityReport.Row(start: start, sandboxes: count, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +))
-                )
+        let rows = try SandboxFleet.rounds(
+            rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given
+        ) { fleet, start, count, members -> DensityReport.Row in
+            let began = ContinuousClock.now
+            for _ in 0..<count {
+                // Idle: prints once its process runs, then sleeps until stopped.
+                members.append(try fleet.spawn(start, command: ["sh", "-c", "echo ready; exec sleep 100000"]))
             }
+            for member in members { try SandboxFleet.waitForLine("ready", from: member, within: .seconds(1800)) }
+            let allUp = ContinuousClock.now - began
+            // A moment for the guests to settle (page cache, agent) before measuring.
+            sleep(2)
+            let memory = try members.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
+            return DensityReport.Row(start: start, sandboxes: count, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +))
         }
         return DensityReport(image: image, memoryMiB: memoryMiB, vcpus: vcpus, rows: rows)
     }
@@ -96,29 +89,26 @@ package enum ConcurrencyBenchmark {
     package static func measure(
         rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?
     ) throws -> ConcurrencyReport {
-        let template = try FleetTemplate(rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given)
-        defer { template.remove(rund: rund, root: root) }
-        let fleet = SandboxFleet(rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name)
-        var rows: [ConcurrencyReport.Row] = []
-        for count in counts {
-            for start in [SandboxFleet.Start.cold, .clone] {
-                var members: [SandboxFleet.Member] = []
-                defer { SandboxFleet.end(members) }
-                let began = ContinuousClock.now
-                for _ in 0..<count { members.append(try fleet.spawn(start, command: ["true"])) }
-                var latencies: [Double] = []
-                var failures = 0
-                for member in members {
-                    if try member.process.wait() != 0 { failures += 1 }
-                    latencies.append((ContinuousClock.now - member.spawnedAt).milliseconds)
-                }
-                let makespan = (ContinuousClock.now - began).milliseconds
-                rows.append(
-                    ConcurrencyReport.Row(
-                        start: start, sandboxes: count, failures: failures, makespanMs: makespan,
-                        startsPerSecond: Double(count) / (makespan / 1000),
-                        latencyMsMedian: Percentile.of(latencies, fraction: 0.5), latencyMsP99: Percentile.of(latencies, fraction: 0.99)))
+        let rows = try SandboxFleet.rounds(
+            rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given
+        ) { fleet, start, count, members -> ConcurrencyReport.Row in
+            let began = ContinuousClock.now
+            for _ in 0..<count { members.append(try fleet.spawn(start, command: ["true"])) }
+            // One waiting thread per sandbox, so each exit is timed when it happens.
+            let finished = Mutex<[(latencyMs: Double, failed: Bool)]>([])
+            let spawned = members
+            try ThreadGroup.run(count: spawned.count) { index in
+                let status = (try? spawned[index].process.wait()) ?? -1
+                let latency = (ContinuousClock.now - spawned[index].spawnedAt).milliseconds
+                finished.withLock { $0.append((latency, status != 0)) }
             }
+            let makespan = (ContinuousClock.now - began).milliseconds
+            let results = finished.withLock { $0 }
+            let latencies = results.map(\.latencyMs)
+            return ConcurrencyReport.Row(
+                start: start, sandboxes: count, failures: results.filter(\.failed).count, makespanMs: makespan,
+                startsPerSecond: Double(count) / (makespan / 1000),
+                latencyMsMedian: Percentile.of(latencies, fraction: 0.5), latencyMsP99: Percentile.of(latencies, fraction: 0.99))
         }
         return ConcurrencyReport(
             image: image, memoryMiB: memoryMiB, vcpus: vcpus, cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), rows: rows)

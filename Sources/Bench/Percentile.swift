@@ -13,3 +13,12 @@ package struct BenchError: Error, CustomStringConvertible, Sendable {
     package let description: String
     package init(_ description: String) { self.description = description }
 }
+
+/// Which build measured: debug figures are not release figures.
+enum BuildConfiguration {
+    #if DEBUG
+    static let name = "debug"
+    #else
+    static let name = "release"
+    #endif
+}

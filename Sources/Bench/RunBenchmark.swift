@@ -134,11 +134,7 @@ package struct RunBenchReport: Encodable {
         self.runs = runs
         self.memoryMiB = memoryMiB
         self.vcpus = vcpus
-        #if DEBUG
-        build = "debug"
-        #else
-        build = "release"
-        #endif
+        build = BuildConfiguration.name
         phases = table.figures
         let boot = samples.map(\.milliseconds)
         qemu = QEMUFigures(

@@ -60,6 +60,27 @@ struct SandboxFleet {
         }
     }
 
+    /// For each count, a round of cold sandboxes and then one of clones (of `template`, or of
+    /// one made for the benchmark and removed at the end): `body` starts them into `members`
+    /// and measures; every member is ended and reaped after its round, however it ends.
+    static func rounds<Row>(
+        rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?,
+        _ body: (SandboxFleet, Start, Int, inout [Member]) throws -> Row
+    ) throws -> [Row] {
+        let template = try FleetTemplate(rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given)
+        defer { template.remove(rund: rund, root: root) }
+        let fleet = SandboxFleet(rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name)
+        var rows: [Row] = []
+        for count in counts {
+            for start in [Start.cold, .clone] {
+                var members: [Member] = []
+                defer { end(members) }
+                rows.append(try body(fleet, start, count, &members))
+            }
+        }
+        return rows
+    }
+
     /// Ends every member and reaps it: SIGTERM twice (rund forwards the first to the process,
     /// which as the container's PID 1 may ignore it; the second stops the VM at once).
     static func end(_ members: [Member]) {

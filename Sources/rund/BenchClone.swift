@@ -33,12 +33,7 @@ struct BenchClone: AsyncParsableCommand {
 
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
-        guard memory >= VMConfiguration.minMemoryMiB else {
-            throw ValidationError("--memory must be at least \(VMConfiguration.minMemoryMiB) MiB, got \(memory)")
-        }
-        guard (1...VMConfiguration.maxVCPUs).contains(vcpus) else {
-            throw ValidationError("--vcpus must be between 1 and \(VMConfiguration.maxVCPUs), got \(vcpus)")
-        }
+        try BenchRun.checkSandboxSize(memory: memory, vcpus: vcpus)
     }
 
     func run() async throws {

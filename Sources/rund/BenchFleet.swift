@@ -22,12 +22,7 @@ struct FleetOptions: ParsableArguments {
         guard !parsed.isEmpty, parsed.count == counts.split(separator: ",").count, parsed.allSatisfy({ (1...1000).contains($0) }) else {
             throw ValidationError("--counts takes numbers from 1 to 1000 separated by commas, got \(counts)")
         }
-        guard memory >= VMConfiguration.minMemoryMiB else {
-            throw ValidationError("--memory must be at least \(VMConfiguration.minMemoryMiB) MiB, got \(memory)")
-        }
-        guard (1...VMConfiguration.maxVCPUs).contains(vcpus) else {
-            throw ValidationError("--vcpus must be between 1 and \(VMConfiguration.maxVCPUs), got \(vcpus)")
-        }
+        try BenchRun.checkSandboxSize(memory: memory, vcpus: vcpus)
     }
 
     static func checkHost(script: String) throws {

@@ -54,14 +54,19 @@ struct BenchRun: AsyncParsableCommand {
         return given.isEmpty ? Self.defaultCommand : given
     }
 
-    func validate() throws {
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+    /// `--memory` and `--vcpus` of a benchmark's sandboxes, checked as the VM will check them.
+    static func checkSandboxSize(memory: Int, vcpus: Int) throws {
         guard memory >= VMConfiguration.minMemoryMiB else {
             throw ValidationError("--memory must be at least \(VMConfiguration.minMemoryMiB) MiB, got \(memory)")
         }
         guard (1...VMConfiguration.maxVCPUs).contains(vcpus) else {
             throw ValidationError("--vcpus must be between 1 and \(VMConfiguration.maxVCPUs), got \(vcpus)")
         }
+    }
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        try BenchRun.checkSandboxSize(memory: memory, vcpus: vcpus)
         try SecondsOption.check(timeout, "--timeout", in: 0.1...86400)
     }
 

@@ -50,19 +50,23 @@ enum RunChecks {
         var checks: [String: Check]
         var rigStatus: Int32
         var stderrTail: String
+
+        /// Check `name` passed; a check with no line says how the rig (`ranBy`) ended.
+        func expectPassed(_ name: String, ranBy runner: String, sourceLocation: SourceLocation) {
+            guard let check = checks[name] else {
+                Issue.record(
+                    "the L1 script printed no result for check \(name): \(runner) exited \(rigStatus); its stderr ends: \(stderrTail)",
+                    sourceLocation: sourceLocation)
+                return
+            }
+            #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
+        }
     }
 
     static let report: Result<Report, any Error> = Result { try runAll() }
 
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let report = try report.get()
-        guard let check = report.checks[name] else {
-            Issue.record(
-                "the L1 script printed no result for check \(name): rig-run exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
-                sourceLocation: sourceLocation)
-            return
-        }
-        #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
+        try report.get().expectPassed(name, ranBy: "rig-run", sourceLocation: sourceLocation)
     }
 
     static func runAll() throws -> Report {

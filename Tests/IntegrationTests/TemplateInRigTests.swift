@@ -34,14 +34,7 @@ enum TemplateChecks {
     static let report: Result<RunChecks.Report, any Error> = Result { try runAll() }
 
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let report = try report.get()
-        guard let check = report.checks[name] else {
-            Issue.record(
-                "the L1 script printed no result for check \(name): rig-run exited \(report.rigStatus); its stderr ends: \(report.stderrTail)",
-                sourceLocation: sourceLocation)
-            return
-        }
-        #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
+        try report.get().expectPassed(name, ranBy: "rig-run", sourceLocation: sourceLocation)
     }
 
     static func runAll() throws -> RunChecks.Report {
