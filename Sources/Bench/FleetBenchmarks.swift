@@ -19,12 +19,24 @@ package enum DensityBenchmark {
                 // Idle: prints once its process runs, then sleeps until stopped.
                 members.append(try fleet.spawn(start, command: ["sh", "-c", "echo ready; exec sleep 100000"]))
             }
-            for member in members { try SandboxFleet.waitForLine("ready", from: member, within: .seconds(1800)) }
+            // A sandbox that fails to start is counted and left out of the sums, not the end of the run.
+            var up: [SandboxFleet.Member] = []
+            var failures: [String] = []
+            for member in members {
+                do {
+                    try SandboxFleet.waitForLine("ready", from: member, within: .seconds(1800))
+                    up.append(member)
+                } catch {
+                    failures.append("\(error)")
+                }
+            }
             let allUp = ContinuousClock.now - began
             // A moment for the guests to settle (page cache, agent) before measuring.
             sleep(2)
-            let memory = try members.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
-            return DensityReport.Row(start: start, sandboxes: count, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +))
+            let memory = try up.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
+            return DensityReport.Row(
+                start: start, sandboxes: up.count, failures: failures, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +)
+            )
         }
         return DensityReport(image: image, memoryMiB: memoryMiB, vcpus: vcpus, rows: rows)
     }
@@ -33,7 +45,9 @@ package enum DensityBenchmark {
 package struct DensityReport: Encodable {
     struct Row: Encodable {
         let start: SandboxFleet.Start
+        /// Sandboxes up and measured (those that failed to start are in `failures`).
         let sandboxes: Int
+        let failures: [String]
         let allUpMs: Double
         let total: ProcessMemory
         var pssPerSandboxMiB: Double { Double(total.guestPssKiB + total.otherPssKiB) / 1024 / Double(sandboxes) }
@@ -44,7 +58,7 @@ package struct DensityReport: Encodable {
         var vmmPrivatePerSandboxMiB: Double { Double(total.otherPrivateKiB) / 1024 / Double(sandboxes) }
 
         enum CodingKeys: String, CodingKey {
-            case start, sandboxes, allUpMs, total, pssPerSandboxMiB, privatePerSandboxMiB, guestPssPerSandboxMiB
+            case start, sandboxes, failures, allUpMs, total, pssPerSandboxMiB, privatePerSandboxMiB, guestPssPerSandboxMiB
             case vmmPssPerSandboxMiB, vmmPrivatePerSandboxMiB
         }
 
@@ -52,6 +66,7 @@ package struct DensityReport: Encodable {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(start, forKey: .start)
             try container.encode(sandboxes, forKey: .sandboxes)
+            try container.encode(failures, forKey: .failures)
             try container.encode(allUpMs, forKey: .allUpMs)
             try container.encode(total, forKey: .total)
             try container.encode(pssPerSandboxMiB, forKey: .pssPerSandboxMiB)
@@ -70,14 +85,20 @@ package struct DensityReport: Encodable {
     package var text: String {
         var lines = [
             "idle sandboxes of \(image), \(memoryMiB) MiB, \(vcpus) vCPU(s); per sandbox, MiB (rund processes, /proc/PID/smaps)",
-            "start  count   all-up s      PSS  private  guest PSS  VMM PSS  VMM private",
+            "start     up failed   all-up s      PSS  private  guest PSS  VMM PSS  VMM private",
         ]
         for row in rows {
             lines.append(
                 row.start.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
                     + String(
-                        format: " %5d %10.1f %8.1f %8.1f %10.1f %8.1f %12.1f", row.sandboxes, row.allUpMs / 1000, row.pssPerSandboxMiB,
+                        format: " %5d %6d %10.1f %8.1f %8.1f %10.1f %8.1f %12.1f", row.sandboxes, row.failures.count,
+                        row.allUpMs / 1000, row.pssPerSandboxMiB,
                         row.privatePerSandboxMiB, row.guestPssPerSandboxMiB, row.vmmPssPerSandboxMiB, row.vmmPrivatePerSandboxMiB))
+        }
+        for row in rows {
+            for failure in row.failures {
+                lines.append("failed to start (\(row.start.rawValue), \(row.sandboxes + row.failures.count) at once): \(failure)")
+            }
         }
         return lines.joined(separator: "\n")
     }
