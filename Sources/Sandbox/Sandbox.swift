@@ -242,6 +242,8 @@ public struct Sandbox: Sendable {
     static func createContainer(
         _ client: AgentClient, id: String, hostname: String?, sendIdentity: Bool = true, controlTimeout: Duration
     ) async throws {
+        // A clone without fresh entropy would share its RNG with its template: no silent default.
+        let entropy = sendIdentity ? try KernelRandom.bytes(64) : []
         _ = try await client.createContainer(
             .with {
                 $0.containerID = id
@@ -259,7 +261,7 @@ public struct Sandbox: Sendable {
                 // Every guest gets its own entropy and the host's time, cloned or not.
                 if sendIdentity {
                     $0.identity = .with {
-                        $0.entropy = Data((try? KernelRandom.bytes(64)) ?? [])
+                        $0.entropy = Data(entropy)
                         $0.hostRealtimeNs = RealtimeClock.nanoseconds()
                     }
                 }
