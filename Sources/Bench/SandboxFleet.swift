@@ -104,9 +104,13 @@ struct ProcessMemory: Encodable {
     var otherPrivateKiB = 0
 
     init(pid: pid_t, guestMappingKiB: Int) throws {
+        // Read to its end in a loop: the file's size is 0, and a reader that trusts the size
+        // stops after the first block (a few mappings).
         let text: String
         do {
-            text = try String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8)
+            let file = try FileDescriptor.open("/proc/\(pid)/smaps", O_RDONLY | O_CLOEXEC)
+            defer { file.close() }
+            text = String(decoding: try file.readToEnd(limit: 256 << 20), as: UTF8.self)
         } catch {
             throw BenchError("cannot read /proc/\(pid)/smaps: \(error)")
         }
