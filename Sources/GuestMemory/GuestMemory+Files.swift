@@ -49,7 +49,7 @@ extension GuestMemory {
                     let written = try file.pwrite(
                         UnsafeRawBufferPointer(start: region.host + done, count: end - done),
                         at: fileOffset + Int64(done))
-                    guard written > 0 else { throw GuestMemoryError.outOfBounds(address: region.guestBase, length: region.size) }
+                    guard written > 0 else { throw SystemError("pwrite", errno: EIO, subject: "guest memory file (wrote nothing)") }
                     done += written
                 }
                 start = end

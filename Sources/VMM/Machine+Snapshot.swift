@@ -1,7 +1,6 @@
 import Devices
 import HostOS
 import KVM
-import Synchronization
 
 extension Machine {
     /// Saves a paused machine: device state first, then every vCPU's and the VM's, then guest

@@ -1,3 +1,5 @@
+import GuestMemory
+
 extension VirtioMMIOTransport {
     /// Register offsets of virtio-mmio version 2 (spec 4.2.2). All are 32 bits wide.
     enum Register {
@@ -49,6 +51,16 @@ struct QueueRegisters {
     }
 
     var isReady: Bool { queue != nil }
+
+    /// The virtqueue these registers describe, its rings checked against guest memory: what
+    /// the driver's QueueReady makes, and what a restore makes again.
+    func makeQueue(index: Int, memory: GuestMemory, indirectDescriptors: Bool) throws(VirtqueueError) -> Virtqueue {
+        guard let size = UInt16(exactly: self.size) else { throw VirtqueueError.badSize(UInt16.max, max: maxSize) }
+        return try Virtqueue(
+            index: index, size: size, maxSize: maxSize, descriptorTable: GuestAddress(descriptorTable),
+            driverArea: GuestAddress(driverArea), deviceArea: GuestAddress(deviceArea), memory: memory,
+            indirectDescriptors: indirectDescriptors)
+    }
 }
 
 extension UInt64 {

@@ -93,12 +93,9 @@ extension VirtioMMIOTransport {
             registers.driverArea = queue.driverArea
             registers.deviceArea = queue.deviceArea
             if queue.ready {
-                guard let size = UInt16(exactly: queue.size) else { throw .init("queue \(index) has size \(queue.size)") }
                 do throws(VirtqueueError) {
-                    let virtqueue = try Virtqueue(
-                        index: index, size: size, maxSize: maxSize, descriptorTable: GuestAddress(queue.descriptorTable),
-                        driverArea: GuestAddress(queue.driverArea), deviceArea: GuestAddress(queue.deviceArea), memory: memory,
-                        indirectDescriptors: saved.driverFeatures & Virtio.Feature.indirectDescriptors != 0)
+                    let virtqueue = try registers.makeQueue(
+                        index: index, memory: memory, indirectDescriptors: saved.driverFeatures & Virtio.Feature.indirectDescriptors != 0)
                     virtqueue.resume(at: queue.position)
                     registers.queue = virtqueue
                 } catch {

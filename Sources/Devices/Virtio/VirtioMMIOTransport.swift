@@ -174,16 +174,9 @@ public final class VirtioMMIOTransport: MMIODevice {
             return nil
         }
         guard !state.queues[index].isReady else { return nil }
-        let registers = state.queues[index]
-        guard let size = UInt16(exactly: registers.size) else {
-            return "queue \(index): \(VirtqueueError.badSize(UInt16.max, max: registers.maxSize))"
-        }
         do throws(VirtqueueError) {
-            state.queues[index].queue = try Virtqueue(
-                index: index, size: size, maxSize: registers.maxSize,
-                descriptorTable: GuestAddress(registers.descriptorTable), driverArea: GuestAddress(registers.driverArea),
-                deviceArea: GuestAddress(registers.deviceArea), memory: memory,
-                indirectDescriptors: state.driverFeatures & Virtio.Feature.indirectDescriptors != 0)
+            state.queues[index].queue = try state.queues[index].makeQueue(
+                index: index, memory: memory, indirectDescriptors: state.driverFeatures & Virtio.Feature.indirectDescriptors != 0)
             return nil
         } catch {
             return "queue \(index): \(error)"
