@@ -83,9 +83,9 @@ done
 pass_if clones-have-the-hosts-time $ok "l1-before=$before l1-after=$after first=$time_first second=$time_second"
 
 # Without the identity the agent sends, a clone keeps the template's clock (stopped while it was
-# saved, so minutes behind): the step above is the agent's doing. Its random bytes differ all
-# the same (the guest kernel mixes interrupt timing and RDRAND into its RNG on its own); the
-# reseed makes that independent of the guest.
+# saved, so minutes behind): the step above is the agent's doing. Its random bytes are only
+# recorded: without the reseed two clones may or may not draw the same bytes (one CI run saw
+# them equal), which is why the agent reseeds.
 begin without-identity
 start_time=$(date +%s)
 for n in a b; do
@@ -98,7 +98,7 @@ random_a=$(field random "$work/same-a") random_b=$(field random "$work/same-b")
 distinct=$(printf '%s\n' "$random_first" "$random_second" "$random_a" "$random_b" | sort -u | wc -l | tr -d ' ')
 ok=no
 [ -n "$stale_a" ] && [ -n "$stale_b" ] && [ "$stale_a" -lt $((start_time - 5)) ] && [ "$stale_b" -lt $((start_time - 5)) ] \
-    && [ "$distinct" = 4 ] && ok=yes
+    && ok=yes
 pass_if without-identity-a-clone-keeps-the-templates-clock $ok "l1=$start_time a=[time=$stale_a random=$random_a] b=[time=$stale_b random=$random_b] distinct-random=$distinct/4 stderr=$(cat "$work/same-a.err" "$work/same-b.err" | oneline)"
 
 # A sandbox of the template's size uses it without being asked; --no-template boots.
