@@ -34,36 +34,24 @@ struct ContainerdInRigTests {
 
 /// The one L1 boot every ContainerdInRigTests test reads its result from.
 enum ContainerdChecks {
-    static let report: Result<RunChecks.Report, any Error> = Result { try runAll() }
+    static let report: Result<RigChecks.Report, any Error> = Result { try runAll() }
 
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         try report.get().expectPassed(name, ranBy: "rig-containerd", sourceLocation: sourceLocation)
     }
 
-    static func runAll() throws -> RunChecks.Report {
+    static func runAll() throws -> RigChecks.Report {
         let work = try TestDirectory()
         let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
         let scripts = RigHarness.repositoryRoot + "/scripts"
         let guests = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests"
         try Subprocess.checked([scripts + "/make-test-image", "--archive", work.path + "/bb.tar"])
         try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-o", work.path + "/ptyrun", guests + "/ptyrun.c"])
-        let started = ContinuousClock.now
-        let outcome = try Subprocess.run([
+        return try RigChecks.boot("containerd-checks", [
             scripts + "/rig-containerd", "--bin", binaries, "--timeout", "1500",
             "--put", work.path + "/bb.tar:/opt/checks/bb.tar", "--put", work.path + "/ptyrun:/opt/checks/ptyrun",
             "--put", guests + "/containerd-checks-in-l1.sh:/opt/checks/checks.sh",
             "--", "sh", "/opt/checks/checks.sh", "/opt/checks/bb.tar", "/opt/checks/ptyrun",
         ])
-        print("containerd-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
-        print(outcome.stdoutText)
-        print(outcome.stderrText)
-        var checks: [String: RunChecks.Check] = [:]
-        for line in outcome.stdoutText.split(separator: "\n") where line.hasPrefix("CHECK ") {
-            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
-            guard fields.count >= 3 else { continue }
-            checks[String(fields[1])] = RunChecks.Check(passed: fields[2] == "PASS", details: fields.count > 3 ? String(fields[3]) : "")
-        }
-        let tail = outcome.stderrText.split(separator: "\n").suffix(15).joined(separator: " | ")
-        return RunChecks.Report(checks: checks, rigStatus: outcome.status, stderrTail: String(tail.suffix(3000)))
     }
 }

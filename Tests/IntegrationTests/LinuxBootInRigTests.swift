@@ -32,7 +32,8 @@ struct LinuxBootInRigTests {
             """
         let outcome = try RigHarness.run(
             ["sh", "-c", script],
-            puts: [rund, kernel, initrd, disk, roDisk, "/usr/sbin/debugfs"], timeout: 900)
+            puts: [rund, kernel, initrd, disk, roDisk, "/usr/sbin/debugfs"], timeout: 900,
+            onceMoreIfL1Fails: true)
         let out = outcome.stdout
         print(out)
         #expect(out.contains("guest: mode=smp nproc=1"))

@@ -37,39 +37,15 @@ struct RunInRigTests {
     @Test func nothingIsLeftBehind() throws { try RunChecks.expectPassed("no-leaks") }
 }
 
-/// The one L1 boot every RunInRigTests test reads its result from.
+/// The L1 boot every RunInRigTests test reads its result from.
 enum RunChecks {
-    struct Check {
-        var passed: Bool
-        var details: String
-    }
-
-    /// What the L1 script reported, and how the rig ended (a hang or crash leaves later checks
-    /// without a line, and each of those tests says why).
-    struct Report {
-        var checks: [String: Check]
-        var rigStatus: Int32
-        var stderrTail: String
-
-        /// Check `name` passed; a check with no line says how the rig (`ranBy`) ended.
-        func expectPassed(_ name: String, ranBy runner: String, sourceLocation: SourceLocation) {
-            guard let check = checks[name] else {
-                Issue.record(
-                    "the L1 script printed no result for check \(name): \(runner) exited \(rigStatus); its stderr ends: \(stderrTail)",
-                    sourceLocation: sourceLocation)
-                return
-            }
-            #expect(check.passed, "\(name): \(check.details)", sourceLocation: sourceLocation)
-        }
-    }
-
-    static let report: Result<Report, any Error> = Result { try runAll() }
+    static let report: Result<RigChecks.Report, any Error> = Result { try runAll() }
 
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         try report.get().expectPassed(name, ranBy: "rig-run", sourceLocation: sourceLocation)
     }
 
-    static func runAll() throws -> Report {
+    static func runAll() throws -> RigChecks.Report {
         let work = try TestDirectory()
         let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
         let scripts = RigHarness.repositoryRoot + "/scripts"
@@ -80,30 +56,13 @@ enum RunChecks {
         let guests = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests"
         // The test bundle itself comes along: its SandboxInsideL1Tests run in L1.
         let bundle = RigHarness.testBundle
-        let started = ContinuousClock.now
         // The L1 script prints at least once a minute: five silent minutes mean a wedged L1.
-        let outcome = try Subprocess.run([
+        return try RigChecks.boot("run-checks", [
             scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
             "--timeout", "1800", "--idle-timeout", "300",
             "--put", hostile + ":/opt/hostile", "--put", bundle,
             "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle,
         ])
-        print("run-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
-        print(outcome.stdoutText)
-        print(outcome.stderrText)
-        return parse(outcome)
-    }
-
-    /// The `CHECK name PASS|FAIL details` lines of an L1 script's run.
-    static func parse(_ outcome: Subprocess.Result) -> Report {
-        var checks: [String: Check] = [:]
-        for line in outcome.stdoutText.split(separator: "\n") where line.hasPrefix("CHECK ") {
-            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
-            guard fields.count >= 3 else { continue }
-            checks[String(fields[1])] = Check(passed: fields[2] == "PASS", details: fields.count > 3 ? String(fields[3]) : "")
-        }
-        let tail = outcome.stderrText.split(separator: "\n").suffix(15).joined(separator: " | ")
-        return Report(checks: checks, rigStatus: outcome.status, stderrTail: String(tail.suffix(3000)))
     }
 }
 

@@ -31,27 +31,22 @@ struct TemplateInRigTests {
 }
 
 enum TemplateChecks {
-    static let report: Result<RunChecks.Report, any Error> = Result { try runAll() }
+    static let report: Result<RigChecks.Report, any Error> = Result { try runAll() }
 
     static func expectPassed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         try report.get().expectPassed(name, ranBy: "rig-run", sourceLocation: sourceLocation)
     }
 
-    static func runAll() throws -> RunChecks.Report {
+    static func runAll() throws -> RigChecks.Report {
         let work = try TestDirectory()
         let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
         let scripts = RigHarness.repositoryRoot + "/scripts"
         let image = try Subprocess.checked([scripts + "/make-test-image", "--root", work.path + "/store", "--rund", binaries + "/rund"])
             .stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
-        let started = ContinuousClock.now
-        let outcome = try Subprocess.run([
+        return try RigChecks.boot("template-checks", [
             scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
             "--timeout", "1200", "--idle-timeout", "300",
             "--script", RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/template-checks-in-l1.sh", image,
         ])
-        print("template-checks: one L1 boot took \(ContinuousClock.now - started), status \(outcome.status)")
-        print(outcome.stdoutText)
-        print(outcome.stderrText)
-        return RunChecks.parse(outcome)
     }
 }

@@ -1,13 +1,11 @@
 #!/bin/sh
-# Inside L1 (scripts/soak through scripts/rig-run --script): RUNS sandboxes one after another,
+# Inside L1 (scripts/soak through scripts/rig-run --script): RUNS sandboxes, AT_ONCE at a time,
 # alternating a short and a busy guest, each watched for stalls. Prints one line per run and a
 # summary; for a stalled run also L1's kvm_exit trace at that moment and the guest's console.
-#   soak-in-l1.sh run  RUNS IMAGE              rund run (agent, vsock, disks)
-#   soak-in-l1.sh vm   RUNS INITRD KERNEL      rund vm boot of a busybox guest (no agent)
-#   soak-in-l1.sh qemu RUNS INITRD KERNEL      QEMU microvm booting that same guest
-KIND=$1 RUNS=$2 ARG=$3 KERNEL=${4:-}
-work=/tmp/soak
-mkdir -p "$work"
+#   soak-in-l1.sh run  RUNS AT_ONCE IMAGE              rund run (agent, vsock, disks)
+#   soak-in-l1.sh vm   RUNS AT_ONCE INITRD KERNEL      rund vm boot of a busybox guest (no agent)
+#   soak-in-l1.sh qemu RUNS AT_ONCE INITRD KERNEL      QEMU microvm booting that same guest
+KIND=$1 RUNS=$2 AT_ONCE=$3 ARG=$4 KERNEL=${5:-}
 uptime_now() { cut -d' ' -f1 /proc/uptime; }
 since() { awk -v a="$1" -v b="$(uptime_now)" 'BEGIN { printf "%.1f", b - a }'; }
 oneline() { tr -d '\r' | tr '\n' '|' | cut -c1-600; }
@@ -32,10 +30,12 @@ trace_kvm() {
     grep -v '^#' "$tracing/trace" | tail -n 8 | sed 's/^ */    /'
 }
 
-ok=0 stalled=0 failed=0 i=1
-while [ "$i" -le "$RUNS" ]; do
+# One guest, run I, in its own directory: writes its verdict line and, when it went wrong, what
+# it left (stderr, console, trace) to $dir/report.
+one_run() {
+    i=$1 dir=/tmp/soak/$1
+    mkdir -p "$dir"
     if [ $((i % 2)) = 0 ]; then load=busy; else load=short; fi
-    rm -f "$work/out" "$work/err" "$work/console"
     start=$(uptime_now)
     case $KIND in
     run)
@@ -44,18 +44,18 @@ while [ "$i" -le "$RUNS" ]; do
         else
             set -- echo done
         fi
-        timeout -k 10 240 "$RUND" run --stall-timeout 60 --image "$ARG" --console "$work/console" -- "$@" \
-            >"$work/out" 2>"$work/err" &
+        timeout -k 10 240 "$RUND" run --stall-timeout 60 --no-template --image "$ARG" --console "$dir/console" -- "$@" \
+            >"$dir/out" 2>"$dir/err" &
         ;;
     vm)
         timeout -k 10 240 "$RUND" vm boot --stall-timeout 60 --kernel "$KERNEL" --initrd "$ARG" --memory 256 \
-            --cmdline "quiet rundtest=soak-$load" --console "$work/console" >"$work/out" 2>"$work/err" &
+            --cmdline "quiet rundtest=soak-$load" --console "$dir/console" >"$dir/out" 2>"$dir/err" &
         ;;
     qemu)
         # No watchdog of its own: a run still going after 150 s counts as stalled.
         timeout -k 10 150 qemu-system-x86_64 -M microvm,accel=kvm -cpu host -m 256 -smp 1 -nodefaults \
-            -no-user-config -display none -no-reboot -serial "file:$work/console" \
-            -kernel "$KERNEL" -initrd "$ARG" -append "$cmdline_base rundtest=soak-$load" >"$work/out" 2>"$work/err" &
+            -no-user-config -display none -no-reboot -serial "file:$dir/console" \
+            -kernel "$KERNEL" -initrd "$ARG" -append "$cmdline_base rundtest=soak-$load" >"$dir/out" 2>"$dir/err" &
         ;;
     esac
     pid=$!
@@ -68,7 +68,7 @@ while [ "$i" -le "$RUNS" ]; do
         [ $((beat % 30)) = 0 ] && echo "soak: run $i still going after ${beat}s" >&2
         # Healthy runs take well under 45 s: catch L1's view while a stuck one still is.
         if [ $traced = no ] && [ "$(since "$start" | cut -d. -f1)" -ge 45 ]; then
-            trace_kvm >"$work/trace"
+            trace_kvm >"$dir/trace"
             traced=yes
         fi
     done
@@ -76,21 +76,41 @@ while [ "$i" -le "$RUNS" ]; do
     took=$(since "$start")
     verdict=failed
     case $KIND in
-    run) if [ $status = 0 ] && grep -qx done "$work/out"; then verdict=ok
-         elif [ $status = 125 ] && grep -q 'made no progress' "$work/err"; then verdict=stalled; fi ;;
-    vm)  if [ $status = 0 ] && grep -q 'guest: soak done' "$work/console"; then verdict=ok
+    run) if [ $status = 0 ] && grep -qx done "$dir/out"; then verdict=ok
+         elif [ $status = 125 ] && grep -q 'made no progress' "$dir/err"; then verdict=stalled; fi ;;
+    vm)  if [ $status = 0 ] && grep -q 'guest: soak done' "$dir/console"; then verdict=ok
          elif [ $status = 5 ]; then verdict=stalled; fi ;;
-    qemu) if grep -q 'guest: soak done' "$work/console" && [ $status = 0 ]; then verdict=ok
+    qemu) if grep -q 'guest: soak done' "$dir/console" && [ $status = 0 ]; then verdict=ok
           elif [ $status = 124 ] || [ $status = 137 ]; then verdict=stalled; fi ;;
     esac
-    case $verdict in ok) ok=$((ok + 1)) ;; stalled) stalled=$((stalled + 1)) ;; *) failed=$((failed + 1)) ;; esac
-    echo "SOAK $i $load $verdict status=$status took=${took}s"
-    if [ $verdict != ok ]; then
-        echo "  stderr: $(oneline <"$work/err")"
-        echo "  console ends: $(tail -n 12 "$work/console" 2>/dev/null | oneline)"
-        [ -f "$work/trace" ] && cat "$work/trace"
-    fi
-    rm -f "$work/trace"
-    i=$((i + 1))
+    {
+        echo "SOAK $i $load $verdict status=$status took=${took}s"
+        if [ $verdict != ok ]; then
+            echo "  stderr: $(oneline <"$dir/err")"
+            echo "  console ends: $(tail -n 12 "$dir/console" 2>/dev/null | oneline)"
+            [ -f "$dir/trace" ] && cat "$dir/trace"
+        fi
+    } >"$dir/report"
+}
+
+ok=0 stalled=0 failed=0 i=1
+while [ "$i" -le "$RUNS" ]; do
+    # A round: AT_ONCE guests started together (CI's checks start two, four or ten at once).
+    first=$i pids=""
+    while [ "$i" -le "$RUNS" ] && [ $((i - first)) -lt "$AT_ONCE" ]; do
+        one_run "$i" &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    wait $pids
+    n=$first
+    while [ "$n" -lt "$i" ]; do
+        cat "/tmp/soak/$n/report"
+        case $(head -n 1 "/tmp/soak/$n/report" | cut -d' ' -f4) in
+        ok) ok=$((ok + 1)) ;; stalled) stalled=$((stalled + 1)) ;; *) failed=$((failed + 1)) ;;
+        esac
+        rm -rf "/tmp/soak/$n"
+        n=$((n + 1))
+    done
 done
-echo "SOAK-SUMMARY kind=$KIND runs=$RUNS ok=$ok stalled=$stalled failed=$failed"
+echo "SOAK-SUMMARY kind=$KIND runs=$RUNS at-once=$AT_ONCE ok=$ok stalled=$stalled failed=$failed"
