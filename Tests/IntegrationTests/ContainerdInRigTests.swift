@@ -47,11 +47,13 @@ enum ContainerdChecks {
         let guests = RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests"
         try Subprocess.checked([scripts + "/make-test-image", "--archive", work.path + "/bb.tar"])
         try Subprocess.checked(["gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-o", work.path + "/ptyrun", guests + "/ptyrun.c"])
-        return try RigChecks.boot("containerd-checks", [
-            scripts + "/rig-containerd", "--bin", binaries, "--timeout", "1500",
-            "--put", work.path + "/bb.tar:/opt/checks/bb.tar", "--put", work.path + "/ptyrun:/opt/checks/ptyrun",
-            "--put", guests + "/containerd-checks-in-l1.sh:/opt/checks/checks.sh",
-            "--", "sh", "/opt/checks/checks.sh", "/opt/checks/bb.tar", "/opt/checks/ptyrun",
-        ])
+        return try RigChecks.boot(
+            "containerd-checks",
+            [
+                scripts + "/rig-containerd", "--bin", binaries, "--timeout", "1500",
+                "--put", work.path + "/bb.tar:/opt/checks/bb.tar", "--put", work.path + "/ptyrun:/opt/checks/ptyrun",
+                "--put", guests + "/containerd-checks-in-l1.sh:/opt/checks/checks.sh",
+                "--", "sh", "/opt/checks/checks.sh", "/opt/checks/bb.tar", "/opt/checks/ptyrun",
+            ])
     }
 }

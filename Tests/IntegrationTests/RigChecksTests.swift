@@ -20,7 +20,8 @@ struct RigChecksTests {
     @Test func aStalledOrTripleFaultedGuestInAFailedCheckIsTheEmulators() {
         let stalled = RigChecks.parse(
             status: 0,
-            stdout: "CHECK isolation FAIL first=[125: ] stderr=rund: the VM ended before its agent answered: guest made no progress (no VM exit for 60.0 seconds)\n",
+            stdout:
+                "CHECK isolation FAIL first=[125: ] stderr=rund: the VM ended before its agent answered: guest made no progress (no VM exit for 60.0 seconds)\n",
             stderr: "")
         #expect(stalled.emulatorFault == "check isolation failed with \"guest made no progress\"")
         let crashed = RigChecks.parse(

@@ -57,12 +57,14 @@ enum RunChecks {
         // The test bundle itself comes along: its SandboxInsideL1Tests run in L1.
         let bundle = RigHarness.testBundle
         // The L1 script prints at least once a minute: five silent minutes mean a wedged L1.
-        return try RigChecks.boot("run-checks", [
-            scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
-            "--timeout", "1800", "--idle-timeout", "300",
-            "--put", hostile + ":/opt/hostile", "--put", bundle,
-            "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle,
-        ])
+        return try RigChecks.boot(
+            "run-checks",
+            [
+                scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
+                "--timeout", "1800", "--idle-timeout", "300",
+                "--put", hostile + ":/opt/hostile", "--put", bundle,
+                "--script", guests + "/run-checks-in-l1.sh", image, "/opt/hostile", bundle,
+            ])
     }
 }
 

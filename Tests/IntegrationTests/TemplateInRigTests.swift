@@ -43,10 +43,12 @@ enum TemplateChecks {
         let scripts = RigHarness.repositoryRoot + "/scripts"
         let image = try Subprocess.checked([scripts + "/make-test-image", "--root", work.path + "/store", "--rund", binaries + "/rund"])
             .stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
-        return try RigChecks.boot("template-checks", [
-            scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
-            "--timeout", "1200", "--idle-timeout", "300",
-            "--script", RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/template-checks-in-l1.sh", image,
-        ])
+        return try RigChecks.boot(
+            "template-checks",
+            [
+                scripts + "/rig-run", "--bin", binaries, "--images-root", work.path + "/store",
+                "--timeout", "1200", "--idle-timeout", "300",
+                "--script", RigHarness.repositoryRoot + "/Tests/IntegrationTests/Guests/template-checks-in-l1.sh", image,
+            ])
     }
 }
