@@ -95,6 +95,32 @@ public enum X86Layout {
         firstVirtioGSI + UInt32(index)
     }
 
+    // MARK: Persistent memory (virtio-pmem)
+
+    /// virtio-pmem ranges start here: above the most RAM a VM may have (64 GiB, which ends at
+    /// 65 GiB past the MMIO gap), and at a fixed address so that a saved kernel and a VM
+    /// restored from it agree on where its pmem lies.
+    public static let pmemBase: GuestAddress = 0x20_0000_0000
+    /// The guest's memory hotplug maps whole 2 MiB subsections: every range starts and ends on one.
+    public static let pmemAlignment: UInt64 = 2 << 20
+
+    /// Where pmem ranges holding files of `fileSizes` bytes go: one after another from
+    /// `pmemBase`, each padded to `pmemAlignment`. Nil when a size or the total overflows.
+    public static func pmemRanges(fileSizes: [UInt64]) -> [(base: GuestAddress, size: UInt64)]? {
+        var next = pmemBase.rawValue
+        var ranges: [(base: GuestAddress, size: UInt64)] = []
+        for fileSize in fileSizes {
+            let (padded, overflow) = fileSize.addingReportingOverflow(pmemAlignment - 1)
+            guard !overflow, fileSize > 0 else { return nil }
+            let size = padded & ~(pmemAlignment - 1)
+            let (end, endOverflow) = next.addingReportingOverflow(size)
+            guard !endOverflow else { return nil }
+            ranges.append((base: GuestAddress(next), size: size))
+            next = end
+        }
+        return ranges
+    }
+
     /// Guest RAM for `memoryBytes` (rounded down to 4 KiB): one region below the MMIO gap and,
     /// past 3 GiB, the rest from 4 GiB up.
     public static func ramRegions(memoryBytes: Int) -> [(base: GuestAddress, size: Int)] {

@@ -15,3 +15,10 @@ extension GuestMemory {
         regions.map { HypervisorMapping(guestBase: $0.guestBase, size: $0.size, host: $0.host, isReadOnly: $0.isReadOnly) }
     }
 }
+
+extension GuestRegion {
+    /// A region kept outside any `GuestMemory` (a pmem range) as a hypervisor memory slot takes it.
+    package var hypervisorMapping: GuestMemory.HypervisorMapping {
+        GuestMemory.HypervisorMapping(guestBase: guestBase, size: size, host: host, isReadOnly: isReadOnly)
+    }
+}

@@ -41,6 +41,32 @@ public final class GuestRegion: @unchecked Sendable {
         self.isReadOnly = readOnly
     }
 
+    /// A read-only view of a file shared with every other mapping of it (an image in the host's
+    /// page cache): the file's first `fileLength` bytes (a multiple of the page size), then
+    /// read-only zero pages up to `size`. Not guest RAM: a VMM maps it into the guest as a
+    /// read-only memory slot and keeps it out of `GuestMemory`, so no device writes to it.
+    public init(readOnlyFile file: FileDescriptor, fileLength: Int, at guestBase: GuestAddress, size: Int) throws {
+        try GuestRegion.checkShape(base: guestBase, size: size)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard fileLength > 0, fileLength <= size, fileLength % page == 0 else {
+            throw GuestMemoryError.badRegion(base: guestBase, size: fileLength)
+        }
+        // Reserve the whole range first, so the padding is ours and the file lands at its start.
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { throw SystemError.last("mmap", subject: "pmem range \(size >> 20) MiB") }
+        let mapped = mmap(p, fileLength, PROT_READ, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, file.rawValue, 0)
+        guard mapped == p else {
+            let error = SystemError.last("mmap", subject: "pmem file")
+            munmap(p, size)
+            throw error
+        }
+        try Self.excludeFromCoreDumps(p, size: size)
+        self.guestBase = guestBase
+        self.size = size
+        self.host = p
+        self.isReadOnly = true
+    }
+
     deinit {
         munmap(host, size)
     }

@@ -20,6 +20,8 @@ struct HostFiles {
     let console: FileDescriptor?
     /// nil for a drive with no medium.
     let disks: [FileDescriptor?]
+    /// Each pmem image with its length (a whole number of pages).
+    let pmemImages: [(file: FileDescriptor, length: Int)]
 
     /// `readsGuestImage`: false when restoring a snapshot, whose guest is in its memory.
     init(_ configuration: VMConfiguration, readsGuestImage: Bool) throws {
@@ -40,6 +42,27 @@ struct HostFiles {
                 throw VMError.unreadableFile(kind: "disk", path: path, reason: error.message)
             }
         }
+        pmemImages = try configuration.pmemImages.map(Self.openPmemImage)
+    }
+
+    /// A pmem image: read-only, not empty, whole pages, at most 64 GiB (a guest's memory map of
+    /// it costs 1/64 of its size in the guest's RAM).
+    static func openPmemImage(_ path: String) throws -> (file: FileDescriptor, length: Int) {
+        let file: FileDescriptor
+        let size: Int64
+        do {
+            file = try FileDescriptor.open(path, O_RDONLY)
+            size = try file.size()
+        } catch let error as SystemError {
+            throw VMError.unreadableFile(kind: "pmem image", path: path, reason: error.message)
+        }
+        let page = Int64(sysconf(Int32(_SC_PAGESIZE)))
+        guard size > 0 else { throw VMError.badPmemImage(path: path, reason: "it is empty") }
+        guard size % page == 0 else {
+            throw VMError.badPmemImage(path: path, reason: "its \(size) bytes are not a whole number of \(page)-byte pages")
+        }
+        guard size <= 64 << 30 else { throw VMError.badPmemImage(path: path, reason: "it is larger than 64 GiB") }
+        return (file, Int(size))
     }
 
     static func read(_ path: String, kind: String, limit: Int) throws -> [UInt8] {
@@ -99,6 +122,32 @@ extension Machine {
     static func registerMemory(_ memory: GuestMemory, in vm: VirtualMachine) throws {
         for (slot, mapping) in memory.hypervisorMappings.enumerated() {
             try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: mapping.guestBase.rawValue, size: mapping.size, host: mapping.host)
+        }
+    }
+
+    /// The pmem images' ranges, mapped and registered as read-only KVM memory slots after the
+    /// RAM slots. A guest write there exits to the VMM as MMIO, which `ReadOnlyWindow` drops.
+    static func mapPmem(
+        _ images: [(file: FileDescriptor, length: Int)], in vm: VirtualMachine, firstSlot: Int, supportedCPUID: [kvm_cpuid_entry2]
+    ) throws -> [GuestRegion] {
+        guard !images.isEmpty else { return [] }
+        guard let ranges = X86Layout.pmemRanges(fileSizes: images.map { UInt64($0.length) }), let last = ranges.last else {
+            throw VMError.setup("the pmem images do not fit in the guest's address space")
+        }
+        // The guest must be able to address the ranges: CPUID 0x80000008 EAX[7:0] physical bits.
+        let physicalBits = supportedCPUID.first { $0.function == 0x8000_0008 }.map { Int($0.eax & 0xff) } ?? 36
+        let end = last.base.rawValue + last.size
+        guard physicalBits >= 64 || end <= UInt64(1) << physicalBits else {
+            throw VMError.setup("pmem ranges end at \(end >> 30) GiB, past the \(physicalBits)-bit physical addresses this CPU gives guests")
+        }
+        return try zip(images, ranges).enumerated().map { index, pair in
+            let (image, range) = pair
+            let region = try GuestRegion(readOnlyFile: image.file, fileLength: image.length, at: range.base, size: Int(range.size))
+            let mapping = region.hypervisorMapping
+            try vm.setUserMemoryRegion(
+                slot: UInt32(firstSlot + index), guestAddress: mapping.guestBase.rawValue, size: mapping.size, host: mapping.host,
+                readOnly: true)
+            return region
         }
     }
 

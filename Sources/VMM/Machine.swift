@@ -39,6 +39,9 @@ public final class Machine: @unchecked Sendable {
     let serial: Serial8250
     let transports: [VirtioMMIOTransport]
     let disks: [VirtioBlock]
+    /// Each pmem image's device; its mapping (`pmemRegions`) lives as long as the machine.
+    let pmemDevices: [VirtioPmem]
+    private let pmemRegions: [GuestRegion]
     /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
     /// Listen and connect from any thread, before or during `run()`.
     public let vsock: VsockHostEndpoint?
@@ -88,6 +91,8 @@ public final class Machine: @unchecked Sendable {
         case .restore(_, let file): memory = try GuestMemory.copyOnWrite(of: file, layout: ramRegions)
         }
         try Self.registerMemory(memory, in: vm)
+        pmemRegions = try Self.mapPmem(
+            files.pmemImages, in: vm, firstSlot: memory.hypervisorMappings.count, supportedCPUID: try kvm.supportedCPUID())
 
         let state = try MachineState()
         self.state = state
@@ -105,7 +110,7 @@ public final class Machine: @unchecked Sendable {
         let i8042 = I8042(onReset: { state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted) })
         let sleep = SleepControlPort(onPowerOff: { state.finish(.poweredOff) })
 
-        // Disks first (vda, vdb, ...), then vsock.
+        // Disks first (vda, vdb, ...), then vsock, then pmem (pmem0, pmem1, ...).
         var virtio = VirtioSlotWiring(vm: vm, memory: memory)
         var disks: [VirtioBlock] = []
         for (index, (disk, file)) in zip(configuration.disks, files.disks).enumerated() {
@@ -122,6 +127,14 @@ public final class Machine: @unchecked Sendable {
         } else {
             vsock = nil
         }
+        let readOnlyWindows = pmemRegions.map { region in
+            IOBus.MMIORange(base: region.guestBase, size: UInt64(region.size), device: ReadOnlyWindow(base: region.guestBase))
+        }
+        pmemDevices = try pmemRegions.map { region in
+            let device = VirtioPmem(start: region.guestBase, size: UInt64(region.size))
+            try virtio.attach(device)
+            return device
+        }
         transports = virtio.transports
         self.disks = disks
         devices = [serial, i8042, sleep] + virtio.transports
@@ -132,7 +145,7 @@ public final class Machine: @unchecked Sendable {
                 IOBus.PortRange(base: 0x64, count: 1, device: i8042),
                 IOBus.PortRange(base: X86Layout.acpiSleepControlPort, count: 1, device: sleep),
             ],
-            mmio: virtio.ranges + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)])
+            mmio: virtio.ranges + [IOBus.MMIORange(base: VMMAddresses.bootMarker, size: 0x1000, device: bootMarker)] + readOnlyWindows)
 
         switch guest {
         case .boot:

@@ -37,6 +37,11 @@ public struct VMConfiguration: Sendable {
     public var vcpuCount: Int
     public var disks: [Disk]
     public var console: Console
+    /// Read-only images the guest sees as persistent memory (virtio-pmem, one device each, in the
+    /// slots after vsock): each file is mapped shared and read-only at `X86Layout.pmemRanges`, so
+    /// every VM of one image reads the same host page-cache pages. Their sizes are multiples of
+    /// 4 KiB (EROFS images are).
+    public var pmemImages: [String] = []
     /// vsock: when set, the VM gets a virtio-vsock device with this guest CID (3 or more), in the
     /// virtio slot after the disks; its host side is `Machine.vsock`.
     public var vsockGuestCID: UInt32? = nil
@@ -82,9 +87,9 @@ public struct VMConfiguration: Sendable {
         guard (1...Self.maxVCPUs).contains(vcpuCount) else { throw .vcpuCountOutOfRange(vcpuCount, maximum: Self.maxVCPUs) }
         guard memoryMiB >= Self.minMemoryMiB else { throw .memoryTooSmall(mebibytes: memoryMiB, minimum: Self.minMemoryMiB) }
         guard memoryMiB <= Self.maxMemoryMiB else { throw .memoryTooLarge(mebibytes: memoryMiB, maximum: Self.maxMemoryMiB) }
-        // vsock takes the virtio slot after the disks.
+        // vsock takes the virtio slot after the disks, pmem devices the ones after it.
         let slots = VirtioSlots.maxDevices - (vsockGuestCID == nil ? 0 : 1)
-        guard disks.count <= slots else { throw .tooManyDisks(disks.count, maximum: slots) }
+        guard disks.count + pmemImages.count <= slots else { throw .tooManyDisks(disks.count + pmemImages.count, maximum: slots) }
         if let stallTimeout, stallTimeout < .seconds(2) { throw .stallTimeoutTooShort(stallTimeout) }
         if let cid = vsockGuestCID, cid <= 2 || cid == UInt32.max { throw .reservedVsockCID(cid) }
     }
@@ -104,6 +109,8 @@ public enum VMError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A kernel or initrd larger than the guest's memory could hold.
     case fileTooLarge(kind: String, path: String, mebibytes: Int, limit: Int)
     case unreadableFile(kind: String, path: String, reason: String)
+    /// A pmem image that cannot be mapped as one (empty, not whole pages, too large).
+    case badPmemImage(path: String, reason: String)
     case setup(String)
 
     public var description: String {
@@ -111,12 +118,13 @@ public enum VMError: Error, CustomStringConvertible, Sendable, Equatable {
         case let .vcpuCountOutOfRange(count, maximum): return "a VM has 1 to \(maximum) vCPUs, not \(count)"
         case let .memoryTooSmall(size, minimum): return "\(size) MiB of guest memory is too little to boot Linux: at least \(minimum) MiB"
         case let .memoryTooLarge(size, maximum): return "\(size) MiB of guest memory is more than the \(maximum) MiB a VM may have"
-        case let .tooManyDisks(count, maximum): return "\(count) disks do not fit in the VM's virtio slots: at most \(maximum)"
+        case let .tooManyDisks(count, maximum): return "\(count) disks and pmem images do not fit in the VM's virtio slots: at most \(maximum)"
         case let .stallTimeoutTooShort(timeout): return "a stall timeout of \(timeout) is too short: at least 2 seconds"
         case let .reservedVsockCID(cid): return "vsock guest CID \(cid) is reserved: guests use 3 to 4294967294"
         case let .fileTooLarge(kind, path, size, limit):
             return "\(kind) \(path) is \(size) MiB, more than the guest's \(limit) MiB of memory"
         case let .unreadableFile(kind, path, reason): return "cannot read \(kind) \(path): \(reason)"
+        case let .badPmemImage(path, reason): return "cannot use \(path) as persistent memory: \(reason)"
         case .setup(let text): return text
         }
     }

@@ -22,7 +22,8 @@ enum CLIAdvice {
             case .vcpuCountOutOfRange: return "change --vcpus"
             case .memoryTooSmall, .memoryTooLarge: return "change --memory"
             case .fileTooLarge: return "raise --memory"
-            case .tooManyDisks: return "attach fewer disks"
+            case .tooManyDisks: return "attach fewer disks or pmem images"
+            case .badPmemImage: return "pass an image padded to whole 4 KiB pages to --pmem"
             case .stallTimeoutTooShort: return "raise --stall-timeout"
             default: return nil
             }

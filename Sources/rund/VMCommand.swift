@@ -17,8 +17,10 @@ struct VMBoot: ParsableCommand {
         commandName: "boot",
         abstract: "Boot a Linux bzImage in a microVM and wait until it powers off.",
         discussion: """
-            The guest sees an 8250 console on COM1, an i8042 reset line, and each --disk as a
-            virtio-blk device (vda, vdb, ...), all described in ACPI. SIGTERM or SIGINT stops the guest.
+            The guest sees an 8250 console on COM1, an i8042 reset line, each --disk as a
+            virtio-blk device (vda, vdb, ...) and each --pmem as a virtio-pmem device (pmem0,
+            pmem1, ...; the guest needs the virtio_pmem and nd_pmem modules), all described in
+            ACPI. SIGTERM or SIGINT stops the guest.
 
             Exit status: 0 guest powered off, 2 guest rebooted, 3 guest kernel panicked,
             4 guest crashed (triple fault, KVM error), 5 guest made no progress (--stall-timeout),
@@ -32,6 +34,12 @@ struct VMBoot: ParsableCommand {
         name: .customLong("disk"),
         help: ArgumentHelp("A virtio-blk disk backed by FILE; add ',ro' for read-only. Repeatable.", valueName: "FILE[,ro]"))
     var disks: [String] = []
+    @Option(
+        name: .customLong("pmem"),
+        help: ArgumentHelp(
+            "A read-only virtio-pmem device mapping FILE (whole 4 KiB pages, e.g. an EROFS image), shared through the host's page cache. Repeatable.",
+            valueName: "FILE"))
+    var pmemImages: [String] = []
     @Option(help: "Number of vCPUs.") var vcpus: Int = 1
     @Option(help: "Guest memory in MiB.") var memory: Int = 256
     @Option(help: ArgumentHelp("Guest console: a file path, or '-' for standard output.", valueName: "FILE|-"))
@@ -53,6 +61,7 @@ struct VMBoot: ParsableCommand {
             kernelPath: kernel, initrdPath: initrd, extraCommandLine: cmdline, memoryMiB: memory, vcpuCount: vcpus,
             disks: try disks.map(Self.parseDisk), console: console == "-" ? .standardOutput : .file(console))
         configuration.stallTimeout = stallTimeout.map { .milliseconds(Int64($0 * 1000)) }
+        configuration.pmemImages = pmemImages
         var logger = Logger(label: "rund.vmm")
         logger.logLevel = verbose ? .debug : .warning
 

@@ -21,6 +21,7 @@ public enum Virtio {
     public enum DeviceType {
         public static let block: UInt32 = 2
         public static let socket: UInt32 = 19
+        public static let pmem: UInt32 = 27
     }
 
     /// InterruptStatus bits of virtio-mmio.
