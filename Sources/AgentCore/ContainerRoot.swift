@@ -19,6 +19,7 @@ struct ContainerRoot: Sendable {
                 try FileSystem.makeDirectories(plan.directory + directory)
             }
             for step in [plan.imageMount, plan.writableMount] {
+                try waitForDevice(step.source)
                 try Mount.mount(source: step.source, target: step.target, type: step.type, flags: step.flags, data: step.data)
                 mounted.append(step.target)
             }
@@ -31,6 +32,19 @@ struct ContainerRoot: Sendable {
             throw TTRPCStatus(.failedPrecondition, "cannot mount the rootfs of container \(id): \(error)")
         }
         return ContainerRoot(id: id, plan: plan, hostname: hostname)
+    }
+
+    /// libnvdimm probes a pmem device asynchronously: /dev/pmem0 appears a moment after its
+    /// module loaded (virtio-blk's disks are there at once). Waits for `path` up to `limit`.
+    static func waitForDevice(_ path: String, limit: Duration = .seconds(10)) throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limit
+        while access(path, F_OK) != 0 {
+            guard clock.now < deadline else {
+                throw TTRPCStatus(.failedPrecondition, "device \(path) did not appear within \(limit)")
+            }
+            usleep(10_000)
+        }
     }
 
     /// Unmounts the overlay, the writable fs and the image (lazily: processes may still hold them).

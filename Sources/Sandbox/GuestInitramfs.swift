@@ -11,6 +11,29 @@ import Storage
 public enum GuestInitramfs {
     /// What the agent needs from the kernel: the MMIO transport, disks, vsock, the rootfs layers.
     public static let requiredModules = ["virtio_mmio", "virtio_blk", "vmw_vsock_virtio_transport", "overlay", "erofs"]
+    /// What the image on virtio-pmem adds: the device's driver and the pmem block driver (which
+    /// gives /dev/pmem0 its DAX device); the kernel must also have FS_DAX built in.
+    public static let pmemModules = ["virtio_pmem", "nd_pmem"]
+
+    /// The modules for a guest whose image is on `device`.
+    public static func modules(for device: RootfsDevice) -> [String] {
+        device == .pmem ? requiredModules + pmemModules : requiredModules
+    }
+
+    /// Why the cached kernel cannot mount an image from virtio-pmem with DAX, or nil when it can.
+    public static func pmemUnsupportedReason(kernelDirectory: String) -> String? {
+        if let config = try? read(kernelDirectory + "/config", what: "kernel config"),
+            !String(decoding: config, as: UTF8.self).split(separator: "\n").contains("CONFIG_FS_DAX=y")
+        {
+            return "the guest kernel is built without CONFIG_FS_DAX"
+        }
+        do {
+            _ = try loadOrder(of: pmemModules, kernelDirectory: kernelDirectory)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
 
     /// Returns the cached archive for this agent and kernel, building it when missing.
     /// Sandbox start calls this every time, so a cache hit costs two stats and no reading: the

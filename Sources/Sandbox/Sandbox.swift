@@ -125,7 +125,15 @@ public struct Sandbox: Sendable {
         if let keepOpen = root.keepOpen { teardown.push { keepOpen.close() } }
         let process = try spec.processSpec(config: root.config)
         let kernelDirectory = self.kernelDirectory
-        let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
+        // A template's clone reads its image through the template's virtio-blk drive; a cold
+        // boot maps it with virtio-pmem where the kernel can (`RootfsDevice`).
+        if spec.rootfsDevice == .pmem, case .named(let name) = spec.template {
+            throw SandboxError("template \(name) reads the image through virtio-blk: its clones cannot have it on virtio-pmem")
+        }
+        let template = try self.template(for: spec, choice: spec.rootfsDevice == .pmem ? .coldBoot : spec.template)
+        let device = try rootfsDevice(spec, cloning: template != nil, kernelDirectory: kernelDirectory)
+        let initramfs = try GuestInitramfs.path(
+            stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath, modules: GuestInitramfs.modules(for: device))
         // The VM's size is checked before it sizes the cgroup.
         try VMConfiguration(kernelPath: kernelDirectory + "/vmlinuz", memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount).validate()
 
@@ -142,10 +150,9 @@ public struct Sandbox: Sendable {
         teardown.push { writable.close() }
 
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
-        let template = try self.template(for: spec, choice: spec.template)
         phases?.begin(.vmCreate)
         let configuration = machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, imageDisk: root.disk, writable: writable)
+            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, image: root.disk, on: device, writable: writable)
         var restored: Machine?
         if let template {
             // The mapping keeps the memory file; the descriptor is not needed once it exists.
@@ -161,6 +168,7 @@ public struct Sandbox: Sendable {
         }
         let cloned = restored != nil
         let machine = try restored ?? Machine(configuration: configuration, logger: logger)
+        logger.debug("image device", metadata: ["device": "\(device)"])
         phases?.begin(.kernelBoot)
         // A clone's kernel booted in its template: its agent listens from the first instruction.
         if cloned { phases?.begin(.agentReady) }
@@ -192,7 +200,7 @@ public struct Sandbox: Sendable {
                         }
                     }))
             try await Self.createContainer(
-                client, id: id, hostname: spec.hostname, sendIdentity: !spec.testHooks.contains(.skipGuestIdentity),
+                client, id: id, hostname: spec.hostname, imageOn: device, sendIdentity: !spec.testHooks.contains(.skipGuestIdentity),
                 controlTimeout: Self.controlCallTimeout(spec))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
@@ -219,8 +227,23 @@ public struct Sandbox: Sendable {
         }
     }
 
+    /// The image's device for this sandbox: what the spec asks for, checked against the kernel
+    /// and a template; by default pmem unless the sandbox is a clone or the kernel cannot.
+    func rootfsDevice(_ spec: SandboxSpec, cloning: Bool, kernelDirectory: String) throws -> RootfsDevice {
+        switch spec.rootfsDevice {
+        case .blk: return .blk
+        case .pmem:
+            if let reason = GuestInitramfs.pmemUnsupportedReason(kernelDirectory: kernelDirectory) {
+                throw SandboxError("cannot put the image on virtio-pmem: \(reason)")
+            }
+            return .pmem
+        case nil:
+            return cloning || GuestInitramfs.pmemUnsupportedReason(kernelDirectory: kernelDirectory) != nil ? .blk : .pmem
+        }
+    }
+
     func machineConfiguration(
-        _ spec: SandboxSpec, kernelDirectory: String, initramfs: String, imageDisk: String,
+        _ spec: SandboxSpec, kernelDirectory: String, initramfs: String, image: String, on device: RootfsDevice,
         writable: FileDescriptor
     ) -> VMConfiguration {
         var configuration = VMConfiguration(
@@ -230,17 +253,23 @@ public struct Sandbox: Sendable {
         configuration.vsockGuestCID = Self.guestCID
         configuration.stallTimeout = spec.stallTimeout
         configuration.testHooks = spec.testHooks
-        // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
-        configuration.disks = [
-            .init(path: imageDisk, readOnly: true),
-            .init(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false),
-        ]
+        let writableDisk = VMConfiguration.Disk(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)
+        switch device {
+        case .blk:
+            // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
+            configuration.disks = [.init(path: image, readOnly: true), writableDisk]
+        case .pmem:
+            // /dev/pmem0: the image, mapped shared and read-only; /dev/vda: the writable layer.
+            configuration.pmemImages = [image]
+            configuration.disks = [writableDisk]
+        }
         return configuration
     }
 
-    /// CreateContainer over the two disks.
+    /// CreateContainer over the image and the writable layer, on the devices `device` puts them.
     static func createContainer(
-        _ client: AgentClient, id: String, hostname: String?, sendIdentity: Bool = true, controlTimeout: Duration
+        _ client: AgentClient, id: String, hostname: String?, imageOn device: RootfsDevice, sendIdentity: Bool = true,
+        controlTimeout: Duration
     ) async throws {
         // A clone without fresh entropy would share its RNG with its template: no silent default.
         let entropy = sendIdentity ? try KernelRandom.bytes(64) : []
@@ -250,10 +279,14 @@ public struct Sandbox: Sendable {
                 $0.hostname = hostname ?? String(id.prefix(63))
                 $0.rootfs = .with {
                     $0.image = .with {
-                        $0.path = "/dev/vda"; $0.fsType = "erofs"
+                        $0.path = device == .pmem ? "/dev/pmem0" : "/dev/vda"
+                        $0.fsType = "erofs"
+                        // Reads map the host's page cache straight into the guest.
+                        if device == .pmem { $0.options = ["dax"] }
                     }
                     $0.writable = .with {
-                        $0.path = "/dev/vdb"; $0.fsType = "ext4"
+                        $0.path = device == .pmem ? "/dev/vda" : "/dev/vdb"
+                        $0.fsType = "ext4"
                     }
                     $0.upperDir = "upper"
                     $0.workDir = "work"

@@ -15,6 +15,15 @@ public enum SandboxRoot: Sendable, Equatable {
     case erofs(String)
 }
 
+/// How the guest reads the image (the container's read-only lower layer).
+public enum RootfsDevice: String, Sendable, CaseIterable {
+    /// virtio-pmem with EROFS mounted `dax`: every sandbox of an image maps the same host
+    /// page-cache pages. The default when the guest kernel has the modules and no template is used.
+    case pmem
+    /// virtio-blk: the guest reads the image into its own page cache (templates' clones use it).
+    case blk
+}
+
 /// What one `rund run` asks for. nil fields take the image config's values.
 public struct SandboxSpec: Sendable {
     public var id: String
@@ -45,6 +54,8 @@ public struct SandboxSpec: Sendable {
     public var agentTimeout: Duration = .seconds(120)
     /// Cold boot, or a clone of a template (`SandboxTemplate`).
     public var template: SandboxTemplate.Choice = .automatic
+    /// The image's device; nil: pmem when the kernel supports it and no template is used, else blk.
+    public var rootfsDevice: RootfsDevice? = nil
     /// The main process exactly as given (the shim's config.json), instead of one resolved from
     /// the image config and the fields above.
     public var process: AgentProcessSpec?

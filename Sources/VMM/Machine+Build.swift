@@ -138,7 +138,8 @@ extension Machine {
         let physicalBits = supportedCPUID.first { $0.function == 0x8000_0008 }.map { Int($0.eax & 0xff) } ?? 36
         let end = last.base.rawValue + last.size
         guard physicalBits >= 64 || end <= UInt64(1) << physicalBits else {
-            throw VMError.setup("pmem ranges end at \(end >> 30) GiB, past the \(physicalBits)-bit physical addresses this CPU gives guests")
+            throw VMError.setup(
+                "pmem ranges end at \(end >> 30) GiB, past the \(physicalBits)-bit physical addresses this CPU gives guests")
         }
         return try zip(images, ranges).enumerated().map { index, pair in
             let (image, range) = pair

@@ -118,7 +118,8 @@ public enum VMError: Error, CustomStringConvertible, Sendable, Equatable {
         case let .vcpuCountOutOfRange(count, maximum): return "a VM has 1 to \(maximum) vCPUs, not \(count)"
         case let .memoryTooSmall(size, minimum): return "\(size) MiB of guest memory is too little to boot Linux: at least \(minimum) MiB"
         case let .memoryTooLarge(size, maximum): return "\(size) MiB of guest memory is more than the \(maximum) MiB a VM may have"
-        case let .tooManyDisks(count, maximum): return "\(count) disks and pmem images do not fit in the VM's virtio slots: at most \(maximum)"
+        case let .tooManyDisks(count, maximum):
+            return "\(count) disks and pmem images do not fit in the VM's virtio slots: at most \(maximum)"
         case let .stallTimeoutTooShort(timeout): return "a stall timeout of \(timeout) is too short: at least 2 seconds"
         case let .reservedVsockCID(cid): return "vsock guest CID \(cid) is reserved: guests use 3 to 4294967294"
         case let .fileTooLarge(kind, path, size, limit):

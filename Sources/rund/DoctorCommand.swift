@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Sandbox
 import HostOS
 import KVM
 
@@ -55,7 +56,7 @@ struct HostCheck: Encodable {
 
 enum HostChecks {
     static func all(stateRoot: String) -> [HostCheck] {
-        var checks = [kvmDevice(), stockKernelSupport(), kernelCache(stateRoot: stateRoot)]
+        var checks = [kvmDevice(), stockKernelSupport(), kernelCache(stateRoot: stateRoot), imageDevice(stateRoot: stateRoot)]
         checks += requiredTools.map { tool(name: $0.name, package: $0.package, required: true) }
         checks += optionalTools.map { tool(name: $0.name, package: $0.package, required: false) }
         checks += HostCheckExtensions.checks(stateRoot: stateRoot)
@@ -103,6 +104,26 @@ enum HostChecks {
         return HostCheck(
             name: "guest kernel", status: .missing, detail: "no cached guest kernel at \(path)",
             fix: "run scripts/setup (add --root \(stateRoot) if not the default)", requiredForSandboxes: true)
+    }
+
+    /// How sandboxes read their image: virtio-pmem with DAX when the cached kernel can, else virtio-blk.
+    static func imageDevice(stateRoot: String) -> HostCheck {
+        let kernel = "\(stateRoot)/kernel/current"
+        guard FileManager.default.fileExists(atPath: kernel + "/vmlinuz") else {
+            return HostCheck(
+                name: "image device", status: .info, detail: "unknown until a guest kernel is cached", fix: nil, requiredForSandboxes: false
+            )
+        }
+        if let reason = GuestInitramfs.pmemUnsupportedReason(kernelDirectory: kernel) {
+            return HostCheck(
+                name: "image device", status: .info,
+                detail: "virtio-blk (each guest caches the image itself): virtio-pmem is unavailable, \(reason)",
+                fix: "use a guest kernel with CONFIG_FS_DAX=y and the virtio_pmem and nd_pmem modules", requiredForSandboxes: false)
+        }
+        return HostCheck(
+            name: "image device", status: .ok,
+            detail: "virtio-pmem, EROFS mounted dax: sandboxes of one image share its page cache (a template's clones use virtio-blk)",
+            fix: nil, requiredForSandboxes: false)
     }
 
     static let requiredTools: [(name: String, package: String)] = [

@@ -70,6 +70,12 @@ struct RunCommand: AsyncParsableCommand {
     var template: String?
     @Flag(help: "Boot the kernel even when a template fits (by default a fitting template is used).")
     var noTemplate = false
+    @Option(
+        help: ArgumentHelp(
+            "How the guest reads the image: pmem (virtio-pmem, EROFS mounted dax: every sandbox of the image shares "
+                + "the host's page cache) or blk (virtio-blk). Default: pmem when the guest kernel supports it and "
+                + "no template is used, else blk.", valueName: "pmem|blk"))
+    var rootfsDevice: RootfsDevice?
     @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
@@ -79,6 +85,9 @@ struct RunCommand: AsyncParsableCommand {
         try SecondsOption.check(stallTimeout, "--stall-timeout", in: 2...86400)
         try SecondsOption.check(agentTimeout, "--agent-timeout", in: 1...86400)
         if template != nil && noTemplate { throw ValidationError("give either --template or --no-template, not both") }
+        if template != nil && rootfsDevice == .pmem {
+            throw ValidationError("a template's clone reads its image through virtio-blk: drop --template or --rootfs-device pmem")
+        }
     }
 
     func run() async throws {
@@ -123,6 +132,7 @@ struct RunCommand: AsyncParsableCommand {
             stallTimeout: stallTimeout.map { .milliseconds(Int64($0 * 1000)) }, testHooks: Set(testHook))
         spec.agentTimeout = .milliseconds(Int64(agentTimeout * 1000))
         spec.template = noTemplate ? .coldBoot : template.map { .named($0) } ?? .automatic
+        spec.rootfsDevice = rootfsDevice
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
         try ProcessHardening.makeUndumpable()
         let sandbox = Sandbox(
@@ -154,3 +164,5 @@ struct RunCommand: AsyncParsableCommand {
 }
 
 extension VMConfiguration.TestHook: ExpressibleByArgument {}
+
+extension RootfsDevice: ExpressibleByArgument {}

@@ -38,4 +38,22 @@ struct GuestInitramfsTests {
         #expect(process.cwd == "/" && process.uid == 7 && process.gid == 8)
         #expect(throws: SandboxError.self) { try SandboxSpec(id: "s", image: "i").process(config: empty) }
     }
+
+    /// pmem needs FS_DAX built in and the two modules: a kernel directory without either says
+    /// which is missing; the cached Debian kernel (when scripts/setup made it) has both.
+    @Test func pmemSupportIsReadFromTheKernelsConfigAndModules() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kernel-\(getpid())").path
+        try FileSystem.makeDirectories(directory + "/modules")
+        defer { try? FileSystem.removeTree(directory) }
+        func write(_ name: String, _ text: String) throws {
+            try FileSystem.open(at: nil, directory + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array(text.utf8))
+        }
+        try write("config", "CONFIG_EROFS_FS=m\n# CONFIG_FS_DAX is not set\n")
+        try write("modules/modules.dep", "kernel/drivers/nvdimm/virtio_pmem.ko:\nkernel/drivers/nvdimm/nd_pmem.ko:\n")
+        #expect(GuestInitramfs.pmemUnsupportedReason(kernelDirectory: directory) == "the guest kernel is built without CONFIG_FS_DAX")
+        try write("config", "CONFIG_FS_DAX=y\n")
+        #expect(GuestInitramfs.pmemUnsupportedReason(kernelDirectory: directory) == nil)
+        try write("modules/modules.dep", "kernel/drivers/nvdimm/virtio_pmem.ko:\n")
+        #expect(GuestInitramfs.pmemUnsupportedReason(kernelDirectory: directory)?.contains("nd_pmem") == true)
+    }
 }

@@ -1,0 +1,98 @@
+#!/bin/sh
+# DensityInRigTests' checks of the image on virtio-pmem (EROFS mounted dax), all in one L1 boot
+# (scripts/rig-run --script sets RUND, RUND_ROOT and RUND_AGENT). Prints one line per check:
+#   CHECK <name> <PASS|FAIL> <details on one line>
+# Usage: density-checks-in-l1.sh IMAGE
+IMAGE=$1
+work=/tmp/density-checks
+mkdir -p "$work"
+
+uptime_now() { cut -d' ' -f1 /proc/uptime; }
+oneline() { tr '\n' '|' | tr -c ' -~|' '?' | cut -c1-600; }
+report() {
+    echo "CHECK $1 $2 $3"
+    echo "density-checks: $1 $2" >&2
+}
+begin() { echo "density-checks: $1 (at $(uptime_now)s)" >&2; }
+pass_if() { if [ "$2" = yes ]; then report "$1" PASS "$3"; else report "$1" FAIL "$3"; fi; }
+RUN="timeout -k 30 240 $RUND run --stall-timeout 60 --no-template --image $IMAGE"
+# The image file every sandbox of IMAGE maps (or reads): the store's EROFS of it.
+erofs=$(ls "$RUND_ROOT"/images/*/rootfs.erofs | head -n 1)
+image_sum() { sha256sum "$erofs" | cut -d' ' -f1; }
+# KiB of the image file in process PID's memory map: "Rss Pss" (empty when it is not mapped).
+image_mapping() {
+    awk -v file="$erofs" '/^[0-9a-f]+-[0-9a-f]+ / { m = $6 } m == file && /^Rss:/ { r += $2 } m == file && /^Pss:/ { p += $2 }
+        END { if (r != "") print r, p }' "/proc/$1/smaps"
+}
+# Waits up to 200 s for a line LINE in FILE.
+wait_for_line() {
+    i=0
+    while [ $i -lt 1000 ]; do grep -qx "$2" "$1" 2>/dev/null && return 0; sleep 0.2; i=$((i + 1)); done
+    return 1
+}
+
+(while sleep 60; do echo "density-checks: still running at $(uptime_now)s" >&2; done) &
+ticker=$!
+image_before=$(image_sum)
+
+# Every file of the image reads the same through virtio-pmem (DAX) as through virtio-blk.
+begin same-files
+sums='find / -xdev -type f | sort | xargs sha256sum | sha256sum | cut -d" " -f1'
+pmem=$($RUN --rootfs-device pmem -- sh -c "$sums" 2>"$work/same-pmem.err"); pmem_status=$?
+blk=$($RUN --rootfs-device blk -- sh -c "$sums" 2>"$work/same-blk.err"); blk_status=$?
+ok=no
+[ $pmem_status = 0 ] && [ $blk_status = 0 ] && [ ${#pmem} = 64 ] && [ "$pmem" = "$blk" ] && ok=yes
+pass_if pmem-reads-every-file-as-blk-does $ok "pmem=[$pmem_status: $pmem] blk=[$blk_status: $blk] stderr=$(cat "$work"/same-*.err | oneline)"
+
+# Writes to the container's root land in its writable layer; the image stays as it was.
+begin writes
+out=$($RUN --rootfs-device pmem -- sh -c 'echo new >/new-file && cat /new-file && cp /bin/busybox /bin/copy && echo >>/bin/copy && ls /bin/copy' 2>"$work/writes.err"); status=$?
+ok=no
+[ $status = 0 ] && [ "$out" = "new
+/bin/copy" ] && [ "$(image_sum)" = "$image_before" ] && ok=yes
+pass_if writes-land-in-the-writable-layer $ok "status=$status out=$(printf %s "$out" | oneline) image-unchanged=$([ "$(image_sum)" = "$image_before" ] && echo yes || echo no) stderr=$(oneline <"$work/writes.err")"
+
+# Two sandboxes of one image at once, each having read every file: each rund maps the image
+# (its pages in the process's Rss) and pays half of them (Pss): the host holds them once.
+# With virtio-blk nothing of the image is mapped (the guests read it into their own memory);
+# without --rootfs-device the default is pmem.
+begin shared
+reader='trap "exit 0" TERM; cat $(find / -xdev -type f) >/dev/null; echo ready; i=0; while [ $i -lt 100 ]; do sleep 1; i=$((i + 1)); done'
+$RUN --rootfs-device pmem -- sh -c "$reader" >"$work/a" 2>"$work/a.err" & a=$!
+$RUN -- sh -c "$reader" >"$work/b" 2>"$work/b.err" & b=$!
+$RUN --rootfs-device blk -- sh -c "$reader" >"$work/c" 2>"$work/c.err" & c=$!
+ready=no
+wait_for_line "$work/a" ready && wait_for_line "$work/b" ready && wait_for_line "$work/c" ready && ready=yes
+# The rund process: busybox's timeout execs its command in place; another timeout forks it.
+rund_of() {
+    [ "$(readlink "/proc/$1/exe")" = "$(readlink -f "$RUND")" ] && { echo "$1"; return; }
+    for stat in /proc/[0-9]*/stat; do
+        read -r pid _ _ ppid _ <"$stat" 2>/dev/null && [ "$ppid" = "$1" ] && echo "$pid"
+    done | head -n 1
+}
+map_a=$(image_mapping "$(rund_of $a)") map_b=$(image_mapping "$(rund_of $b)") map_c=$(image_mapping "$(rund_of $c)")
+kill -TERM $a $b $c 2>/dev/null
+wait $a $b $c
+image_kib=$(($(stat -c %s "$erofs") / 1024))
+ok=no
+set -- $map_a; rss_a=${1:-0} pss_a=${2:-0}
+set -- $map_b; rss_b=${1:-0} pss_b=${2:-0}
+# Every page of a file read through DAX is mapped; each process pays half (KiB rounding aside).
+[ $ready = yes ] && [ "$rss_a" -ge $((image_kib / 2)) ] && [ "$rss_b" -ge $((image_kib / 2)) ] \
+    && [ $((pss_a * 2)) -le $((rss_a + 4)) ] && [ $((pss_b * 2)) -le $((rss_b + 4)) ] && [ -z "$map_c" ] && ok=yes
+pass_if two-sandboxes-share-the-image-pages $ok "ready=$ready image=${image_kib}KiB pmem=[rss pss: $map_a] default=[$map_b] blk=[${map_c:-not mapped}] stderr=$(cat "$work"/a.err "$work"/b.err "$work"/c.err | oneline)"
+
+# Nothing of the sandboxes is left: no rund process, and no cgroup of rund's holding a process
+# or named for a sandbox (sb-*: given back to the pool when a sandbox ends).
+begin no-leaks
+sleep 1
+left=$(for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f" 2>/dev/null | grep -q '^[^ ]*rund run' && echo "$f"; done | oneline)
+held=$(for entry in $(ls /sys/fs/cgroup/rund 2>/dev/null); do
+    case $entry in sb-*) echo "$entry" ;; esac
+    [ -n "$(cat "/sys/fs/cgroup/rund/$entry/cgroup.procs" 2>/dev/null)" ] && echo "$entry:procs"
+done | oneline)
+ok=no
+[ -z "$left" ] && [ -z "$held" ] && ok=yes
+pass_if no-leaks $ok "rund-left=[$left] cgroups-held=[$held]"
+
+kill $ticker 2>/dev/null
