@@ -15,9 +15,13 @@ public enum GuestInitramfs {
     /// gives /dev/pmem0 its DAX device); the kernel must also have FS_DAX built in.
     public static let pmemModules = ["virtio_pmem", "nd_pmem"]
 
-    /// The modules for a guest whose image is on `device`.
-    public static func modules(for device: RootfsDevice) -> [String] {
-        device == .pmem ? requiredModules + pmemModules : requiredModules
+    /// The balloon: free page reporting gives the host back what the guest frees.
+    public static let balloonModules = ["virtio_balloon"]
+
+    /// The modules of a cold-booted sandbox whose image is on `device` (a template's guest, and
+    /// so its clones, has `requiredModules` only).
+    public static func sandboxModules(imageOn device: RootfsDevice) -> [String] {
+        requiredModules + balloonModules + (device == .pmem ? pmemModules : [])
     }
 
     /// Why the cached kernel cannot mount an image from virtio-pmem with DAX, or nil when it can.

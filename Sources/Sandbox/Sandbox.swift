@@ -133,7 +133,8 @@ public struct Sandbox: Sendable {
         let template = try self.template(for: spec, choice: spec.rootfsDevice == .pmem ? .coldBoot : spec.template)
         let device = try rootfsDevice(spec, cloning: template != nil, kernelDirectory: kernelDirectory)
         let initramfs = try GuestInitramfs.path(
-            stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath, modules: GuestInitramfs.modules(for: device))
+            stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath,
+            modules: GuestInitramfs.sandboxModules(imageOn: device))
         // The VM's size is checked before it sizes the cgroup.
         try VMConfiguration(kernelPath: kernelDirectory + "/vmlinuz", memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount).validate()
 
@@ -152,7 +153,8 @@ public struct Sandbox: Sendable {
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
         let configuration = machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, image: root.disk, on: device, writable: writable)
+            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, image: root.disk, on: device, writable: writable,
+            cloning: template != nil)
         var restored: Machine?
         if let template {
             // The mapping keeps the memory file; the descriptor is not needed once it exists.
@@ -244,13 +246,16 @@ public struct Sandbox: Sendable {
 
     func machineConfiguration(
         _ spec: SandboxSpec, kernelDirectory: String, initramfs: String, image: String, on device: RootfsDevice,
-        writable: FileDescriptor
+        writable: FileDescriptor, cloning: Bool
     ) -> VMConfiguration {
         var configuration = VMConfiguration(
             kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
             console: spec.consolePath.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
+        // Pages the guest frees go back to the host (free page reporting). A template's clone
+        // has its template's devices, which have no balloon yet.
+        configuration.balloon = !cloning
         configuration.stallTimeout = spec.stallTimeout
         configuration.testHooks = spec.testHooks
         let writableDisk = VMConfiguration.Disk(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)

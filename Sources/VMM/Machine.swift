@@ -42,6 +42,8 @@ public final class Machine: @unchecked Sendable {
     /// Each pmem image's device; its mapping (`pmemRegions`) lives as long as the machine.
     let pmemDevices: [VirtioPmem]
     private let pmemRegions: [GuestRegion]
+    /// The balloon (with `VMConfiguration.balloon`): free page reporting, and `setTarget` to take memory back.
+    public let balloon: VirtioBalloon?
     /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
     /// Listen and connect from any thread, before or during `run()`.
     public let vsock: VsockHostEndpoint?
@@ -110,7 +112,7 @@ public final class Machine: @unchecked Sendable {
         let i8042 = I8042(onReset: { state.finish(console.panicLine.map(MachineExit.guestPanicked) ?? .rebooted) })
         let sleep = SleepControlPort(onPowerOff: { state.finish(.poweredOff) })
 
-        // Disks first (vda, vdb, ...), then vsock, then pmem (pmem0, pmem1, ...).
+        // Disks first (vda, vdb, ...), then vsock, then pmem (pmem0, pmem1, ...), then the balloon.
         var virtio = VirtioSlotWiring(vm: vm, memory: memory)
         var disks: [VirtioBlock] = []
         for (index, (disk, file)) in zip(configuration.disks, files.disks).enumerated() {
@@ -134,6 +136,14 @@ public final class Machine: @unchecked Sendable {
             let device = VirtioPmem(start: region.guestBase, size: UInt64(region.size))
             try virtio.attach(device)
             return device
+        }
+        if configuration.balloon {
+            let device = VirtioBalloon(memory: memory)
+            let transport = try virtio.attach(device)
+            device.onConfigurationChange { [weak transport] in transport?.configurationChanged() }
+            balloon = device
+        } else {
+            balloon = nil
         }
         transports = virtio.transports
         self.disks = disks

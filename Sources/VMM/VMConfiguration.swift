@@ -42,6 +42,9 @@ public struct VMConfiguration: Sendable {
     /// every VM of one image reads the same host page-cache pages. Their sizes are multiples of
     /// 4 KiB (EROFS images are).
     public var pmemImages: [String] = []
+    /// A virtio-balloon device (in the slot after the pmem devices): the guest reports free pages,
+    /// which go back to the host, and the host can ask for memory back (`Machine.balloon`).
+    public var balloon = false
     /// vsock: when set, the VM gets a virtio-vsock device with this guest CID (3 or more), in the
     /// virtio slot after the disks; its host side is `Machine.vsock`.
     public var vsockGuestCID: UInt32? = nil
@@ -88,7 +91,7 @@ public struct VMConfiguration: Sendable {
         guard memoryMiB >= Self.minMemoryMiB else { throw .memoryTooSmall(mebibytes: memoryMiB, minimum: Self.minMemoryMiB) }
         guard memoryMiB <= Self.maxMemoryMiB else { throw .memoryTooLarge(mebibytes: memoryMiB, maximum: Self.maxMemoryMiB) }
         // vsock takes the virtio slot after the disks, pmem devices the ones after it.
-        let slots = VirtioSlots.maxDevices - (vsockGuestCID == nil ? 0 : 1)
+        let slots = VirtioSlots.maxDevices - (vsockGuestCID == nil ? 0 : 1) - (balloon ? 1 : 0)
         guard disks.count + pmemImages.count <= slots else { throw .tooManyDisks(disks.count + pmemImages.count, maximum: slots) }
         if let stallTimeout, stallTimeout < .seconds(2) { throw .stallTimeoutTooShort(stallTimeout) }
         if let cid = vsockGuestCID, cid <= 2 || cid == UInt32.max { throw .reservedVsockCID(cid) }

@@ -2,9 +2,10 @@ import Foundation
 import HostOS
 import Testing
 
-/// The image on virtio-pmem (EROFS mounted dax), inside the rig's L1: every file reads as it
-/// does through virtio-blk, writes land in the writable layer and leave the image alone, and two
-/// sandboxes of one image hold its pages once on the host. One L1 boot
+/// Density, inside the rig's L1. The image on virtio-pmem (EROFS mounted dax): every file reads
+/// as it does through virtio-blk, writes land in the writable layer and leave the image alone,
+/// and two sandboxes of one image hold its pages once on the host. Memory a guest frees goes
+/// back to the host (free page reporting through virtio-balloon). One L1 boot
 /// (Guests/density-checks-in-l1.sh) prints a line per check; each test asserts one.
 @Suite(
     .serialized,
@@ -16,6 +17,7 @@ struct DensityInRigTests {
     @Test func pmemReadsEveryFileAsBlkDoes() throws { try DensityChecks.expectPassed("pmem-reads-every-file-as-blk-does") }
     @Test func writesLandInTheWritableLayer() throws { try DensityChecks.expectPassed("writes-land-in-the-writable-layer") }
     @Test func twoSandboxesShareTheImagePages() throws { try DensityChecks.expectPassed("two-sandboxes-share-the-image-pages") }
+    @Test func freedGuestMemoryGoesBackToTheHost() throws { try DensityChecks.expectPassed("freed-guest-memory-goes-back-to-the-host") }
     @Test func nothingIsLeftBehind() throws { try DensityChecks.expectPassed("no-leaks") }
 }
 

@@ -31,6 +31,13 @@ wait_for_line() {
     return 1
 }
 
+# The rund process: busybox's timeout execs its command in place; another timeout forks it.
+rund_of() {
+    [ "$(readlink "/proc/$1/exe")" = "$(readlink -f "$RUND")" ] && { echo "$1"; return; }
+    for stat in /proc/[0-9]*/stat; do
+        read -r pid _ _ ppid _ <"$stat" 2>/dev/null && [ "$ppid" = "$1" ] && echo "$pid"
+    done | head -n 1
+}
 (while sleep 60; do echo "density-checks: still running at $(uptime_now)s" >&2; done) &
 ticker=$!
 image_before=$(image_sum)
@@ -63,13 +70,6 @@ $RUN -- sh -c "$reader" >"$work/b" 2>"$work/b.err" & b=$!
 $RUN --rootfs-device blk -- sh -c "$reader" >"$work/c" 2>"$work/c.err" & c=$!
 ready=no
 wait_for_line "$work/a" ready && wait_for_line "$work/b" ready && wait_for_line "$work/c" ready && ready=yes
-# The rund process: busybox's timeout execs its command in place; another timeout forks it.
-rund_of() {
-    [ "$(readlink "/proc/$1/exe")" = "$(readlink -f "$RUND")" ] && { echo "$1"; return; }
-    for stat in /proc/[0-9]*/stat; do
-        read -r pid _ _ ppid _ <"$stat" 2>/dev/null && [ "$ppid" = "$1" ] && echo "$pid"
-    done | head -n 1
-}
 map_a=$(image_mapping "$(rund_of $a)") map_b=$(image_mapping "$(rund_of $b)") map_c=$(image_mapping "$(rund_of $c)")
 kill -TERM $a $b $c 2>/dev/null
 wait $a $b $c
@@ -81,6 +81,28 @@ set -- $map_b; rss_b=${1:-0} pss_b=${2:-0}
 [ $ready = yes ] && [ "$rss_a" -ge $((image_kib / 2)) ] && [ "$rss_b" -ge $((image_kib / 2)) ] \
     && [ $((pss_a * 2)) -le $((rss_a + 4)) ] && [ $((pss_b * 2)) -le $((rss_b + 4)) ] && [ -z "$map_c" ] && ok=yes
 pass_if two-sandboxes-share-the-image-pages $ok "ready=$ready image=${image_kib}KiB pmem=[rss pss: $map_a] default=[$map_b] blk=[${map_c:-not mapped}] stderr=$(cat "$work"/a.err "$work"/b.err "$work"/c.err | oneline)"
+
+# Memory the guest frees goes back to the host: a 512 MiB guest's process takes 200 MiB and
+# exits; rund's RSS rises by about that, then falls back within seconds (free page reporting
+# through virtio-balloon) although nothing in the guest asks for it.
+begin page-reporting
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+$RUN --memory 512 -- sh -c 'trap "exit 0" TERM; echo booted; sleep 3; dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo freed; sleep 40 & wait' \
+    >"$work/report.out" 2>"$work/report.err" & pid=$!
+rund=""
+wait_for_line "$work/report.out" booted && rund=$(rund_of $pid)
+base=$(rss_kib "$rund")
+wait_for_line "$work/report.out" freed
+peak=$(rss_kib "$rund") low=$peak waited=0
+while [ $waited -lt 30 ]; do
+    sleep 1; waited=$((waited + 1))
+    now=$(rss_kib "$rund"); [ -n "$now" ] && [ "$now" -lt "$low" ] && low=$now
+    [ -n "$low" ] && [ -n "$base" ] && [ "$low" -le $((base + 40960)) ] && break
+done
+kill -TERM $pid 2>/dev/null; wait $pid
+ok=no
+[ -n "$base" ] && [ -n "$peak" ] && [ "$peak" -ge $((base + 153600)) ] && [ "$low" -le $((base + 40960)) ] && ok=yes
+pass_if freed-guest-memory-goes-back-to-the-host $ok "rss-KiB: booted=$base after-200MiB=$peak lowest=$low within=${waited}s stderr=$(oneline <"$work/report.err")"
 
 # Nothing of the sandboxes is left: no rund process, and no cgroup of rund's holding a process
 # or named for a sandbox (sb-*: given back to the pool when a sandbox ends).
