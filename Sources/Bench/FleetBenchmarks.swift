@@ -8,16 +8,24 @@ import Synchronization
 /// `rund bench density`: N idle sandboxes, cold-booted and then cloned from one template, and
 /// what they cost in memory once all are up.
 package enum DensityBenchmark {
+    /// `starts`: which kinds of sandboxes, each in its own round per count. `read`: a directory
+    /// of the image whose every file each sandbox reads once before it idles.
     package static func measure(
-        rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?
+        rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?,
+        starts: [FleetStart] = [.cold, .clone], read: String? = nil, balloon: Bool = true
     ) throws -> DensityReport {
+        // The directory goes in as the script's $1: never spliced into shell text.
+        let command =
+            read.map { ["sh", "-c", "cat $(find \"$1\" -type f) >/dev/null && echo ready && exec sleep 100000", "sh", $0] }
+            ?? ["sh", "-c", "echo ready; exec sleep 100000"]
         let rows = try SandboxFleet.rounds(
-            rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given
+            rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given, starts: starts,
+            extraArguments: balloon ? [] : ["--test-hook", "no-balloon"]
         ) { fleet, start, count, members -> DensityReport.Row in
             let began = ContinuousClock.now
             for _ in 0..<count {
-                // Idle: prints once its process runs, then sleeps until stopped.
-                members.append(try fleet.spawn(start, command: ["sh", "-c", "echo ready; exec sleep 100000"]))
+                // Idle: prints once its process runs (and has read `read`), then sleeps until stopped.
+                members.append(try fleet.spawn(start, command: command))
             }
             // A sandbox that fails to start is counted and left out of the sums, not the end of the run.
             var up: [SandboxFleet.Member] = []
@@ -38,19 +46,21 @@ package enum DensityBenchmark {
                 start: start, sandboxes: up.count, failures: failures, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +)
             )
         }
-        return DensityReport(image: image, memoryMiB: memoryMiB, vcpus: vcpus, rows: rows)
+        return DensityReport(image: image, memoryMiB: memoryMiB, vcpus: vcpus, read: read, balloon: balloon, rows: rows)
     }
 }
 
 package struct DensityReport: Encodable {
     struct Row: Encodable {
-        let start: SandboxFleet.Start
+        let start: FleetStart
         /// Sandboxes up and measured (those that failed to start are in `failures`).
         let sandboxes: Int
         let failures: [String]
         let allUpMs: Double
         let total: ProcessMemory
-        var pssPerSandboxMiB: Double { Double(total.guestPssKiB + total.otherPssKiB) / 1024 / Double(sandboxes) }
+        var pssPerSandboxMiB: Double { Double(total.guestPssKiB + total.imagePssKiB + total.otherPssKiB) / 1024 / Double(sandboxes) }
+        /// The image mapping (pmem): its PSS per sandbox falls as 1/N when N sandboxes share it.
+        var imagePssPerSandboxMiB: Double { Double(total.imagePssKiB) / 1024 / Double(sandboxes) }
         var privatePerSandboxMiB: Double { Double(total.guestPrivateKiB + total.otherPrivateKiB) / 1024 / Double(sandboxes) }
         var guestPssPerSandboxMiB: Double { Double(total.guestPssKiB) / 1024 / Double(sandboxes) }
         /// The VMM's own cost: everything of the rund process but guest RAM.
@@ -59,6 +69,7 @@ package struct DensityReport: Encodable {
 
         enum CodingKeys: String, CodingKey {
             case start, sandboxes, failures, allUpMs, total, pssPerSandboxMiB, privatePerSandboxMiB, guestPssPerSandboxMiB
+            case imagePssPerSandboxMiB
             case vmmPssPerSandboxMiB, vmmPrivatePerSandboxMiB
         }
 
@@ -72,6 +83,7 @@ package struct DensityReport: Encodable {
             try container.encode(pssPerSandboxMiB, forKey: .pssPerSandboxMiB)
             try container.encode(privatePerSandboxMiB, forKey: .privatePerSandboxMiB)
             try container.encode(guestPssPerSandboxMiB, forKey: .guestPssPerSandboxMiB)
+            try container.encode(imagePssPerSandboxMiB, forKey: .imagePssPerSandboxMiB)
             try container.encode(vmmPssPerSandboxMiB, forKey: .vmmPssPerSandboxMiB)
             try container.encode(vmmPrivatePerSandboxMiB, forKey: .vmmPrivatePerSandboxMiB)
         }
@@ -80,20 +92,27 @@ package struct DensityReport: Encodable {
     let image: String
     let memoryMiB: Int
     let vcpus: Int
+    let read: String?
+    /// Free page reporting on (a balloon in every cold-booted VM, the default) or off.
+    let balloon: Bool
     let rows: [Row]
 
     package var text: String {
         var lines = [
-            "idle sandboxes of \(image), \(memoryMiB) MiB, \(vcpus) vCPU(s); per sandbox, MiB (rund processes, /proc/PID/smaps)",
-            "start     up failed   all-up s      PSS  private  guest PSS  VMM PSS  VMM private",
+            "idle sandboxes of \(image), \(memoryMiB) MiB, \(vcpus) vCPU(s)"
+                + (read.map { ", each having read every file under \($0)" } ?? "")
+                + (balloon ? "" : ", no balloon (free page reporting off)")
+                + "; per sandbox, MiB (rund processes, /proc/PID/smaps)",
+            "start     up failed   all-up s      PSS  private  guest PSS  image PSS  VMM PSS  VMM private",
         ]
         for row in rows {
             lines.append(
                 row.start.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
                     + String(
-                        format: " %5d %6d %10.1f %8.1f %8.1f %10.1f %8.1f %12.1f", row.sandboxes, row.failures.count,
+                        format: " %5d %6d %10.1f %8.1f %8.1f %10.1f %10.1f %8.1f %12.1f", row.sandboxes, row.failures.count,
                         row.allUpMs / 1000, row.pssPerSandboxMiB,
-                        row.privatePerSandboxMiB, row.guestPssPerSandboxMiB, row.vmmPssPerSandboxMiB, row.vmmPrivatePerSandboxMiB))
+                        row.privatePerSandboxMiB, row.guestPssPerSandboxMiB, row.imagePssPerSandboxMiB, row.vmmPssPerSandboxMiB,
+                        row.vmmPrivatePerSandboxMiB))
         }
         for row in rows {
             for failure in row.failures {
@@ -138,7 +157,7 @@ package enum ConcurrencyBenchmark {
 
 package struct ConcurrencyReport: Encodable {
     struct Row: Encodable {
-        let start: SandboxFleet.Start
+        let start: FleetStart
         let sandboxes: Int
         let failures: Int
         let makespanMs: Double

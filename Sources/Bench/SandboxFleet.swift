@@ -4,14 +4,20 @@ import Glibc
 import Foundation
 import HostOS
 
+/// How a sandbox of a fleet starts: cold-booted with the default image device, cold with the
+/// image on virtio-pmem or virtio-blk, or cloned from the template.
+package enum FleetStart: String, Encodable, CaseIterable, Sendable {
+    case cold
+    case pmem
+    case blk
+    case clone
+}
+
 /// Many `rund run` processes at once, each a sandbox, cold-booted or cloned from a template:
 /// what `rund bench density` and `rund bench concurrency` start and measure. Each sandbox is
 /// its own process, as a platform runs them.
 struct SandboxFleet {
-    enum Start: String, Encodable {
-        case cold
-        case clone
-    }
+    typealias Start = FleetStart
 
     let rund: String
     let root: String
@@ -19,11 +25,22 @@ struct SandboxFleet {
     let memoryMiB: Int
     let vcpus: Int
     let template: String
+    /// Extra `rund run` arguments for every sandbox (e.g. a test hook).
+    var extraArguments: [String] = []
 
     func argv(_ start: Start, command: [String]) -> [String] {
         // Many cold boots at once on few cores take long: the agent gets as long as the fleet waits.
         [rund, "run", "--root", root, "--image", image, "--memory", "\(memoryMiB)", "--vcpus", "\(vcpus)", "--agent-timeout", "1800"]
-            + (start == .cold ? ["--no-template"] : ["--template", template]) + ["--"] + command
+            + Self.startArguments(start, template: template) + extraArguments + ["--"] + command
+    }
+
+    static func startArguments(_ start: Start, template: String) -> [String] {
+        switch start {
+        case .cold: return ["--no-template"]
+        case .pmem: return ["--no-template", "--rootfs-device", "pmem"]
+        case .blk: return ["--no-template", "--rootfs-device", "blk"]
+        case .clone: return ["--template", template]
+        }
     }
 
     /// One running sandbox process and the read end of its stdout.
@@ -65,14 +82,17 @@ struct SandboxFleet {
     /// and measures; every member is ended and reaped after its round, however it ends.
     static func rounds<Row>(
         rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?,
-        _ body: (SandboxFleet, Start, Int, inout [Member]) throws -> Row
+        starts: [Start] = [.cold, .clone], extraArguments: [String] = [], _ body: (SandboxFleet, Start, Int, inout [Member]) throws -> Row
     ) throws -> [Row] {
-        let template = try FleetTemplate(rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given)
+        let template = try FleetTemplate(
+            rund: rund, root: root, memoryMiB: memoryMiB, vcpus: vcpus, given: given, needed: starts.contains(.clone))
         defer { template.remove(rund: rund, root: root) }
-        let fleet = SandboxFleet(rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name)
+        let fleet = SandboxFleet(
+            rund: rund, root: root, image: image, memoryMiB: memoryMiB, vcpus: vcpus, template: template.name,
+            extraArguments: extraArguments)
         var rows: [Row] = []
         for count in counts {
-            for start in [Start.cold, .clone] {
+            for start in starts {
                 var members: [Member] = []
                 defer { end(members) }
                 rows.append(try body(fleet, start, count, &members))
@@ -100,6 +120,10 @@ struct SandboxFleet {
 struct ProcessMemory: Encodable {
     var guestPssKiB = 0
     var guestPrivateKiB = 0
+    /// The image file mapped for virtio-pmem (its pages are the host's page cache, shared by
+    /// every sandbox of the image).
+    var imagePssKiB = 0
+    var imageRssKiB = 0
     var otherPssKiB = 0
     var otherPrivateKiB = 0
 
@@ -114,14 +138,32 @@ struct ProcessMemory: Encodable {
         } catch {
             throw BenchError("cannot read /proc/\(pid)/smaps: \(error)")
         }
-        var isGuest = false
+        enum Kind { case guest, image, other }
+        var kind = Kind.other
+        var isImage = false
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            // A mapping's first line: "start-end perms offset dev inode [path]".
+            if let first = fields.first, first.contains("-"), fields.count >= 5 {
+                isImage = fields.count >= 6 && fields[5].hasSuffix("/rootfs.erofs")
+                continue
+            }
             guard let key = fields.first, let value = fields.dropFirst().first.flatMap({ Int($0) }) else { continue }
             switch key {
-            case "Size:": isGuest = value == guestMappingKiB
-            case "Pss:": if isGuest { guestPssKiB += value } else { otherPssKiB += value }
-            case "Private_Clean:", "Private_Dirty:": if isGuest { guestPrivateKiB += value } else { otherPrivateKiB += value }
+            case "Size:": kind = isImage ? .image : value == guestMappingKiB ? .guest : .other
+            case "Rss:": if kind == .image { imageRssKiB += value }
+            case "Pss:":
+                switch kind {
+                case .guest: guestPssKiB += value
+                case .image: imagePssKiB += value
+                case .other: otherPssKiB += value
+                }
+            case "Private_Clean:", "Private_Dirty:":
+                switch kind {
+                case .guest: guestPrivateKiB += value
+                case .image: break  // never private: a read-only shared mapping
+                case .other: otherPrivateKiB += value
+                }
             default: break
             }
         }
@@ -133,6 +175,8 @@ struct ProcessMemory: Encodable {
         var sum = ProcessMemory()
         sum.guestPssKiB = a.guestPssKiB + b.guestPssKiB
         sum.guestPrivateKiB = a.guestPrivateKiB + b.guestPrivateKiB
+        sum.imagePssKiB = a.imagePssKiB + b.imagePssKiB
+        sum.imageRssKiB = a.imageRssKiB + b.imageRssKiB
         sum.otherPssKiB = a.otherPssKiB + b.otherPssKiB
         sum.otherPrivateKiB = a.otherPrivateKiB + b.otherPrivateKiB
         return sum
@@ -144,9 +188,14 @@ struct FleetTemplate {
     let name: String
     let made: Bool
 
-    init(rund: String, root: String, memoryMiB: Int, vcpus: Int, given: String?) throws {
+    init(rund: String, root: String, memoryMiB: Int, vcpus: Int, given: String?, needed: Bool = true) throws {
         if let given {
             name = given
+            made = false
+            return
+        }
+        guard needed else {
+            name = ""
             made = false
             return
         }

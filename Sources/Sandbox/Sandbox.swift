@@ -255,7 +255,7 @@ public struct Sandbox: Sendable {
         configuration.vsockGuestCID = Self.guestCID
         // Pages the guest frees go back to the host (free page reporting). A template's clone
         // has its template's devices, which have no balloon yet.
-        configuration.balloon = !cloning
+        configuration.balloon = !cloning && !spec.testHooks.contains(.noBalloon)
         configuration.stallTimeout = spec.stallTimeout
         configuration.testHooks = spec.testHooks
         let writableDisk = VMConfiguration.Disk(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)

@@ -65,6 +65,9 @@ public struct VMConfiguration: Sendable {
         /// Not the VMM's: the sandbox sends its guest no identity (entropy, time), to show what
         /// a template's clones would share without it.
         case skipGuestIdentity = "skip-guest-identity"
+        /// Not the VMM's: the sandbox gives its VM no balloon, to measure what free page
+        /// reporting saves (`rund bench density --without-balloon`).
+        case noBalloon = "no-balloon"
     }
 
     public static let maxVCPUs = 32

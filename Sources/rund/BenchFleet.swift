@@ -50,12 +50,31 @@ struct BenchDensity: AsyncParsableCommand {
 
     @OptionGroup var rootOptions: RootOptions
     @OptionGroup var fleet: FleetOptions
+    @Option(
+        help: ArgumentHelp(
+            "Kinds of sandboxes, a round of each per count: cold (the default image device), pmem, blk (cold with "
+                + "the image on that device), clone.", valueName: "KIND,KIND,..."))
+    var starts = "cold,clone"
+    @Option(help: ArgumentHelp("Each sandbox reads every file under this directory of the image before it idles.", valueName: "DIR"))
+    var read: String?
+    @Flag(help: "Give the cold-booted VMs no balloon: free page reporting off, to measure what it saves.")
+    var withoutBalloon = false
+
+    var parsedStarts: [FleetStart] { starts.split(separator: ",").compactMap { FleetStart(rawValue: String($0)) } }
+
+    func validate() throws {
+        guard !parsedStarts.isEmpty, parsedStarts.count == starts.split(separator: ",").count else {
+            throw ValidationError("--starts takes cold, pmem, blk and clone separated by commas, got \(starts)")
+        }
+        if let read, !read.hasPrefix("/") { throw ValidationError("--read takes an absolute path inside the image, got \(read)") }
+    }
 
     func run() async throws {
         try FleetOptions.checkHost(script: "bench-density")
         let report = try DensityBenchmark.measure(
             rund: FleetOptions.rund, root: StateRoot.resolve(rootOptions.root), image: fleet.image, counts: fleet.parsedCounts,
-            memoryMiB: fleet.memory, vcpus: fleet.vcpus, template: fleet.template)
+            memoryMiB: fleet.memory, vcpus: fleet.vcpus, template: fleet.template, starts: parsedStarts, read: read,
+            balloon: !withoutBalloon)
         if fleet.json { try printJSON(report) } else { print(report.text) }
     }
 }
