@@ -15,6 +15,7 @@ import Testing
         "needs /bin/busybox (busybox-static) and mkfs.erofs (erofs-utils)"))
 struct DensityInRigTests {
     @Test func pmemReadsEveryFileAsBlkDoes() throws { try DensityChecks.expectPassed("pmem-reads-every-file-as-blk-does") }
+    @Test func daxReadsBypassTheGuestsPageCache() throws { try DensityChecks.expectPassed("dax-reads-bypass-the-guests-page-cache") }
     @Test func writesLandInTheWritableLayer() throws { try DensityChecks.expectPassed("writes-land-in-the-writable-layer") }
     @Test func twoSandboxesShareTheImagePages() throws { try DensityChecks.expectPassed("two-sandboxes-share-the-image-pages") }
     @Test func freedGuestMemoryGoesBackToTheHost() throws { try DensityChecks.expectPassed("freed-guest-memory-goes-back-to-the-host") }

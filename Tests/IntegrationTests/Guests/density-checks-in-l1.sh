@@ -51,6 +51,21 @@ ok=no
 [ $pmem_status = 0 ] && [ $blk_status = 0 ] && [ ${#pmem} = 64 ] && [ "$pmem" = "$blk" ] && ok=yes
 pass_if pmem-reads-every-file-as-blk-does $ok "pmem=[$pmem_status: $pmem] blk=[$blk_status: $blk] stderr=$(cat "$work"/same-*.err | oneline)"
 
+# DAX: reading the image through pmem puts nothing in the guest's page cache (the files' pages
+# are mapped, not copied), while through blk they are cached. Cached in /proc/meminfo (not
+# namespaced: the guest kernel's) before and after reading every file once.
+begin dax
+cached_growth='before=$(awk "/^Cached:/ { print \$2 }" /proc/meminfo); cat $(find / -xdev -type f) >/dev/null
+after=$(awk "/^Cached:/ { print \$2 }" /proc/meminfo); echo $((after - before))'
+pmem=$($RUN --rootfs-device pmem -- sh -c "$cached_growth" 2>"$work/dax-pmem.err"); pmem_status=$?
+blk=$($RUN --rootfs-device blk -- sh -c "$cached_growth" 2>"$work/dax-blk.err"); blk_status=$?
+files_kib=$($RUN --rootfs-device blk -- sh -c 'cat $(find / -xdev -type f) | wc -c' 2>/dev/null)
+files_kib=$((${files_kib:-0} / 1024))
+ok=no
+[ $pmem_status = 0 ] && [ $blk_status = 0 ] && [ "$files_kib" -gt 1024 ] && [ "$pmem" -lt 256 ] \
+    && [ "$blk" -ge $((files_kib / 2)) ] && ok=yes
+pass_if dax-reads-bypass-the-guests-page-cache $ok "files=${files_kib}KiB cached-growth-KiB: pmem=[$pmem_status: $pmem] blk=[$blk_status: $blk] stderr=$(cat "$work"/dax-*.err | oneline)"
+
 # Writes to the container's root land in its writable layer; the image stays as it was.
 begin writes
 out=$($RUN --rootfs-device pmem -- sh -c 'echo new >/new-file && cat /new-file && cp /bin/busybox /bin/copy && echo >>/bin/copy && ls /bin/copy' 2>"$work/writes.err"); status=$?
