@@ -33,8 +33,12 @@ enum DensityChecks {
         let work = try TestDirectory()
         let binaries = URL(fileURLWithPath: RigHarness.testBundle).deletingLastPathComponent().path
         let scripts = RigHarness.repositoryRoot + "/scripts"
-        let image = try Subprocess.checked([scripts + "/make-test-image", "--root", work.path + "/store", "--rund", binaries + "/rund"])
-            .stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Four 1 MiB files under /opt/filler that nothing reads but the checks.
+        let image = try Subprocess.checked([
+            scripts + "/make-test-image", "--root", work.path + "/store", "--rund", binaries + "/rund", "--ref", "rundtest/filler:4",
+            "--filler-mib", "4",
+        ])
+        .stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
         return try RigChecks.boot(
             "density-checks",
             [
