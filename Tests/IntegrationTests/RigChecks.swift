@@ -45,12 +45,15 @@ enum RigChecks {
     }
 
     /// Runs `argv` (scripts/rig-run or scripts/rig-containerd with a checks script) and parses
-    /// its lines. A boot that ended in an emulator fault is printed whole and run once more; the
-    /// second boot's report is the verdict, so a check that fails twice still fails.
+    /// its lines. A boot that ended in an emulator fault is printed whole and run again, up to
+    /// `RigHarness.bootsOnEmulatorFaults` boots in all; the last boot's report is the verdict, so
+    /// a check that fails in a boot without such a fault fails.
     static func boot(_ label: String, _ argv: [String]) throws -> Report {
         var report = try bootOnce(label, argv)
-        if let fault = report.emulatorFault {
-            print("RIG-RETRY \(label): the first L1 boot ended in an emulator fault (\(fault)); booting L1 once more")
+        var boots = 1
+        while let fault = report.emulatorFault, boots < RigHarness.bootsOnEmulatorFaults {
+            boots += 1
+            print("RIG-RETRY \(label): L1 boot \(boots - 1) ended in an emulator fault (\(fault)); booting L1 again (boot \(boots))")
             report = try bootOnce(label, argv)
         }
         return report
