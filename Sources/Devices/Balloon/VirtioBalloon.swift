@@ -79,13 +79,10 @@ public final class VirtioBalloon: VirtioDevice {
     /// free_page_hint_cmd_id and poison_val (unused: 0).
     public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         let (target, actual) = state.withLock { ($0.target, $0.actual) }
-        var config = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: target.littleEndian) { config.replaceSubrange(0..<4, with: $0) }
-        withUnsafeBytes(of: actual.littleEndian) { config.replaceSubrange(4..<8, with: $0) }
-        for i in 0..<data.count {
-            let (position, overflow) = offset.addingReportingOverflow(UInt64(i))
-            data[i] = !overflow && position < UInt64(config.count) ? config[Int(position)] : 0
-        }
+        var config = VirtioConfigSpace(size: 16)
+        config.put(target, at: 0)
+        config.put(actual, at: 4)
+        config.read(offset: offset, into: data)
     }
 
     /// Only `actual` is the driver's to write, as one aligned 32-bit store.

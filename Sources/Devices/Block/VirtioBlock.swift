@@ -81,16 +81,13 @@ public final class VirtioBlock: VirtioDevice {
     var currentMedium: Medium? { medium.withLock { $0 } }
 
     /// struct virtio_blk_config up to blk_size: capacity, size_max, seg_max, geometry, blk_size.
-    private static func configSpace(capacity: UInt64) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 24)
-        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange(offset..<(offset + $0.count), with: $0) }
-        }
-        put(capacity, at: 0)
+    private static func configSpace(capacity: UInt64) -> VirtioConfigSpace {
+        var config = VirtioConfigSpace(size: 24)
+        config.put(capacity, at: 0)
         // Header and status take two descriptors; without indirect descriptors the rest carry data.
-        put(UInt32(queueSize) - 2, at: 12)
-        put(UInt32(sectorSize), at: 20)
-        return bytes
+        config.put(UInt32(queueSize) - 2, at: 12)
+        config.put(UInt32(sectorSize), at: 20)
+        return config
     }
 
     public var deviceType: UInt32 { Virtio.DeviceType.block }
@@ -102,11 +99,7 @@ public final class VirtioBlock: VirtioDevice {
     public var queueMaxSizes: [UInt16] { [Self.queueSize] }
 
     public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        let config = Self.configSpace(capacity: capacity)
-        for i in 0..<data.count {
-            let (position, overflow) = offset.addingReportingOverflow(UInt64(i))
-            data[i] = !overflow && position < UInt64(config.count) ? config[Int(position)] : 0
-        }
+        Self.configSpace(capacity: capacity).read(offset: offset, into: data)
     }
 
     public func writeConfig(offset: UInt64, _ data: UnsafeRawBufferPointer) {

@@ -48,13 +48,10 @@ public final class VirtioPmem: VirtioDevice {
 
     /// struct virtio_pmem_config: le64 start, le64 size.
     public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        var config = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: start.rawValue.littleEndian) { config.replaceSubrange(0..<8, with: $0) }
-        withUnsafeBytes(of: size.littleEndian) { config.replaceSubrange(8..<16, with: $0) }
-        for i in 0..<data.count {
-            let (position, overflow) = offset.addingReportingOverflow(UInt64(i))
-            data[i] = !overflow && position < UInt64(config.count) ? config[Int(position)] : 0
-        }
+        var config = VirtioConfigSpace(size: 16)
+        config.put(start.rawValue, at: 0)
+        config.put(size, at: 8)
+        config.read(offset: offset, into: data)
     }
 
     public func writeConfig(offset: UInt64, _ data: UnsafeRawBufferPointer) {

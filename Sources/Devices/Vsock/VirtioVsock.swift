@@ -79,10 +79,9 @@ public final class VirtioVsock: VirtioDevice {
 
     /// struct virtio_vsock_config: le64 guest_cid.
     public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        for i in 0..<data.count {
-            let (position, overflow) = offset.addingReportingOverflow(UInt64(i))
-            data[i] = !overflow && position < 8 ? UInt8(truncatingIfNeeded: UInt64(guestCID) >> (8 * position)) : 0
-        }
+        var config = VirtioConfigSpace(size: 8)
+        config.put(UInt64(guestCID), at: 0)
+        config.read(offset: offset, into: data)
     }
 
     public func writeConfig(offset: UInt64, _ data: UnsafeRawBufferPointer) {
