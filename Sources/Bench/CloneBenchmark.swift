@@ -12,7 +12,8 @@ package enum CloneBenchmark {
         template given: String?
     ) async throws -> CloneBenchReport {
         let writableSizeMiB = SandboxSpec(id: "x", image: image).writableSizeMiB
-        _ = try GuestInitramfs.path(stateRoot: root, kernelDirectory: root + "/kernel/current", agentPath: agentPath)
+        _ = try GuestInitramfs.path(
+            stateRoot: root, kernelDirectory: try GuestKernel.directory(stateRoot: root, choice: nil), agentPath: agentPath)
         _ = try WritableLayers(root: root).templatePath(sizeMiB: writableSizeMiB)
         let sandbox = Sandbox(stateRoot: root, agentPath: agentPath, soleSandboxInProcess: true)
         let name = given ?? "bench-clone-\(getpid())"

@@ -7,51 +7,117 @@ import VMM
 
 /// `rund bench run`: one command end to end through the real Sandbox, N times, split into
 /// phases; beside it QEMU's microvm booting the same kernel and guest initramfs to the same
-/// agent, alternating with the sandbox runs.
+/// agent, alternating with the sandbox runs. With several guest kernels, each run index boots
+/// each kernel in turn, so drift hits them alike.
 package enum RunBenchmark {
     package static func measure(
         root: String, agentPath: String, image: String, command: [String], runs: Int, memoryMiB: Int,
-        vcpus: Int, qemu: String, timeout: Double
+        vcpus: Int, qemu: String, timeout: Double, kernels: [GuestKernel]
     ) async throws -> RunBenchReport {
         let argv = command
         let writableSizeMiB = SandboxSpec(id: "x", image: image).writableSizeMiB
         // Caches a first run would build, made outside the timings.
-        let kernelDirectory = root + "/kernel/current"
-        let initramfs = try GuestInitramfs.path(stateRoot: root, kernelDirectory: kernelDirectory, agentPath: agentPath)
         _ = try WritableLayers(root: root).templatePath(sizeMiB: writableSizeMiB)
-        let peer = try QEMUPeer(
-            qemu: qemu, kernel: kernelDirectory + "/vmlinuz", initrd: initramfs,
-            image: try ImageStore(root: root).lookup(reference: image).erofsPath,
-            scratch: root + "/bench-run-\(getpid()).img", scratchMiB: writableSizeMiB,
-            memoryMiB: memoryMiB, vcpus: vcpus)
-        defer { peer.removeScratch() }
+        let imagePath = try ImageStore(root: root).lookup(reference: image).erofsPath
+        var subjects: [Subject] = []
+        for kernel in kernels {
+            subjects.append(
+                try Subject(
+                    kernel: kernel, root: root, agentPath: agentPath, qemu: qemu, image: imagePath,
+                    scratchMiB: writableSizeMiB, memoryMiB: memoryMiB, vcpus: vcpus))
+        }
+        defer { for subject in subjects { subject.peer.removeScratch() } }
 
-        // One sandbox at a time in this process, as in `rund run`: on cgroup v2 the process joins each.
-        let sandbox = Sandbox(stateRoot: root, agentPath: agentPath, soleSandboxInProcess: true)
-        var table = PhaseTable()
-        var peakRSS: [Double] = []
-        var rssPerRun = true
-        var qemuSamples: [BootProbe.Sample] = []
         for index in 0..<runs {
-            // Alternate so drift on a noisy machine hits both alike.
-            rssPerRun = PeakRSS.reset() && rssPerRun
-            let phases = SandboxPhaseRecorder()
-            let spec = SandboxSpec(id: "bench-\(getpid())-\(index)", image: image, command: argv, memoryMiB: memoryMiB, vcpuCount: vcpus)
-            let status = try await sandbox.run(spec: spec, phases: phases) { _, _ in }.status
-            guard status == 0 else {
-                throw BenchError(
-                    "`\(argv.joined(separator: " "))` exited with status \(status) in the sandbox; bench a command that succeeds")
+            for subject in subjects {
+                // Alternate so drift on a noisy machine hits both alike.
+                let perRun = PeakRSS.reset()
+                let phases = SandboxPhaseRecorder()
+                let spec = SandboxSpec(
+                    id: "bench-\(getpid())-\(subject.kernel.rawValue)-\(index)", image: image, command: argv,
+                    memoryMiB: memoryMiB, vcpuCount: vcpus)
+                let status = try await subject.sandbox.run(spec: spec, phases: phases) { _, _ in }.status
+                guard status == 0 else {
+                    throw BenchError(
+                        "`\(argv.joined(separator: " "))` exited with status \(status) in the sandbox; bench a command that succeeds")
+                }
+                subject.table.append(try phases.durations())
+                subject.peakRSSPerRun = perRun && subject.peakRSSPerRun
+                if let peak = PeakRSS.mebibytes() { subject.peakRSS.append(peak) }
+                subject.qemuSamples.append(
+                    try BootProbe.measure(
+                        subject.peer.argv, timeout: timeout, marker: QEMUPeer.marker,
+                        readStandardError: true, killAtMarker: true))
             }
-            table.append(try phases.durations())
-            if let peak = PeakRSS.mebibytes() { peakRSS.append(peak) }
-            qemuSamples.append(
-                try BootProbe.measure(
-                    peer.argv, timeout: timeout, marker: QEMUPeer.marker,
-                    readStandardError: true, killAtMarker: true))
+        }
+        // Untimed: the guest's memory in use once booted, before the process starts.
+        for subject in subjects {
+            let spec = SandboxSpec(
+                id: "bench-\(getpid())-\(subject.kernel.rawValue)-memory", image: image, command: argv,
+                memoryMiB: memoryMiB, vcpuCount: vcpus)
+            let running = try await subject.sandbox.create(spec)
+            do {
+                let memory = try await running.guestStats().memory
+                subject.guestMemoryUsedMiB = Double(memory.usageBytes) / 1_048_576
+                _ = try await running.start()
+                _ = try await running.waitWithOutput { _, _ in }
+                await running.shutdown()
+            } catch {
+                running.release()
+                throw error
+            }
         }
         return RunBenchReport(
-            image: image, command: argv, runs: runs, memoryMiB: memoryMiB, vcpus: vcpus, table: table,
-            qemu: qemuSamples, qemuDevices: peer.devices, peakRSSMiB: peakRSS, peakRSSPerRun: rssPerRun)
+            image: image, command: argv, runs: runs, memoryMiB: memoryMiB, vcpus: vcpus,
+            kernels: subjects.map(\.figures))
+    }
+
+    /// One guest kernel's sandbox, peer and results.
+    private final class Subject {
+        let kernel: GuestKernel
+        let version: String
+        let sandbox: Sandbox
+        let peer: QEMUPeer
+        let bzImageBytes: Int64
+        let initramfsBytes: Int64
+        var table = PhaseTable()
+        var peakRSS: [Double] = []
+        var peakRSSPerRun = true
+        var qemuSamples: [BootProbe.Sample] = []
+        var guestMemoryUsedMiB: Double?
+
+        init(
+            kernel: GuestKernel, root: String, agentPath: String, qemu: String, image: String, scratchMiB: Int,
+            memoryMiB: Int, vcpus: Int
+        ) throws {
+            self.kernel = kernel
+            let directory = try GuestKernel.directory(stateRoot: root, choice: kernel)
+            version =
+                (try? FileDescriptor.open(directory + "/version", O_RDONLY | O_CLOEXEC).readToEnd(limit: 4096))
+                .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "unknown"
+            // The initramfs a cold-booted sandbox carries (with the pmem and balloon drivers when
+            // they are modules), built now so that no run pays for it.
+            let device: RootfsDevice = GuestInitramfs.pmemUnsupportedReason(kernelDirectory: directory) == nil ? .pmem : .blk
+            let sandboxInitramfs = try GuestInitramfs.path(
+                stateRoot: root, kernelDirectory: directory, agentPath: agentPath,
+                modules: GuestInitramfs.sandboxModules(imageOn: device))
+            let peerInitramfs = try GuestInitramfs.path(stateRoot: root, kernelDirectory: directory, agentPath: agentPath)
+            bzImageBytes = Int64(try FileSystem.status(at: nil, directory + "/vmlinuz")?.st_size ?? 0)
+            initramfsBytes = Int64(try FileSystem.status(at: nil, sandboxInitramfs)?.st_size ?? 0)
+            peer = try QEMUPeer(
+                qemu: qemu, kernel: directory + "/vmlinuz", initrd: peerInitramfs, image: image,
+                scratch: root + "/bench-run-\(getpid())-\(kernel.rawValue).img", scratchMiB: scratchMiB,
+                memoryMiB: memoryMiB, vcpus: vcpus)
+            // One sandbox at a time in this process, as in `rund run`: on cgroup v2 the process joins each.
+            sandbox = Sandbox(stateRoot: root, agentPath: agentPath, soleSandboxInProcess: true, kernel: kernel)
+        }
+
+        var figures: RunBenchReport.KernelFigures {
+            RunBenchReport.KernelFigures(
+                kernel: kernel, version: version, bzImageBytes: bzImageBytes, initramfsBytes: initramfsBytes,
+                guestMemoryUsedMiB: guestMemoryUsedMiB, table: table, qemu: qemuSamples, qemuDevices: peer.devices,
+                peakRSSMiB: peakRSS, peakRSSPerRun: peakRSSPerRun)
+        }
     }
 }
 
@@ -107,66 +173,126 @@ package struct RunBenchReport: Encodable {
         let peakRSSMiBMedian: Double
     }
 
+    /// Everything measured with one guest kernel.
+    struct KernelFigures: Encodable {
+        let kernel: GuestKernel
+        let version: String
+        let bzImageBytes: Int64
+        /// The cold-booted sandbox's initramfs: the agent plus the kernel modules it loads.
+        let initramfsBytes: Int64
+        /// MemTotal - MemAvailable as the agent reports it once booted (one untimed run).
+        let guestMemoryUsedMiB: Double?
+        let phases: [PhaseTable.Figures]
+        let qemu: QEMUFigures
+        /// rund kernel-boot median / QEMU boot median (QEMU's includes its process start and VM build).
+        let kernelBootRatio: Double
+        /// rund vm-create+kernel-boot median / QEMU boot median: the like-for-like span.
+        let vmCreateKernelBootRatio: Double
+        /// One per run (none where /proc/self/status could not be read).
+        let peakRSSMiB: [Double]
+        let peakRSSMiBMax: Double?
+        /// false: VmHWM could not be reset, so each figure is the process's peak so far.
+        let peakRSSPerRun: Bool
+
+        init(
+            kernel: GuestKernel, version: String, bzImageBytes: Int64, initramfsBytes: Int64, guestMemoryUsedMiB: Double?,
+            table: PhaseTable, qemu samples: [BootProbe.Sample], qemuDevices: [String], peakRSSMiB: [Double],
+            peakRSSPerRun: Bool
+        ) {
+            self.kernel = kernel
+            self.version = version
+            self.bzImageBytes = bzImageBytes
+            self.initramfsBytes = initramfsBytes
+            self.guestMemoryUsedMiB = guestMemoryUsedMiB
+            phases = table.figures
+            let boot = samples.map(\.milliseconds)
+            qemu = QEMUFigures(
+                endPoint: "spawn to the agent's boot-marker write", devices: qemuDevices,
+                bootMsMedian: Percentile.of(boot, fraction: 0.5), bootMsP99: Percentile.of(boot, fraction: 0.99),
+                bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5))
+            kernelBootRatio = (table.figures(SandboxPhase.kernelBoot.rawValue)?.medianMs ?? .nan) / qemu.bootMsMedian
+            vmCreateKernelBootRatio = (table.figures(PhaseTable.vmCreateAndKernelBoot)?.medianMs ?? .nan) / qemu.bootMsMedian
+            self.peakRSSMiB = peakRSSMiB
+            peakRSSMiBMax = peakRSSMiB.max()
+            self.peakRSSPerRun = peakRSSPerRun
+        }
+
+        func median(_ phase: String) -> Double { phases.first { $0.phase == phase }?.medianMs ?? .nan }
+    }
+
+    /// rund's kernel against the stock one, when both were measured: ratios of medians.
+    struct KernelComparison: Encodable {
+        let kernelBootRatio: Double
+        let vmCreateKernelBootRatio: Double
+        let guestMemoryUsedRatio: Double?
+    }
+
     let image: String
     let command: [String]
     let runs: Int
     let memoryMiB: Int
     let vcpus: Int
     let build: String
-    let phases: [PhaseTable.Figures]
-    let qemu: QEMUFigures
-    /// rund kernel-boot median / QEMU boot median (QEMU's includes its process start and VM build).
-    let kernelBootRatio: Double
-    /// rund vm-create+kernel-boot median / QEMU boot median: the like-for-like span.
-    let vmCreateKernelBootRatio: Double
-    /// One per run (none where /proc/self/status could not be read).
-    let peakRSSMiB: [Double]
-    let peakRSSMiBMax: Double?
-    /// false: VmHWM could not be reset, so each figure is the process's peak so far.
-    let peakRSSPerRun: Bool
+    let kernels: [KernelFigures]
+    let rundKernelOverStock: KernelComparison?
 
-    init(
-        image: String, command: [String], runs: Int, memoryMiB: Int, vcpus: Int, table: PhaseTable,
-        qemu samples: [BootProbe.Sample], qemuDevices: [String], peakRSSMiB: [Double], peakRSSPerRun: Bool
-    ) {
+    init(image: String, command: [String], runs: Int, memoryMiB: Int, vcpus: Int, kernels: [KernelFigures]) {
         self.image = image
         self.command = command
         self.runs = runs
         self.memoryMiB = memoryMiB
         self.vcpus = vcpus
         build = BuildConfiguration.name
-        phases = table.figures
-        let boot = samples.map(\.milliseconds)
-        qemu = QEMUFigures(
-            endPoint: "spawn to the agent's boot-marker write", devices: qemuDevices,
-            bootMsMedian: Percentile.of(boot, fraction: 0.5), bootMsP99: Percentile.of(boot, fraction: 0.99),
-            bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5))
-        kernelBootRatio = (table.figures(SandboxPhase.kernelBoot.rawValue)?.medianMs ?? .nan) / qemu.bootMsMedian
-        vmCreateKernelBootRatio = (table.figures(PhaseTable.vmCreateAndKernelBoot)?.medianMs ?? .nan) / qemu.bootMsMedian
-        self.peakRSSMiB = peakRSSMiB
-        peakRSSMiBMax = peakRSSMiB.max()
-        self.peakRSSPerRun = peakRSSPerRun
+        self.kernels = kernels
+        if let ours = kernels.first(where: { $0.kernel == .rund }), let stock = kernels.first(where: { $0.kernel == .stock }) {
+            let kernelBoot = SandboxPhase.kernelBoot.rawValue
+            rundKernelOverStock = KernelComparison(
+                kernelBootRatio: ours.median(kernelBoot) / stock.median(kernelBoot),
+                vmCreateKernelBootRatio: ours.median(PhaseTable.vmCreateAndKernelBoot) / stock.median(PhaseTable.vmCreateAndKernelBoot),
+                guestMemoryUsedRatio: ours.guestMemoryUsedMiB.flatMap { used in stock.guestMemoryUsedMiB.map { used / $0 } })
+        } else {
+            rundKernelOverStock = nil
+        }
     }
 
     package var text: String {
-        var lines = [
-            "`\(command.joined(separator: " "))` in \(image): \(runs) runs, \(memoryMiB) MiB, \(vcpus) vCPU(s), \(build) build",
-            "phase                    median ms     p99 ms",
-        ]
-        for figures in phases {
+        var lines = ["`\(command.joined(separator: " "))` in \(image): \(runs) runs, \(memoryMiB) MiB, \(vcpus) vCPU(s), \(build) build"]
+        for figures in kernels {
+            lines.append("")
             lines.append(
-                figures.phase.padding(toLength: 22, withPad: " ", startingAt: 0)
-                    + String(format: " %11.1f %10.1f", figures.medianMs, figures.p99Ms))
+                "kernel \(figures.kernel.rawValue) (\(figures.version)): bzImage \(figures.bzImageBytes) bytes, initramfs "
+                    + "\(figures.initramfsBytes) bytes, guest memory in use after boot "
+                    + (figures.guestMemoryUsedMiB.map { String(format: "%.1f MiB", $0) } ?? "unknown"))
+            lines.append("phase                    median ms     p99 ms")
+            for phase in figures.phases {
+                lines.append(
+                    phase.phase.padding(toLength: 22, withPad: " ", startingAt: 0)
+                        + String(format: " %11.1f %10.1f", phase.medianMs, phase.p99Ms))
+            }
+            lines.append(
+                "qemu-microvm boot".padding(toLength: 22, withPad: " ", startingAt: 0)
+                    + String(format: " %11.1f %10.1f", figures.qemu.bootMsMedian, figures.qemu.bootMsP99)
+                    + "   (\(figures.qemu.endPoint))")
+            lines.append("qemu devices: " + figures.qemu.devices.joined(separator: ", "))
+            lines.append(
+                String(
+                    format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", figures.kernelBootRatio,
+                    figures.vmCreateKernelBootRatio))
+            let rundPeak =
+                figures.peakRSSMiBMax.map {
+                    String(format: "max %.1f", $0) + (figures.peakRSSPerRun ? " (per run)" : " (process lifetime)")
+                }
+                ?? "unknown"
+            lines.append("peak RSS MiB: rund " + rundPeak + String(format: ", qemu median %.1f", figures.qemu.peakRSSMiBMedian))
         }
-        lines.append(
-            "qemu-microvm boot".padding(toLength: 22, withPad: " ", startingAt: 0)
-                + String(format: " %11.1f %10.1f", qemu.bootMsMedian, qemu.bootMsP99) + "   (\(qemu.endPoint))")
-        lines.append("qemu devices: " + qemu.devices.joined(separator: ", "))
-        lines.append(
-            String(format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", kernelBootRatio, vmCreateKernelBootRatio))
-        let rundPeak =
-            peakRSSMiBMax.map { String(format: "max %.1f", $0) + (peakRSSPerRun ? " (per run)" : " (process lifetime)") } ?? "unknown"
-        lines.append("peak RSS MiB: rund " + rundPeak + String(format: ", qemu median %.1f", qemu.peakRSSMiBMedian))
+        if let comparison = rundKernelOverStock {
+            lines.append("")
+            lines.append(
+                String(
+                    format: "rund's kernel / stock kernel (medians): kernel-boot %.2f, vm-create+kernel-boot %.2f",
+                    comparison.kernelBootRatio, comparison.vmCreateKernelBootRatio)
+                    + (comparison.guestMemoryUsedRatio.map { String(format: ", guest memory in use %.2f", $0) } ?? ""))
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -49,17 +49,25 @@ public struct Sandbox: Sendable {
     public let soleSandboxInProcess: Bool
     /// Run a sandbox that cannot be confined by a cgroup anyway (else it does not start).
     public let allowUnconfined: Bool
+    /// The guest kernel to boot; nil: rund's own when built, else the stock one.
+    public let kernel: GuestKernel?
     let logger: Logger
 
     public init(
         stateRoot: String, agentPath: String, soleSandboxInProcess: Bool = false, allowUnconfined: Bool = false,
-        logger: Logger = Logger(label: "rund.sandbox")
+        kernel: GuestKernel? = nil, logger: Logger = Logger(label: "rund.sandbox")
     ) {
         self.stateRoot = stateRoot
         self.agentPath = agentPath
         self.soleSandboxInProcess = soleSandboxInProcess
         self.allowUnconfined = allowUnconfined
+        self.kernel = kernel
         self.logger = logger
+    }
+
+    /// The kernel cache directory of the guest kernel this sandbox boots.
+    var kernelDirectory: String {
+        get throws { try GuestKernel.directory(stateRoot: stateRoot, choice: kernel) }
     }
 
     /// Runs `spec`'s process to its end, handing its output to `output` as it arrives (and,
@@ -124,7 +132,7 @@ public struct Sandbox: Sendable {
         let root = try openRoot(spec.root)
         if let keepOpen = root.keepOpen { teardown.push { keepOpen.close() } }
         let process = try spec.processSpec(config: root.config)
-        let kernelDirectory = self.kernelDirectory
+        let kernelDirectory = try self.kernelDirectory
         // A template's clone reads its image through the template's virtio-blk drive; a cold
         // boot maps it with virtio-pmem where the kernel can (`RootfsDevice`).
         if spec.rootfsDevice == .pmem, case .named(let name) = spec.template {

@@ -30,6 +30,11 @@ struct BenchRun: AsyncParsableCommand {
             process start and VM build too, so compare it with rund's vm-create + kernel-boot; the \
             kernel-boot ratio is given as well.
 
+            --kernel rund,stock measures rund's own guest kernel and Debian's stock one, alternating, \
+            each with its QEMU peer, and adds their bzImage and initramfs sizes, the guest's memory in \
+            use once booted (MemTotal - MemAvailable, as the agent reports it, from one more untimed \
+            run) and the ratios of the two kernels' medians.
+
             Peak RSS is this process's VmHWM, reset before each run through /proc/self/clear_refs. \
             The guest initramfs and the writable-layer template are built before the first run. \
             Needs a KVM that boots stock kernels; on a PVM host use scripts/bench-run.
@@ -43,6 +48,11 @@ struct BenchRun: AsyncParsableCommand {
     @Option(help: "The static guest agent (default: rund-agent next to the rund binary).") var agent: String?
     @Option(help: "The QEMU binary used as the peer.") var qemu: String = "qemu-system-x86_64"
     @Option(help: "Seconds before a QEMU boot is abandoned.") var timeout: Double = 120
+    @Option(
+        help: ArgumentHelp(
+            "Guest kernels to measure, separated by commas: rund (ours) and stock (Debian's). With both, each run "
+                + "boots each in turn. Default: the one `rund run` would boot.", valueName: "rund,stock"))
+    var kernel: String?
     @Flag(help: "Print one JSON object.") var json = false
     @Argument(parsing: .captureForPassthrough, help: "The command to run (default /bin/true), after --.")
     var command: [String] = []
@@ -64,7 +74,21 @@ struct BenchRun: AsyncParsableCommand {
         }
     }
 
+    /// `--kernel` as a list (nil: not given).
+    var kernels: [GuestKernel]? {
+        get throws {
+            guard let kernel else { return nil }
+            let names = kernel.split(separator: ",", omittingEmptySubsequences: false)
+            let kernels = names.compactMap { GuestKernel(rawValue: String($0)) }
+            guard !kernels.isEmpty, kernels.count == names.count, Set(kernels).count == kernels.count else {
+                throw ValidationError("--kernel takes rund and stock separated by commas, each once, got '\(kernel)'")
+            }
+            return kernels
+        }
+    }
+
     func validate() throws {
+        _ = try kernels
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         try BenchRun.checkSandboxSize(memory: memory, vcpus: vcpus)
         try SecondsOption.check(timeout, "--timeout", in: 0.1...86400)
@@ -74,9 +98,11 @@ struct BenchRun: AsyncParsableCommand {
         if KVMHostProbe.flavor() == .pvm {
             throw CLIError("this host's KVM is PVM and cannot boot the guest kernel; run it in the rig: scripts/bench-run [options]")
         }
+        let root = StateRoot.resolve(rootOptions.root)
         let report = try await RunBenchmark.measure(
-            root: StateRoot.resolve(rootOptions.root), agentPath: agent ?? RunCommand.agentNextToRund(), image: image,
-            command: argv, runs: runs, memoryMiB: memory, vcpus: vcpus, qemu: qemu, timeout: timeout)
+            root: root, agentPath: agent ?? RunCommand.agentNextToRund(), image: image,
+            command: argv, runs: runs, memoryMiB: memory, vcpus: vcpus, qemu: qemu, timeout: timeout,
+            kernels: try kernels ?? [GuestKernel.preferred(stateRoot: root)])
         if json { try printJSON(report) } else { print(report.text) }
     }
 }

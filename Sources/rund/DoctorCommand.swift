@@ -93,22 +93,33 @@ enum HostChecks {
         }
     }
 
+    /// Which guest kernel sandboxes boot: rund's own when built, else Debian's stock one.
     static func kernelCache(stateRoot: String) -> HostCheck {
-        let path = "\(stateRoot)/kernel/current/vmlinuz"
-        if FileManager.default.fileExists(atPath: path) {
-            let version =
-                (try? String(contentsOfFile: "\(stateRoot)/kernel/current/version", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown version"
-            return HostCheck(name: "guest kernel", status: .ok, detail: "\(version) at \(path)", fix: nil, requiredForSandboxes: true)
+        let kernel = GuestKernel.preferred(stateRoot: stateRoot)
+        let directory = kernel.directory(stateRoot: stateRoot)
+        guard FileManager.default.fileExists(atPath: directory + "/vmlinuz") else {
+            return HostCheck(
+                name: "guest kernel", status: .missing, detail: "no cached guest kernel at \(directory)",
+                fix: "run scripts/setup (add --root \(stateRoot) if not the default)", requiredForSandboxes: true)
         }
-        return HostCheck(
-            name: "guest kernel", status: .missing, detail: "no cached guest kernel at \(path)",
-            fix: "run scripts/setup (add --root \(stateRoot) if not the default)", requiredForSandboxes: true)
+        let version =
+            (try? String(contentsOfFile: directory + "/version", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown version"
+        switch kernel {
+        case .rund:
+            return HostCheck(
+                name: "guest kernel", status: .ok, detail: "rund's own, \(version) at \(directory) (--kernel stock for Debian's)",
+                fix: nil, requiredForSandboxes: true)
+        case .stock:
+            return HostCheck(
+                name: "guest kernel", status: .info, detail: "Debian's stock kernel, \(version) at \(directory) (rund's own is not built)",
+                fix: "scripts/build-guest-kernel builds rund's own, which boots faster in less memory", requiredForSandboxes: true)
+        }
     }
 
     /// How sandboxes read their image: virtio-pmem with DAX when the cached kernel can, else virtio-blk.
     static func imageDevice(stateRoot: String) -> HostCheck {
-        let kernel = "\(stateRoot)/kernel/current"
+        let kernel = GuestKernel.preferred(stateRoot: stateRoot).directory(stateRoot: stateRoot)
         guard FileManager.default.fileExists(atPath: kernel + "/vmlinuz") else {
             return HostCheck(
                 name: "image device", status: .info, detail: "unknown until a guest kernel is cached", fix: nil, requiredForSandboxes: false
@@ -118,7 +129,9 @@ enum HostChecks {
             return HostCheck(
                 name: "image device", status: .info,
                 detail: "virtio-blk (each guest caches the image itself): virtio-pmem is unavailable, \(reason)",
-                fix: "use a guest kernel with CONFIG_FS_DAX=y and the virtio_pmem and nd_pmem modules", requiredForSandboxes: false)
+                fix:
+                    "use a guest kernel with CONFIG_FS_DAX=y and virtio_pmem and nd_pmem (rund's own has them: scripts/build-guest-kernel)",
+                requiredForSandboxes: false)
         }
         return HostCheck(
             name: "image device", status: .ok,

@@ -76,6 +76,11 @@ struct RunCommand: AsyncParsableCommand {
                 + "the host's page cache) or blk (virtio-blk). Default: pmem when the guest kernel supports it and "
                 + "no template is used, else blk.", valueName: "pmem|blk"))
     var rootfsDevice: RootfsDevice?
+    @Option(
+        help: ArgumentHelp(
+            "The guest kernel: rund (ours, every driver built in: scripts/build-guest-kernel) or stock (Debian's "
+                + "cloud kernel). Default: rund when it is built, else stock.", valueName: "rund|stock"))
+    var kernel: GuestKernel?
     @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
@@ -137,7 +142,7 @@ struct RunCommand: AsyncParsableCommand {
         try ProcessHardening.makeUndumpable()
         let sandbox = Sandbox(
             stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? Self.agentNextToRund(),
-            soleSandboxInProcess: true, allowUnconfined: unconfined)
+            soleSandboxInProcess: true, allowUnconfined: unconfined, kernel: kernel)
         // A stop signal goes to the process, and stops the VM if the sandbox outlives the grace
         // period (or on a second one). The window size follows the host terminal's.
         let control = SandboxControl()
@@ -166,3 +171,4 @@ struct RunCommand: AsyncParsableCommand {
 extension VMConfiguration.TestHook: ExpressibleByArgument {}
 
 extension RootfsDevice: ExpressibleByArgument {}
+extension GuestKernel: ExpressibleByArgument {}

@@ -31,6 +31,11 @@ struct TemplateCommand: AsyncParsableCommand {
         @Option(help: "The static guest agent (default: rund-agent next to the rund binary).") var agent: String?
         @Option(help: ArgumentHelp("Write the template guest's serial console to FILE.", valueName: "FILE"))
         var console: String?
+        @Option(
+            help: ArgumentHelp(
+                "The guest kernel to boot: rund or stock (default: rund when built, else stock). Sandboxes use the "
+                    + "template only when they boot the same kernel.", valueName: "rund|stock"))
+        var kernel: GuestKernel?
         @Flag(help: "Print the template's manifest as JSON.") var json = false
 
         func run() async throws {
@@ -40,7 +45,8 @@ struct TemplateCommand: AsyncParsableCommand {
                         "this host's KVM is PVM and cannot boot the guest kernel; make and use templates in the rig: scripts/rig-run --script FILE"
                     )
                 }
-                let sandbox = Sandbox(stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? RunCommand.agentNextToRund())
+                let sandbox = Sandbox(
+                    stateRoot: StateRoot.resolve(rootOptions.root), agentPath: agent ?? RunCommand.agentNextToRund(), kernel: kernel)
                 let manifest = try sandbox.createTemplate(name: name, memoryMiB: memory, vcpuCount: vcpus, console: console)
                 if json {
                     try printJSON(manifest)

@@ -16,6 +16,7 @@ private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/
 struct RunInRigTests {
     @Test func outputAndExitStatusComeBack() throws { try RunChecks.expectPassed("exit-status") }
     @Test func environmentWorkdirAndUserReachTheProcess() throws { try RunChecks.expectPassed("env-workdir-user") }
+    @Test func rundsOwnKernelIsTheDefaultAndTheStockKernelStillBoots() throws { try RunChecks.expectPassed("guest-kernels") }
     @Test func concurrentSandboxesSeeOnlyTheirOwnWritesAndTheImageStaysUnchanged() throws { try RunChecks.expectPassed("isolation") }
     @Test func stdinIsPipedToTheProcess() throws { try RunChecks.expectPassed("stdin") }
     @Test func tenMegabytesOfOutputArriveIntact() throws { try RunChecks.expectPassed("large-output") }

@@ -26,6 +26,17 @@ struct BenchRunTests {
         }
     }
 
+    @Test func kernelsAreAListOfRundAndStock() throws {
+        #expect(try BenchRun.parse(["--image", "busybox:1"]).kernels == nil)
+        #expect(try BenchRun.parse(["--image", "busybox:1", "--kernel", "rund,stock"]).kernels == [.rund, .stock])
+        #expect(try BenchRun.parse(["--image", "busybox:1", "--kernel", "stock"]).kernels == [.stock])
+        for bad in ["rund,", "debian", "rund,rund", ""] {
+            #expect { try BenchRun.parse(["--image", "busybox:1", "--kernel", bad]) } throws: { error in
+                BenchRun.message(for: error).contains("--kernel takes rund and stock")
+            }
+        }
+    }
+
     @Test func needsAnImage() {
         #expect { try BenchRun.parse([]) } throws: { BenchRun.message(for: $0).contains("--image") }
     }
@@ -70,6 +81,33 @@ struct BenchRunTests {
         rows[0][.exit] = nil
         let total = try #require(PhaseTable(rows: rows).figures("total"))
         #expect(total.ms[0].isNaN && !total.ms[1].isNaN)
+    }
+
+    /// With both kernels measured, the report compares rund's with the stock one, median to median.
+    @Test func twoKernelsAreComparedMedianToMedian() throws {
+        func figures(_ kernel: GuestKernel, kernelBootMs: Double, usedMiB: Double) -> RunBenchReport.KernelFigures {
+            var rows: [[SandboxPhase: Double]] = Array(repeating: [:], count: 3)
+            for run in 0..<3 {
+                for phase in SandboxPhase.allCases { rows[run][phase] = 10 }
+                rows[run][.kernelBoot] = kernelBootMs + Double(run)
+            }
+            return RunBenchReport.KernelFigures(
+                kernel: kernel, version: kernel.rawValue, bzImageBytes: 1, initramfsBytes: 2, guestMemoryUsedMiB: usedMiB,
+                table: PhaseTable(rows: rows), qemu: [.init(milliseconds: 100, peakRSSMiB: 1)], qemuDevices: [], peakRSSMiB: [],
+                peakRSSPerRun: true)
+        }
+        let report = RunBenchReport(
+            image: "i", command: ["true"], runs: 3, memoryMiB: 256, vcpus: 1,
+            kernels: [figures(.rund, kernelBootMs: 99, usedMiB: 15), figures(.stock, kernelBootMs: 299, usedMiB: 60)])
+        let comparison = try #require(report.rundKernelOverStock)
+        #expect(comparison.kernelBootRatio == 100.0 / 300.0)
+        #expect(comparison.vmCreateKernelBootRatio == 110.0 / 310.0)
+        #expect(comparison.guestMemoryUsedRatio == 0.25)
+        #expect(report.text.contains("rund's kernel / stock kernel (medians): kernel-boot 0.33"))
+        #expect(
+            RunBenchReport(
+                image: "i", command: [], runs: 3, memoryMiB: 256, vcpus: 1, kernels: [figures(.rund, kernelBootMs: 1, usedMiB: 1)]
+            ).rundKernelOverStock == nil)
     }
 
     @Test func peakRSSIsReadFromVmHWM() {

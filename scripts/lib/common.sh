@@ -24,11 +24,26 @@ state_root() {
     fi
 }
 
-# The guest kernel cache layout written by scripts/setup (a contract with the Swift code):
+# The guest kernel cache layout written by scripts/setup and scripts/build-guest-kernel (a
+# contract with the Swift code, GuestKernel):
 #   $ROOT/kernel/<version>/{vmlinuz,config,System.map?,version,modules/}
-#   $ROOT/kernel/current -> <version>
+#   $ROOT/kernel/current -> <version>      Debian's stock kernel (also L1's kernel in the rig)
+#   $ROOT/kernel/guest -> rund-<...>        rund's own, when built (sandboxes prefer it)
 kernel_cache_dir() {
     printf '%s/kernel\n' "$1"
+}
+
+# `--put` arguments for scripts/rig that carry ROOT's guest kernels into L1 under L1_ROOT:
+# the stock kernel always (dies when it is not cached), rund's own when built. One per line.
+guest_kernel_puts() {
+    local root=$1 l1_root=$2 stock guest
+    stock=$(readlink -f "$root/kernel/current") || true
+    [[ -f $stock/vmlinuz ]] || die "no guest kernel cached under $root/kernel: run scripts/setup"
+    printf '%s\n' --put "$stock:$l1_root/kernel/current"
+    guest=$(readlink -f "$root/kernel/guest") || true
+    if [[ -f $guest/vmlinuz ]]; then
+        printf '%s\n' --put "$guest:$l1_root/kernel/guest"
+    fi
 }
 
 # The rund binary scripts ask what rund knows (e.g. `rund vm modules`): $RUND_BIN, else the

@@ -2,10 +2,13 @@
 # Inside L1 (scripts/soak through scripts/rig-run --script): RUNS sandboxes, AT_ONCE at a time,
 # alternating a short and a busy guest, each watched for stalls. Prints one line per run and a
 # summary; for a stalled run also L1's kvm_exit trace at that moment and the guest's console.
-#   soak-in-l1.sh run  RUNS AT_ONCE IMAGE              rund run (agent, vsock, disks)
+#   soak-in-l1.sh run  RUNS AT_ONCE IMAGE [OPTION...]  rund run (agent, vsock, disks), with extra
+#                                                      `rund run` options (e.g. --rootfs-device blk)
 #   soak-in-l1.sh vm   RUNS AT_ONCE INITRD KERNEL      rund vm boot of a busybox guest (no agent)
 #   soak-in-l1.sh qemu RUNS AT_ONCE INITRD KERNEL      QEMU microvm booting that same guest
-KIND=$1 RUNS=$2 AT_ONCE=$3 ARG=$4 KERNEL=${5:-}
+KIND=$1 RUNS=$2 AT_ONCE=$3 ARG=$4 KERNEL="" RUN_OPTIONS=""
+shift 4
+if [ "$KIND" = run ]; then RUN_OPTIONS="$*"; else KERNEL=${1:-}; fi
 uptime_now() { cut -d' ' -f1 /proc/uptime; }
 since() { awk -v a="$1" -v b="$(uptime_now)" 'BEGIN { printf "%.1f", b - a }'; }
 oneline() { tr -d '\r' | tr '\n' '|' | cut -c1-600; }
@@ -44,7 +47,8 @@ one_run() {
         else
             set -- echo done
         fi
-        timeout -k 10 240 "$RUND" run --stall-timeout 60 --no-template --image "$ARG" --console "$dir/console" -- "$@" \
+        # shellcheck disable=SC2086 # RUN_OPTIONS is a list of plain words
+        timeout -k 10 240 "$RUND" run --stall-timeout 60 --no-template $RUN_OPTIONS --image "$ARG" --console "$dir/console" -- "$@" \
             >"$dir/out" 2>"$dir/err" &
         ;;
     vm)
@@ -93,6 +97,11 @@ one_run() {
     } >"$dir/report"
 }
 
+# Which guest kernel `rund run` boots: rund's own when the rig carried it (docs/kernel.md).
+kernel=stock
+if [ "$KIND" = run ] && [ -f "$RUND_ROOT/kernel/guest/vmlinuz" ]; then kernel="rund ($(cat "$RUND_ROOT/kernel/guest/version"))"; fi
+case " $RUN_OPTIONS " in *" --kernel=stock "*) kernel=stock ;; esac
+echo "soak: guest kernel $kernel" >&2
 ok=0 stalled=0 failed=0 i=1
 while [ "$i" -le "$RUNS" ]; do
     # A round: AT_ONCE guests started together (CI's checks start two, four or ten at once).
@@ -113,4 +122,4 @@ while [ "$i" -le "$RUNS" ]; do
         n=$((n + 1))
     done
 done
-echo "SOAK-SUMMARY kind=$KIND runs=$RUNS at-once=$AT_ONCE ok=$ok stalled=$stalled failed=$failed"
+echo "SOAK-SUMMARY kind=$KIND kernel=${kernel%% *} runs=$RUNS at-once=$AT_ONCE ok=$ok stalled=$stalled failed=$failed"

@@ -25,11 +25,9 @@ public enum SandboxTemplate {
 }
 
 extension Sandbox {
-    var kernelDirectory: String { stateRoot + "/kernel/current" }
-
     /// The kernel and guest initramfs a sandbox started now would boot.
     public func currentTemplateDependencies() throws -> TemplateDependencies {
-        let kernelDirectory = kernelDirectory
+        let kernelDirectory = try kernelDirectory
         var version = "unknown"
         if let file = try? FileDescriptor.open(kernelDirectory + "/version", O_RDONLY | O_CLOEXEC) {
             defer { file.close() }
@@ -46,7 +44,9 @@ extension Sandbox {
 
     /// The machine a template holds: the sandbox's devices with empty drives (a clone gets its
     /// disks), the same kernel, initramfs and command line as a cold boot.
-    func templateMachineConfiguration(memoryMiB: Int, vcpuCount: Int, initramfs: String, console: String?) -> VMConfiguration {
+    func templateMachineConfiguration(
+        kernelDirectory: String, memoryMiB: Int, vcpuCount: Int, initramfs: String, console: String?
+    ) -> VMConfiguration {
         var configuration = VMConfiguration(
             kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
             memoryMiB: memoryMiB, vcpuCount: vcpuCount, console: console.map { .file($0) } ?? .none)
@@ -66,9 +66,10 @@ extension Sandbox {
             throw SandboxError("template \(name) already exists")
         }
         let dependencies = try currentTemplateDependencies()
+        let kernelDirectory = try kernelDirectory
         let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
         let configuration = templateMachineConfiguration(
-            memoryMiB: memoryMiB, vcpuCount: vcpuCount, initramfs: initramfs, console: console)
+            kernelDirectory: kernelDirectory, memoryMiB: memoryMiB, vcpuCount: vcpuCount, initramfs: initramfs, console: console)
         try configuration.validate()
 
         try FileSystem.makeDirectories(store.directory, mode: 0o700)

@@ -87,6 +87,27 @@ expected=$(printf 'K=V\nGREETING=hello world\n/tmp\n1000\n1000')
 details="status=$status stdout=$(printf %s "$out" | oneline) took=$(since "$start")s stderr=$(oneline <"$work/env.err")"
 if [ "$out" = "$expected" ] && [ $status = 0 ]; then report env-workdir-user PASS "$details"; else report env-workdir-user FAIL "$details"; fi
 
+# Both guest kernels: the default is rund's own when it is built (the rig carries kernel/guest
+# when the host has it), and --kernel stock boots Debian's, loading its modules (pmem included).
+begin guest-kernels
+start=$(uptime_now)
+stock_version=$(cat "$RUND_ROOT/kernel/current/version")
+if [ -f "$RUND_ROOT/kernel/guest/vmlinuz" ]; then default_kernel=rund; else default_kernel=stock; fi
+default_out=$(rund_run -- uname -r 2>"$work/kernel-default.err"); default_status=$?
+stock_out=$(rund_run --kernel stock -- sh -c 'uname -r; echo ok' 2>"$work/kernel-stock.err"); stock_status=$?
+default_release=$(printf '%s\n' "$default_out" | head -n 1) stock_release=$(printf '%s\n' "$stock_out" | head -n 1)
+details="default=$default_kernel [$default_status: $(printf %s "$default_out" | oneline)] stock=[$stock_status: $(printf %s "$stock_out" | oneline)] stock-version=$stock_version took=$(since "$start")s stderr=$(cat "$work/kernel-default.err" "$work/kernel-stock.err" | oneline)"
+case $default_kernel in
+rund) default_ok=$(case $default_release in *-rund) echo yes ;; *) echo no ;; esac) ;;
+*) default_ok=$([ "$default_release" = "$stock_version" ] && echo yes || echo no) ;;
+esac
+if [ $default_status = 0 ] && [ $stock_status = 0 ] && [ "$default_ok" = yes ] && [ "$stock_release" = "$stock_version" ] \
+    && [ "$(printf '%s\n' "$stock_out" | tail -n 1)" = ok ]; then
+    report guest-kernels PASS "$details"
+else
+    report guest-kernels FAIL "$details"
+fi
+
 # Isolation: two sandboxes of one image at once, each writing the same path; SIGTERM (sent once
 # both have written) makes each read back. A third, later run must see the image unchanged.
 erofs=$(find "$RUND_ROOT/images" -name rootfs.erofs | head -n 1)
