@@ -44,10 +44,15 @@ package enum RunBenchmark {
                 subject.table.append(try phases.durations())
                 subject.peakRSSPerRun = perRun && subject.peakRSSPerRun
                 if let peak = PeakRSS.mebibytes() { subject.peakRSS.append(peak) }
-                subject.qemuSamples.append(
-                    try BootProbe.measure(
-                        subject.peer.argv, timeout: timeout, marker: QEMUPeer.marker,
-                        readStandardError: true, killAtMarker: true))
+                // A peer that fails to boot a kernel is a result of the comparison, not the end of it.
+                do {
+                    subject.qemuSamples.append(
+                        try BootProbe.measure(
+                            subject.peer.argv, timeout: timeout, marker: QEMUPeer.marker,
+                            readStandardError: true, killAtMarker: true))
+                } catch {
+                    subject.qemuFailures.append("\(error)")
+                }
             }
         }
         // Untimed: the guest's memory in use once booted, before the process starts.
@@ -84,6 +89,7 @@ package enum RunBenchmark {
         var peakRSS: [Double] = []
         var peakRSSPerRun = true
         var qemuSamples: [BootProbe.Sample] = []
+        var qemuFailures: [String] = []
         var guestMemoryUsedMiB: Double?
 
         init(
@@ -115,7 +121,8 @@ package enum RunBenchmark {
         var figures: RunBenchReport.KernelFigures {
             RunBenchReport.KernelFigures(
                 kernel: kernel, version: version, bzImageBytes: bzImageBytes, initramfsBytes: initramfsBytes,
-                guestMemoryUsedMiB: guestMemoryUsedMiB, table: table, qemu: qemuSamples, qemuDevices: peer.devices,
+                guestMemoryUsedMiB: guestMemoryUsedMiB, table: table, qemu: qemuSamples, qemuFailures: qemuFailures,
+                qemuDevices: peer.devices,
                 peakRSSMiB: peakRSS, peakRSSPerRun: peakRSSPerRun)
         }
     }
@@ -171,6 +178,8 @@ package struct RunBenchReport: Encodable {
         let bootMsP99: Double
         let bootMs: [Double]
         let peakRSSMiBMedian: Double
+        /// Boots that never reached the marker, each with its error.
+        let failures: [String]
     }
 
     /// Everything measured with one guest kernel.
@@ -196,7 +205,8 @@ package struct RunBenchReport: Encodable {
 
         init(
             kernel: GuestKernel, version: String, bzImageBytes: Int64, initramfsBytes: Int64, guestMemoryUsedMiB: Double?,
-            table: PhaseTable, qemu samples: [BootProbe.Sample], qemuDevices: [String], peakRSSMiB: [Double],
+            table: PhaseTable, qemu samples: [BootProbe.Sample], qemuFailures: [String] = [], qemuDevices: [String],
+            peakRSSMiB: [Double],
             peakRSSPerRun: Bool
         ) {
             self.kernel = kernel
@@ -209,7 +219,8 @@ package struct RunBenchReport: Encodable {
             qemu = QEMUFigures(
                 endPoint: "spawn to the agent's boot-marker write", devices: qemuDevices,
                 bootMsMedian: Percentile.of(boot, fraction: 0.5), bootMsP99: Percentile.of(boot, fraction: 0.99),
-                bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5))
+                bootMs: boot, peakRSSMiBMedian: Percentile.of(samples.map(\.peakRSSMiB), fraction: 0.5),
+                failures: qemuFailures)
             kernelBootRatio = (table.figures(SandboxPhase.kernelBoot.rawValue)?.medianMs ?? .nan) / qemu.bootMsMedian
             vmCreateKernelBootRatio = (table.figures(PhaseTable.vmCreateAndKernelBoot)?.medianMs ?? .nan) / qemu.bootMsMedian
             self.peakRSSMiB = peakRSSMiB
@@ -274,6 +285,9 @@ package struct RunBenchReport: Encodable {
                     + String(format: " %11.1f %10.1f", figures.qemu.bootMsMedian, figures.qemu.bootMsP99)
                     + "   (\(figures.qemu.endPoint))")
             lines.append("qemu devices: " + figures.qemu.devices.joined(separator: ", "))
+            if let first = figures.qemu.failures.first {
+                lines.append("qemu-microvm: \(figures.qemu.failures.count) of \(runs) boots failed; the first: \(first)")
+            }
             lines.append(
                 String(
                     format: "ratio rund/qemu: kernel-boot %.2f, vm-create+kernel-boot %.2f", figures.kernelBootRatio,
