@@ -40,6 +40,8 @@ let package = Package(
         target("BzImage", [.product(name: "Boot", package: rund), .product(name: "GuestMemory", package: rund)]),
         target("Virtqueue", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund)]),
         target("VirtioBlock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "HostOS", package: rund)]),
+        target("VirtioPmem", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund)]),
+        target("VirtioBalloon", ["DeviceFuzzing", .product(name: "Devices", package: rund)]),
         target("Vsock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "Logging", package: "swift-log")]),
         target(
             "TTRPCFrames",

@@ -169,15 +169,16 @@ details="status=$status ready=$ready stdout=$(oneline <"$work/term.out") signall
 if [ $ready = yes ] && [ $status = 7 ] && grep -qx trapped "$work/term.out"; then report sigterm PASS "$details"; else report sigterm FAIL "$details"; fi
 
 # A hostile agent: each malformed answer must end rund with 125 and one line that is rund's own
-# finding (a deadline or a broken connection: rund allows the agent 30 s), not the VM's end when
-# the agent gives up holding the connection 300 s after its frame. All four run at once.
+# finding (a deadline or a broken connection: with --agent-timeout 48 rund allows each call 12 s),
+# not the VM's end when the agent gives up holding the connection 300 s after its frame. All four
+# run at once.
 begin hostile
 start=$(uptime_now)
 runs=""
 for mode in bad-header oversized garbage-proto unknown-stream; do
     (
         begun=$(uptime_now)
-        timeout -k 30 240 "$RUND" run --agent "$HOSTILE/hostile-agent-$mode" --image "$IMAGE" -- true \
+        timeout -k 30 240 "$RUND" run --agent-timeout 48 --agent "$HOSTILE/hostile-agent-$mode" --image "$IMAGE" -- true \
             >"$work/hostile.$mode.out" 2>"$work/hostile.$mode.err"
         echo "$? $(since "$begun")" >"$work/hostile.$mode.status"
     ) &
@@ -408,7 +409,7 @@ fi
 begin fd-threads
 start=$(uptime_now)
 RUND_SANDBOX_TEST_ROOT=$RUND_ROOT RUND_SANDBOX_TEST_AGENT=$RUND_AGENT RUND_SANDBOX_TEST_IMAGE=$IMAGE \
-    RUND_SANDBOX_TEST_RUNS=${RUND_SANDBOX_TEST_RUNS:-20} \
+    RUND_SANDBOX_TEST_RUNS=${RUND_SANDBOX_TEST_RUNS:-10} \
     timeout -s KILL 900 "$BUNDLE" --testing-library swift-testing --filter SandboxInsideL1Tests >"$work/fd.out" 2>"$work/fd.err"
 status=$?
 summary=$(grep '^sandbox-l1:' "$work/fd.out" | oneline)
