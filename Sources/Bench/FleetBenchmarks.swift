@@ -12,7 +12,7 @@ package enum DensityBenchmark {
     /// of the image whose every file each sandbox reads once before it idles.
     package static func measure(
         rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?,
-        starts: [FleetStart] = [.cold, .clone], read: String? = nil, balloon: Bool = true
+        starts: [FleetStart] = [.cold, .clone], read: String? = nil, balloon: Bool = true, reclaimIdleSeconds: Int? = nil
     ) throws -> DensityReport {
         // The directory goes in as the script's $1: never spliced into shell text.
         let command =
@@ -20,7 +20,8 @@ package enum DensityBenchmark {
             ?? ["sh", "-c", "echo ready; exec sleep 100000"]
         let rows = try SandboxFleet.rounds(
             rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given, starts: starts,
-            extraArguments: balloon ? [] : ["--test-hook", "no-balloon"]
+            extraArguments: (balloon ? [] : ["--test-hook", "no-balloon"])
+                + (reclaimIdleSeconds.map { ["--reclaim-idle", "\($0)"] } ?? [])
         ) { fleet, start, count, members -> DensityReport.Row in
             let began = ContinuousClock.now
             for _ in 0..<count {
@@ -39,14 +40,17 @@ package enum DensityBenchmark {
                 }
             }
             let allUp = ContinuousClock.now - began
-            // A moment for the guests to settle (page cache, agent) before measuring.
-            sleep(2)
+            // A moment for the guests to settle (page cache, agent) before measuring; with
+            // --reclaim-idle, for each to go idle, fill its balloon and settle it (10 s).
+            sleep(UInt32(2 + (reclaimIdleSeconds.map { $0 + 12 } ?? 0)))
             let memory = try up.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
             return DensityReport.Row(
                 start: start, sandboxes: up.count, failures: failures, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +)
             )
         }
-        return DensityReport(image: image, memoryMiB: memoryMiB, vcpus: vcpus, read: read, balloon: balloon, rows: rows)
+        return DensityReport(
+            image: image, memoryMiB: memoryMiB, vcpus: vcpus, read: read, balloon: balloon, reclaimIdleSeconds: reclaimIdleSeconds,
+            rows: rows)
     }
 }
 
@@ -95,6 +99,8 @@ package struct DensityReport: Encodable {
     let read: String?
     /// Free page reporting on (a balloon in every cold-booted VM, the default) or off.
     let balloon: Bool
+    /// Each sandbox inflated its balloon after this many quiet seconds (`rund run --reclaim-idle`).
+    let reclaimIdleSeconds: Int?
     let rows: [Row]
 
     package var text: String {
@@ -102,6 +108,7 @@ package struct DensityReport: Encodable {
             "idle sandboxes of \(image), \(memoryMiB) MiB, \(vcpus) vCPU(s)"
                 + (read.map { ", each having read every file under \($0)" } ?? "")
                 + (balloon ? "" : ", no balloon (free page reporting off)")
+                + (reclaimIdleSeconds.map { ", idle memory reclaimed after \($0) s (balloon inflated)" } ?? "")
                 + "; per sandbox, MiB (rund processes, /proc/PID/smaps)",
             "start     up failed   all-up s      PSS  private  guest PSS  image PSS  VMM PSS  VMM private",
         ]

@@ -85,6 +85,7 @@ package enum RunBenchmark {
         let peer: QEMUPeer
         let bzImageBytes: Int64
         let initramfsBytes: Int64
+        let agentImageBytes: Int64?
         var table = PhaseTable()
         var peakRSS: [Double] = []
         var peakRSSPerRun = true
@@ -109,7 +110,15 @@ package enum RunBenchmark {
                 modules: GuestInitramfs.sandboxModules(imageOn: device))
             let peerInitramfs = try GuestInitramfs.path(stateRoot: root, kernelDirectory: directory, agentPath: agentPath)
             bzImageBytes = Int64(try FileSystem.status(at: nil, directory + "/vmlinuz")?.st_size ?? 0)
-            initramfsBytes = Int64(try FileSystem.status(at: nil, sandboxInitramfs)?.st_size ?? 0)
+            // With a kernel that can, a pmem sandbox boots from the agent image instead (no initramfs).
+            if device == .pmem, GuestAgentImage.usable(kernelDirectory: directory) {
+                let agentImage = try GuestAgentImage.path(stateRoot: root, agentPath: agentPath)
+                agentImageBytes = Int64(try FileSystem.status(at: nil, agentImage)?.st_size ?? 0)
+                initramfsBytes = 0
+            } else {
+                agentImageBytes = nil
+                initramfsBytes = Int64(try FileSystem.status(at: nil, sandboxInitramfs)?.st_size ?? 0)
+            }
             peer = try QEMUPeer(
                 qemu: qemu, kernel: directory + "/vmlinuz", initrd: peerInitramfs, image: image,
                 scratch: root + "/bench-run-\(getpid())-\(kernel.rawValue).img", scratchMiB: scratchMiB,
@@ -121,7 +130,8 @@ package enum RunBenchmark {
         var figures: RunBenchReport.KernelFigures {
             RunBenchReport.KernelFigures(
                 kernel: kernel, version: version, bzImageBytes: bzImageBytes, initramfsBytes: initramfsBytes,
-                guestMemoryUsedMiB: guestMemoryUsedMiB, table: table, qemu: qemuSamples, qemuFailures: qemuFailures,
+                agentImageBytes: agentImageBytes, guestMemoryUsedMiB: guestMemoryUsedMiB, table: table, qemu: qemuSamples,
+                qemuFailures: qemuFailures,
                 qemuDevices: peer.devices,
                 peakRSSMiB: peakRSS, peakRSSPerRun: peakRSSPerRun)
         }
@@ -187,8 +197,12 @@ package struct RunBenchReport: Encodable {
         let kernel: GuestKernel
         let version: String
         let bzImageBytes: Int64
-        /// The cold-booted sandbox's initramfs: the agent plus the kernel modules it loads.
+        /// The cold-booted sandbox's initramfs: the agent plus the kernel modules it loads (0
+        /// when it boots from the agent image).
         let initramfsBytes: Int64
+        /// The agent's root image a pmem sandbox of this kernel boots from (`GuestAgentImage`),
+        /// mapped with DAX rather than copied into the guest; nil: it boots from the initramfs.
+        let agentImageBytes: Int64?
         /// MemTotal - MemAvailable as the agent reports it once booted (one untimed run).
         let guestMemoryUsedMiB: Double?
         let phases: [PhaseTable.Figures]
@@ -204,7 +218,8 @@ package struct RunBenchReport: Encodable {
         let peakRSSPerRun: Bool
 
         init(
-            kernel: GuestKernel, version: String, bzImageBytes: Int64, initramfsBytes: Int64, guestMemoryUsedMiB: Double?,
+            kernel: GuestKernel, version: String, bzImageBytes: Int64, initramfsBytes: Int64, agentImageBytes: Int64? = nil,
+            guestMemoryUsedMiB: Double?,
             table: PhaseTable, qemu samples: [BootProbe.Sample], qemuFailures: [String] = [], qemuDevices: [String],
             peakRSSMiB: [Double],
             peakRSSPerRun: Bool
@@ -213,6 +228,7 @@ package struct RunBenchReport: Encodable {
             self.version = version
             self.bzImageBytes = bzImageBytes
             self.initramfsBytes = initramfsBytes
+            self.agentImageBytes = agentImageBytes
             self.guestMemoryUsedMiB = guestMemoryUsedMiB
             phases = table.figures
             let boot = samples.map(\.milliseconds)
@@ -271,8 +287,10 @@ package struct RunBenchReport: Encodable {
         for figures in kernels {
             lines.append("")
             lines.append(
-                "kernel \(figures.kernel.rawValue) (\(figures.version)): bzImage \(figures.bzImageBytes) bytes, initramfs "
-                    + "\(figures.initramfsBytes) bytes, guest memory in use after boot "
+                "kernel \(figures.kernel.rawValue) (\(figures.version)): bzImage \(figures.bzImageBytes) bytes, "
+                    + (figures.agentImageBytes.map { "no initramfs (agent image \($0) bytes, DAX root)" }
+                        ?? "initramfs \(figures.initramfsBytes) bytes")
+                    + ", guest memory in use after boot "
                     + (figures.guestMemoryUsedMiB.map { String(format: "%.1f MiB", $0) } ?? "unknown"))
             lines.append("phase                    median ms     p99 ms")
             for phase in figures.phases {

@@ -177,6 +177,26 @@ public final class RunningSandbox: Sendable {
     /// How the VM ended, once it has.
     public var vmExit: MachineExit? { machine.exitReason }
 
+    /// Whether the VM has a balloon (cold boots do; templates' clones do not).
+    public var hasBalloon: Bool { machine.balloon != nil }
+
+    /// MiB the guest says it has given into its balloon (0 without one).
+    public var balloonMiB: Int { Int(machine.balloon?.reportedBalloonPages ?? 0) / Self.balloonPagesPerMiB }
+
+    /// Asks the guest to give `mebibytes` of its memory back to the host through its balloon
+    /// (0: take none, giving back what it holds). The guest does it when it can, and takes pages
+    /// back on its own under memory pressure (the balloon deflates on OOM).
+    public func setBalloon(mebibytes: Int) throws {
+        guard let balloon = machine.balloon else { throw SandboxError("the sandbox's VM has no balloon (a template's clone)") }
+        guard (0...memoryMiB).contains(mebibytes) else {
+            throw SandboxError("a balloon of \(mebibytes) MiB does not fit a \(memoryMiB) MiB guest")
+        }
+        balloon.setTarget(pages: UInt32(mebibytes * Self.balloonPagesPerMiB))
+    }
+
+    /// The balloon's pages are 4 KiB whatever the guest's page size (virtio 1.2, 5.5.6).
+    static let balloonPagesPerMiB = 256
+
     /// The sandbox's cgroup directories (empty when it runs unconfined).
     public var cgroupPaths: [String] { cgroup.paths }
 

@@ -88,7 +88,22 @@ public struct Sandbox: Sendable {
         }
         do {
             _ = try await sandbox.start(stdin: spec.interactive ? 0 : nil)
-            let exit = try await sandbox.waitWithOutput(output: output)
+            let reclaimer = spec.reclaimIdleAfter.flatMap { IdleMemoryReclaimer(sandbox, after: $0, logger: logger) }
+            let watching = reclaimer.map { reclaimer in Task { await reclaimer.watch() } }
+            let waited: Result<SandboxExit, any Error>
+            do {
+                waited = .success(
+                    try await sandbox.waitWithOutput { stream, bytes in
+                        reclaimer?.activity()
+                        output(stream, bytes)
+                    })
+            } catch {
+                waited = .failure(error)
+            }
+            // Ended before the VM goes: it must not touch the balloon of a closed machine.
+            watching?.cancel()
+            await watching?.value
+            let exit = try waited.get()
             phases?.begin(.teardown)
             await sandbox.shutdown()
             return exit
@@ -138,11 +153,13 @@ public struct Sandbox: Sendable {
         if spec.rootfsDevice == .pmem, case .named(let name) = spec.template {
             throw SandboxError("template \(name) reads the image through virtio-blk: its clones cannot have it on virtio-pmem")
         }
-        let template = try self.template(for: spec, choice: spec.rootfsDevice == .pmem ? .coldBoot : spec.template)
+        if spec.reclaimIdleAfter != nil, case .named(let name) = spec.template {
+            throw SandboxError("template \(name)'s clones have no balloon: they cannot give idle memory back")
+        }
+        let coldBootOnly = spec.rootfsDevice == .pmem || spec.reclaimIdleAfter != nil
+        let template = try self.template(for: spec, choice: coldBootOnly ? .coldBoot : spec.template)
         let device = try rootfsDevice(spec, cloning: template != nil, kernelDirectory: kernelDirectory)
-        let initramfs = try GuestInitramfs.path(
-            stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath,
-            modules: GuestInitramfs.sandboxModules(imageOn: device))
+        let boot = try guestBoot(imageOn: device, kernelDirectory: kernelDirectory)
         // The VM's size is checked before it sizes the cgroup.
         try VMConfiguration(kernelPath: kernelDirectory + "/vmlinuz", memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount).validate()
 
@@ -161,7 +178,7 @@ public struct Sandbox: Sendable {
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
         let configuration = machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, initramfs: initramfs, image: root.disk, on: device, writable: writable,
+            spec, kernelDirectory: kernelDirectory, boot: boot, image: root.disk, on: device, writable: writable,
             cloning: template != nil)
         var restored: Machine?
         if let template {
@@ -210,7 +227,8 @@ public struct Sandbox: Sendable {
                         }
                     }))
             try await Self.createContainer(
-                client, id: id, hostname: spec.hostname, imageOn: device, sendIdentity: !spec.testHooks.contains(.skipGuestIdentity),
+                client, id: id, hostname: spec.hostname, imageOn: device, boot: boot,
+                sendIdentity: !spec.testHooks.contains(.skipGuestIdentity),
                 controlTimeout: Self.controlCallTimeout(spec))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
@@ -252,12 +270,24 @@ public struct Sandbox: Sendable {
         }
     }
 
+    /// How a guest whose image is on `device` gets its agent: from the agent image as its root
+    /// when the kernel can (`GuestAgentImage`), else from an initramfs with the modules it needs.
+    func guestBoot(imageOn device: RootfsDevice, kernelDirectory: String) throws -> GuestBoot {
+        if device == .pmem, GuestAgentImage.usable(kernelDirectory: kernelDirectory) {
+            return .agentImage(try GuestAgentImage.path(stateRoot: stateRoot, agentPath: agentPath))
+        }
+        return .initramfs(
+            try GuestInitramfs.path(
+                stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath,
+                modules: GuestInitramfs.sandboxModules(imageOn: device)))
+    }
+
     func machineConfiguration(
-        _ spec: SandboxSpec, kernelDirectory: String, initramfs: String, image: String, on device: RootfsDevice,
+        _ spec: SandboxSpec, kernelDirectory: String, boot: GuestBoot, image: String, on device: RootfsDevice,
         writable: FileDescriptor, cloning: Bool
     ) -> VMConfiguration {
         var configuration = VMConfiguration(
-            kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
+            kernelPath: kernelDirectory + "/vmlinuz", initrdPath: boot.initramfs, extraCommandLine: boot.commandLine,
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
             console: spec.consolePath.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
@@ -272,8 +302,9 @@ public struct Sandbox: Sendable {
             // /dev/vda: the image (EROFS, read-only); /dev/vdb: the sandbox's own ext4 layer.
             configuration.disks = [.init(path: image, readOnly: true), writableDisk]
         case .pmem:
-            // /dev/pmem0: the image, mapped shared and read-only; /dev/vda: the writable layer.
-            configuration.pmemImages = [image]
+            // /dev/pmem0: the image, mapped shared and read-only (after the agent image, when that
+            // is the guest's root); /dev/vda: the writable layer.
+            configuration.pmemImages = (boot.agentImage.map { [$0] } ?? []) + [image]
             configuration.disks = [writableDisk]
         }
         return configuration
@@ -281,8 +312,8 @@ public struct Sandbox: Sendable {
 
     /// CreateContainer over the image and the writable layer, on the devices `device` puts them.
     static func createContainer(
-        _ client: AgentClient, id: String, hostname: String?, imageOn device: RootfsDevice, sendIdentity: Bool = true,
-        controlTimeout: Duration
+        _ client: AgentClient, id: String, hostname: String?, imageOn device: RootfsDevice, boot: GuestBoot,
+        sendIdentity: Bool = true, controlTimeout: Duration
     ) async throws {
         // A clone without fresh entropy would share its RNG with its template: no silent default.
         let entropy = sendIdentity ? try KernelRandom.bytes(64) : []
@@ -292,7 +323,7 @@ public struct Sandbox: Sendable {
                 $0.hostname = hostname ?? String(id.prefix(63))
                 $0.rootfs = .with {
                     $0.image = .with {
-                        $0.path = device == .pmem ? "/dev/pmem0" : "/dev/vda"
+                        $0.path = device == .pmem ? (boot.agentImage == nil ? "/dev/pmem0" : "/dev/pmem1") : "/dev/vda"
                         $0.fsType = "erofs"
                         // Reads map the host's page cache straight into the guest.
                         if device == .pmem { $0.options = ["dax"] }
@@ -364,4 +395,24 @@ public struct Sandbox: Sendable {
             throw SandboxError(.agentUnresponsive, "the guest agent did not answer within \(limit) (\(error))")
         }
     }
+}
+
+/// What a cold-booted guest runs its agent from.
+enum GuestBoot {
+    /// An initramfs holding the agent as /init and the modules it loads.
+    case initramfs(String)
+    /// The agent image, mapped as the first pmem device and mounted as the root (`GuestAgentImage`).
+    case agentImage(String)
+
+    var initramfs: String? {
+        if case .initramfs(let path) = self { return path }
+        return nil
+    }
+
+    var agentImage: String? {
+        if case .agentImage(let path) = self { return path }
+        return nil
+    }
+
+    var commandLine: String { agentImage == nil ? "quiet" : "quiet " + GuestAgentImage.commandLine }
 }

@@ -59,6 +59,10 @@ public struct SandboxSpec: Sendable {
     /// The main process exactly as given (the shim's config.json), instead of one resolved from
     /// the image config and the fields above.
     public var process: AgentProcessSpec?
+    /// When the main process has printed nothing for this long, the memory its guest has free
+    /// goes back to the host through the balloon (`IdleMemoryReclaimer`); nil: never. Needs a
+    /// cold boot (clones have no balloon).
+    public var reclaimIdleAfter: Duration? = nil
 
     public init(
         id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],

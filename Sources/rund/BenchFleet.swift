@@ -59,6 +59,11 @@ struct BenchDensity: AsyncParsableCommand {
     var read: String?
     @Flag(help: "Give the cold-booted VMs no balloon: free page reporting off, to measure what it saves.")
     var withoutBalloon = false
+    @Option(
+        help: ArgumentHelp(
+            "Run each sandbox with `rund run --reclaim-idle SECONDS` and measure once every one has gone idle and "
+                + "filled its balloon.", valueName: "SECONDS"))
+    var reclaimIdle: Int?
 
     var parsedStarts: [FleetStart] { starts.split(separator: ",").compactMap { FleetStart(rawValue: String($0)) } }
 
@@ -67,6 +72,12 @@ struct BenchDensity: AsyncParsableCommand {
             throw ValidationError("--starts takes cold, pmem, blk and clone separated by commas, got \(starts)")
         }
         if let read, !read.hasPrefix("/") { throw ValidationError("--read takes an absolute path inside the image, got \(read)") }
+        if let reclaimIdle, !(1...3600).contains(reclaimIdle) {
+            throw ValidationError("--reclaim-idle must be 1 to 3600 seconds, got \(reclaimIdle)")
+        }
+        if reclaimIdle != nil, withoutBalloon || parsedStarts.contains(.clone) {
+            throw ValidationError("--reclaim-idle needs a balloon: leave out --without-balloon and the clone start")
+        }
     }
 
     func run() async throws {
@@ -74,7 +85,7 @@ struct BenchDensity: AsyncParsableCommand {
         let report = try DensityBenchmark.measure(
             rund: FleetOptions.rund, root: StateRoot.resolve(rootOptions.root), image: fleet.image, counts: fleet.parsedCounts,
             memoryMiB: fleet.memory, vcpus: fleet.vcpus, template: fleet.template, starts: parsedStarts, read: read,
-            balloon: !withoutBalloon)
+            balloon: !withoutBalloon, reclaimIdleSeconds: reclaimIdle)
         if fleet.json { try printJSON(report) } else { print(report.text) }
     }
 }

@@ -133,9 +133,13 @@ enum HostChecks {
                     "use a guest kernel with CONFIG_FS_DAX=y and virtio_pmem and nd_pmem (rund's own has them: scripts/build-guest-kernel)",
                 requiredForSandboxes: false)
         }
+        let agent =
+            GuestAgentImage.usable(kernelDirectory: kernel)
+            ? "; the agent boots from its own image the same way (no initramfs)" : ""
         return HostCheck(
             name: "image device", status: .ok,
-            detail: "virtio-pmem, EROFS mounted dax: sandboxes of one image share its page cache (a template's clones use virtio-blk)",
+            detail: "virtio-pmem, EROFS mounted dax: sandboxes of one image share its page cache (a template's clones use virtio-blk)"
+                + agent,
             fix: nil, requiredForSandboxes: false)
     }
 

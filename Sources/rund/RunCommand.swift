@@ -81,6 +81,12 @@ struct RunCommand: AsyncParsableCommand {
             "The guest kernel: rund (ours, every driver built in: scripts/build-guest-kernel) or stock (Debian's "
                 + "cloud kernel). Default: rund when it is built, else stock.", valueName: "rund|stock"))
     var kernel: GuestKernel?
+    @Option(
+        help: ArgumentHelp(
+            "When the process has printed nothing for SECONDS, give the memory its guest has available (less a "
+                + "reserve) back to the host through the VM's balloon; its next output takes the balloon down again. "
+                + "Implies a cold boot (a template's clone has no balloon).", valueName: "SECONDS"))
+    var reclaimIdle: Double?
     @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
@@ -90,6 +96,10 @@ struct RunCommand: AsyncParsableCommand {
         try SecondsOption.check(stallTimeout, "--stall-timeout", in: 2...86400)
         try SecondsOption.check(agentTimeout, "--agent-timeout", in: 1...86400)
         if template != nil && noTemplate { throw ValidationError("give either --template or --no-template, not both") }
+        try SecondsOption.check(reclaimIdle, "--reclaim-idle", in: 1...86400)
+        if template != nil && reclaimIdle != nil {
+            throw ValidationError("a template's clone has no balloon to give idle memory back with: drop --template or --reclaim-idle")
+        }
         if template != nil && rootfsDevice == .pmem {
             throw ValidationError("a template's clone reads its image through virtio-blk: drop --template or --rootfs-device pmem")
         }
@@ -138,6 +148,7 @@ struct RunCommand: AsyncParsableCommand {
         spec.agentTimeout = .milliseconds(Int64(agentTimeout * 1000))
         spec.template = noTemplate ? .coldBoot : template.map { .named($0) } ?? .automatic
         spec.rootfsDevice = rootfsDevice
+        spec.reclaimIdleAfter = reclaimIdle.map { .milliseconds(Int64($0 * 1000)) }
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
         try ProcessHardening.makeUndumpable()
         let sandbox = Sandbox(

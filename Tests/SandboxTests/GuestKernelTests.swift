@@ -54,6 +54,8 @@ struct GuestKernelTests {
         #expect(modules.count >= 8)
         #expect(try GuestInitramfs.loadOrder(of: modules, kernelDirectory: directory) == [])
         #expect(GuestInitramfs.pmemUnsupportedReason(kernelDirectory: directory) == nil)
+        // So a pmem sandbox boots from the agent image, with no initramfs at all.
+        #expect(GuestAgentImage.usable(kernelDirectory: directory))
         let config = try String(contentsOfFile: directory + "/config", encoding: .utf8)
         #expect(config.contains("# CONFIG_MODULES is not set"))
     }

@@ -36,13 +36,17 @@ kernel_cache_dir() {
 # `--put` arguments for scripts/rig that carry ROOT's guest kernels into L1 under L1_ROOT:
 # the stock kernel always (dies when it is not cached), rund's own when built. One per line.
 guest_kernel_puts() {
-    local root=$1 l1_root=$2 stock guest
+    local root=$1 l1_root=$2 stock guest mkfs
     stock=$(readlink -f "$root/kernel/current") || true
     [[ -f $stock/vmlinuz ]] || die "no guest kernel cached under $root/kernel: run scripts/setup"
     printf '%s\n' --put "$stock:$l1_root/kernel/current"
     guest=$(readlink -f "$root/kernel/guest") || true
     if [[ -f $guest/vmlinuz ]]; then
         printf '%s\n' --put "$guest:$l1_root/kernel/guest"
+        # With rund's kernel a pmem sandbox boots from the agent's EROFS image, which rund
+        # builds in L1 on first use (Sandbox/GuestAgentImage).
+        mkfs=$(command -v mkfs.erofs) || die "mkfs.erofs is missing: run scripts/setup"
+        printf '%s\n' --put "$mkfs"
     fi
 }
 

@@ -120,6 +120,34 @@ ok=no
 [ -n "$base" ] && [ -n "$peak" ] && [ "$peak" -ge $((base + 153600)) ] && [ "$low" -le $((base + 40960)) ] && ok=yes
 pass_if freed-guest-memory-goes-back-to-the-host $ok "rss-KiB: booted=$base after-200MiB=$peak lowest=$low within=${waited}s stderr=$(oneline <"$work/report.err")"
 
+# An idle sandbox gives back what its guest has available, page cache included, when asked
+# (`--reclaim-idle`): two sandboxes each write 40 MiB to their writable layer (the guest keeps
+# it as page cache, which free page reporting never gives back) and go quiet. The one with
+# --reclaim-idle 3 inflates its balloon: its rund's RSS falls by most of it; the other's does
+# not. Its next output takes the balloon down: the process then allocates 100 MiB and goes on.
+begin idle-reclaim
+writer='trap "exit 0" TERM; dd if=/dev/zero of=/cached bs=1M count=40 2>/dev/null; sync; echo written; sleep 30; echo awake; dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo allocated; sleep 40 & wait'
+$RUN --rootfs-device pmem --reclaim-idle 3 -- sh -c "$writer" >"$work/idle-a" 2>"$work/idle-a.err" & a=$!
+$RUN --rootfs-device pmem -- sh -c "$writer" >"$work/idle-b" 2>"$work/idle-b.err" & b=$!
+rund_a="" rund_b=""
+wait_for_line "$work/idle-a" written && rund_a=$(rund_of $a)
+wait_for_line "$work/idle-b" written && rund_b=$(rund_of $b)
+written_a=$(rss_kib "$rund_a") written_b=$(rss_kib "$rund_b")
+low_a=${written_a:-0} low_b=${written_b:-0} waited=0
+while [ $waited -lt 25 ] && ! grep -qx awake "$work/idle-a"; do
+    sleep 1; waited=$((waited + 1))
+    now=$(rss_kib "$rund_a"); [ -n "$now" ] && [ "$now" -lt "$low_a" ] && low_a=$now
+    now=$(rss_kib "$rund_b"); [ -n "$now" ] && [ "$now" -lt "$low_b" ] && low_b=$now
+done
+allocated=no
+wait_for_line "$work/idle-a" allocated && allocated=yes
+kill -TERM $a $b 2>/dev/null
+wait $a $b
+ok=no
+[ -n "$written_a" ] && [ -n "$written_b" ] && [ "$low_a" -le $((written_a - 30720)) ] \
+    && [ "$low_b" -gt $((written_b - 20480)) ] && [ $allocated = yes ] && ok=yes
+pass_if idle-memory-goes-back-to-the-host $ok "rss-KiB: reclaim=[written=$written_a lowest=$low_a] without=[written=$written_b lowest=$low_b] watched=${waited}s allocated-after=$allocated out=$(oneline <"$work/idle-a") stderr=$(cat "$work"/idle-a.err "$work"/idle-b.err | oneline)"
+
 # Nothing of the sandboxes is left: no rund process, and no cgroup of rund's holding a process
 # or named for a sandbox (sb-*: given back to the pool when a sandbox ends).
 begin no-leaks

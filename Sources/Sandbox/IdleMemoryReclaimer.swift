@@ -1,0 +1,125 @@
+import Logging
+import Synchronization
+
+/// Takes memory back from a sandbox whose process has gone quiet (`SandboxSpec.reclaimIdleAfter`):
+/// once it has printed nothing for `after`, the balloon is inflated to what the guest has
+/// available (MemAvailable, page cache included) less a reserve, so those pages go back to the
+/// host; its next output deflates the balloon again. A guest that needs memory while inflated
+/// takes pages back itself (the balloon deflates on OOM): the process is slowed, never killed.
+///
+/// Free page reporting alone gives back only free runs of 2 MiB and more, and never the guest's
+/// page cache; the balloon takes any free 4 KiB page, and the guest drops cache to fill it.
+final class IdleMemoryReclaimer: Sendable {
+    private let sandbox: RunningSandbox
+    private let after: Duration
+    private let logger: Logger
+    private let state: Mutex<State>
+
+    struct State {
+        var lastActivity: ContinuousClock.Instant
+        /// Bumped by every activity: a reclaim decided before it must not inflate after it.
+        var generation: UInt64 = 0
+        /// MiB asked of the guest while idle (nil: the balloon is down).
+        var asked: Int?
+        /// When to stop asking for more than the guest managed to give.
+        var settleAt: ContinuousClock.Instant?
+    }
+
+    /// How long the guest gets to fill the balloon before the target comes down to what it gave:
+    /// a guest that cannot find the pages would otherwise retry (every 200 ms in Linux) for as
+    /// long as the sandbox is idle.
+    static let settleTime: Duration = .seconds(10)
+
+    /// nil when the sandbox's VM has no balloon (a clone).
+    init?(_ sandbox: RunningSandbox, after: Duration, logger: Logger) {
+        guard sandbox.hasBalloon else {
+            logger.warning("no balloon in this sandbox's VM: idle memory stays with it")
+            return nil
+        }
+        self.sandbox = sandbox
+        self.after = after
+        self.logger = logger
+        state = Mutex(State(lastActivity: .now))
+    }
+
+    /// What the guest keeps free when its balloon is inflated: an eighth of its memory, at
+    /// least 16 MiB, so its kernel and the woken process find pages without deflating at once.
+    static func reserveMiB(memoryMiB: Int) -> Int { max(16, memoryMiB / 8) }
+
+    /// MiB to ask of a guest of `memoryMiB` that reports `availableBytes` available with
+    /// `balloonMiB` already in its balloon (those count as used with deflate-on-OOM).
+    static func balloonTarget(memoryMiB: Int, availableBytes: UInt64, balloonMiB: Int) -> Int {
+        let availableMiB = Int(clamping: availableBytes >> 20)
+        let wanted = balloonMiB + max(0, availableMiB - reserveMiB(memoryMiB: memoryMiB))
+        return min(max(0, wanted), memoryMiB - reserveMiB(memoryMiB: memoryMiB))
+    }
+
+    /// The process printed: the sandbox is busy again, so the balloon comes down.
+    func activity() {
+        let deflate = state.withLock { state -> Bool in
+            state.lastActivity = .now
+            state.generation &+= 1
+            defer {
+                state.asked = nil
+                state.settleAt = nil
+            }
+            return state.asked != nil
+        }
+        if deflate {
+            try? sandbox.setBalloon(mebibytes: 0)
+            logger.debug("sandbox busy again: balloon deflated")
+        }
+    }
+
+    /// Runs until cancelled: inflates the balloon each time the sandbox has been quiet for `after`.
+    func watch() async {
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            let (due, generation, asked, settleAt) = state.withLock { ($0.lastActivity + after, $0.generation, $0.asked, $0.settleAt) }
+            if asked == nil, now >= due {
+                await reclaim(generation: generation)
+            } else if let asked, let settleAt, now >= settleAt {
+                settle(asked: asked, generation: generation)
+            }
+            let wait: Duration = asked == nil && due > now ? min(due - now, .seconds(1)) : .seconds(1)
+            try? await Task.sleep(for: max(wait, .milliseconds(50)))
+        }
+    }
+
+    private func reclaim(generation: UInt64) async {
+        let stats: (available: UInt64, memoryMiB: Int)
+        do {
+            let memory = try await sandbox.guestStats().memory
+            stats = (memory.limitBytes - min(memory.limitBytes, memory.usageBytes), sandbox.memoryMiB)
+        } catch {
+            // Asked again at the next quiet period; the guest may be busy or ending.
+            logger.debug("idle sandbox's memory not read: \(error)")
+            state.withLock { if $0.generation == generation { $0.lastActivity = .now } }
+            return
+        }
+        let target = Self.balloonTarget(memoryMiB: stats.memoryMiB, availableBytes: stats.available, balloonMiB: sandbox.balloonMiB)
+        let inflate = state.withLock { state -> Bool in
+            guard state.generation == generation else { return false }
+            state.asked = target
+            state.settleAt = .now + Self.settleTime
+            return true
+        }
+        guard inflate else { return }
+        try? sandbox.setBalloon(mebibytes: target)
+        logger.debug("sandbox idle: balloon inflated", metadata: ["MiB": "\(target)"])
+    }
+
+    private func settle(asked: Int, generation: UInt64) {
+        let given = sandbox.balloonMiB
+        let lower = state.withLock { state -> Bool in
+            guard state.generation == generation else { return false }
+            state.settleAt = nil
+            guard given < asked else { return false }
+            state.asked = given
+            return true
+        }
+        guard lower else { return }
+        try? sandbox.setBalloon(mebibytes: given)
+        logger.debug("balloon settled below its target", metadata: ["asked MiB": "\(asked)", "given MiB": "\(given)"])
+    }
+}
