@@ -51,6 +51,11 @@ public enum GuestAgentImage {
         let initFile = try FileSystem.open(at: nil, staging + "/init", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o755)
         try initFile.writeAll(bytes)
         initFile.close()
+        // The console init's stdio is opened on before anything mounts devtmpfs, as in the
+        // kernel's built-in initramfs (an agent that does not mount /dev still has it).
+        let dev = try FileSystem.openDirectory(at: nil, staging + "/dev")
+        try FileSystem.makeNode(at: dev, "console", mode: S_IFCHR | 0o600, device: FileSystem.deviceNumber(major: 5, minor: 1))
+        dev.close()
         // No modules to load: ModuleLoader reads an empty list.
         let order = try FileSystem.open(at: nil, staging + "/etc/modules.order", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o644)
         order.close()

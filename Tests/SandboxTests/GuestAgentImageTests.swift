@@ -36,6 +36,11 @@ struct GuestAgentImageTests {
             #expect(try GuestAgentImage.path(stateRoot: root, agentPath: agent) == path)
             let again = try #require(try FileSystem.status(at: nil, path))
             #expect(first.st_ino == again.st_ino && first.st_mtim.tv_nsec == again.st_mtim.tv_nsec)
+            // Init's console exists before anything mounts /dev, and the agent is executable.
+            let console = try Subprocess.checked(["dump.erofs", "--path=/dev/console", path]).stdoutText
+            #expect(console.contains("char dev"))
+            let initFile = try Subprocess.checked(["dump.erofs", "--path=/init", path]).stdoutText
+            #expect(initFile.contains("Size: 10005") && initFile.contains("0755"))
             // Nothing but the image is left in its directory (no staging tree, no temporary).
             #expect(
                 try FileManager.default.contentsOfDirectory(atPath: root + "/agent-images") == [String(path.split(separator: "/").last!)])
