@@ -21,6 +21,11 @@ public enum GuestAgentImage {
     /// mount EROFS from virtio-pmem with DAX and load no module (there is no initramfs to
     /// carry one).
     public static func usable(kernelDirectory: String) -> Bool {
+        // A kernel with module support (the stock one) is told apart by its config alone,
+        // before its 4000-line modules.dep is parsed (a sandbox start asks every time).
+        guard let config = try? FileDescriptor.open(kernelDirectory + "/config", O_RDONLY | O_CLOEXEC).readToEnd(limit: 1 << 20),
+            String(decoding: config, as: UTF8.self).split(separator: "\n").contains("# CONFIG_MODULES is not set")
+        else { return false }
         guard GuestInitramfs.pmemUnsupportedReason(kernelDirectory: kernelDirectory) == nil else { return false }
         let modules = try? GuestInitramfs.loadOrder(of: GuestInitramfs.sandboxModules(imageOn: .pmem), kernelDirectory: kernelDirectory)
         return modules?.isEmpty == true
