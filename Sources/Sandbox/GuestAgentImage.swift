@@ -43,6 +43,12 @@ public enum GuestAgentImage {
         if FileSystem.exists(path) { return path }
 
         try FileSystem.makeDirectories(directory)
+        // One builder at a time: sandboxes started together must map the same file, or each
+        // holds its own copy of the agent's pages and nothing is shared.
+        let lock = try FileSystem.open(at: nil, directory + "/.build.lock", O_RDWR | O_CREAT | O_CLOEXEC, mode: 0o600)
+        defer { lock.close() }
+        _ = try FileSystem.lock(lock)
+        if FileSystem.exists(path) { return path }
         let staging = directory + "/.staging-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileSystem.removeTree(staging) }
         try FileSystem.makeDirectories(staging)

@@ -22,6 +22,19 @@ struct GuestAgentImageTests {
         try body(root, agent)
     }
 
+    static func withStateRootAsync(_ body: @Sendable (String, String) async throws -> Void) async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agent-image-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        ).path
+        defer { try? FileSystem.removeTree(root) }
+        try FileSystem.makeDirectories(root)
+        let agent = root + "/rund-agent"
+        let file = try FileSystem.open(at: nil, agent, O_WRONLY | O_CREAT | O_EXCL, mode: 0o755)
+        try file.writeAll(Array(repeating: 0x7f, count: 100_000))
+        file.close()
+        try await body(root, agent)
+    }
+
     @Test func theImageIsAnEROFSOfWholePagesBuiltOnce() throws {
         try Self.withStateRoot { root, agent in
             let path = try GuestAgentImage.path(stateRoot: root, agentPath: agent)
@@ -43,7 +56,27 @@ struct GuestAgentImageTests {
             #expect(initFile.contains("Size: 10005") && initFile.contains("0755"))
             // Nothing but the image is left in its directory (no staging tree, no temporary).
             #expect(
-                try FileManager.default.contentsOfDirectory(atPath: root + "/agent-images") == [String(path.split(separator: "/").last!)])
+                try FileManager.default.contentsOfDirectory(atPath: root + "/agent-images").sorted()
+                    == [".build.lock", String(path.split(separator: "/").last!)])
+        }
+    }
+
+    @Test func sandboxesStartedTogetherMapOneImage() async throws {
+        try await Self.withStateRootAsync { root, agent in
+            let paths = try await withThrowingTaskGroup(of: (String, ino_t).self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        let path = try GuestAgentImage.path(stateRoot: root, agentPath: agent)
+                        let file = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC)
+                        defer { file.close() }
+                        return (path, try FileSystem.status(of: file).st_ino)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(paths.count == 4)
+            #expect(Set(paths.map(\.0)).count == 1)
+            #expect(Set(paths.map(\.1)).count == 1)
         }
     }
 
