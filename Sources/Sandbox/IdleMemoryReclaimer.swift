@@ -42,9 +42,12 @@ final class IdleMemoryReclaimer: Sendable {
         state = Mutex(State(lastActivity: .now))
     }
 
-    /// What the guest keeps free when its balloon is inflated: an eighth of its memory, at
-    /// least 16 MiB, so its kernel and the woken process find pages without deflating at once.
-    static func reserveMiB(memoryMiB: Int) -> Int { max(16, memoryMiB / 8) }
+    /// What the guest keeps available when its balloon is inflated: a thirty-second of its
+    /// memory, at least 8 MiB. The guest fills the balloon with free pages first, most of them
+    /// never touched (not in the host's RSS), and gives up page cache only for the rest: every
+    /// MiB of reserve is a MiB of cache left in place. A woken process that needs more before
+    /// its first output (which deflates the balloon) gets it through deflate-on-OOM.
+    static func reserveMiB(memoryMiB: Int) -> Int { max(8, memoryMiB / 32) }
 
     /// MiB to ask of a guest of `memoryMiB` that reports `availableBytes` available with
     /// `balloonMiB` already in its balloon (those count as used with deflate-on-OOM).
@@ -55,20 +58,19 @@ final class IdleMemoryReclaimer: Sendable {
     }
 
     /// The process printed: the sandbox is busy again, so the balloon comes down.
+    /// The balloon is only ever moved under the state's lock, so an inflation decided just
+    /// before an activity cannot land after that activity's deflation.
     func activity() {
-        let deflate = state.withLock { state -> Bool in
+        let deflated = state.withLock { state -> Bool in
             state.lastActivity = .now
             state.generation &+= 1
-            defer {
-                state.asked = nil
-                state.settleAt = nil
-            }
-            return state.asked != nil
-        }
-        if deflate {
+            guard state.asked != nil else { return false }
+            state.asked = nil
+            state.settleAt = nil
             try? sandbox.setBalloon(mebibytes: 0)
-            logger.debug("sandbox busy again: balloon deflated")
+            return true
         }
+        if deflated { logger.debug("sandbox busy again: balloon deflated") }
     }
 
     /// Runs until cancelled: inflates the balloon each time the sandbox has been quiet for `after`.
@@ -98,15 +100,14 @@ final class IdleMemoryReclaimer: Sendable {
             return
         }
         let target = Self.balloonTarget(memoryMiB: stats.memoryMiB, availableBytes: stats.available, balloonMiB: sandbox.balloonMiB)
-        let inflate = state.withLock { state -> Bool in
+        let inflated = state.withLock { state -> Bool in
             guard state.generation == generation else { return false }
             state.asked = target
             state.settleAt = .now + Self.settleTime
+            try? sandbox.setBalloon(mebibytes: target)
             return true
         }
-        guard inflate else { return }
-        try? sandbox.setBalloon(mebibytes: target)
-        logger.debug("sandbox idle: balloon inflated", metadata: ["MiB": "\(target)"])
+        if inflated { logger.debug("sandbox idle: balloon inflated", metadata: ["MiB": "\(target)"]) }
     }
 
     private func settle(asked: Int, generation: UInt64) {
@@ -116,10 +117,10 @@ final class IdleMemoryReclaimer: Sendable {
             state.settleAt = nil
             guard given < asked else { return false }
             state.asked = given
+            try? sandbox.setBalloon(mebibytes: given)
             return true
         }
         guard lower else { return }
-        try? sandbox.setBalloon(mebibytes: given)
         logger.debug("balloon settled below its target", metadata: ["asked MiB": "\(asked)", "given MiB": "\(given)"])
     }
 }

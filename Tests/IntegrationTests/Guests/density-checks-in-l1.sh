@@ -123,8 +123,9 @@ pass_if freed-guest-memory-goes-back-to-the-host $ok "rss-KiB: booted=$base afte
 # An idle sandbox gives back what its guest has available, page cache included, when asked
 # (`--reclaim-idle`): two sandboxes each write 40 MiB to their writable layer (the guest keeps
 # it as page cache, which free page reporting never gives back) and go quiet. The one with
-# --reclaim-idle 3 inflates its balloon: its rund's RSS falls by most of it; the other's does
-# not. Its next output takes the balloon down: the process then allocates 100 MiB and goes on.
+# --reclaim-idle 3 inflates its balloon: its rund's RSS falls by at least half of it (the guest
+# fills the balloon with untouched free pages first, then drops cache); the other's barely
+# moves. Its next output takes the balloon down: the process then allocates 100 MiB and goes on.
 begin idle-reclaim
 writer='trap "exit 0" TERM; dd if=/dev/zero of=/cached bs=1M count=40 2>/dev/null; sync; echo written; sleep 30; echo awake; dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo allocated; sleep 40 & wait'
 $RUN --rootfs-device pmem --reclaim-idle 3 -- sh -c "$writer" >"$work/idle-a" 2>"$work/idle-a.err" & a=$!
@@ -144,8 +145,8 @@ wait_for_line "$work/idle-a" allocated && allocated=yes
 kill -TERM $a $b 2>/dev/null
 wait $a $b
 ok=no
-[ -n "$written_a" ] && [ -n "$written_b" ] && [ "$low_a" -le $((written_a - 30720)) ] \
-    && [ "$low_b" -gt $((written_b - 20480)) ] && [ $allocated = yes ] && ok=yes
+[ -n "$written_a" ] && [ -n "$written_b" ] && [ "$low_a" -le $((written_a - 20480)) ] \
+    && [ "$low_b" -gt $((written_b - 10240)) ] && [ $allocated = yes ] && ok=yes
 pass_if idle-memory-goes-back-to-the-host $ok "rss-KiB: reclaim=[written=$written_a lowest=$low_a] without=[written=$written_b lowest=$low_b] watched=${waited}s allocated-after=$allocated out=$(oneline <"$work/idle-a") stderr=$(cat "$work"/idle-a.err "$work"/idle-b.err | oneline)"
 
 # Nothing of the sandboxes is left: no rund process, and no cgroup of rund's holding a process
