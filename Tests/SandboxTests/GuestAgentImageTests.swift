@@ -9,29 +9,28 @@ import Testing
     .enabled(
         if: FileManager.default.isExecutableFile(atPath: "/usr/bin/mkfs.erofs"), "needs mkfs.erofs (apt-get install erofs-utils)"))
 struct GuestAgentImageTests {
-    static func withStateRoot(_ body: (String, String) throws -> Void) throws {
+    /// A fresh state root holding a stand-in agent of 10,005 bytes: (root, agent path).
+    static func makeStateRoot() throws -> (String, String) {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agent-image-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         ).path
-        defer { try? FileSystem.removeTree(root) }
         try FileSystem.makeDirectories(root)
         let agent = root + "/rund-agent"
         let file = try FileSystem.open(at: nil, agent, O_WRONLY | O_CREAT | O_EXCL, mode: 0o755)
         try file.writeAll(Array(repeating: 0x7f, count: 10_000) + Array("agent".utf8))
         file.close()
+        return (root, agent)
+    }
+
+    static func withStateRoot(_ body: (String, String) throws -> Void) throws {
+        let (root, agent) = try makeStateRoot()
+        defer { try? FileSystem.removeTree(root) }
         try body(root, agent)
     }
 
     static func withStateRootAsync(_ body: @Sendable (String, String) async throws -> Void) async throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "agent-image-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        ).path
+        let (root, agent) = try makeStateRoot()
         defer { try? FileSystem.removeTree(root) }
-        try FileSystem.makeDirectories(root)
-        let agent = root + "/rund-agent"
-        let file = try FileSystem.open(at: nil, agent, O_WRONLY | O_CREAT | O_EXCL, mode: 0o755)
-        try file.writeAll(Array(repeating: 0x7f, count: 100_000))
-        file.close()
         try await body(root, agent)
     }
 
