@@ -86,16 +86,11 @@ package enum BootProbe {
         try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     }
 
-    /// Time from spawning argv to `marker` on its stdout (and stderr, with `readStandardError`).
-    /// By default the VMM runs on to its own end; `killAtMarker` ends it there (a guest that
-    /// never powers off).
-    package static func measure(
-        _ argv: [String], timeout: Double, marker: String = BootProbe.marker,
-        readStandardError: Bool = false, killAtMarker: Bool = false
-    ) throws -> Sample {
+    /// Time from spawning argv to `marker` on its stdout; the VMM runs on to its own end.
+    package static func measure(_ argv: [String], timeout: Double, marker: String = BootProbe.marker) throws -> Sample {
         let pipe = try Pipe.make()
         let start = MonotonicNanoseconds.now()
-        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write, standardError: readStandardError ? pipe.write : nil)
+        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write, standardError: nil)
         pipe.write.close()
         var seen: UInt64?
         var buffer: [UInt8] = []
@@ -107,15 +102,55 @@ package enum BootProbe {
             if n == 0 { break }
             buffer.append(contentsOf: chunk[0..<n])
             if seen == nil, buffer.firstRange(of: Array(marker.utf8)) != nil { seen = MonotonicNanoseconds.now() }
-            if seen != nil, killAtMarker { break }
             if buffer.count > 1 << 20 { buffer.removeFirst(buffer.count - 4096) }
         }
-        if seen == nil || killAtMarker { child.kill() }
+        if seen == nil { child.kill() }
         let usage = try child.waitWithUsage()
         guard let seen else {
             let tail = String(decoding: buffer.suffix(400), as: UTF8.self)
             throw BenchError(
                 "\(argv[0]) never printed '\(marker)' (exit \(usage.status)); console tail: \(tail.replacingOccurrences(of: "\n", with: " | "))"
+            )
+        }
+        return Sample(milliseconds: Double(seen - start) / 1e6, peakRSSMiB: Double(usage.peakRSSKiB) / 1024)
+    }
+
+    /// Time from spawning argv to the guest accepting a vsock connection on `cid`:`port` (a VMM
+    /// with vhost-vsock), tried every 5 ms; the VMM is killed there. Its console and messages are
+    /// drained meanwhile and show in the error when it never answers.
+    package static func measureUntilVsockAccept(
+        _ argv: [String], timeout: Double, cid: UInt32, port: UInt32
+    ) throws -> Sample {
+        let pipe = try Pipe.make()
+        let start = MonotonicNanoseconds.now()
+        let child = try SpawnedProcess.spawn(argv, standardOutput: pipe.write, standardError: pipe.write)
+        pipe.write.close()
+        var seen: UInt64?
+        var tail: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        var lastError = "no attempt"
+        let deadline = start + UInt64(timeout * 1e9)
+        var outputOpen = true  // Its end means the VMM has gone.
+        while seen == nil, outputOpen, MonotonicNanoseconds.now() < deadline {
+            while outputOpen, try pipe.read.waitReadable(milliseconds: 0) {
+                let n = try chunk.withUnsafeMutableBytes { try pipe.read.read(into: $0) }
+                if n == 0 { outputOpen = false }
+                tail = Array((tail + chunk[0..<n]).suffix(400))
+            }
+            do {
+                _ = try VsockSocket.connect(cid: cid, port: port, timeoutMilliseconds: 50)
+                seen = MonotonicNanoseconds.now()
+            } catch {
+                lastError = "\(error)"
+                usleep(5_000)
+            }
+        }
+        child.kill()
+        let usage = try child.waitWithUsage()
+        guard let seen else {
+            let console = String(decoding: tail, as: UTF8.self).replacingOccurrences(of: "\n", with: " | ")
+            throw BenchError(
+                "\(argv[0])'s guest never accepted on vsock \(cid):\(port) (last: \(lastError); exit \(usage.status)); console tail: \(console)"
             )
         }
         return Sample(milliseconds: Double(seen - start) / 1e6, peakRSSMiB: Double(usage.peakRSSKiB) / 1024)

@@ -200,6 +200,23 @@ static inline int rund_vsock_listen(unsigned int port, int backlog) {
     }
     return fd;
 }
+// The host side of a vsock stream (a VMM's guest behind vhost-vsock): connect to cid:port,
+// giving up after timeout_ms (the transport holds a connect until the guest answers).
+static inline int rund_vsock_connect(unsigned int cid, unsigned int port, int timeout_ms) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval limit = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+    struct sockaddr_vm address;
+    memset(&address, 0, sizeof address);
+    address.svm_family = AF_VSOCK;
+    address.svm_cid = cid;
+    address.svm_port = port;
+    if (setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &limit, sizeof limit) < 0
+        || connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+        int saved = errno; close(fd); errno = saved; return -1;
+    }
+    return fd;
+}
 static inline int rund_finit_module(int fd) { return (int)syscall(SYS_finit_module, fd, "", 0); }
 static inline int rund_power_off(void) { return reboot(RB_POWER_OFF); }
 
