@@ -41,17 +41,30 @@ public final class GuestAgent: AgentService {
         guard request.hostname.utf8.count <= 64, !request.hostname.utf8.contains(0) else {
             throw TTRPCStatus(.invalidArgument, "hostname must be at most 64 bytes")
         }
+        var root = ContainerRoot(id: id, plan: plan, hostname: request.hostname)
+        if !request.shareNamespacesWith.isEmpty {
+            let other = try Self.key(request.shareNamespacesWith, "").containerID
+            guard containers.withLock({ $0[other] }) != nil else {
+                throw TTRPCStatus(.notFound, "container \(other), whose namespaces \(id) would share, does not exist")
+            }
+            root.sharesNamespacesWith = other
+        }
         if request.hasIdentity { try GuestIdentity.apply(request.identity) }
         // Claim the id first so two concurrent creates cannot both mount.
         let claimed = containers.withLock { containers -> Bool in
             guard containers[id] == nil else { return false }
-            containers[id] = ContainerRoot(id: id, plan: plan, hostname: request.hostname)
+            containers[id] = root
             return true
         }
         guard claimed else { throw TTRPCStatus(.alreadyExists, "container \(id) already exists") }
         do {
-            _ = try ContainerRoot.mount(id: id, plan: plan, hostname: request.hostname)
+            if request.ownCgroup || request.memoryLimitBytes > 0 {
+                root.cgroup = try ContainerCgroup.make(containerID: id, memoryLimitBytes: request.memoryLimitBytes)
+            }
+            try ContainerRoot.mount(id: id, plan: plan, hostname: request.hostname)
+            containers.withLock { [root] in $0[id] = root }
         } catch {
+            root.cgroup?.remove()
             _ = containers.withLock { $0.removeValue(forKey: id) }
             throw error
         }
@@ -105,7 +118,7 @@ public final class GuestAgent: AgentService {
         return .with {
             $0.exitCode = status.code
             $0.signal = status.signal
-            $0.oomKilled = GuestStats.oomKills() > process.oomKillsAtStart
+            $0.oomKilled = process.oomKillSinceStart
         }
     }
 
@@ -138,8 +151,42 @@ public final class GuestAgent: AgentService {
         return AgentResizeTerminalResponse()
     }
 
+    /// A container with a cgroup of its own reports that cgroup; any other id the whole guest.
     public func stats(_ request: AgentStatsRequest, context: TTRPCCallContext) async throws -> AgentStatsResponse {
-        GuestStats.collect()
+        if let cgroup = containers.withLock({ $0[request.containerID]?.cgroup }) { return cgroup.stats() }
+        return GuestStats.collect()
+    }
+
+    /// Sets the memory limit of a container's own cgroup.
+    public func updateContainer(
+        _ request: AgentUpdateContainerRequest, context: TTRPCCallContext
+    ) async throws -> AgentUpdateContainerResponse {
+        let (id, container) = try existingContainer(request.containerID)
+        guard let cgroup = container.cgroup else {
+            throw TTRPCStatus(.failedPrecondition, "container \(id) has no cgroup of its own: its limit is the VM's size")
+        }
+        try cgroup.setMemoryLimit(bytes: request.memoryLimitBytes)
+        return AgentUpdateContainerResponse()
+    }
+
+    /// Kills the container's processes, waits (up to 5 s) for them to go, unmounts its rootfs
+    /// and forgets it with its processes: its drives are free for the host to take back.
+    public func removeContainer(
+        _ request: AgentRemoveContainerRequest, context: TTRPCCallContext
+    ) async throws -> AgentRemoveContainerResponse {
+        let (id, container) = try existingContainer(request.containerID)
+        let processes = table.processes(inContainer: id)
+        for process in processes { try? process.signal(SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while processes.contains(where: { $0.exitStatus == nil }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        container.unmount()
+        container.cgroup?.remove()
+        table.forget(containerID: id)
+        _ = containers.withLock { $0.removeValue(forKey: id) }
+        logger.info("removed container", metadata: ["container": "\(id)"])
+        return AgentRemoveContainerResponse()
     }
 
     /// Kills every process, then (once the answer had time to leave) unmounts the containers'
@@ -167,7 +214,17 @@ public final class GuestAgent: AgentService {
         if let container = containers.withLock({ $0[key.containerID] }) {
             plan = try LaunchPlan(spec, isExecutable: container.isExecutable)
             if key.execID.isEmpty {
-                place = .newContainer(container)
+                var sharingWith: pid_t?
+                if let other = container.sharesNamespacesWith {
+                    let main = try? table.process(ProcessKey(containerID: other, execID: ""))
+                    guard let main, main.exitStatus == nil else {
+                        throw TTRPCStatus(
+                            .failedPrecondition,
+                            "container \(other), whose namespaces \(key.containerID) shares, has no running main process")
+                    }
+                    sharingWith = main.pid
+                }
+                place = .newContainer(container, sharingWith: sharingWith)
             } else {
                 let main = try? table.process(ProcessKey(containerID: key.containerID, execID: ""))
                 guard let main, main.exitStatus == nil else {
@@ -183,6 +240,15 @@ public final class GuestAgent: AgentService {
         let process = try table.start(key, plan, in: place)
         logger.info("started process", metadata: ["process": "\(key)", "pid": "\(process.pid)", "program": "\(plan.executable)"])
         return .with { $0.pid = UInt32(process.pid) }
+    }
+
+    /// A container CreateContainer made: its checked id and root, or NOT_FOUND.
+    private func existingContainer(_ rawID: String) throws(TTRPCStatus) -> (String, ContainerRoot) {
+        let id = try Self.key(rawID, "").containerID
+        guard let container = containers.withLock({ $0[id] }) else {
+            throw TTRPCStatus(.notFound, "container \(id) does not exist")
+        }
+        return (id, container)
     }
 
     private func process(_ ref: AgentProcessRef) throws(TTRPCStatus) -> GuestProcess {

@@ -18,15 +18,18 @@ final class GuestProcess: Sendable {
 
     /// The terminal's master side, for ResizeTerminal; nil for pipes.
     let terminal: FileDescriptor?
-    /// The guest's OOM kill count just before the process started: more at its exit means the
-    /// OOM killer fired while it ran.
+    /// Its container's own cgroup (a pod's container), where its OOM kills are counted.
+    let cgroup: ContainerCgroup?
+    /// The OOM kill count (its cgroup's, else the guest's) just before the process started:
+    /// more at its exit means the OOM killer fired while it ran.
     let oomKillsAtStart: UInt64
 
     init(
         key: ProcessKey, pid: pid_t, stdin: FileDescriptor?, stdout: ProcessOutput, stderr: ProcessOutput, terminal: FileDescriptor?,
-        oomKillsAtStart: UInt64 = 0
+        cgroup: ContainerCgroup? = nil, oomKillsAtStart: UInt64 = 0
     ) {
         self.key = key
+        self.cgroup = cgroup
         self.oomKillsAtStart = oomKillsAtStart
         self.terminal = terminal
         self.pid = pid
@@ -40,6 +43,9 @@ final class GuestProcess: Sendable {
     }
 
     var exitStatus: ExitStatus? { exit.read { $0 } }
+
+    /// Whether the OOM killer fired (in its cgroup, else anywhere in the guest) since it started.
+    var oomKillSinceStart: Bool { (cgroup?.oomKills() ?? GuestStats.oomKills()) > oomKillsAtStart }
 
     func waitForExit() async throws -> ExitStatus {
         let status = try await exit.wait { $0 }

@@ -86,21 +86,33 @@ public final class ProcessTable: Sendable {
         }
     }
 
+    /// Forgets every process of a removed container, ended or not (their ids may be used again).
+    func forget(containerID: String) {
+        state.withLock { state in
+            for key in state.byKey.keys where key.containerID == containerID { state.byKey.removeValue(forKey: key) }
+        }
+    }
+
     // MARK: spawning
 
     private static func spawn(_ key: ProcessKey, _ plan: LaunchPlan, _ place: SpawnPlace) throws -> GuestProcess {
-        let oomKillsAtStart = GuestStats.oomKills()
         let reportPipe = try Pipe.make()
         let io = try ChildIO(plan)
         let limits = plan.limits.map { rund_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         let changesIdentity = plan.uid != getuid() || plan.gid != getgid() || !plan.additionalGIDs.isEmpty
         let container: ContainerRoot?
         var namespaces: [FileDescriptor] = []
+        var shared: [FileDescriptor] = []
         switch place {
         case .guestRoot:
             container = nil
-        case .newContainer(let root):
+        case .newContainer(let root, let sharingWith):
             container = root
+            if let sharingWith {
+                for name in ["uts", "ipc"] {
+                    shared.append(try FileDescriptor.open("/proc/\(sharingWith)/ns/\(name)", O_RDONLY | O_CLOEXEC))
+                }
+            }
         case .joining(let root, let mainPID):
             container = root
             for name in ["mnt", "uts", "ipc", "pid"] {
@@ -110,9 +122,17 @@ public final class ProcessTable: Sendable {
         let joinFDs =
             namespaces.count == 4
             ? (namespaces[0].rawValue, namespaces[1].rawValue, namespaces[2].rawValue, namespaces[3].rawValue) : (-1, -1, -1, -1)
+        let shareFDs = shared.count == 2 ? (shared[0].rawValue, shared[1].rawValue) : (-1, -1)
+        let cgroupProcesses = try container?.cgroup?.openProcesses()
+        defer { cgroupProcesses?.close() }
+        let oomKillsAtStart = container?.cgroup?.oomKills() ?? GuestStats.oomKills()
+        // A process that shares another container's UTS namespace keeps that hostname.
+        let hostname = shared.isEmpty ? container?.hostname : nil
         let directPID = withOptionalCString(container?.plan.rootfs) { rootfs in
-            withOptionalCString(container?.hostname) { hostname in
-                var spawnPlace = rund_spawn_place(rootfs: rootfs, hostname: hostname, join_fds: joinFDs)
+            withOptionalCString(hostname) { hostname in
+                var spawnPlace = rund_spawn_place(
+                    rootfs: rootfs, hostname: hostname, join_fds: joinFDs, share_fds: shareFDs,
+                    cgroup_procs_fd: cgroupProcesses?.rawValue ?? -1)
                 return withCStrings(plan.arguments) { argv in
                     withCStrings(plan.environment) { envp in
                         plan.additionalGIDs.withUnsafeBufferPointer { groups in
@@ -133,7 +153,7 @@ public final class ProcessTable: Sendable {
         guard directPID > 0 else { throw SystemError.last("clone", subject: plan.executable) }
         io.closeChildEnds()
         reportPipe.write.close()
-        for namespace in namespaces { namespace.close() }
+        for namespace in namespaces + shared { namespace.close() }
         // Records until every writer is gone: exec closes the pipe, a failed step reports first.
         let report = SpawnReport.read(from: reportPipe.read)
         var pid = directPID
@@ -158,7 +178,7 @@ public final class ProcessTable: Sendable {
             key: key, pid: pid, stdin: io.stdinWriter,
             stdout: try ProcessOutput(draining: io.stdoutReader, name: "out-\(pid)"),
             stderr: try io.stderrReader.map { try ProcessOutput(draining: $0, name: "err-\(pid)") } ?? .ended(),
-            terminal: io.terminal, oomKillsAtStart: oomKillsAtStart)
+            terminal: io.terminal, cgroup: container?.cgroup, oomKillsAtStart: oomKillsAtStart)
     }
 
     private static func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
@@ -223,6 +243,8 @@ enum SpawnStep {
         case 14: return "joining the container's namespaces"
         case 15: return "clone inside the container"
         case 16: return "making the terminal the controlling terminal"
+        case 17: return "joining the pod's UTS and IPC namespaces"
+        case 18: return "entering the container's cgroup"
         default: return "step \(step)"
         }
     }

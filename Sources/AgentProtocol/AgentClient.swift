@@ -99,6 +99,18 @@ public struct AgentClient: Sendable {
         try await call(.stats, request, timeout)
     }
 
+    public func removeContainer(
+        _ request: AgentRemoveContainerRequest, timeout: Duration? = nil
+    ) async throws -> AgentRemoveContainerResponse {
+        try await call(.removeContainer, request, timeout)
+    }
+
+    public func updateContainer(
+        _ request: AgentUpdateContainerRequest, timeout: Duration? = nil
+    ) async throws -> AgentUpdateContainerResponse {
+        try await call(.updateContainer, request, timeout)
+    }
+
     public func shutdown(
         _ request: AgentShutdownRequest = AgentShutdownRequest(), timeout: Duration? = nil
     ) async throws -> AgentShutdownResponse {

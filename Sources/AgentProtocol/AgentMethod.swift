@@ -13,5 +13,7 @@ public enum AgentMethod: String, CaseIterable, Sendable {
     case signalProcess = "SignalProcess"
     case resizeTerminal = "ResizeTerminal"
     case stats = "Stats"
+    case removeContainer = "RemoveContainer"
+    case updateContainer = "UpdateContainer"
     case shutdown = "Shutdown"
 }

@@ -14,6 +14,8 @@ public protocol AgentService: Sendable {
     func signalProcess(_ request: AgentSignalProcessRequest, context: TTRPCCallContext) async throws -> AgentSignalProcessResponse
     func resizeTerminal(_ request: AgentResizeTerminalRequest, context: TTRPCCallContext) async throws -> AgentResizeTerminalResponse
     func stats(_ request: AgentStatsRequest, context: TTRPCCallContext) async throws -> AgentStatsResponse
+    func removeContainer(_ request: AgentRemoveContainerRequest, context: TTRPCCallContext) async throws -> AgentRemoveContainerResponse
+    func updateContainer(_ request: AgentUpdateContainerRequest, context: TTRPCCallContext) async throws -> AgentUpdateContainerResponse
     func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse
 }
 
@@ -37,6 +39,8 @@ extension TTRPCServer {
         add(.signalProcess, service.signalProcess)
         add(.resizeTerminal, service.resizeTerminal)
         add(.stats, service.stats)
+        add(.removeContainer, service.removeContainer)
+        add(.updateContainer, service.updateContainer)
         add(.shutdown, service.shutdown)
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AgentProtocol
 import HostOS
+import Logging
 import Synchronization
 import TTRPC
 import VMM
@@ -14,40 +15,42 @@ public struct SandboxStoppedError: Error, CustomStringConvertible, Sendable {
 }
 
 /// One sandbox that is up: its microVM runs, the guest agent answers and the container exists
-/// (`Sandbox.create`). Its main process (exec id "") is started with `start`, more with `exec`;
-/// each is waited for, signalled, resized and fed stdin by exec id. `shutdown` (or `release`,
-/// or the control's hard stop followed by `release`) ends it and gives back everything it took:
-/// VM, agent connection, stdin pumps, writable layer, cgroup. Used by `rund run` (through
-/// `Sandbox.run`) and by the containerd shim.
+/// (`Sandbox.create`). Its first container is `main` (the methods below that take an exec id
+/// act on it); a sandbox made with container slots takes more (`addContainer`, a Kubernetes
+/// pod's). `shutdown` (or `release`, or the control's hard stop followed by `release`) ends it
+/// and gives back everything it took: VM, agent connection, stdin pumps, writable layers,
+/// cgroup. Used by `rund run` (through `Sandbox.run`) and by the containerd shim.
 public final class RunningSandbox: Sendable {
     public let id: String
     public let memoryMiB: Int
     public let vcpuCount: Int
-    public let hasTerminal: Bool
-    let mainProcess: AgentProcessSpec
+    public let main: SandboxContainer
     let machine: Machine
     let client: AgentClient
     public let control: SandboxControl
     let phases: SandboxPhaseRecorder?
     let cgroup: SandboxCgroup
     let writableSizeMiB: Int
-    /// How long StartProcess and ExecProcess may take (`Sandbox.controlCallTimeout`).
-    let controlTimeout: Duration
     let pumps: SandboxStdinPumps
     let teardown: SandboxTeardown
+    /// Where a pod's later containers go, and which slots they hold.
+    let pod: PodDrives
+    let podSlots: Mutex<[String?]>
+    let stateRoot: String
+    let logger: Logger
 
     init(
         id: String, spec: SandboxSpec, mainProcess: AgentProcessSpec, machine: Machine, client: AgentClient,
         control: SandboxControl, phases: SandboxPhaseRecorder?, cgroup: SandboxCgroup, pumps: SandboxStdinPumps,
-        teardown: SandboxTeardown
+        teardown: SandboxTeardown, pod: PodDrives, stateRoot: String, logger: Logger
     ) {
         self.id = id
         memoryMiB = spec.memoryMiB
         vcpuCount = spec.vcpuCount
-        writableSizeMiB = spec.writableSizeMiB
-        hasTerminal = spec.terminal != nil
-        controlTimeout = Sandbox.controlCallTimeout(spec)
-        self.mainProcess = mainProcess
+        writableSizeMiB = spec.writableSizeMiBWithSlots
+        main = SandboxContainer(
+            id: id, hasTerminal: spec.terminal != nil, mainProcess: mainProcess, client: client, control: control,
+            phases: phases, pumps: pumps, controlTimeout: Sandbox.controlCallTimeout(spec))
         self.machine = machine
         self.client = client
         self.control = control
@@ -55,107 +58,48 @@ public final class RunningSandbox: Sendable {
         self.cgroup = cgroup
         self.pumps = pumps
         self.teardown = teardown
+        self.pod = pod
+        podSlots = Mutex([String?](repeating: nil, count: pod.slots))
+        self.stateRoot = stateRoot
+        self.logger = logger
     }
 
-    // MARK: processes
+    // MARK: the first container's processes
 
-    /// Starts the main process; with `stdin`, copies that descriptor (a duplicate: the caller
-    /// keeps its own) to the process's stdin (the spec must have asked for one). Returns its pid
-    /// in the guest.
+    public var hasTerminal: Bool { main.hasTerminal }
+
+    /// `SandboxContainer.start` of the first container.
     @discardableResult
-    public func start(stdin input: Int32? = nil) async throws -> UInt32 {
-        let response = try await client.startProcess(
-            .with {
-                $0.containerID = id
-                $0.process = mainProcess
-            }, timeout: controlTimeout)
-        phases?.begin(.exit)
-        if let input { try startPump(execID: "", input: input) }
-        control.started(client: client, containerID: id, hasTerminal: hasTerminal)
-        return response.pid
-    }
+    public func start(stdin input: Int32? = nil) async throws -> UInt32 { try await main.start(stdin: input) }
 
-    /// Starts another process in the container under `execID`; `stdin` as for `start`.
+    /// `SandboxContainer.exec` in the first container.
     @discardableResult
     public func exec(_ execID: String, process: AgentProcessSpec, stdin input: Int32? = nil) async throws -> UInt32 {
-        let response = try await client.execProcess(
-            .with {
-                $0.containerID = id
-                $0.execID = execID
-                $0.process = process
-            }, timeout: controlTimeout)
-        if let input { try startPump(execID: execID, input: input) }
-        return response.pid
+        try await main.exec(execID, process: process, stdin: input)
     }
 
-    private func startPump(execID: String, input: Int32) throws {
-        pumps.start(try SandboxStdin(input: input, client: client, process: reference(execID)), execID: execID)
-    }
-
-    /// The main process's stdout and stderr, streamed concurrently to their ends, then its exit.
+    /// `SandboxContainer.waitWithOutput` in the first container.
     public func waitWithOutput(
         execID: String = "",
         output: @escaping @Sendable (SandboxOutput, [UInt8]) -> Void
     ) async throws -> SandboxExit {
-        try await Sandbox.waitForProcess(client, id: id, execID: execID, output: output)
+        try await main.waitWithOutput(execID: execID, output: output)
     }
 
-    /// The next chunk of a process's output, for a plain OS thread (it blocks until there is
-    /// some or the stream has ended). Read each stream to its end: the process's exit is only
-    /// reported once both are drained.
-    public func readOutputBlocking(execID: String, _ which: SandboxOutput) throws -> (bytes: [UInt8], ended: Bool) {
-        let request = AgentReadOutputRequest.with { $0.process = reference(execID) }
-        let chunk = which == .stdout ? try client.readStdoutBlocking(request) : try client.readStderrBlocking(request)
-        return ([UInt8](chunk.data), chunk.eof)
-    }
+    public func wait(execID: String = "") async throws -> SandboxExit { try await main.wait(execID: execID) }
 
-    /// Waits for a process's exit (after both its outputs were read to their ends).
-    public func wait(execID: String = "") async throws -> SandboxExit {
-        SandboxExit(try await client.waitProcess(.with { $0.process = reference(execID) }))
-    }
-
-    /// Sends `signal` to one process, or with `all` to every process of the container.
     public func signal(_ signal: Int32, execID: String = "", all: Bool = false) async throws {
-        _ = try await client.signalProcess(
-            .with {
-                $0.process = reference(execID)
-                $0.signal = signal
-                $0.allProcesses = all
-            }, timeout: .seconds(5))
+        try await main.signal(signal, execID: execID, all: all)
     }
 
-    /// Changes the size of a process's terminal.
-    public func resize(execID: String = "", to size: WindowSize) async throws {
-        _ = try await client.resizeTerminal(
-            .with {
-                $0.process = reference(execID)
-                $0.size = AgentWindowSize(size)
-            }, timeout: .seconds(5))
-    }
+    public func resize(execID: String = "", to size: WindowSize) async throws { try await main.resize(execID: execID, to: size) }
 
-    /// The writer of a process's stdin is done: what its pump holds still goes in, then the
-    /// process reads end of file.
-    public func closeStdin(execID: String = "") async throws {
-        if pumps.finish(execID: execID) { return }
-        _ = try await client.closeStdin(.with { $0.process = reference(execID) }, timeout: .seconds(10))
-    }
+    public func closeStdin(execID: String = "") async throws { try await main.closeStdin(execID: execID) }
 
-    /// The process is gone and forgotten: its stdin pump (if any) stops.
-    public func forgetProcess(execID: String) {
-        pumps.remove(execID: execID)
-    }
+    public func forgetProcess(execID: String) { main.forgetProcess(execID: execID) }
 
-    /// Resource use inside the guest.
-    public func guestStats() async throws -> AgentStatsResponse {
-        try await client.stats(.with { $0.containerID = id }, timeout: .seconds(5))
-    }
-
-    private func reference(_ execID: String) -> AgentProcessRef {
-        .with {
-            $0.containerID = id
-            $0.execID = execID
-        }
-    }
+    /// Resource use inside the guest (the first container's).
+    public func guestStats() async throws -> AgentStatsResponse { try await main.guestStats() }
 
     // MARK: the VM
 

@@ -166,7 +166,7 @@ public struct Sandbox: Sendable {
         phases?.begin(.cgroup)
         let cgroup = try SandboxCgroup(
             sandboxID: id, memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
-            writableSizeMiB: spec.writableSizeMiB, soleSandboxInProcess: soleSandboxInProcess,
+            writableSizeMiB: spec.writableSizeMiBWithSlots, soleSandboxInProcess: soleSandboxInProcess,
             allowUnconfined: allowUnconfined, logger: logger)
         let logger = self.logger
         teardown.push { cgroup.release(logger: logger) }
@@ -228,11 +228,13 @@ public struct Sandbox: Sendable {
                     }))
             try await Self.createContainer(
                 client, id: id, hostname: spec.hostname, imageOn: device, boot: boot,
-                sendIdentity: !spec.testHooks.contains(.skipGuestIdentity),
+                sendIdentity: !spec.testHooks.contains(.skipGuestIdentity), ownCgroup: spec.containerSlots > 0,
                 controlTimeout: Self.controlCallTimeout(spec))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
-                phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown)
+                phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown,
+                pod: PodDrives(firstDrive: configuration.disks.count - 2 * spec.containerSlots, slots: spec.containerSlots),
+                stateRoot: stateRoot, logger: logger)
         } catch {
             if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
             throw await Self.explainFailure(error, machine: machine)
@@ -242,6 +244,12 @@ public struct Sandbox: Sendable {
     /// The image disk and config for the container's root: a store image's EROFS, or a
     /// throwaway EROFS of a directory (`keepOpen`: its only reference, closed when the run ends).
     func openRoot(_ root: SandboxRoot) throws -> (disk: String, config: OCI.ImageConfiguration.Config, keepOpen: FileDescriptor?) {
+        try Self.openRoot(root, stateRoot: stateRoot, logger: logger)
+    }
+
+    static func openRoot(
+        _ root: SandboxRoot, stateRoot: String, logger: Logger
+    ) throws -> (disk: String, config: OCI.ImageConfiguration.Config, keepOpen: FileDescriptor?) {
         let store = ImageStore(root: stateRoot, logger: logger)
         switch root {
         case .image(let reference):
@@ -307,13 +315,17 @@ public struct Sandbox: Sendable {
             configuration.pmemImages = (boot.agentImage.map { [$0] } ?? []) + [image]
             configuration.disks = [writableDisk]
         }
+        // A pod's later containers: an image and a writable drive each, empty until they come.
+        for _ in 0..<spec.containerSlots {
+            configuration.disks += [.init(path: nil, readOnly: true), .init(path: nil, readOnly: false)]
+        }
         return configuration
     }
 
     /// CreateContainer over the image and the writable layer, on the devices `device` puts them.
     static func createContainer(
         _ client: AgentClient, id: String, hostname: String?, imageOn device: RootfsDevice, boot: GuestBoot,
-        sendIdentity: Bool = true, controlTimeout: Duration
+        sendIdentity: Bool = true, ownCgroup: Bool = false, controlTimeout: Duration
     ) async throws {
         // A clone without fresh entropy would share its RNG with its template: no silent default.
         let entropy = sendIdentity ? try KernelRandom.bytes(64) : []
@@ -335,6 +347,7 @@ public struct Sandbox: Sendable {
                     $0.upperDir = "upper"
                     $0.workDir = "work"
                 }
+                $0.ownCgroup = ownCgroup
                 // Every guest gets its own entropy and the host's time, cloned or not.
                 if sendIdentity {
                     $0.identity = .with {

@@ -63,6 +63,13 @@ public struct SandboxSpec: Sendable {
     /// goes back to the host through the balloon (`IdleMemoryReclaimer`); nil: never. Needs a
     /// cold boot (clones have no balloon).
     public var reclaimIdleAfter: Duration? = nil
+    /// Room for this many more containers in the VM (a Kubernetes pod's): each slot is a pair of
+    /// drives (image, writable layer) left empty at boot and filled by `RunningSandbox.addContainer`.
+    /// With slots the first container gets a guest cgroup of its own, as the later ones do.
+    public var containerSlots: Int = 0
+
+    /// The writable layers the sandbox may hold at once: its own and one per container slot.
+    var writableSizeMiBWithSlots: Int { writableSizeMiB * (1 + containerSlots) }
 
     public init(
         id: String, root: SandboxRoot, command: [String] = [], environment: [String] = [],

@@ -91,28 +91,34 @@ final class SandboxStdin: Sendable {
     }
 }
 
-/// A sandbox's stdin pumps by exec id ("" for the main process), so the teardown that stops
-/// the VM can stop them too.
+/// A sandbox's stdin pumps by process ("container/exec id", the exec id "" for a container's
+/// main process), so the teardown that stops the VM can stop them too.
 final class SandboxStdinPumps: Sendable {
     private let pumps = Mutex<[String: SandboxStdin]>([:])
 
-    func start(_ pump: SandboxStdin, execID: String) {
-        let replaced = pumps.withLock { $0.updateValue(pump, forKey: execID) }
+    func start(_ pump: SandboxStdin, process: String) {
+        let replaced = pumps.withLock { $0.updateValue(pump, forKey: process) }
         replaced?.stop()
         replaced?.join()
     }
 
-    func finish(execID: String) -> Bool {
-        guard let pump = pumps.withLock({ $0[execID] }) else { return false }
+    func finish(process: String) -> Bool {
+        guard let pump = pumps.withLock({ $0[process] }) else { return false }
         pump.finish()
         return true
     }
 
     /// Stops and joins one process's pump (its process is gone).
-    func remove(execID: String) {
-        guard let pump = pumps.withLock({ $0.removeValue(forKey: execID) }) else { return }
+    func remove(process: String) {
+        guard let pump = pumps.withLock({ $0.removeValue(forKey: process) }) else { return }
         pump.stop()
         pump.join()
+    }
+
+    /// The exec ids of a container's processes that have a pump.
+    func processes(ofContainer containerID: String) -> [String] {
+        let prefix = containerID + "/"
+        return pumps.withLock { $0.keys.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) } }
     }
 
     func stopAll() {

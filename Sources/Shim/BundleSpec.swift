@@ -39,7 +39,12 @@ struct OCIRuntimeSpec: Decodable, Sendable {
         var options: [String]?
     }
     struct Linux: Decodable, Sendable {
+        struct Namespace: Decodable, Sendable {
+            var type: String
+            var path: String?
+        }
         var resources: Resources?
+        var namespaces: [Namespace]?
     }
     struct Resources: Decodable, Sendable {
         struct Memory: Decodable, Sendable {
@@ -68,11 +73,42 @@ public struct ContainerPlan: Sendable {
     public var terminalSize: WindowSize?
     public var hostname: String?
     public var annotations: [String: String]
-    /// From `linux.resources`: the VM's size (nil: the shim's default).
+    /// From `linux.resources`: the VM's size (nil: the shim's default); for a pod's later
+    /// container, the limit of its own cgroup in the pod's VM instead (`memoryLimitBytes`).
     public var memoryMiB: Int?
+    public var memoryLimitBytes: Int64?
     public var vcpus: Int?
     public var cpuQuotaMicros: Int64?
     public var cpuPeriodMicros: Int64?
+
+    /// Where the container goes, from CRI's annotations (`../shared/docs/shimv2.md` 6.1).
+    public var podRole: PodRole { PodRole(annotations: annotations) }
+}
+
+/// Which sandbox a container belongs to, from the annotations CRI (containerd 1.6) puts in
+/// config.json: a pod's sandbox (pause) container makes the pod's VM, its later containers go
+/// into that VM; a spec without them (`ctr run`) is a pod of one.
+public enum PodRole: Sendable, Equatable {
+    case single
+    case podSandbox
+    /// A container of the pod whose sandbox container has this id.
+    case podMember(sandboxID: String)
+
+    public static let sandboxMemoryKey = "io.kubernetes.cri.sandbox-memory"
+    public static let sandboxCPUQuotaKey = "io.kubernetes.cri.sandbox-cpu-quota"
+    public static let sandboxCPUPeriodKey = "io.kubernetes.cri.sandbox-cpu-period"
+
+    init(annotations: [String: String]) {
+        switch annotations[ShimNames.containerTypeAnnotation] {
+        case "sandbox": self = .podSandbox
+        case "container":
+            if let id = annotations[ShimNames.sandboxIDAnnotation], !id.isEmpty { self = .podMember(sandboxID: id) } else { self = .single }
+        default: self = .single
+        }
+    }
+
+    /// Whether the container's Create boots a VM.
+    public var makesVM: Bool { if case .podMember = self { false } else { true } }
 }
 
 /// Reads `config.json` and Exec process specs into what the sandbox runs, refusing what rund
@@ -101,7 +137,17 @@ public enum BundleSpec {
             throw ShimError(.invalidArgument, "config.json is not a valid OCI runtime spec: \(describe(error))")
         }
         guard let process = spec.process else { throw ShimError(.invalidArgument, "config.json has no process") }
-        try checkMounts(spec.mounts ?? [])
+        let role = PodRole(annotations: spec.annotations ?? [:])
+        try checkMounts(spec.mounts ?? [], role: role)
+        // A pod's later containers name the sandbox's namespaces by /proc paths: the VM's, ignored.
+        if role.makesVM, let network = spec.linux?.namespaces?.first(where: { $0.type == "network" }),
+            let path = network.path, !path.isEmpty
+        {
+            throw ShimError(
+                .failedPrecondition,
+                "the sandbox asks for a network namespace (\(path.prefix(200))): rund gives guests no network yet, so a pod must use the node's (hostNetwork)"
+            )
+        }
         var plan = ContainerPlan(
             process: try processSpec(process, what: "config.json"),
             terminalSize: process.consoleSize.flatMap(windowSize),
@@ -112,7 +158,7 @@ public enum BundleSpec {
                 throw ShimError(.invalidArgument, "config.json hostname \"\(hostname.prefix(80))\" is not a valid host name")
             }
         }
-        if let resources = spec.linux?.resources { try apply(resources, to: &plan) }
+        if let resources = spec.linux?.resources { try apply(resources, to: &plan, sizesVM: plan.podRole.makesVM) }
         return plan
     }
 
@@ -163,10 +209,16 @@ public enum BundleSpec {
         "/dev/mqueue": ["mqueue"], "/sys": ["sysfs"], "/sys/fs/cgroup": ["cgroup", "cgroup2"], "/run": ["tmpfs"],
     ]
 
-    static func checkMounts(_ mounts: [OCIRuntimeSpec.Mount]) throws {
+    /// What CRI binds into every pod's containers from the host (the pod's hosts, hostname and
+    /// resolv.conf files, its /dev/shm, the termination log). The guest has its own of each
+    /// (the image's files, its own /dev): left out, not refused, or no pod could run.
+    static let podFileMounts: Set<String> = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/shm", "/dev/termination-log"]
+
+    static func checkMounts(_ mounts: [OCIRuntimeSpec.Mount], role: PodRole = .single) throws {
         for mount in mounts {
             let type = mount.type ?? (mount.options?.contains(where: { $0 == "bind" || $0 == "rbind" }) == true ? "bind" : "")
             if providedMounts[mount.destination]?.contains(type) == true { continue }
+            if role != .single, type == "bind", podFileMounts.contains(mount.destination) { continue }
             let source = mount.source.map { " from \($0.prefix(200))" } ?? ""
             throw ShimError(
                 .failedPrecondition,
@@ -177,8 +229,12 @@ public enum BundleSpec {
 
     /// `linux.resources`: memory becomes the VM's RAM, a CPU quota its vCPU count (rounded up)
     /// and the cgroup's bandwidth; shares and cpusets are left to the host's cgroup defaults.
-    static func apply(_ resources: OCIRuntimeSpec.Resources, to plan: inout ContainerPlan) throws {
+    /// A pod's later container (`sizesVM` false) keeps its memory limit for its cgroup in the VM.
+    static func apply(_ resources: OCIRuntimeSpec.Resources, to plan: inout ContainerPlan, sizesVM: Bool = true) throws {
         if let limit = resources.memory?.limit, limit > 0 {
+            plan.memoryLimitBytes = limit
+        }
+        if sizesVM, let limit = resources.memory?.limit, limit > 0 {
             let mebibytes = limit >> 20
             guard mebibytes >= minimumMemoryMiB else {
                 throw ShimError(.invalidArgument, "memory limit \(limit) bytes is below the \(minimumMemoryMiB) MiB a sandbox needs")

@@ -107,13 +107,13 @@ final class ProcessIO: Sendable {
     /// the end (the agent reports the exit only then), writing what it can. Each writes to a
     /// duplicate of its target that it closes itself, so `close` never has to wait for a copier
     /// a hostile agent keeps reading (no end of stream), and no write can reach a reused number.
-    func startCopying(from sandbox: RunningSandbox, execID: String, logger: Logger) throws {
+    func startCopying(from container: SandboxContainer, execID: String, logger: Logger) throws {
         for (which, target) in [(SandboxOutput.stdout, stdout), (.stderr, stderr ?? (terminal ? nil : stdout))] {
             let stop = stopWriting.descriptor
             let own = try target.map { try FileDescriptor.duplicate($0.rawValue) }
             do {
                 let thread = try OSThread.spawn(name: which == .stdout ? "stdout" : "stderr") {
-                    Self.copy(sandbox, execID: execID, which, to: own, stop: stop, logger: logger)
+                    Self.copy(container, execID: execID, which, to: own, stop: stop, logger: logger)
                     own?.close()
                 }
                 copiers.withLock { $0.append(thread) }
@@ -125,14 +125,14 @@ final class ProcessIO: Sendable {
     }
 
     static func copy(
-        _ sandbox: RunningSandbox, execID: String, _ which: SandboxOutput, to target: FileDescriptor?,
+        _ container: SandboxContainer, execID: String, _ which: SandboxOutput, to target: FileDescriptor?,
         stop: FileDescriptor, logger: Logger
     ) {
         var writable = target != nil
         while true {
             let chunk: (bytes: [UInt8], ended: Bool)
             do {
-                chunk = try sandbox.readOutputBlocking(execID: execID, which)
+                chunk = try container.readOutputBlocking(execID: execID, which)
             } catch {
                 logger.debug("output of \(execID.isEmpty ? "the main process" : execID) ended: \(error)")
                 return

@@ -22,6 +22,8 @@ import SwiftProtobuf
 /// console_dir = "/var/log/rund"    # guest consoles, <sandbox>.log (debugging)
 /// stall_timeout = 60               # seconds without guest progress before the VM is ended
 /// allow_unconfined = false         # run without a cgroup where none can be had
+/// pod_container_slots = 4          # a pod's VM takes this many containers beside its sandbox's
+/// pod_overhead_mib = 64            # a pod's VM: its containers' memory sum plus this
 /// ```
 public struct ShimConfiguration: Sendable, Equatable {
     public var root: String
@@ -32,6 +34,8 @@ public struct ShimConfiguration: Sendable, Equatable {
     public var consoleDirectory: String?
     public var stallTimeoutSeconds: Double?
     public var allowUnconfined = false
+    public var podContainerSlots = 4
+    public var podOverheadMiB = 64
 
     public static let defaultFile = "/etc/rund/shim.toml"
 
@@ -130,6 +134,8 @@ public struct ShimConfiguration: Sendable, Equatable {
                     throw fail("stall_timeout must be 2 to 86400 seconds")
                 }
                 stallTimeoutSeconds = seconds
+            case "pod_container_slots": podContainerSlots = try integer(0...7)
+            case "pod_overhead_mib": podOverheadMiB = try integer(BundleSpec.minimumMemoryMiB...65_536)
             case "allow_unconfined":
                 guard let flag = Bool(value) else { throw fail("allow_unconfined must be true or false") }
                 allowUnconfined = flag

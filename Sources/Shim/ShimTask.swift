@@ -76,23 +76,35 @@ final class TaskProcess: Sendable {
     }
 }
 
-/// One container of the shim: its sandbox, main process, execs and event order.
+/// One container of the shim: its sandbox (the VM, shared by a pod's containers), its
+/// container in it, main process, execs and event order.
 final class ShimTask: Sendable {
     let id: String
     let bundle: String
     let rootfs: [Containerd_Types_Mount]
     let sandbox: RunningSandbox
+    let container: SandboxContainer
     let main: TaskProcess
     private let execs = Mutex<[String: TaskProcess]>([:])
     let order = Mutex(TaskEventOrder())
 
-    init(id: String, bundle: String, rootfs: [Containerd_Types_Mount], sandbox: RunningSandbox, main: TaskProcess) {
+    init(
+        id: String, bundle: String, rootfs: [Containerd_Types_Mount], sandbox: RunningSandbox, container: SandboxContainer? = nil,
+        main: TaskProcess
+    ) {
         self.id = id
         self.bundle = bundle
         self.rootfs = rootfs
         self.sandbox = sandbox
+        self.container = container ?? sandbox.main
         self.main = main
     }
+
+    /// A pod's later container: it lives in another task's VM and goes without it.
+    var isPodMember: Bool { container !== sandbox.main }
+
+    /// Whether the VM holds more than one container (its containers have cgroups of their own).
+    var isInPod: Bool { isPodMember || sandbox.containerSlots > 0 }
 
     /// The process named by `execID` ("" is the main one).
     func process(_ execID: String) throws -> TaskProcess {

@@ -100,23 +100,34 @@ final class TaskService: Sendable {
         guard request.checkpoint.isEmpty && request.parentCheckpoint.isEmpty else {
             throw ShimError(.unimplemented, "rund cannot restore a sandbox from a checkpoint")
         }
-        try state.withLock { state in
+        let plan = try BundleSpec.load(bundle: request.bundle)
+        let podSandbox = try self.state.withLock { state -> ShimTask? in
             guard !state.shuttingDown else { throw ShimError(.failedPrecondition, "the shim is shutting down") }
             guard state.tasks[request.id] == nil, !state.creating.contains(request.id) else {
                 throw ShimError(.alreadyExists, "container \(request.id) already exists")
             }
-            // One VM per shim, one container per VM: its disks are fixed when it boots.
-            guard state.tasks.isEmpty, state.creating.isEmpty else {
-                throw ShimError(
-                    .failedPrecondition,
-                    "rund runs one container per sandbox: container \(request.id) cannot join the sandbox of \(state.tasks.keys.first ?? "another container") (a pod's containers each need their own sandbox for now)"
-                )
+            var podSandbox: ShimTask?
+            if case .podMember(let sandboxID) = plan.podRole {
+                // A pod's container goes into the VM its sandbox container made.
+                guard let sandbox = state.tasks[sandboxID], !sandbox.isPodMember, sandbox.sandbox.containerSlots > 0 else {
+                    throw ShimError(
+                        .failedPrecondition, "container \(request.id) belongs to pod sandbox \(sandboxID), which this shim does not run")
+                }
+                podSandbox = sandbox
+            } else {
+                // One VM per shim: a pod's, or a single container's.
+                guard state.tasks.isEmpty, state.creating.isEmpty else {
+                    throw ShimError(
+                        .failedPrecondition,
+                        "this shim already runs the sandbox of \(state.tasks.keys.first ?? "another container"): container \(request.id) is not of its pod"
+                    )
+                }
             }
             state.creating.insert(request.id)
+            return podSandbox
         }
         defer { _ = state.withLock { $0.creating.remove(request.id) } }
 
-        let plan = try BundleSpec.load(bundle: request.bundle)
         let configuration = try ShimConfiguration.load(options: request.hasOptions ? request.options : nil)
         if KVMHostProbe.flavor() == .pvm {
             throw ShimError(
@@ -140,14 +151,30 @@ final class TaskService: Sendable {
         process.openStdin = io.stdin != nil
         let terminalSize = plan.terminalSize ?? .fallback
         if request.terminal { process.terminal = .with { $0.size = AgentWindowSize(terminalSize) } }
+        if let podSandbox {
+            let container = try await podSandbox.sandbox.addContainer(
+                PodContainerSpec(
+                    id: sandboxID, root: root, process: process, writableSizeMiB: configuration.writableMiB,
+                    memoryLimitBytes: UInt64(clamping: max(plan.memoryLimitBytes ?? 0, 0))))
+            let task = ShimTask(
+                id: request.id, bundle: request.bundle, rootfs: request.rootfs, sandbox: podSandbox.sandbox, container: container,
+                main: TaskProcess(execID: "", io: io))
+            opened = false
+            state.withLock { $0.tasks[request.id] = task }
+            emit(task) { $0.created() }
+            logger.info("created in pod", metadata: ["id": "\(request.id)", "pod": "\(podSandbox.id)"])
+            return .with { $0.pid = shimPID }
+        }
+        let sizing = PodSizing(plan: plan, configuration: configuration)
         var spec = SandboxSpec(
-            id: sandboxID, root: root, memoryMiB: plan.memoryMiB ?? configuration.memoryMiB,
-            vcpuCount: plan.vcpus ?? configuration.vcpus, writableSizeMiB: configuration.writableMiB,
+            id: sandboxID, root: root, memoryMiB: sizing.memoryMiB,
+            vcpuCount: sizing.vcpus, writableSizeMiB: configuration.writableMiB,
             consolePath: configuration.consoleDirectory.map { "\($0)/\(sandboxID).log" },
             interactive: io.stdin != nil, terminal: request.terminal ? terminalSize : nil,
             stallTimeout: configuration.stallTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) })
         spec.hostname = plan.hostname ?? String(request.id.prefix(63))
         spec.process = process
+        if plan.podRole == .podSandbox { spec.containerSlots = configuration.podContainerSlots }
         guard spec.vcpuCount <= VMConfiguration.maxVCPUs else {
             throw ShimError(
                 .invalidArgument,
@@ -189,11 +216,11 @@ final class TaskService: Sendable {
         do {
             let input = process.io.stdin?.rawValue
             if let spec = process.spec {
-                guestPID = try await task.sandbox.exec(process.execID, process: spec, stdin: input)
+                guestPID = try await task.container.exec(process.execID, process: spec, stdin: input)
             } else {
-                guestPID = try await task.sandbox.start(stdin: input)
+                guestPID = try await task.container.start(stdin: input)
             }
-            try process.io.startCopying(from: task.sandbox, execID: process.execID, logger: logger)
+            try process.io.startCopying(from: task.container, execID: process.execID, logger: logger)
         } catch {
             let explained = await task.sandbox.explain(error)
             process.recordExit(ExitRecord(status: 255, at: .now()))
@@ -214,7 +241,7 @@ final class TaskService: Sendable {
             var status: UInt32
             var oom = false
             do {
-                let exit = try await task.sandbox.wait(execID: process.execID)
+                let exit = try await task.container.wait(execID: process.execID)
                 status = UInt32(truncatingIfNeeded: exit.status)
                 oom = exit.diedOfMemoryExhaustion
             } catch {
@@ -296,8 +323,9 @@ final class TaskService: Sendable {
         let task = try task(request.id)
         let paths = task.sandbox.cgroupPaths
         let any: Google_Protobuf_Any
-        if paths.isEmpty {
-            any = try TaskMetrics.any(TaskMetrics.fromGuest(try await task.sandbox.guestStats()))
+        // A pod's containers share the host cgroup: each reports its own cgroup in the guest.
+        if paths.isEmpty || task.isInPod {
+            any = try TaskMetrics.any(TaskMetrics.fromGuest(try await task.container.guestStats()))
         } else {
             let read = TaskMetrics.reader(paths: paths)
             any = TaskMetrics.isV2(read) ? try TaskMetrics.any(TaskMetrics.v2(read)) : try TaskMetrics.any(TaskMetrics.v1(read))
@@ -339,7 +367,13 @@ final class TaskService: Sendable {
         }
         let snapshot = process.snapshot
         guard snapshot.exit == nil else { throw ShimError.notFound("process already finished") }
-        if request.execID.isEmpty && signal == SIGKILL {
+        if request.execID.isEmpty, task.isPodMember, snapshot.status == .created {
+            // Never started: it never will.
+            process.recordExit(ExitRecord(status: UInt32(128 + signal), at: .now()))
+            emit(task) { $0.exited("", status: UInt32(128 + signal)) }
+            return Google_Protobuf_Empty()
+        }
+        if request.execID.isEmpty && signal == SIGKILL && !task.isPodMember {
             // The main process's SIGKILL ends the sandbox: the host stops the VM itself, so a
             // guest that does not answer cannot keep it alive (SandboxControl's hard stop).
             task.sandbox.control.stop(.immediate(signal: SIGKILL))
@@ -355,7 +389,9 @@ final class TaskService: Sendable {
             return Google_Protobuf_Empty()
         }
         do {
-            try await task.sandbox.signal(signal, execID: request.execID, all: request.all)
+            // A pod's container's SIGKILL reaches every process of it: the VM is the pod's.
+            let all = request.all || (task.isPodMember && request.execID.isEmpty && signal == SIGKILL)
+            try await task.container.signal(signal, execID: request.execID, all: all)
         } catch let status as TTRPCStatus where status.code == .notFound {
             throw ShimError.notFound("process already finished")
         } catch {
@@ -378,7 +414,7 @@ final class TaskService: Sendable {
             return Google_Protobuf_Empty()
         }
         do {
-            try await task.sandbox.resize(execID: request.execID, to: size)
+            try await task.container.resize(execID: request.execID, to: size)
         } catch {
             throw ShimError("cannot resize the terminal: \(await task.sandbox.explain(error))")
         }
@@ -390,7 +426,7 @@ final class TaskService: Sendable {
         let process = try task.process(request.execID)
         guard request.stdin, process.io.stdin != nil, process.snapshot.exit == nil else { return Google_Protobuf_Empty() }
         do {
-            try await task.sandbox.closeStdin(execID: request.execID)
+            try await task.container.closeStdin(execID: request.execID)
         } catch {
             throw ShimError("cannot close the process's stdin: \(await task.sandbox.explain(error))")
         }
@@ -401,6 +437,9 @@ final class TaskService: Sendable {
 
     func pause(_ request: Containerd_Task_V2_PauseRequest) async throws -> Google_Protobuf_Empty {
         let task = try task(request.id)
+        guard !task.isInPod else {
+            throw ShimError(.failedPrecondition, "cannot pause one container of a pod: its VM is the whole pod's")
+        }
         guard task.main.snapshot.status == .running else {
             throw ShimError(.failedPrecondition, "cannot pause a container that is not running")
         }
@@ -431,6 +470,17 @@ final class TaskService: Sendable {
         } catch {
             throw ShimError(.invalidArgument, "the resources are not OCI LinuxResources: \(BundleSpec.describe(error))")
         }
+        if task.isInPod {
+            // A pod's container: its memory limit is its cgroup's in the VM; CPU is the pod's VM's.
+            if let limit = resources.memory?.limit {
+                do {
+                    try await task.container.updateMemoryLimit(bytes: UInt64(clamping: max(limit, 0)))
+                } catch {
+                    throw ShimError(.invalidArgument, "cannot apply the memory limit: \(await task.sandbox.explain(error))")
+                }
+            }
+            return Google_Protobuf_Empty()
+        }
         if let limit = resources.memory?.limit, limit > 0, limit >> 20 != Int64(task.sandbox.memoryMiB) {
             throw ShimError(
                 .failedPrecondition,
@@ -457,7 +507,7 @@ final class TaskService: Sendable {
             let snapshot = process.snapshot
             guard snapshot.status != .running else { throw ShimError(.failedPrecondition, "cannot delete a running process") }
             _ = task.remove(execID: request.execID)
-            task.sandbox.forgetProcess(execID: request.execID)
+            task.container.forgetProcess(execID: request.execID)
             await Self.onThread { process.io.close() }
             if snapshot.exit == nil { emit(task) { $0.execGone(request.execID) } }
             return .with {
@@ -470,10 +520,22 @@ final class TaskService: Sendable {
         guard snapshot.status != .running || snapshot.exit != nil else {
             throw ShimError(.failedPrecondition, "cannot delete a running process")
         }
-        // Never started, or ended: the VM goes now, the hard way (nothing in it is worth a
-        // graceful shutdown: the writable layer is dropped with it).
-        task.sandbox.control.stop(.immediate(signal: SIGKILL))
-        await Self.onThread { task.sandbox.release() }
+        if task.isPodMember {
+            // Its drives go back to the pod's VM, which runs on; a guest that does not answer
+            // keeps them until the VM goes.
+            do {
+                try await task.sandbox.removeContainer(task.container)
+            } catch {
+                let explained = await task.sandbox.explain(error)
+                logger.warning("container \(request.id) not removed from its pod's VM: \(explained)")
+            }
+        } else {
+            // Never started, or ended: the VM goes now, the hard way (nothing in it is worth a
+            // graceful shutdown: the writable layer is dropped with it). A pod's other
+            // containers go with it.
+            task.sandbox.control.stop(.immediate(signal: SIGKILL))
+            await Self.onThread { task.sandbox.release() }
+        }
         let exit = task.main.snapshot.exit ?? ExitRecord(status: UInt32(128 + SIGKILL), at: .now())
         task.main.recordExit(exit)
         for process in [task.main] + task.allExecs {
@@ -507,7 +569,7 @@ final class TaskService: Sendable {
             state.shuttingDown = true
             return Array(state.tasks.values)
         }
-        for task in tasks {
+        for task in tasks where !task.isPodMember {
             task.sandbox.control.stop(.immediate(signal: SIGKILL))
             task.sandbox.release()
         }

@@ -175,6 +175,21 @@ public final class Machine: @unchecked Sendable {
     }
 
     /// How the VM ended, once it has (nil while it runs).
+    /// Gives drive `index` (of `VMConfiguration.disks`, one left empty) its backing file while
+    /// the guest runs, and tells the guest's driver its capacity changed.
+    public func insertMedium(drive index: Int, _ file: FileDescriptor) throws {
+        guard disks.indices.contains(index) else { throw VMError.setup("the VM has no drive \(index)") }
+        try disks[index].insertMedium(file)
+        transports[index].configurationChanged()
+    }
+
+    /// Empties drive `index`: the guest's driver sees capacity 0 and every request fails.
+    public func ejectMedium(drive index: Int) {
+        guard disks.indices.contains(index) else { return }
+        disks[index].ejectMedium()
+        transports[index].configurationChanged()
+    }
+
     public var exitReason: MachineExit? { state.result }
 
     /// Nanoseconds from `init` to the guest's first write to the boot-marker port.

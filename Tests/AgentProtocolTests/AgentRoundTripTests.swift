@@ -1,3 +1,4 @@
+import Foundation
 import AgentProtocol
 import Testing
 import TTRPC
@@ -167,9 +168,17 @@ import TTRPC
         }
     }
 
-    @Test func methodNamesMatchTheProto() {
+    @Test func methodNamesMatchTheProto() throws {
         #expect(AgentMethod.service == "rund.agent.v1.Agent")
-        #expect(AgentMethod.allCases.count == 12)
-        #expect(AgentMethod.readStdout.rawValue == "ReadStdout")
+        let proto = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("protos/agent.proto")
+        let text = try String(contentsOf: proto, encoding: .utf8)
+        let rpcs = text.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ")
+            guard words.first == "rpc", words.count > 1 else { return nil }
+            return String(words[1].prefix(while: { $0 != "(" }))
+        }
+        #expect(Set(AgentMethod.allCases.map(\.rawValue)) == Set(rpcs))
+        #expect(rpcs.count == AgentMethod.allCases.count)
     }
 }

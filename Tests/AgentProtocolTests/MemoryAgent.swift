@@ -180,6 +180,19 @@ actor MemoryAgent: AgentService {
         }
     }
 
+    func removeContainer(_ request: AgentRemoveContainerRequest, context: TTRPCCallContext) async throws -> AgentRemoveContainerResponse {
+        guard containers.removeValue(forKey: request.containerID) != nil else {
+            throw TTRPCStatus(.notFound, "container \(request.containerID) not found")
+        }
+        for key in processes.keys where key.hasPrefix(request.containerID + "/") { processes.removeValue(forKey: key) }
+        return AgentRemoveContainerResponse()
+    }
+
+    func updateContainer(_ request: AgentUpdateContainerRequest, context: TTRPCCallContext) async throws -> AgentUpdateContainerResponse {
+        guard containers[request.containerID] != nil else { throw TTRPCStatus(.notFound, "container \(request.containerID) not found") }
+        return AgentUpdateContainerResponse()
+    }
+
     func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse {
         for key in processes.keys where processes[key]?.exit == nil {
             let parts = key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)

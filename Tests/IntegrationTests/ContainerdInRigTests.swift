@@ -2,9 +2,10 @@ import Foundation
 import HostOS
 import Testing
 
-private let hasContainerd = ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"].allSatisfy { (path: String) in access(path, X_OK) == 0
+/// What the containerd rig suites need on the host (CRIInRigTests too).
+let hasContainerd = ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"].allSatisfy { (path: String) in access(path, X_OK) == 0
 }
-private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) == 0
+let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) == 0
 
 /// containerd runs functions in rund sandboxes (issue 13), inside the rig's L1 (real KVM):
 /// Debian's containerd, `ctr` and the rund shim, every check in one L1 boot

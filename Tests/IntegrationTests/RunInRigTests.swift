@@ -3,7 +3,6 @@ import HostOS
 import Testing
 
 private let canBuildBusyboxImage = access("/bin/busybox", R_OK) == 0 && access("/usr/bin/mkfs.erofs", X_OK) == 0
-private let canBuildStaticC = access("/usr/bin/gcc", X_OK) == 0 && access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) == 0
 
 /// `rund run` end to end, inside the rig's L1 (real KVM): an image imported on this host runs as
 /// containers in microVMs. Every check runs in one L1 boot (Guests/run-checks-in-l1.sh through

@@ -104,3 +104,76 @@ struct ResourceEdgeTests {
         #expect(throws: ShimError.self) { try BundleSpec.plan(configJSON: Array(zero.utf8)) }
     }
 }
+
+/// A CRI pod's config.json (annotations, a member's limits, CRI's binds, a pod network) and
+/// the VM a pod gets.
+struct PodBundleSpecTests {
+    static func podConfig(
+        type: String?, memory: Int64 = 33_554_432, mounts: String = BundleSpecTests.defaultMounts, namespaces: String = "[]"
+    ) -> [UInt8] {
+        let annotations = type.map { #"{"io.kubernetes.cri.container-type":"\#($0)","io.kubernetes.cri.sandbox-id":"pod1"}"# } ?? "{}"
+        return Array(
+            """
+            {"process":{"args":["/pause"],"cwd":"/"},"mounts":\(mounts),"annotations":\(annotations),
+             "linux":{"resources":{"memory":{"limit":\(memory)}},"namespaces":\(namespaces)}}
+            """.utf8)
+    }
+
+    static let criFileMounts =
+        BundleSpecTests.defaultMounts.dropLast() + """
+            ,{"destination":"/etc/hosts","type":"bind","source":"/var/lib/containerd/sandboxes/x/hosts","options":["rbind","rw"]},
+             {"destination":"/etc/resolv.conf","type":"bind","source":"/var/lib/containerd/sandboxes/x/resolv.conf","options":["rbind"]},
+             {"destination":"/dev/termination-log","type":"bind","source":"/var/lib/containerd/c/x","options":["rbind"]}]
+            """
+
+    @Test func criAnnotationsNameThePodRole() throws {
+        #expect(try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox", memory: 0)).podRole == .podSandbox)
+        #expect(try BundleSpec.plan(configJSON: Self.podConfig(type: "container")).podRole == .podMember(sandboxID: "pod1"))
+        #expect(try BundleSpec.plan(configJSON: Self.podConfig(type: nil, memory: 0)).podRole == .single)
+        #expect(try BundleSpec.plan(configJSON: BundleSpecTests.config()).podRole == .single)
+    }
+
+    @Test func aPodMembersMemoryLimitIsItsCgroupsNotAVMSize() throws {
+        let plan = try BundleSpec.plan(configJSON: Self.podConfig(type: "container"))
+        #expect(plan.memoryLimitBytes == 33_554_432)
+        #expect(plan.memoryMiB == nil)
+        // The same 32 MiB cannot size a VM.
+        #expect(throws: ShimError.self) { try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox")) }
+    }
+
+    @Test func criBindsOfPodFilesAreLeftOutForPodsOnly() throws {
+        #expect(throws: Never.self) {
+            try BundleSpec.plan(configJSON: Self.podConfig(type: "container", mounts: String(Self.criFileMounts)))
+        }
+        #expect(throws: ShimError.self) {
+            try BundleSpec.plan(configJSON: Self.podConfig(type: nil, memory: 0, mounts: String(Self.criFileMounts)))
+        }
+    }
+
+    @Test func aPodNetworkIsRefusedWithWhatToDo() throws {
+        let pinned = #"[{"type":"network","path":"/var/run/netns/cni-1234"}]"#
+        do {
+            _ = try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox", memory: 0, namespaces: pinned))
+            Issue.record("a pod network was accepted")
+        } catch let error as ShimError {
+            #expect("\(error)".contains("hostNetwork"))
+        }
+        // A later container names the sandbox's namespaces by /proc paths: those are the VM's.
+        let joined = #"[{"type":"network","path":"/proc/42/ns/net"},{"type":"ipc","path":"/proc/42/ns/ipc"}]"#
+        #expect(throws: Never.self) { try BundleSpec.plan(configJSON: Self.podConfig(type: "container", namespaces: joined)) }
+    }
+
+    @Test func aPodsVMIsItsContainersSumPlusTheOverhead() throws {
+        var configuration = ShimConfiguration(root: "/r", agent: "/a")
+        configuration.podOverheadMiB = 64
+        var plan = try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox", memory: 0))
+        #expect(PodSizing(plan: plan, configuration: configuration) == PodSizing(memoryMiB: 256, vcpus: 1))
+        plan.annotations["io.kubernetes.cri.sandbox-memory"] = "\(192 << 20)"
+        plan.annotations["io.kubernetes.cri.sandbox-cpu-quota"] = "150000"
+        plan.annotations["io.kubernetes.cri.sandbox-cpu-period"] = "100000"
+        #expect(PodSizing(plan: plan, configuration: configuration) == PodSizing(memoryMiB: 256, vcpus: 2))
+        // A single container's VM keeps config.json's size whatever the annotations say.
+        let single = try BundleSpec.plan(configJSON: BundleSpecTests.config())
+        #expect(PodSizing(plan: single, configuration: configuration) == PodSizing(memoryMiB: 512, vcpus: 2))
+    }
+}

@@ -88,3 +88,21 @@ qemu_microvm_firmware_puts() {
         printf '%s\n' --put "$found"
     done
 }
+
+# The CRI tests' client (Tests/IntegrationTests/Guests/cri): Python's grpcio from PyPI in a venv
+# of Debian's python3 under ROOT/test-tools (made once; no Debian package has the CRI API).
+# Prints the venv's site-packages directory.
+CRI_CLIENT_PIP=(grpcio==1.85.4 grpcio-tools==1.85.4 protobuf==7.36.2)
+cri_client_venv() {
+    local venv=$1/test-tools/cri-venv site
+    if ! "$venv/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
+        [[ -x /usr/bin/python3 ]] || die "no /usr/bin/python3: apt-get install python3 python3-venv"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv" >&2 || die "python3 -m venv failed: apt-get install python3-venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "${CRI_CLIENT_PIP[@]}" >&2 \
+            || die "pip install ${CRI_CLIENT_PIP[*]} failed (the CRI test client needs PyPI)"
+    fi
+    site=$("$venv/bin/python" -c 'import grpc, os; print(os.path.dirname(os.path.dirname(grpc.__file__)))') \
+        || die "the CRI client venv at $venv is broken: remove it and run again"
+    printf '%s\n' "$site"
+}

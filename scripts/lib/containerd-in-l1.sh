@@ -11,7 +11,32 @@ export CONTAINERD_NAMESPACE=default
 export RUND_ROOT=/var/lib/rund-l1
 
 mkdir -p /run/containerd-l1 /var/lib/containerd-l1 /etc/containerd-l1 /etc/rund /var/log/rund
-cat >/etc/containerd-l1/config.toml <<'EOF'
+if [ "${RIG_CRI:-0}" = 1 ]; then
+    # CRI with a handler per runtime (docs/cri.md); pods use the node's network (no CNI here).
+    cat >/etc/containerd-l1/config.toml <<'EOF'
+version = 2
+root = "/var/lib/containerd-l1"
+state = "/run/containerd-l1/state"
+[grpc]
+  address = "/run/containerd-l1/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/rundtest/pause:1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        NoPivotRoot = true  # L1's root is its initramfs, where pivot_root fails
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.rund]
+      runtime_type = "io.containerd.rund.v2"
+      privileged_without_host_devices = true
+EOF
+    export PYTHONPATH=/opt/cri:/opt/cri/site
+    # A host-network pod gets copies of the node's hosts and resolv.conf, which L1 lacks.
+    [ -e /etc/hosts ] || printf '127.0.0.1 localhost\n' >/etc/hosts
+    [ -e /etc/resolv.conf ] || : >/etc/resolv.conf
+else
+    cat >/etc/containerd-l1/config.toml <<'EOF'
 version = 2
 root = "/var/lib/containerd-l1"
 state = "/run/containerd-l1/state"
@@ -19,6 +44,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "/run/containerd-l1/containerd.sock"
 EOF
+fi
 # rund's own options for its shim (ShimConfiguration): the state root of this L1, the agent.
 cat >/etc/rund/shim.toml <<EOF
 root = "$RUND_ROOT"
@@ -37,6 +63,12 @@ if ! ctr version >/dev/null 2>&1; then
     echo "rig-containerd: containerd did not start; its log:" >&2
     tail -30 /var/log/containerd.log >&2
     exit 125
+fi
+
+if [ "${RIG_CRI:-0}" = 1 ]; then
+    for image in /opt/cri/images/*.tar; do
+        ctr -n k8s.io image import "$image" >/dev/null || { echo "rig-containerd: cannot import $image" >&2; exit 125; }
+    done
 fi
 
 "$@"

@@ -129,6 +129,18 @@ public nonisolated struct AgentCreateContainerRequest: Sendable {
   /// Clears the value of `identity`. Subsequent reads from it will return its default value.
   public mutating func clearIdentity() {self._identity = nil}
 
+  /// A pod's later container: joins the UTS and IPC namespaces of this (running) container's
+  /// main process, as a Kubernetes pod's containers share them; hostname is then ignored.
+  /// Empty: namespaces of its own.
+  public var shareNamespacesWith: String = String()
+
+  /// The container's processes run in a cgroup of their own in the guest (Stats and OOM kills
+  /// then count that cgroup only), limited to this many bytes of memory; 0: no limit.
+  public var memoryLimitBytes: UInt64 = 0
+
+  /// Whether to give the container a cgroup of its own (set for a pod's containers).
+  public var ownCgroup: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -706,6 +718,53 @@ public nonisolated struct AgentStatsResponse: Sendable {
   fileprivate var _pids: AgentPidsStats? = nil
 }
 
+public nonisolated struct AgentRemoveContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct AgentRemoveContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct AgentUpdateContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  /// The new memory.max in bytes; 0: no limit but the VM's size.
+  public var memoryLimitBytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct AgentUpdateContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct AgentShutdownRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -821,7 +880,7 @@ nonisolated extension AgentRootfsLayout: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{1}hostname\0\u{1}identity\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{1}hostname\0\u{1}identity\0\u{3}share_namespaces_with\0\u{3}memory_limit_bytes\0\u{3}own_cgroup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -833,6 +892,9 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
       case 2: try { try decoder.decodeSingularMessageField(value: &self._rootfs) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._identity) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.shareNamespacesWith) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.memoryLimitBytes) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.ownCgroup) }()
       default: break
       }
     }
@@ -855,6 +917,15 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
     try { if let v = self._identity {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.shareNamespacesWith.isEmpty {
+      try visitor.visitSingularStringField(value: self.shareNamespacesWith, fieldNumber: 5)
+    }
+    if self.memoryLimitBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryLimitBytes, fieldNumber: 6)
+    }
+    if self.ownCgroup != false {
+      try visitor.visitSingularBoolField(value: self.ownCgroup, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -863,6 +934,9 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
     if lhs._rootfs != rhs._rootfs {return false}
     if lhs.hostname != rhs.hostname {return false}
     if lhs._identity != rhs._identity {return false}
+    if lhs.shareNamespacesWith != rhs.shareNamespacesWith {return false}
+    if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
+    if lhs.ownCgroup != rhs.ownCgroup {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1894,6 +1968,109 @@ nonisolated extension AgentStatsResponse: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs._cpu != rhs._cpu {return false}
     if lhs._memory != rhs._memory {return false}
     if lhs._pids != rhs._pids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentRemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentRemoveContainerRequest, rhs: AgentRemoveContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentRemoveContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentRemoveContainerResponse, rhs: AgentRemoveContainerResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentUpdateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}memory_limit_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.memoryLimitBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if self.memoryLimitBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryLimitBytes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentUpdateContainerRequest, rhs: AgentUpdateContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentUpdateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentUpdateContainerResponse, rhs: AgentUpdateContainerResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -225,10 +225,12 @@ struct rund_rlimit { int resource; unsigned long long soft; unsigned long long h
 
 // Where the process runs. rootfs NULL: the agent's own root. Otherwise, with join_fds[0] < 0, a
 // container's main process: new mount/UTS/IPC/PID namespaces, hostname, /proc and /dev inside
-// rootfs, chroot. With join_fds = {mnt, uts, ipc, pid} of the main process: an exec that joins
-// them (through an intermediate child; the process itself is created with CLONE_PARENT, so it
-// is the agent's child and inside the container's PID namespace).
-struct rund_spawn_place { const char *rootfs; const char *hostname; int join_fds[4]; };
+// rootfs, chroot; with share_fds = {uts, ipc} of another container's main process, it joins
+// those two instead of making its own (a pod's containers). With join_fds = {mnt, uts, ipc, pid}
+// of the main process: an exec that joins them (through an intermediate child; the process
+// itself is created with CLONE_PARENT, so it is the agent's child and inside the container's
+// PID namespace). cgroup_procs_fd >= 0: the process moves itself into that cgroup first.
+struct rund_spawn_place { const char *rootfs; const char *hostname; int join_fds[4]; int share_fds[2]; int cgroup_procs_fd; };
 
 // What the child side reports on `report_fd` (close-on-exec): {1, pid, 0} names the process
 // (exec via an intermediate), {2, errno, step} a failed step; end of file means it exec'd.
@@ -325,8 +327,9 @@ static inline int rund_spawn_process(const char *path, char *const argv[], char 
                                      const struct rund_spawn_place *place) {
     int joins = place && place->rootfs && place->join_fds[0] >= 0;
     int creates = place && place->rootfs && !joins;
+    int shares = creates && place->share_fds[0] >= 0;
     long flags = SIGCHLD;
-    if (creates) flags |= CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
+    if (creates) flags |= CLONE_NEWNS | CLONE_NEWPID | (shares ? 0 : CLONE_NEWUTS | CLONE_NEWIPC);
     pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
     if (pid != 0) return pid;
     if (joins) {
@@ -337,6 +340,13 @@ static inline int rund_spawn_process(const char *path, char *const argv[], char 
         pid_t process = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, 0);
         if (process < 0) { rund_spawn_report(report_fd, 2, errno, 15); _exit(127); }
         if (process > 0) { rund_spawn_report(report_fd, 1, process, 0); _exit(0); }
+    }
+    if (shares && (syscall(SYS_setns, place->share_fds[0], CLONE_NEWUTS) < 0 || syscall(SYS_setns, place->share_fds[1], CLONE_NEWIPC) < 0)) {
+        rund_spawn_report(report_fd, 2, errno, 17); _exit(127);
+    }
+    // Writing 0 moves the writer: the process is in its container's cgroup before it runs anything.
+    if (place && place->cgroup_procs_fd >= 0 && write(place->cgroup_procs_fd, "0", 1) != 1) {
+        rund_spawn_report(report_fd, 2, errno, 18); _exit(127);
     }
     if (creates || joins) {
         int step = rund_spawn_enter_rootfs(place, creates);

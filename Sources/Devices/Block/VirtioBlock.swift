@@ -76,6 +76,13 @@ public final class VirtioBlock: VirtioDevice {
         return new.capacity
     }
 
+    /// Takes the backing file out (a pod's container removed): the drive is empty again and
+    /// fails every request; the caller tells the driver (`configurationChanged`). Requests
+    /// already holding the old medium finish on it.
+    public func ejectMedium() {
+        medium.withLock { $0 = nil }
+    }
+
     /// The medium requests use: taken once per request, so a medium inserted meanwhile serves
     /// the next one.
     var currentMedium: Medium? { medium.withLock { $0 } }

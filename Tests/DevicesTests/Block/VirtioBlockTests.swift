@@ -157,4 +157,20 @@ import Testing
         #expect(driver.usedIndex == 8)
         #expect(!driver.needsReset)
     }
+
+    /// A pod's later container: an empty drive gets a medium while the driver runs, and loses it.
+    @Test func anEmptyDriveServesAnInsertedMediumAndFailsAfterItIsEjected() throws {
+        let device = VirtioBlock(emptyReadOnly: false, identifier: "rund-disk-1")
+        let driver = try Driver(device: device)
+        #expect(driver.initialize())
+        #expect(driver.read(0x100) == 0)  // Capacity, low word: empty.
+        #expect(try driver.blockRequest(type: Driver.typeRead, sector: 0, reading: 512)?.status == Driver.statusIOError)
+        #expect(try device.insertMedium(try makeDisk(numberedSectors(8))) == 8)
+        #expect(driver.read(0x100) == 8)
+        #expect(try driver.blockRequest(type: Driver.typeRead, sector: 3, reading: 512)?.data == [UInt8](repeating: 3, count: 512))
+        device.ejectMedium()
+        #expect(device.capacity == 0)
+        #expect(driver.read(0x100) == 0)
+        #expect(try driver.blockRequest(type: Driver.typeRead, sector: 3, reading: 512)?.status == Driver.statusIOError)
+    }
 }
