@@ -18,6 +18,7 @@ struct CRIInRigTests {
     @Test func aPodsTwoContainersShareOneVMEachWithItsOwnRootfs() throws { try CRIChecks.expectPassed("pod-two-containers") }
     @Test func execSyncReturnsOutputAndExitCode() throws { try CRIChecks.expectPassed("exec-sync") }
     @Test func containerStatsReportEachContainersMemory() throws { try CRIChecks.expectPassed("container-stats") }
+    @Test func execWithATerminalGetsItsSizeAndExitCode() throws { try CRIChecks.expectPassed("exec-terminal") }
     @Test func anExitCodeReachesTheContainerStatus() throws { try CRIChecks.expectPassed("exit-code") }
     @Test func anOOMKillIsReportedAsOOMKilled() throws { try CRIChecks.expectPassed("oom-killed") }
     @Test func updatedMemoryLimitsApplyInTheGuest() throws { try CRIChecks.expectPassed("update-resources") }

@@ -162,7 +162,9 @@ refused refuse-flipped-memory-byte
 begin no-leaks
 "$RUND" template rm t1 >"$work/rm.out" 2>&1; rm_status=$?
 left=$(ls -A "$templates" 2>/dev/null | tr '\n' ' ')
-procs=$(ps -o args | grep -v grep | grep -c "$RUND run")
+# rund processes by name: busybox timeout's watcher child keeps the command line ("timeout ...
+# rund run ...") for up to a second after rund has ended (CI run 18 counted one).
+procs=$(ps -o comm,args | awk '$1 == "rund" && $3 == "run"' | wc -l | tr -d ' ')
 gc=$("$RUND" gc --root "$RUND_ROOT" --dry-run 2>&1)
 ok=no
 [ $rm_status = 0 ] && [ -z "$left" ] && [ "$procs" = 0 ] && echo "$gc" | grep -q 'cgroups: would return 0, in use 0' \

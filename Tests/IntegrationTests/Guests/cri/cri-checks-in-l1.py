@@ -7,11 +7,14 @@ first line in its CRI log) and teardown (StopPodSandbox and RemovePodSandbox) ti
 runtime handler, alternating neither: all rund pods, then all runc pods.
 """
 
+import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import grpc
 import runtime_v1_pb2 as cri
@@ -96,6 +99,73 @@ def wait_for_output(path, text, seconds=60):
     return False
 
 
+class StreamingExec:
+    """CRI's Exec streaming endpoint over WebSocket with the v4.channel.k8s.io protocol (what
+    kubectl exec speaks to a kubelet): each binary message is a channel byte (1 stdout, 2 stderr,
+    3 the exit status as a JSON Status, 4 a terminal resize) and its data."""
+
+    def __init__(self, url, seconds=120):
+        parsed = urllib.parse.urlparse(url)
+        self.socket = socket.create_connection((parsed.hostname, parsed.port), timeout=seconds)
+        self.reader = self.socket.makefile("rb")
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+        self.socket.sendall(
+            (f"GET {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
+        status = self.reader.readline()
+        while self.reader.readline() not in (b"\r\n", b""):
+            pass
+        if b" 101 " not in status:
+            raise RuntimeError(f"the streaming server refused the upgrade: {status!r}")
+
+    def send(self, channel, data):
+        payload = bytes([channel]) + data
+        mask = os.urandom(4)
+        length = len(payload)
+        header = bytes([0x82]) + (bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big"))
+        self.socket.sendall(header + mask + bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload)))
+
+    def receive(self):
+        """The next (channel, data), or None once the server closed the stream."""
+        while True:
+            head = self.reader.read(2)
+            if len(head) < 2:
+                return None
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(self.reader.read(2), "big")
+            elif length == 127:
+                length = int.from_bytes(self.reader.read(8), "big")
+            payload = self.reader.read(length)
+            if opcode == 8:
+                return None
+            if opcode in (1, 2) and payload:
+                return payload[0], payload[1:]
+
+    def run(self, resize=None, stdin=b""):
+        """Sends a resize (channel 4) and stdin (channel 0, left open: with a terminal its end
+        would end the session), then collects stdout and the exit status to the end."""
+        if resize:
+            self.send(4, json.dumps({"Width": resize[1], "Height": resize[0]}).encode())
+        if stdin:
+            self.send(0, stdin)
+        output, exit_code, status = b"", None, None
+        while (message := self.receive()) is not None:
+            channel, data = message
+            if channel == 1:
+                output += data
+            elif channel == 3 and data:
+                status = json.loads(data)
+                if status.get("status") == "Success":
+                    exit_code = 0
+                else:
+                    causes = status.get("details", {}).get("causes", [])
+                    exit_code = next((int(cause["message"]) for cause in causes if cause.get("reason") == "ExitCode"), -1)
+        self.socket.close()
+        return output.decode(errors="replace"), exit_code, status
+
+
 def teardown(pod_id):
     runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=300)
     runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=300)
@@ -163,6 +233,18 @@ def stats():
     ids = {entry.attributes.id for entry in listed.stats}
     ok = all(value > 0 for value in per_container.values()) and {state["first"], state["second"]} <= ids
     check("container-stats", ok, f"memory={per_container} listed={len(ids)}")
+
+
+def exec_terminal():
+    step("exec with a terminal")
+    # As `kubectl exec -it`: stdin and a terminal; the line typed is echoed by the terminal.
+    script = "read line; stty size; tty; echo \"got $line\"; exit 5"
+    request = cri.ExecRequest(container_id=state["first"], cmd=["sh", "-c", script], tty=True, stdin=True, stdout=True)
+    url = runtime.Exec(request, timeout=60).url
+    output, code, final = StreamingExec(url).run(resize=(33, 77), stdin=b"typed\n")
+    lines = [line.strip() for line in output.replace("\r", "").split("\n") if line.strip()]
+    ok = code == 5 and "33 77" in lines and "got typed" in lines and any(line.startswith("/dev/pts/") for line in lines)
+    check("exec-terminal", ok, f"exit={code} output={lines} status={final}")
 
 
 def exit_code():
@@ -268,7 +350,7 @@ if __name__ == "__main__":
         sys.exit(0)
     for name, body in [
         ("version", version), ("pod-two-containers", two_containers), ("exec-sync", exec_status),
-        ("container-stats", stats), ("exit-code", exit_code), ("oom-killed", oom_killed),
+        ("container-stats", stats), ("exec-terminal", exec_terminal), ("exit-code", exit_code), ("oom-killed", oom_killed),
         ("update-resources", update_resources), ("remove-one-keeps-other", remove_one),
         ("pod-teardown-leaves-nothing", pod_teardown), ("runc-peer", runc_peer),
     ]:
