@@ -109,9 +109,14 @@ final class TaskService: Sendable {
             var podSandbox: ShimTask?
             if case .podMember(let sandboxID) = plan.podRole {
                 // A pod's container goes into the VM its sandbox container made.
-                guard let sandbox = state.tasks[sandboxID], !sandbox.isPodMember, sandbox.sandbox.containerSlots > 0 else {
+                guard let sandbox = state.tasks[sandboxID], !sandbox.isPodMember else {
                     throw ShimError(
                         .failedPrecondition, "container \(request.id) belongs to pod sandbox \(sandboxID), which this shim does not run")
+                }
+                guard sandbox.sandbox.containerSlots > 0 else {
+                    throw ShimError(
+                        .failedPrecondition,
+                        "pod sandbox \(sandboxID) was made with pod_container_slots = 0: container \(request.id) cannot join its VM")
                 }
                 podSandbox = sandbox
             } else {

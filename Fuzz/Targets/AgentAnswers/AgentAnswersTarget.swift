@@ -53,6 +53,10 @@ enum AgentAnswersTarget {
             _ = try? AgentSignalProcessResponse(serializedBytes: payload)
         case .resizeTerminal:
             _ = try? AgentResizeTerminalResponse(serializedBytes: payload)
+        case .removeContainer:
+            _ = try? AgentRemoveContainerResponse(serializedBytes: payload)
+        case .updateContainer:
+            _ = try? AgentUpdateContainerResponse(serializedBytes: payload)
         case .shutdown:
             _ = try? AgentShutdownResponse(serializedBytes: payload)
         }

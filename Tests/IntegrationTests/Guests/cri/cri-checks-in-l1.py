@@ -201,9 +201,20 @@ def version():
     check("version", response.runtime_api_version.startswith("v1"), f"{response.runtime_name} {response.runtime_version} {response.runtime_api_version}")
 
 
+def pool_used_kib():
+    """Space used in rund's writable-layer pool (XFS), where every container's layer lives."""
+    try:
+        fs = os.statvfs("/var/lib/rund-l1/writable")
+    except OSError:
+        return None
+    return (fs.f_blocks - fs.f_bfree) * fs.f_frsize // 1024
+
+
 def two_containers():
     step("pod with two containers")
     pod_id, config = run_pod("pod-a", "rund", memory_limit_in_bytes=256 << 20)
+    # With the pod's VM up (its pause container's layer in the pool), before any other layer.
+    state["pool"] = pool_used_kib()
     state["pod"], state["config"] = pod_id, config
     first = create(pod_id, config, "first", BUSYBOX, "echo first-started; echo one > /tmp/mine; exec sleep 100000")
     second = create(pod_id, config, "second", OTHER, "echo second-started; echo two > /tmp/mine; exec sleep 100000", memory=64 << 20)
@@ -296,8 +307,12 @@ def pod_teardown():
     sockets = os.listdir("/run/containerd/s") if os.path.isdir("/run/containerd/s") else []
     # rund's writable-layer pool stays mounted; no image or layer chain may.
     mounts = [line for line in open("/proc/mounts") if " erofs " in line or ("/var/lib/rund-l1" in line and "/writable " not in line)]
-    ok = not left and not in_use and not sockets and not mounts
-    check("pod-teardown-leaves-nothing", ok, f"shims={left} cgroups-in-use={in_use} sockets={sockets} mounts={mounts} gc={gc.stdout[:300]}")
+    # Every layer of the pod is freed: the pool uses no more than with the pause container's alone.
+    pool_before, pool_after = state.get("pool"), pool_used_kib()
+    pool_back = pool_before is not None and pool_after is not None and pool_after <= pool_before + 1024
+    ok = not left and not in_use and not sockets and not mounts and pool_back
+    check("pod-teardown-leaves-nothing", ok,
+          f"shims={left} cgroups-in-use={in_use} sockets={sockets} mounts={mounts} pool-kib={pool_before}->{pool_after} gc={gc.stdout[:300]}")
 
 
 def runc_peer():
