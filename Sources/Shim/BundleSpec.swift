@@ -233,22 +233,27 @@ public enum BundleSpec {
     static func apply(_ resources: OCIRuntimeSpec.Resources, to plan: inout ContainerPlan, sizesVM: Bool = true) throws {
         if let limit = resources.memory?.limit, limit > 0 {
             plan.memoryLimitBytes = limit
-        }
-        if sizesVM, let limit = resources.memory?.limit, limit > 0 {
-            let mebibytes = limit >> 20
-            guard mebibytes >= minimumMemoryMiB else {
-                throw ShimError(.invalidArgument, "memory limit \(limit) bytes is below the \(minimumMemoryMiB) MiB a sandbox needs")
+            if sizesVM {
+                let mebibytes = limit >> 20
+                guard mebibytes >= minimumMemoryMiB else {
+                    throw ShimError(.invalidArgument, "memory limit \(limit) bytes is below the \(minimumMemoryMiB) MiB a sandbox needs")
+                }
+                plan.memoryMiB = Int(clamping: mebibytes)
             }
-            plan.memoryMiB = Int(clamping: mebibytes)
         }
         if let cpu = resources.cpu, let quota = cpu.quota, quota > 0 {
             let period = Int64(clamping: cpu.period ?? 100_000)
             guard period > 0 else { throw ShimError(.invalidArgument, "cpu period must be positive") }
-            let (whole, rest) = quota.quotientAndRemainder(dividingBy: period)
-            plan.vcpus = Int(clamping: whole + (rest > 0 ? 1 : 0))
+            plan.vcpus = vcpus(quota: quota, period: period)
             plan.cpuQuotaMicros = quota
             plan.cpuPeriodMicros = period
         }
+    }
+
+    /// As many vCPUs as a CPU quota covers, rounded up (`period` > 0).
+    static func vcpus(quota: Int64, period: Int64) -> Int {
+        let (whole, rest) = quota.quotientAndRemainder(dividingBy: period)
+        return Int(clamping: whole + (rest > 0 ? 1 : 0))
     }
 
     static func describe(_ error: Error) -> String {

@@ -21,8 +21,7 @@ struct PodSizing: Equatable {
             }
             if let quota = plan.annotations[PodRole.sandboxCPUQuotaKey].flatMap(Int64.init), quota > 0 {
                 let period = plan.annotations[PodRole.sandboxCPUPeriodKey].flatMap(Int64.init).flatMap { $0 > 0 ? $0 : nil } ?? 100_000
-                let (whole, rest) = quota.quotientAndRemainder(dividingBy: period)
-                vcpus = Int(clamping: whole + (rest > 0 ? 1 : 0))
+                vcpus = BundleSpec.vcpus(quota: quota, period: period)
             }
         }
         self.memoryMiB = memoryMiB
