@@ -39,11 +39,18 @@ package final class CgroupSlot: @unchecked Sendable {
                 made.append(index)
             }
             // On v2 the directory is made free and then marked (claimed) like a pooled one.
-            let slot = try open(parents.marksWithAttribute ? .free(token: name.token) : name, in: parents)
+            let slot: CgroupSlot
+            do {
+                slot = try open(parents.marksWithAttribute ? .free(token: name.token) : name, in: parents)
+            } catch let error as SystemError where error.errno == ENOENT && parents.marksWithAttribute {
+                // Between mkdir and open another process claimed it, used it and removed it.
+                made = []
+                throw CgroupSlotRace.claimedByAnother
+            }
             if parents.marksWithAttribute, case .taken = name {
                 do {
                     try slot.rename(to: name, in: parents)
-                } catch let error as SystemError where error.errno == EEXIST {
+                } catch let error as SystemError where error.errno == EEXIST || error.errno == ENOENT {
                     // Between mkdir and the mark it looked free, and another process claimed it:
                     // it is that process's now, so it stays.
                     slot.closeDescriptors()
