@@ -54,6 +54,8 @@ let package = Package(
             name: "Storage", dependencies: ["CLinux", "CZlib", "HostOS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "Cgroups", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        // A sandbox's network on the host: namespace, veth, tap, tc redirects, NAT, address leases.
+        .target(name: "Network", dependencies: ["HostOS", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .target(
             name: "TTRPC",
             dependencies: [
@@ -83,7 +85,7 @@ let package = Package(
         .target(
             name: "Sandbox",
             dependencies: [
-                "AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Storage", "Untrusted", "VMM",
+                "AgentProtocol", "Boot", "TTRPC", "CLinux", "Cgroups", "Devices", "HostOS", "Network", "Storage", "Untrusted", "VMM",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         // Benchmarks (`rund bench ...`): the measuring, peers and reports; the CLI only parses and prints.
@@ -108,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "rund",
             dependencies: [
-                "Bench", "Boot", "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Sandbox",
+                "Bench", "Boot", "HostOS", "KVM", "VMM", "Storage", "Cgroups", "Network", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -130,6 +132,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "HostOS"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "HostOS", "CLinux"], swiftSettings: strict),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "HostOS"], swiftSettings: strict),
         .testTarget(
             name: "TTRPCTests", dependencies: ["TTRPC", "HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strict),

@@ -1,3 +1,5 @@
+import HostOS
+
 /// The name of a pool entry's directory, the only place pool state lives (so it survives a
 /// crash): `pool-<token>` is free, `sb-<token>-<pid>-<start>-<sandboxID>` is taken by the
 /// sandbox whose owner process is <pid> started at <start>. The token (12 hex digits, random)

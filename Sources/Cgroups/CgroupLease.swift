@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import Synchronization
 
 /// One sandbox's hold on a pooled cgroup: attach processes, change limits, release.

@@ -23,6 +23,27 @@ extension GuestMemory {
     }
 }
 
+extension GuestMemory {
+    /// Most ranges one `gatherWrite` takes (the kernel's IOV_MAX, less the prefix).
+    public static let maxGatherRanges = 1023
+
+    /// Writes `prefix` (host bytes) and then the guest ranges, in order, with one writev(2): a
+    /// packet device (a tap) takes one frame per write. Each range must lie in one region.
+    /// Returns the bytes written.
+    public func gatherWrite(
+        prefix: UnsafeRawBufferPointer, ranges: [(address: GuestAddress, length: Int)], to file: FileDescriptor
+    ) throws -> Int {
+        guard ranges.count <= Self.maxGatherRanges else {
+            throw SystemError("writev", errno: EINVAL, subject: "\(ranges.count) guest ranges, more than \(Self.maxGatherRanges)")
+        }
+        var vectors = [iovec(iov_base: UnsafeMutableRawPointer(mutating: prefix.baseAddress), iov_len: prefix.count)]
+        for range in ranges where range.length > 0 {
+            vectors.append(iovec(iov_base: try hostPointer(at: range.address, length: range.length), iov_len: range.length))
+        }
+        return try retryingInterrupts("writev") { writev(file.rawValue, vectors, Int32(vectors.count)) }
+    }
+}
+
 /// Guest memory as a file (snapshots and templates): every region back to back, in guest
 /// address order, with nothing for the gaps between them.
 extension GuestMemory {

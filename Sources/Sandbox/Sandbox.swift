@@ -11,6 +11,7 @@ import Logging
 import Storage
 import TTRPC
 import Untrusted
+import Network
 import VMM
 
 /// The agent's vsock connection as the ttrpc client's byte stream. A wrapper rather than a
@@ -156,7 +157,10 @@ public struct Sandbox: Sendable {
         if spec.reclaimIdleAfter != nil, case .named(let name) = spec.template {
             throw SandboxError("template \(name)'s clones have no balloon: they cannot give idle memory back")
         }
-        let coldBootOnly = spec.rootfsDevice == .pmem || spec.reclaimIdleAfter != nil
+        if spec.network != .none, case .named(let name) = spec.template {
+            throw SandboxError("template \(name)'s clones have no network device: use --network none, or no template")
+        }
+        let coldBootOnly = spec.rootfsDevice == .pmem || spec.reclaimIdleAfter != nil || spec.network != .none
         let template = try self.template(for: spec, choice: coldBootOnly ? .coldBoot : spec.template)
         let device = try rootfsDevice(spec, cloning: template != nil, kernelDirectory: kernelDirectory)
         let boot = try guestBoot(imageOn: device, kernelDirectory: kernelDirectory)
@@ -175,11 +179,17 @@ public struct Sandbox: Sendable {
         let writable = try WritableLayers(root: stateRoot, logger: logger).make(sizeMiB: spec.writableSizeMiB)
         teardown.push { writable.close() }
 
+        let network = try SandboxNetwork.prepare(spec.network, sandboxID: id, stateRoot: stateRoot, logger: logger)
+        if let network { teardown.push { network.release() } }
+
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
-        let configuration = machineConfiguration(
+        var configuration = machineConfiguration(
             spec, kernelDirectory: kernelDirectory, boot: boot, image: root.disk, on: device, writable: writable,
             cloning: template != nil)
+        configuration.network = network.map {
+            VMConfiguration.NetworkInterface(tap: $0.tap, mac: $0.interface.mac, mtu: $0.interface.mtu, offloads: spec.networkOffloads)
+        }
         var restored: Machine?
         if let template {
             // The mapping keeps the memory file; the descriptor is not needed once it exists.

@@ -1,6 +1,7 @@
 import AgentProtocol
 import HostOS
 import Storage
+import Network
 import VMM
 
 /// What the container's root filesystem is made from.
@@ -67,6 +68,11 @@ public struct SandboxSpec: Sendable {
     /// drives (image, writable layer) left empty at boot and filled by `RunningSandbox.addContainer`.
     /// With slots the first container gets a guest cgroup of its own, as the later ones do.
     public var containerSlots: Int = 0
+    /// The sandbox's network (`rund run --network`): none (loopback only), its own namespace
+    /// with NAT (`default`), or a namespace made by someone else (CNI's). docs/network.md.
+    public var network: NetworkMode = .none
+    /// Offer the guest checksum and TCP segmentation offloads on its network interface.
+    public var networkOffloads = true
 
     /// The writable layers the sandbox may hold at once: its own and one per container slot.
     var writableSizeMiBWithSlots: Int { writableSizeMiB * (1 + containerSlots) }

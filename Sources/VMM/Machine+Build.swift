@@ -108,6 +108,37 @@ struct VirtioSlotWiring {
 }
 
 extension Machine {
+    /// The virtio-net device over the caller's tap, its I/O thread, and the ioeventfds through
+    /// which KVM wakes that thread when the guest notifies a queue (no exit to a vCPU thread).
+    static func attachNetwork(
+        _ interface: VMConfiguration.NetworkInterface, to virtio: inout VirtioSlotWiring, vm: VirtualMachine, state: MachineState,
+        confine: Bool
+    ) throws -> (VirtioNet, VirtioNetWorker) {
+        let device: VirtioNet
+        do {
+            device = try VirtioNet(backend: interface.tap, mac: interface.mac, mtu: interface.mtu, offloads: interface.offloads)
+        } catch {
+            throw VMError.setup("network interface: \(error)")
+        }
+        let transport = try virtio.attach(device)
+        guard let slot = virtio.ranges.last else { throw VMError.setup("the network device got no virtio-mmio slot") }
+        let confineWorker: @Sendable () -> Void = {
+            do {
+                try NetworkWorkerConfinement.filter.applyToCurrentThread { violation in
+                    state.finish(.confinementBroken("\(violation)"))
+                }
+            } catch {
+                state.finish(.crashed("cannot confine the virtio-net thread: \(error)"))
+            }
+        }
+        let confinement: (@Sendable () -> Void)? = confine ? confineWorker : nil
+        let worker = try VirtioNetWorker(device: device, transport: transport, confine: confinement)
+        let notify = slot.base.rawValue + VirtioMMIOTransport.queueNotifyOffset
+        try vm.registerIOEventFD(worker.receiveKick, mmioAddress: notify, length: 4, datamatch: UInt64(VirtioNet.receiveQueue))
+        try vm.registerIOEventFD(worker.transmitKick, mmioAddress: notify, length: 4, datamatch: UInt64(VirtioNet.transmitQueue))
+        return (device, worker)
+    }
+
     /// The VM with rund's fixed platform: TSS, in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
     static func makeVirtualMachine(_ kvm: KVMSystem) throws -> VirtualMachine {
         let vm = try kvm.createVirtualMachine()

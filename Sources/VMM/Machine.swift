@@ -47,6 +47,9 @@ public final class Machine: @unchecked Sendable {
     /// vsock: the host end of the guest's virtio-vsock device (nil without `vsockGuestCID`).
     /// Listen and connect from any thread, before or during `run()`.
     public let vsock: VsockHostEndpoint?
+    /// The network interface's device (with `VMConfiguration.network`) and its I/O thread.
+    public let network: VirtioNet?
+    let networkWorker: VirtioNetWorker?
 
     /// Builds a machine that boots `configuration`'s kernel.
     public convenience init(configuration: VMConfiguration, logger: Logger = Logger(label: "rund.vmm")) throws {
@@ -145,6 +148,11 @@ public final class Machine: @unchecked Sendable {
         } else {
             balloon = nil
         }
+        if let interface = configuration.network {
+            (network, networkWorker) = try Self.attachNetwork(interface, to: &virtio, vm: vm, state: state, confine: configuration.confineThreads)
+        } else {
+            (network, networkWorker) = (nil, nil)
+        }
         transports = virtio.transports
         self.disks = disks
         devices = [serial, i8042, sleep] + virtio.transports
@@ -200,6 +208,7 @@ public final class Machine: @unchecked Sendable {
     public func run() throws -> MachineExit {
         KickSignal.install()
         do {
+            try networkWorker?.start()
             for vcpu in vcpus {
                 let thread = try OSThread.spawn(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
                 threads.withLock { $0.append(thread) }
@@ -216,6 +225,7 @@ public final class Machine: @unchecked Sendable {
         }
         for thread in started { thread.join() }
         threads.withLock { $0.removeAll() }
+        networkWorker?.stop()
         // vsock: the guest is gone; host calls blocked on it must not wait for it.
         vsock?.resetAllConnections()
         logger.debug("machine ended", metadata: ["exit": "\(exit)"])
@@ -359,12 +369,19 @@ public final class Machine: @unchecked Sendable {
     /// `waitForExit`, ending the VM as stalled when the guest makes no progress for `limit`: no
     /// VM exit (so no console output, no device or vsock traffic) while a vCPU stays runnable.
     /// An idle guest (every vCPU halted) is not stalled, however long it stays quiet.
+    /// VM exits handled, plus frames the network device moved: a guest busy with network I/O
+    /// goes through ioeventfds and irqfds, without exits, and is not stalled.
+    private var progressCount: UInt64 {
+        let frames = network.map { $0.counterValues.sentFrames &+ $0.counterValues.receivedFrames } ?? 0
+        return exitsHandled.load(ordering: .relaxed) &+ frames
+    }
+
     private func waitWatchingForStalls(_ limit: Duration) -> MachineExit {
-        var seen = exitsHandled.load(ordering: .relaxed)
+        var seen = progressCount
         var quietSince = ContinuousClock.now
         while true {
             if let exit = state.waitForExit(milliseconds: 1000) { return exit }
-            let count = exitsHandled.load(ordering: .relaxed)
+            let count = progressCount
             // A paused guest makes no progress on purpose.
             if isPaused { quietSince = .now }
             if count != seen || ContinuousClock.now - quietSince < limit {
@@ -377,7 +394,7 @@ public final class Machine: @unchecked Sendable {
             if let exit = state.waitForExit(milliseconds: 1000) { return exit }
             let second = snapshotVCPUs()
             let busy = vcpus.filter { vcpu in [first, second].allSatisfy { $0[vcpu.id]?.isHalted != true } }
-            guard exitsHandled.load(ordering: .relaxed) == seen, !busy.isEmpty else {
+            guard progressCount == seen, !busy.isEmpty else {
                 quietSince = .now
                 continue
             }

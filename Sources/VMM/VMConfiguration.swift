@@ -1,3 +1,4 @@
+import HostOS
 import GuestMemory
 
 /// Everything needed to assemble one microVM.
@@ -45,6 +46,9 @@ public struct VMConfiguration: Sendable {
     /// A virtio-balloon device (in the slot after the pmem devices): the guest reports free pages,
     /// which go back to the host, and the host can ask for memory back (`Machine.balloon`).
     public var balloon = false
+    /// A network interface: a virtio-net device (in the slot after the balloon) over a tap the
+    /// caller opened, moved by its own I/O thread (`VirtioNetWorker`).
+    public var network: NetworkInterface? = nil
     /// vsock: when set, the VM gets a virtio-vsock device with this guest CID (3 or more), in the
     /// virtio slot after the disks; its host side is `Machine.vsock`.
     public var vsockGuestCID: UInt32? = nil
@@ -68,6 +72,23 @@ public struct VMConfiguration: Sendable {
         /// Not the VMM's: the sandbox gives its VM no balloon, to measure what free page
         /// reporting saves (`rund bench density --without-balloon`).
         case noBalloon = "no-balloon"
+    }
+
+    public struct NetworkInterface: Sendable {
+        /// An open tap (`TapDevice`), in the sandbox's network namespace.
+        public var tap: TapDevice
+        /// The guest's MAC address (6 bytes, unicast) and the link's MTU.
+        public var mac: [UInt8]
+        public var mtu: Int
+        /// Offer checksum and TCP segmentation offloads (off: plain frames of at most the MTU).
+        public var offloads: Bool
+
+        public init(tap: TapDevice, mac: [UInt8], mtu: Int = 1500, offloads: Bool = true) {
+            self.tap = tap
+            self.mac = mac
+            self.mtu = mtu
+            self.offloads = offloads
+        }
     }
 
     public static let maxVCPUs = 32

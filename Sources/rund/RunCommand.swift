@@ -3,6 +3,7 @@ import Foundation
 import HostOS
 import KVM
 import Logging
+import Network
 import Sandbox
 import VMM
 
@@ -87,6 +88,15 @@ struct RunCommand: AsyncParsableCommand {
                 + "reserve) back to the host through the VM's balloon; its next output takes the balloon down again. "
                 + "Implies a cold boot (a template's clone has no balloon).", valueName: "SECONDS"))
     var reclaimIdle: Double?
+    @Option(
+        help: ArgumentHelp(
+            "The sandbox's network: none (loopback only), default (a network namespace of its own with a veth to "
+                + "the host, an address from 10.213.0.0/16 and NAT to the outside) or netns:PATH (the interface of an "
+                + "existing network namespace, such as one CNI made). Anything but none implies a cold boot.",
+            valueName: "none|default|netns:PATH"))
+    var network: NetworkMode = .none
+    @Flag(help: "Offer the guest no checksum or TCP segmentation offloads on its network interface (for measuring).")
+    var noNetworkOffloads = false
     @Option(help: .hidden) var testHook: [VMConfiguration.TestHook] = []
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
@@ -149,6 +159,8 @@ struct RunCommand: AsyncParsableCommand {
         spec.template = noTemplate ? .coldBoot : template.map { .named($0) } ?? .automatic
         spec.rootfsDevice = rootfsDevice
         spec.reclaimIdleAfter = reclaimIdle.map { .milliseconds(Int64($0 * 1000)) }
+        spec.network = network
+        spec.networkOffloads = !noNetworkOffloads
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
         try ProcessHardening.makeUndumpable()
         let sandbox = Sandbox(
@@ -183,3 +195,6 @@ extension VMConfiguration.TestHook: ExpressibleByArgument {}
 
 extension RootfsDevice: ExpressibleByArgument {}
 extension GuestKernel: ExpressibleByArgument {}
+extension NetworkMode: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}

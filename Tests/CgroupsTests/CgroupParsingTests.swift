@@ -1,5 +1,6 @@
 import Testing
 @testable import Cgroups
+import HostOS
 
 @Suite("cgroup host detection and names")
 struct CgroupParsingTests {

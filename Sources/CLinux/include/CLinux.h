@@ -5,6 +5,10 @@
 
 
 #include <stdint.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
@@ -19,6 +23,10 @@
 #include <fcntl.h>
 #include <linux/memfd.h>
 #include <linux/random.h>
+#include <linux/if_tun.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <net/if.h>
 #include "CLinuxSeccomp.h"
 int memfd_create(const char *name, unsigned int flags);
 // Declared here because _GNU_SOURCE would make Glibc symbols such as environ ambiguous in Swift.
@@ -93,8 +101,58 @@ RUND_IOCTL(LOOP_CLR_FD)
 RUND_IOCTL(LOOP_SET_STATUS64)
 RUND_IOCTL(LOOP_GET_STATUS64)
 RUND_IOCTL(LOOP_CONFIGURE)
+RUND_IOCTL(TUNSETIFF)
+RUND_IOCTL(TUNSETVNETHDRSZ)
+RUND_IOCTL(TUNSETOFFLOAD)
 
 #undef RUND_IOCTL
+
+// MARK: tap devices (struct ifreq is a union Swift handles poorly).
+/// TUNSETIFF on an open /dev/net/tun: attaches it to the tap `name` (created when absent) with
+/// `flags`; the kernel's name for it is copied to `actual` (IFNAMSIZ bytes).
+static inline int rund_tun_attach(int fd, const char *name, short flags, char *actual) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = flags;
+    if (ioctl(fd, TUNSETIFF, &request) < 0) return -1;
+    memcpy(actual, request.ifr_name, IFNAMSIZ);
+    return 0;
+}
+static inline short rund_IFF_TAP(void) { return IFF_TAP; }
+static inline short rund_IFF_NO_PI(void) { return IFF_NO_PI; }
+static inline short rund_IFF_VNET_HDR(void) { return IFF_VNET_HDR; }
+static inline unsigned int rund_TUN_F_CSUM(void) { return TUN_F_CSUM; }
+static inline unsigned int rund_TUN_F_TSO4(void) { return TUN_F_TSO4; }
+static inline unsigned int rund_TUN_F_TSO6(void) { return TUN_F_TSO6; }
+/// A raw packet socket (every EtherType) bound to interface `name` of the calling thread's
+/// network namespace; -1 with errno on failure.
+static inline int rund_packet_socket(const char *name) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd < 0) return -1;
+    struct sockaddr_ll address;
+    memset(&address, 0, sizeof address);
+    address.sll_family = AF_PACKET;
+    address.sll_protocol = htons(ETH_P_ALL);
+    address.sll_ifindex = (int)if_nametoindex(name);
+    if (address.sll_ifindex == 0 || bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+/// recvfrom(2) on a packet socket; `outgoing` is set when the frame was one the interface sent.
+static inline long rund_packet_receive(int fd, void *buffer, unsigned long length, int *outgoing) {
+    struct sockaddr_ll from;
+    socklen_t size = sizeof from;
+    long count = recvfrom(fd, buffer, length, 0, (struct sockaddr *)&from, &size);
+    if (count >= 0) *outgoing = from.sll_pkttype == PACKET_OUTGOING;
+    return count;
+}
+/// setns(2) into a network namespace (the calling thread only).
+static inline int rund_setns_network(int fd) { return (int)syscall(SYS_setns, fd, 0x40000000 /* CLONE_NEWNET */); }
 
 // MARK: fixed-arity wrappers around variadic calls.
 static inline int rund_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
@@ -182,6 +240,9 @@ static inline int rund_O_TMPFILE(void) {
 #include <grp.h>
 #include <signal.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <linux/sched.h>

@@ -19,6 +19,7 @@ public enum Virtio {
 
     /// Device type numbers (spec 5).
     public enum DeviceType {
+        public static let network: UInt32 = 1
         public static let block: UInt32 = 2
         public static let balloon: UInt32 = 5
         public static let socket: UInt32 = 19

@@ -34,6 +34,9 @@ public final class VirtioMMIOTransport: MMIODevice {
         }
     }
 
+    /// Where in its slot the driver writes a queue's index to notify it (for ioeventfds).
+    public static let queueNotifyOffset: UInt64 = Register.queueNotify
+
     public init(
         device: any VirtioDevice, memory: GuestMemory, interrupt: any InterruptLine,
         logger: Logger = Logger(label: "rund.devices.virtio-mmio")
@@ -80,19 +83,23 @@ public final class VirtioMMIOTransport: MMIODevice {
     }
 
     /// The driver notified queue `index` (a QueueNotify write, or its ioeventfd firing):
-    /// processes the queue synchronously on the calling thread.
-    public func notifyQueue(_ index: UInt32) {
+    /// processes the queue synchronously on the calling thread. Returns false when the queue
+    /// could not be processed (not ready, frozen, or the device needs a reset).
+    @discardableResult
+    public func notifyQueue(_ index: UInt32) -> Bool {
         let queue = state.withLock { state -> Virtqueue? in
             guard !state.frozen, state.status & Virtio.Status.driverOK != 0, state.status & Virtio.Status.needsReset == 0,
                 Int(index) < state.queues.count
             else { return nil }
             return state.queues[Int(index)].queue
         }
-        guard let queue else { return }
+        guard let queue else { return false }
         do {
             if try device.processQueue(queue) { raise(Virtio.Interrupt.usedBuffer) }
+            return true
         } catch {
             markNeedsReset("queue \(index): \(error)")
+            return false
         }
     }
 

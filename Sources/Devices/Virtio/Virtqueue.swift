@@ -19,7 +19,7 @@ public final class Virtqueue: Sendable {
     public let availableRing: GuestAddress
     public let usedRing: GuestAddress
 
-    private struct State {
+    struct State {
         var nextAvailable: UInt16 = 0
         var nextUsed: UInt16 = 0
         var active = true
@@ -117,10 +117,15 @@ public final class Virtqueue: Sendable {
     public func processAvailable(
         declining handle: (DescriptorChain) throws(VirtqueueError) -> UInt32?
     ) throws(VirtqueueError) -> Bool {
+        try withActiveState { state throws(VirtqueueError) -> Bool in try processAvailable(&state, handle) }
+    }
+
+    /// Runs `body` on the state of an active queue (false when inactive); a throw deactivates it.
+    func withActiveState(_ body: (inout State) throws(VirtqueueError) -> Bool) throws(VirtqueueError) -> Bool {
         try state.withLock { state throws(VirtqueueError) -> Bool in
             guard state.active else { return false }
             do throws(VirtqueueError) {
-                return try processAvailable(&state, handle)
+                return try body(&state)
             } catch {
                 // A broken queue stays broken until the driver resets the device.
                 state.active = false
@@ -175,7 +180,7 @@ public final class Virtqueue: Sendable {
     /// Runs one access to a ring validated at init. It cannot fail (the regions are fixed and
     /// every offset is reduced modulo the queue size), but if it did, the queue breaks rather
     /// than the VMM.
-    private func ring<R>(_ area: String, _ access: () throws(GuestMemoryError) -> R) throws(VirtqueueError) -> R {
+    func ring<R>(_ area: String, _ access: () throws(GuestMemoryError) -> R) throws(VirtqueueError) -> R {
         do throws(GuestMemoryError) {
             return try access()
         } catch {

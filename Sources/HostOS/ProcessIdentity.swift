@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import HostOS
 
 /// A process as pid plus start time (clock ticks after boot), so a recycled pid is not mistaken
 /// for the process that owned a cgroup before a crash.
@@ -31,7 +30,7 @@ public struct ProcessIdentity: Sendable, Equatable, Hashable, Codable {
 
     /// Parses /proc/<pid>/stat: the command name may contain spaces and ')', so fields are
     /// counted after the last ')'. Field 3 is the state, field 22 the start time.
-    static func parse(stat: String, pid: Int32) -> ProcessIdentity? {
+    package static func parse(stat: String, pid: Int32) -> ProcessIdentity? {
         guard let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 19, fields[0] != "Z", fields[0] != "X", let start = UInt64(fields[19]) else { return nil }

@@ -1,0 +1,88 @@
+import GuestMemory
+import Synchronization
+
+/// The driver's available chains, taken one at a time for a message that may span several
+/// (virtio-net's mergeable receive buffers): chains taken and then committed go on the used ring
+/// together; chains taken but not committed go back, available again for a later call.
+public struct AvailableChains: ~Copyable {
+    let queue: Virtqueue
+    /// The available index the driver published when the call began.
+    let published: UInt16
+    /// The next available entry `next()` returns.
+    var taken: UInt16
+    /// Where the committed chains end: `taken` falls back here when the call ends.
+    var committedUpTo: UInt16
+    /// Heads not yet committed, in the order taken.
+    var pending: [UInt16] = []
+    /// (head, bytes written) for the used ring, in order.
+    var used: [(head: UInt16, written: UInt32)] = []
+
+    /// How many chains the driver has made available beyond those taken.
+    public var remaining: Int { Int(published &- taken) }
+
+    /// The next available chain, or nil when the driver has posted no more.
+    public mutating func next() throws(VirtqueueError) -> DescriptorChain? {
+        guard taken != published else { return nil }
+        let slot = UInt64(taken % queue.size)
+        let head = try queue.ring(Virtqueue.driverArea) { () throws(GuestMemoryError) in
+            try queue.memory.loadVolatile(UInt16.self, at: try queue.availableRing.adding(4 + 2 * slot))
+        }
+        let chain = try DescriptorChain(head: head, in: queue)
+        taken &+= 1
+        pending.append(head)
+        return chain
+    }
+
+    /// Puts every chain taken since the last commit on the used ring, with the bytes written into
+    /// each (`written[i]` for the i-th taken; a missing entry counts 0).
+    public mutating func commit(written: [UInt32]) {
+        for (index, head) in pending.enumerated() {
+            used.append((head, index < written.count ? written[index] : 0))
+        }
+        pending.removeAll(keepingCapacity: true)
+        committedUpTo = taken
+    }
+}
+
+extension Virtqueue {
+    /// Runs `body` over the available chains (`AvailableChains`) under the queue's lock, then
+    /// publishes what it committed with one used-index store. Returns true when chains were used
+    /// and the driver did not suppress interrupts. A malformed chain breaks the queue, as in
+    /// `processAvailable`.
+    public func takeAvailable(
+        _ body: (inout AvailableChains) throws(VirtqueueError) -> Void
+    ) throws(VirtqueueError) -> Bool {
+        try withActiveState { state throws(VirtqueueError) -> Bool in
+            let published = try ring(Self.driverArea) { () throws(GuestMemoryError) in
+                try memory.loadAcquire(UInt16.self, at: try availableRing.adding(2))
+            }
+            guard published &- state.nextAvailable <= size else {
+                throw .availIndexJump(lastSeen: state.nextAvailable, published: published, size: size)
+            }
+            var chains = AvailableChains(
+                queue: self, published: published, taken: state.nextAvailable, committedUpTo: state.nextAvailable)
+            try body(&chains)
+            state.nextAvailable = chains.committedUpTo
+            guard !chains.used.isEmpty else { return false }
+            var nextUsed = state.nextUsed
+            for element in chains.used {
+                let offset = 4 + 8 * UInt64(nextUsed % size)
+                try ring(Self.deviceArea) { () throws(GuestMemoryError) in
+                    try memory.storeVolatile(UInt32(element.head), at: try usedRing.adding(offset))
+                    try memory.storeVolatile(element.written, at: try usedRing.adding(offset + 4))
+                }
+                nextUsed &+= 1
+            }
+            // Release: every element is visible before the index that publishes them all.
+            try ring(Self.deviceArea) { () throws(GuestMemoryError) in
+                try memory.storeRelease(nextUsed, at: try usedRing.adding(2))
+            }
+            state.nextUsed = nextUsed
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            let flags = try ring(Self.driverArea) { () throws(GuestMemoryError) in
+                try memory.loadVolatile(UInt16.self, at: availableRing)
+            }
+            return flags & Self.availableFlagNoInterrupt == 0
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import HostOS
+
+/// iproute2 (`ip`, `tc`) and `iptables`, the tools that make links, filters and NAT rules: run
+/// in the caller's network namespace, or in another one (`in:`, a path) from a thread that has
+/// entered it (a child inherits its thread's namespace).
+enum NetworkTools {
+    /// Runs `argv`; a failure says what it ran and what the tool printed.
+    @discardableResult
+    static func run(_ argv: [String], in namespace: String? = nil) throws -> String {
+        let command = argv
+        let result: Subprocess.Result
+        do {
+            if let namespace {
+                result = try NetworkNamespace.run(in: namespace) { try Subprocess.run(command) }
+            } else {
+                result = try Subprocess.run(command)
+            }
+        } catch {
+            throw NetworkError("\(argv.joined(separator: " ")): \(error)")
+        }
+        guard result.status == 0 else {
+            let said = result.stderrText.split(separator: "\n").first.map(String.init) ?? "status \(result.status)"
+            throw NetworkError("\(argv.joined(separator: " ")): \(said)")
+        }
+        return result.stdoutText
+    }
+
+    /// Like `run`, for clean-up: a failure is returned (to be logged), not thrown.
+    static func attempt(_ argv: [String], in namespace: String? = nil) -> String? {
+        do {
+            try run(argv, in: namespace)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+}
+
+/// What went wrong setting up or tearing down a sandbox's network, in its own terms.
+public struct NetworkError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
