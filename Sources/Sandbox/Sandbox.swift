@@ -229,7 +229,7 @@ public struct Sandbox: Sendable {
             try await Self.createContainer(
                 client, id: id, hostname: spec.hostname, imageOn: device, boot: boot,
                 sendIdentity: !spec.testHooks.contains(.skipGuestIdentity), ownCgroup: spec.containerSlots > 0,
-                controlTimeout: Self.controlCallTimeout(spec))
+                network: spec.guestNetwork, controlTimeout: Self.controlCallTimeout(spec))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
                 phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown,
@@ -325,7 +325,7 @@ public struct Sandbox: Sendable {
     /// CreateContainer over the image and the writable layer, on the devices `device` puts them.
     static func createContainer(
         _ client: AgentClient, id: String, hostname: String?, imageOn device: RootfsDevice, boot: GuestBoot,
-        sendIdentity: Bool = true, ownCgroup: Bool = false, controlTimeout: Duration
+        sendIdentity: Bool = true, ownCgroup: Bool = false, network: AgentGuestNetwork? = nil, controlTimeout: Duration
     ) async throws {
         // A clone without fresh entropy would share its RNG with its template: no silent default.
         let entropy = sendIdentity ? try KernelRandom.bytes(64) : []
@@ -348,6 +348,7 @@ public struct Sandbox: Sendable {
                     $0.workDir = "work"
                 }
                 $0.ownCgroup = ownCgroup
+                if let network { $0.network = network }
                 // Every guest gets its own entropy and the host's time, cloned or not.
                 if sendIdentity {
                     $0.identity = .with {

@@ -67,6 +67,9 @@ public struct SandboxSpec: Sendable {
     /// drives (image, writable layer) left empty at boot and filled by `RunningSandbox.addContainer`.
     /// With slots the first container gets a guest cgroup of its own, as the later ones do.
     public var containerSlots: Int = 0
+    /// The guest's network, sent with the first container's CreateContainer (the agent applies
+    /// it once per guest; a pod's later containers share it). nil: loopback only.
+    public var guestNetwork: AgentGuestNetwork? = nil
 
     /// The writable layers the sandbox may hold at once: its own and one per container slot.
     var writableSizeMiBWithSlots: Int { writableSizeMiB * (1 + containerSlots) }
