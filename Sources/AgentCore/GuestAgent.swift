@@ -15,6 +15,7 @@ import TTRPC
 public final class GuestAgent: AgentService {
     private let table: ProcessTable
     private let containers = Mutex<[String: ContainerRoot]>([:])
+    private let network = GuestNetworkSetup()
     private let runRoot: String
     private let logger: Logger
     /// Ends the VM (PID 1: sync and power off); called after Shutdown has been answered.
@@ -42,13 +43,19 @@ public final class GuestAgent: AgentService {
             throw TTRPCStatus(.invalidArgument, "hostname must be at most 64 bytes")
         }
         var root = ContainerRoot(id: id, plan: plan, hostname: request.hostname)
+        // The name /etc/hosts gives the container's address: a pod's member has its pod's.
+        var hostsName = request.hostname
         if !request.shareNamespacesWith.isEmpty {
             let other = try Self.key(request.shareNamespacesWith, "").containerID
-            guard containers.withLock({ $0[other] }) != nil else {
+            guard let shared = containers.withLock({ $0[other] }) else {
                 throw TTRPCStatus(.notFound, "container \(other), whose namespaces \(id) would share, does not exist")
             }
             root.sharesNamespacesWith = other
+            if hostsName.isEmpty { hostsName = shared.hostname }
         }
+        let networkPlan = request.hasNetwork ? try GuestNetworkPlan(request.network) : nil
+        if networkPlan != nil { try ContainerNetworkFiles.checkHostname(hostsName) }
+        try network.checkSameAsApplied(networkPlan)
         if request.hasIdentity { try GuestIdentity.apply(request.identity) }
         // Claim the id first so two concurrent creates cannot both mount.
         let claimed = containers.withLock { containers -> Bool in
@@ -61,7 +68,16 @@ public final class GuestAgent: AgentService {
             if request.ownCgroup || request.memoryLimitBytes > 0 {
                 root.cgroup = try ContainerCgroup.make(containerID: id, memoryLimitBytes: request.memoryLimitBytes)
             }
+            let guestNetwork = try network.configure(networkPlan)
             try ContainerRoot.mount(id: id, plan: plan, hostname: request.hostname)
+            if let guestNetwork {
+                do {
+                    try ContainerNetworkFiles.write(guestNetwork, hostname: hostsName, root: plan.rootfs)
+                } catch {
+                    root.unmount()
+                    throw error
+                }
+            }
             containers.withLock { [root] in $0[id] = root }
         } catch {
             root.cgroup?.remove()

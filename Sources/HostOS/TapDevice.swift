@@ -52,30 +52,6 @@ public final class TapDevice: Sendable {
     }
 }
 
-/// A network namespace, named by a path (`/run/netns/NAME`, `/proc/PID/ns/net`).
-public enum NetworkNamespace {
-    /// Runs `body` on a new thread that has entered the namespace at `path` (network namespaces
-    /// are per thread, so the process's other threads are untouched), and returns its result.
-    /// Descriptors `body` opens there (a tap, a socket) stay bound to that namespace.
-    public static func run<R: Sendable>(in path: String, _ body: @escaping @Sendable () throws -> R) throws -> R {
-        let namespace = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC)
-        let result = Mutex<Result<R, any Error>?>(nil)
-        let thread = try OSThread.spawn(name: "netns") {
-            let outcome: Result<R, any Error>
-            if rund_setns_network(namespace.rawValue) != 0 {
-                outcome = .failure(SystemError("setns", errno: errno, subject: path))
-            } else {
-                outcome = Result { try body() }
-            }
-            result.withLock { $0 = outcome }
-        }
-        thread.join()
-        namespace.close()
-        guard let outcome = result.withLock({ $0 }) else { throw SystemError("setns", errno: EIO, subject: path) }
-        return try outcome.get()
-    }
-}
-
 extension FileDescriptor {
     /// poll(2) for readability on `descriptors` (a nil entry is skipped), waiting at most
     /// `milliseconds` (-1: no limit). Returns which are readable (or hung up).

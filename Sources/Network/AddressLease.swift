@@ -10,7 +10,7 @@ import HostOS
 /// Everything made for the sandbox is named after the block's index, so the index alone is
 /// enough to find and remove it after a crash.
 public struct AddressLease: Sendable, Equatable {
-    public static let range = IPv4Prefix(address: IPv4(0x0AD5_0000), length: 16)!
+    public static let range = IPv4Prefix(address: IPv4Address(0x0AD5_0000), length: 16)!
     public static let count = 1 << (32 - 16 - 2)
 
     public let index: Int
@@ -18,8 +18,8 @@ public struct AddressLease: Sendable, Equatable {
     public let owner: ProcessIdentity
     public let sandboxID: String
 
-    public var hostAddress: IPv4 { IPv4(Self.range.address.value + UInt32(index) * 4 + 1) }
-    public var guestAddress: IPv4 { IPv4(Self.range.address.value + UInt32(index) * 4 + 2) }
+    public var hostAddress: IPv4Address { IPv4Address(Self.range.address.value + UInt32(index) * 4 + 1) }
+    public var guestAddress: IPv4Address { IPv4Address(Self.range.address.value + UInt32(index) * 4 + 2) }
     public static let prefixLength = 30
 
     /// The sandbox's network namespace (`/run/netns/NAME`), the veth's host end, and the comment

@@ -1,5 +1,7 @@
+import HostOS
+
 /// What a guest needs to know to take over an interface of a network namespace (the veth CNI
-/// or rund made there): its MAC, MTU, IPv4 addresses and the routes through it.
+/// or rund made there): its MAC, MTU, IPv4Address addresses and the routes through it.
 public struct InterfaceConfiguration: Sendable, Equatable {
     public var name: String
     public var mac: [UInt8]
@@ -11,7 +13,7 @@ public struct InterfaceConfiguration: Sendable, Equatable {
 
 extension InterfaceConfiguration {
     /// Reads the interface of namespace `namespace` that carries the traffic: the one named
-    /// `name`, else the first with an IPv4 address that is not loopback and not `skipping`.
+    /// `name`, else the first with an IPv4Address address that is not loopback and not `skipping`.
     static func read(in namespace: String, name: String? = nil, skipping: Set<String> = []) throws -> InterfaceConfiguration {
         let links = try NetworkTools.run(["ip", "-o", "link", "show"], in: namespace)
         let addresses = try NetworkTools.run(["ip", "-o", "-4", "addr", "show"], in: namespace)
@@ -35,7 +37,7 @@ extension InterfaceConfiguration {
             chosen = name
         } else {
             guard let found = prefixes.first(where: { !$0.prefix.address.isLoopback && !skipping.contains($0.interface) }) else {
-                throw NetworkError("the network namespace has no interface with an IPv4 address")
+                throw NetworkError("the network namespace has no interface with an IPv4Address address")
             }
             chosen = found.interface
         }
@@ -58,7 +60,7 @@ extension InterfaceConfiguration {
             guard let first = words.first, let destination = IPv4Prefix(first), word(after: "dev", in: words).map(String.init) == chosen,
                 word(after: "proto", in: words) != "kernel"
             else { continue }
-            let gateway = word(after: "via", in: words).flatMap { IPv4($0) }
+            let gateway = word(after: "via", in: words).flatMap { IPv4Address($0) }
             found.append(IPv4Route(destination: destination, gateway: gateway))
         }
         return InterfaceConfiguration(

@@ -13,7 +13,7 @@ public enum NetworkMode: Sendable, Equatable, CustomStringConvertible {
     /// `AddressLease.range`, and NAT to the outside.
     case `default`
     /// A network namespace someone else made (CNI, a test), given by its path: its interface
-    /// (the one with an IPv4 address) is the one the guest takes over.
+    /// (the one with an IPv4Address address) is the one the guest takes over.
     case namespace(String)
 
     /// "none", "default" or "netns:PATH"; nil for anything else.
@@ -47,7 +47,7 @@ public final class SandboxNetwork: Sendable {
     /// What the guest configures on its interface.
     public let interface: InterfaceConfiguration
     /// For the guest's /etc/resolv.conf.
-    public let nameservers: [IPv4]
+    public let nameservers: [IPv4Address]
     public let mode: NetworkMode
     let lease: AddressLease?
     let namespacePath: String
@@ -61,7 +61,7 @@ public final class SandboxNetwork: Sendable {
     static let guestLinkName = "eth0"
 
     private init(
-        tap: TapDevice, interface: InterfaceConfiguration, nameservers: [IPv4], mode: NetworkMode, lease: AddressLease?,
+        tap: TapDevice, interface: InterfaceConfiguration, nameservers: [IPv4Address], mode: NetworkMode, lease: AddressLease?,
         namespacePath: String, stateRoot: String, logger: Logger
     ) {
         self.tap = tap
@@ -239,13 +239,13 @@ public final class SandboxNetwork: Sendable {
 
     /// The host's nameservers that a guest can reach (loopback resolvers, such as
     /// systemd-resolved's 127.0.0.53, are the host's own and left out).
-    static func hostNameservers() -> [IPv4] {
+    static func hostNameservers() -> [IPv4Address] {
         guard let file = try? FileDescriptor.open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC) else { return [] }
         defer { file.close() }
         let text = (try? file.readValue(capacity: 64 << 10)) ?? ""
-        return text.split(separator: "\n").compactMap { line -> IPv4? in
+        return text.split(separator: "\n").compactMap { line -> IPv4Address? in
             let words = line.split(separator: " ")
-            guard words.count >= 2, words[0] == "nameserver", let address = IPv4(words[1]), !address.isLoopback else { return nil }
+            guard words.count >= 2, words[0] == "nameserver", let address = IPv4Address(words[1]), !address.isLoopback else { return nil }
             return address
         }.prefix(3).map { $0 }
     }

@@ -9,8 +9,9 @@ import Storage
 /// dependencies, in load order, listed in /etc/modules.order), taken from the cached kernel.
 /// Built once per content and kept under `<root>/initramfs/<sha256>.cpio`.
 public enum GuestInitramfs {
-    /// What the agent needs from the kernel: the MMIO transport, disks, vsock, the rootfs layers.
-    public static let requiredModules = ["virtio_mmio", "virtio_blk", "vmw_vsock_virtio_transport", "overlay", "erofs"]
+    /// What the agent needs from the kernel: the MMIO transport, disks, vsock, the rootfs layers,
+    /// the network interface (virtio_net brings net_failover and failover through modules.dep).
+    public static let requiredModules = ["virtio_mmio", "virtio_blk", "vmw_vsock_virtio_transport", "overlay", "erofs", "virtio_net"]
     /// What the image on virtio-pmem adds: the device's driver and the pmem block driver (which
     /// gives /dev/pmem0 its DAX device); the kernel must also have FS_DAX built in.
     public static let pmemModules = ["virtio_pmem", "nd_pmem"]

@@ -86,6 +86,7 @@ extension RunningSandbox {
                         $0.upperDir = "upper"
                         $0.workDir = "work"
                     }
+                    // No network: the guest has the first container's, applied once per guest.
                     $0.shareNamespacesWith = id
                     $0.ownCgroup = true
                     $0.memoryLimitBytes = spec.memoryLimitBytes

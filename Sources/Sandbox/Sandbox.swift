@@ -239,7 +239,7 @@ public struct Sandbox: Sendable {
             try await Self.createContainer(
                 client, id: id, hostname: spec.hostname, imageOn: device, boot: boot,
                 sendIdentity: !spec.testHooks.contains(.skipGuestIdentity), ownCgroup: spec.containerSlots > 0,
-                controlTimeout: Self.controlCallTimeout(spec))
+                network: network.map(Self.guestNetwork), controlTimeout: Self.controlCallTimeout(spec))
             return RunningSandbox(
                 id: id, spec: spec, mainProcess: process, machine: machine, client: client, control: control,
                 phases: phases, cgroup: cgroup, pumps: pumps, teardown: teardown,
@@ -332,10 +332,35 @@ public struct Sandbox: Sendable {
         return configuration
     }
 
+    /// What the agent configures in the guest: the namespace interface's MAC, MTU, addresses
+    /// and routes, which the guest takes over, and the nameservers for resolv.conf.
+    static func guestNetwork(_ network: SandboxNetwork) -> AgentGuestNetwork {
+        .with { message in
+            message.mac = Data(network.interface.mac)
+            message.mtu = UInt32(network.interface.mtu)
+            message.addresses = network.interface.addresses.map { prefix in
+                .with {
+                    $0.address = Data(prefix.address.bytes)
+                    $0.prefixLength = UInt32(prefix.length)
+                }
+            }
+            message.routes = network.interface.routes.map { route in
+                .with {
+                    $0.destination = .with {
+                        $0.address = Data(route.destination.address.bytes)
+                        $0.prefixLength = UInt32(route.destination.length)
+                    }
+                    if let gateway = route.gateway { $0.gateway = Data(gateway.bytes) }
+                }
+            }
+            message.nameservers = network.nameservers.map { Data($0.bytes) }
+        }
+    }
+
     /// CreateContainer over the image and the writable layer, on the devices `device` puts them.
     static func createContainer(
         _ client: AgentClient, id: String, hostname: String?, imageOn device: RootfsDevice, boot: GuestBoot,
-        sendIdentity: Bool = true, ownCgroup: Bool = false, controlTimeout: Duration
+        sendIdentity: Bool = true, ownCgroup: Bool = false, network: AgentGuestNetwork? = nil, controlTimeout: Duration
     ) async throws {
         // A clone without fresh entropy would share its RNG with its template: no silent default.
         let entropy = sendIdentity ? try KernelRandom.bytes(64) : []
@@ -358,6 +383,7 @@ public struct Sandbox: Sendable {
                     $0.workDir = "work"
                 }
                 $0.ownCgroup = ownCgroup
+                if let network { $0.network = network }
                 // Every guest gets its own entropy and the host's time, cloned or not.
                 if sendIdentity {
                     $0.identity = .with {

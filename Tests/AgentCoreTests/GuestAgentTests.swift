@@ -273,6 +273,47 @@ import TTRPC
         #expect(past?.message.contains("must not be negative") == true)
     }
 
+    /// A network the agent refuses fails CreateContainer with the field named, before the
+    /// guest's network or any mount is touched (applying one is GuestNetworkTests', in a
+    /// namespace of its own).
+    @Test func aBadNetworkIsRefusedNamingTheField() async throws {
+        let (session, _, connection) = try connectedAgent()
+        defer { connection.close() }
+        func create(hostname: String = "web", _ network: AgentGuestNetwork) async -> TTRPCStatus? {
+            do {
+                _ = try await session.client.createContainer(
+                    .with {
+                        $0.containerID = "networked"
+                        $0.hostname = hostname
+                        $0.rootfs = .with {
+                            $0.image = .with {
+                                $0.path = "/dev/vda"; $0.fsType = "erofs"
+                            }
+                            $0.writable = .with {
+                                $0.path = "/dev/vdb"; $0.fsType = "ext4"
+                            }
+                            $0.upperDir = "upper"; $0.workDir = "work"
+                        }
+                        $0.network = network
+                    })
+                return nil
+            } catch {
+                return error as? TTRPCStatus
+            }
+        }
+        let valid = AgentGuestNetwork.with {
+            $0.mac = Data([2, 0, 0, 0, 0, 1]); $0.mtu = 1500
+        }
+        var badMTU = valid
+        badMTU.mtu = 10
+        let mtu = await create(badMTU)
+        #expect(mtu?.code == .invalidArgument)
+        #expect(mtu?.message == "network.mtu 10 must be 68 to 65535")
+        let hostname = await create(hostname: "web\n6.6.6.6 evil", valid)
+        #expect(hostname?.code == .invalidArgument)
+        #expect(hostname?.message == #"hostname "web\x0a6.6.6.6 evil" must be [A-Za-z0-9_.-] to go in /etc/hosts"#)
+    }
+
     @Test func statsComeFromProcAndShutdownPowersOff() async throws {
         let (session, recorder, connection) = try connectedAgent()
         defer { connection.close() }

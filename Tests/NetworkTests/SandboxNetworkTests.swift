@@ -138,8 +138,8 @@ struct NetworkParsingTests {
     }
 
     @Test func addressesAndModesParseStrictly() {
-        #expect(IPv4("10.213.0.2")?.value == 0x0AD5_0002)
-        for bad in ["10.213.0", "10.213.0.256", "1.2.3.4.5", "a.b.c.d", "", "1..2.3", "01234.1.1.1"] { #expect(IPv4(bad) == nil, "\(bad)") }
+        #expect(IPv4Address("10.213.0.2")?.value == 0x0AD5_0002)
+        for bad in ["10.213.0", "10.213.0.256", "1.2.3.4.5", "a.b.c.d", "", "1..2.3", "01234.1.1.1"] { #expect(IPv4Address(bad) == nil, "\(bad)") }
         #expect(IPv4Prefix("10.0.0.0/33") == nil)
         #expect(NetworkMode("netns:/run/netns/x") == .namespace("/run/netns/x"))
         #expect(NetworkMode("netns:relative") == nil)

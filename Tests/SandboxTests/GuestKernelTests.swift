@@ -59,4 +59,21 @@ struct GuestKernelTests {
         let config = try String(contentsOfFile: directory + "/config", encoding: .utf8)
         #expect(config.contains("# CONFIG_MODULES is not set"))
     }
+
+    /// The stock kernel's network driver is a module with dependencies of its own: the
+    /// initramfs carries them, loaded first.
+    @Test(
+        .enabled(
+            if: FileManager.default.fileExists(
+                atPath: GuestKernel.stock.directory(stateRoot: StateRoot.resolve(nil)) + "/modules/modules.dep"),
+            "the stock kernel is not cached here: run scripts/setup"))
+    func theStockKernelLoadsVirtioNetAfterItsDependencies() throws {
+        let directory = GuestKernel.stock.directory(stateRoot: StateRoot.resolve(nil))
+        let order = try GuestInitramfs.loadOrder(of: GuestInitramfs.requiredModules, kernelDirectory: directory)
+        let names = order.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
+        let net = try #require(names.firstIndex { $0.hasPrefix("virtio_net.") })
+        let failover = try #require(names.firstIndex { $0.hasPrefix("failover.") })
+        let netFailover = try #require(names.firstIndex { $0.hasPrefix("net_failover.") })
+        #expect(failover < netFailover && netFailover < net)
+    }
 }

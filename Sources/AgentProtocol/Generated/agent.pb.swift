@@ -98,55 +98,171 @@ public nonisolated struct AgentRootfsLayout: Sendable {
   fileprivate var _writable: AgentBlockDevice? = nil
 }
 
-public nonisolated struct AgentCreateContainerRequest: Sendable {
+public nonisolated struct AgentCreateContainerRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Caller-chosen id, unique within the agent; [A-Za-z0-9_.-], 1 to 64 characters.
-  public var containerID: String = String()
+  public var containerID: String {
+    get {_storage._containerID}
+    set {_uniqueStorage()._containerID = newValue}
+  }
 
   public var rootfs: AgentRootfsLayout {
-    get {_rootfs ?? AgentRootfsLayout()}
-    set {_rootfs = newValue}
+    get {_storage._rootfs ?? AgentRootfsLayout()}
+    set {_uniqueStorage()._rootfs = newValue}
   }
   /// Returns true if `rootfs` has been explicitly set.
-  public var hasRootfs: Bool {self._rootfs != nil}
+  public var hasRootfs: Bool {_storage._rootfs != nil}
   /// Clears the value of `rootfs`. Subsequent reads from it will return its default value.
-  public mutating func clearRootfs() {self._rootfs = nil}
+  public mutating func clearRootfs() {_uniqueStorage()._rootfs = nil}
 
   /// Hostname of the container's UTS namespace; empty keeps the agent's.
-  public var hostname: String = String()
+  public var hostname: String {
+    get {_storage._hostname}
+    set {_uniqueStorage()._hostname = newValue}
+  }
 
   /// Applied before anything of the container runs: what makes a guest cloned from a template
   /// (a copy of one booted guest, RNG and clock included) a guest of its own.
   public var identity: AgentGuestIdentity {
-    get {_identity ?? AgentGuestIdentity()}
-    set {_identity = newValue}
+    get {_storage._identity ?? AgentGuestIdentity()}
+    set {_uniqueStorage()._identity = newValue}
   }
   /// Returns true if `identity` has been explicitly set.
-  public var hasIdentity: Bool {self._identity != nil}
+  public var hasIdentity: Bool {_storage._identity != nil}
   /// Clears the value of `identity`. Subsequent reads from it will return its default value.
-  public mutating func clearIdentity() {self._identity = nil}
+  public mutating func clearIdentity() {_uniqueStorage()._identity = nil}
 
   /// A pod's later container: joins the UTS and IPC namespaces of this (running) container's
   /// main process, as a Kubernetes pod's containers share them; hostname is then ignored.
   /// Empty: namespaces of its own.
-  public var shareNamespacesWith: String = String()
+  public var shareNamespacesWith: String {
+    get {_storage._shareNamespacesWith}
+    set {_uniqueStorage()._shareNamespacesWith = newValue}
+  }
 
   /// The container's processes run in a cgroup of their own in the guest (Stats and OOM kills
   /// then count that cgroup only), limited to this many bytes of memory; 0: no limit.
-  public var memoryLimitBytes: UInt64 = 0
+  public var memoryLimitBytes: UInt64 {
+    get {_storage._memoryLimitBytes}
+    set {_uniqueStorage()._memoryLimitBytes = newValue}
+  }
 
   /// Whether to give the container a cgroup of its own (set for a pod's containers).
-  public var ownCgroup: Bool = false
+  public var ownCgroup: Bool {
+    get {_storage._ownCgroup}
+    set {_uniqueStorage()._ownCgroup = newValue}
+  }
+
+  /// The guest's network, applied before the container runs (once per guest: a later
+  /// container of the same guest must send the same or none). Absent: loopback only.
+  public var network: AgentGuestNetwork {
+    get {_storage._network ?? AgentGuestNetwork()}
+    set {_uniqueStorage()._network = newValue}
+  }
+  /// Returns true if `network` has been explicitly set.
+  public var hasNetwork: Bool {_storage._network != nil}
+  /// Clears the value of `network`. Subsequent reads from it will return its default value.
+  public mutating func clearNetwork() {_uniqueStorage()._network = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _rootfs: AgentRootfsLayout? = nil
-  fileprivate var _identity: AgentGuestIdentity? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The guest's one network interface (the sandbox's virtio-net device) and what its containers
+/// see of the network. IPv4 only for now. Every container of the guest shares the guest's
+/// network namespace, as a pod's containers share the pod's.
+public nonisolated struct AgentGuestNetwork: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The interface's MAC address (6 bytes, unicast): the guest's interface is the one whose
+  /// hardware address this is, and keeps it.
+  public var mac: Data = Data()
+
+  /// 68 to 65535.
+  public var mtu: UInt32 = 0
+
+  /// The interface's addresses.
+  public var addresses: [AgentIPv4Prefix] = []
+
+  /// Routes through the interface, the default route among them (destination 0.0.0.0/0).
+  public var routes: [AgentIPv4Route] = []
+
+  /// /etc/resolv.conf of every container: a nameserver line for each (4 bytes), then one
+  /// search line.
+  public var nameservers: [Data] = []
+
+  public var searchDomains: [String] = []
+
+  /// Extra /etc/hosts lines of every container, after localhost and the container's hostname.
+  public var hosts: [AgentHostEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct AgentIPv4Prefix: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 4 bytes, network order.
+  public var address: Data = Data()
+
+  /// 0 to 32.
+  public var prefixLength: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct AgentIPv4Route: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var destination: AgentIPv4Prefix {
+    get {_destination ?? AgentIPv4Prefix()}
+    set {_destination = newValue}
+  }
+  /// Returns true if `destination` has been explicitly set.
+  public var hasDestination: Bool {self._destination != nil}
+  /// Clears the value of `destination`. Subsequent reads from it will return its default value.
+  public mutating func clearDestination() {self._destination = nil}
+
+  /// 4 bytes; empty for a route to a directly attached network.
+  public var gateway: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _destination: AgentIPv4Prefix? = nil
+}
+
+public nonisolated struct AgentHostEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 4 bytes.
+  public var address: Data = Data()
+
+  /// Host names, [A-Za-z0-9.-], each 1 to 253 characters.
+  public var names: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct AgentGuestIdentity: Sendable {
@@ -880,7 +996,126 @@ nonisolated extension AgentRootfsLayout: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{1}hostname\0\u{1}identity\0\u{3}share_namespaces_with\0\u{3}memory_limit_bytes\0\u{3}own_cgroup\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{1}hostname\0\u{1}identity\0\u{3}share_namespaces_with\0\u{3}memory_limit_bytes\0\u{3}own_cgroup\0\u{1}network\0")
+
+  fileprivate class _StorageClass {
+    var _containerID: String = String()
+    var _rootfs: AgentRootfsLayout? = nil
+    var _hostname: String = String()
+    var _identity: AgentGuestIdentity? = nil
+    var _shareNamespacesWith: String = String()
+    var _memoryLimitBytes: UInt64 = 0
+    var _ownCgroup: Bool = false
+    var _network: AgentGuestNetwork? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _containerID = source._containerID
+      _rootfs = source._rootfs
+      _hostname = source._hostname
+      _identity = source._identity
+      _shareNamespacesWith = source._shareNamespacesWith
+      _memoryLimitBytes = source._memoryLimitBytes
+      _ownCgroup = source._ownCgroup
+      _network = source._network
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._containerID) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._rootfs) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._hostname) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._identity) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._shareNamespacesWith) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryLimitBytes) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._ownCgroup) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._network) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._containerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._containerID, fieldNumber: 1)
+      }
+      try { if let v = _storage._rootfs {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if !_storage._hostname.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._hostname, fieldNumber: 3)
+      }
+      try { if let v = _storage._identity {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._shareNamespacesWith.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._shareNamespacesWith, fieldNumber: 5)
+      }
+      if _storage._memoryLimitBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryLimitBytes, fieldNumber: 6)
+      }
+      if _storage._ownCgroup != false {
+        try visitor.visitSingularBoolField(value: _storage._ownCgroup, fieldNumber: 7)
+      }
+      try { if let v = _storage._network {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentCreateContainerRequest, rhs: AgentCreateContainerRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._containerID != rhs_storage._containerID {return false}
+        if _storage._rootfs != rhs_storage._rootfs {return false}
+        if _storage._hostname != rhs_storage._hostname {return false}
+        if _storage._identity != rhs_storage._identity {return false}
+        if _storage._shareNamespacesWith != rhs_storage._shareNamespacesWith {return false}
+        if _storage._memoryLimitBytes != rhs_storage._memoryLimitBytes {return false}
+        if _storage._ownCgroup != rhs_storage._ownCgroup {return false}
+        if _storage._network != rhs_storage._network {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentGuestNetwork: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GuestNetwork"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mac\0\u{1}mtu\0\u{1}addresses\0\u{1}routes\0\u{1}nameservers\0\u{3}search_domains\0\u{1}hosts\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -888,13 +1123,103 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._rootfs) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._identity) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.shareNamespacesWith) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.memoryLimitBytes) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.ownCgroup) }()
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.mac) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.addresses) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.routes) }()
+      case 5: try { try decoder.decodeRepeatedBytesField(value: &self.nameservers) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.searchDomains) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.hosts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.mac.isEmpty {
+      try visitor.visitSingularBytesField(value: self.mac, fieldNumber: 1)
+    }
+    if self.mtu != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mtu, fieldNumber: 2)
+    }
+    if !self.addresses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.addresses, fieldNumber: 3)
+    }
+    if !self.routes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.routes, fieldNumber: 4)
+    }
+    if !self.nameservers.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.nameservers, fieldNumber: 5)
+    }
+    if !self.searchDomains.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.searchDomains, fieldNumber: 6)
+    }
+    if !self.hosts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.hosts, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentGuestNetwork, rhs: AgentGuestNetwork) -> Bool {
+    if lhs.mac != rhs.mac {return false}
+    if lhs.mtu != rhs.mtu {return false}
+    if lhs.addresses != rhs.addresses {return false}
+    if lhs.routes != rhs.routes {return false}
+    if lhs.nameservers != rhs.nameservers {return false}
+    if lhs.searchDomains != rhs.searchDomains {return false}
+    if lhs.hosts != rhs.hosts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentIPv4Prefix: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IPv4Prefix"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{3}prefix_length\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.address) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.prefixLength) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.address.isEmpty {
+      try visitor.visitSingularBytesField(value: self.address, fieldNumber: 1)
+    }
+    if self.prefixLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.prefixLength, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentIPv4Prefix, rhs: AgentIPv4Prefix) -> Bool {
+    if lhs.address != rhs.address {return false}
+    if lhs.prefixLength != rhs.prefixLength {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentIPv4Route: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IPv4Route"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}destination\0\u{1}gateway\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._destination) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.gateway) }()
       default: break
       }
     }
@@ -905,38 +1230,53 @@ nonisolated extension AgentCreateContainerRequest: SwiftProtobuf.Message, SwiftP
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
     // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.containerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
-    }
-    try { if let v = self._rootfs {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    try { if let v = self._destination {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
-    if !self.hostname.isEmpty {
-      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 3)
-    }
-    try { if let v = self._identity {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if !self.shareNamespacesWith.isEmpty {
-      try visitor.visitSingularStringField(value: self.shareNamespacesWith, fieldNumber: 5)
-    }
-    if self.memoryLimitBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.memoryLimitBytes, fieldNumber: 6)
-    }
-    if self.ownCgroup != false {
-      try visitor.visitSingularBoolField(value: self.ownCgroup, fieldNumber: 7)
+    if !self.gateway.isEmpty {
+      try visitor.visitSingularBytesField(value: self.gateway, fieldNumber: 2)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: AgentCreateContainerRequest, rhs: AgentCreateContainerRequest) -> Bool {
-    if lhs.containerID != rhs.containerID {return false}
-    if lhs._rootfs != rhs._rootfs {return false}
-    if lhs.hostname != rhs.hostname {return false}
-    if lhs._identity != rhs._identity {return false}
-    if lhs.shareNamespacesWith != rhs.shareNamespacesWith {return false}
-    if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
-    if lhs.ownCgroup != rhs.ownCgroup {return false}
+  public static func ==(lhs: AgentIPv4Route, rhs: AgentIPv4Route) -> Bool {
+    if lhs._destination != rhs._destination {return false}
+    if lhs.gateway != rhs.gateway {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentHostEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HostEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}names\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.address) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.names) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.address.isEmpty {
+      try visitor.visitSingularBytesField(value: self.address, fieldNumber: 1)
+    }
+    if !self.names.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.names, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentHostEntry, rhs: AgentHostEntry) -> Bool {
+    if lhs.address != rhs.address {return false}
+    if lhs.names != rhs.names {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

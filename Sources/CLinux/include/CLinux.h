@@ -433,3 +433,80 @@ static inline int rund_unshare_private_mounts(void) {
 static inline short rund_posix_spawn_setsid(void) { return 0x80; }
 
 #endif
+
+// MARK: guest network: the agent sets up its one interface with the classic ioctls (no
+// netlink messages to build); struct ifreq and struct rtentry are unions Swift reaches badly.
+#ifndef RUND_CLINUX_NETWORK_H
+#define RUND_CLINUX_NETWORK_H
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <string.h>
+
+// if_nameindex(3): Swift sees the function and the struct of the same name as one symbol.
+static inline struct if_nameindex *rund_interface_list(void) { return if_nameindex(); }
+
+// Only a name that fits (shorter than IFNAMSIZ) is used; a longer one fails with ENAMETOOLONG.
+static inline int rund_ifreq_named(struct ifreq *request, const char *name) {
+    memset(request, 0, sizeof *request);
+    if (strlen(name) >= IFNAMSIZ) { errno = ENAMETOOLONG; return -1; }
+    strcpy(request->ifr_name, name);
+    return 0;
+}
+
+// The interface's hardware address type (ARPHRD_*) and its first six bytes.
+static inline int rund_interface_hardware_address(int socket, const char *name, unsigned short *type, unsigned char address[6]) {
+    struct ifreq request;
+    if (rund_ifreq_named(&request, name) < 0 || ioctl(socket, SIOCGIFHWADDR, &request) < 0) return -1;
+    *type = request.ifr_hwaddr.sa_family;
+    memcpy(address, request.ifr_hwaddr.sa_data, 6);
+    return 0;
+}
+
+// SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP added unless it is already set.
+static inline int rund_interface_bring_up(int socket, const char *name) {
+    struct ifreq request;
+    if (rund_ifreq_named(&request, name) < 0 || ioctl(socket, SIOCGIFFLAGS, &request) < 0) return -1;
+    if (request.ifr_flags & IFF_UP) return 0;
+    request.ifr_flags |= IFF_UP;
+    return ioctl(socket, SIOCSIFFLAGS, &request);
+}
+
+static inline int rund_interface_set_mtu(int socket, const char *name, int mtu) {
+    struct ifreq request;
+    if (rund_ifreq_named(&request, name) < 0) return -1;
+    request.ifr_mtu = mtu;
+    return ioctl(socket, SIOCSIFMTU, &request);
+}
+
+// SIOCSIFADDR or SIOCSIFNETMASK with an AF_INET address (network byte order).
+static inline int rund_interface_set_ipv4(int socket, const char *name, unsigned long request_number, uint32_t address) {
+    struct ifreq request;
+    if (rund_ifreq_named(&request, name) < 0) return -1;
+    struct sockaddr_in value = { .sin_family = AF_INET, .sin_addr = { .s_addr = address } };
+    memcpy(&request.ifr_addr, &value, sizeof value);
+    return ioctl(socket, request_number, &request);
+}
+
+// SIOCADDRT: destination/netmask through `device`, via `gateway` when has_gateway (network order).
+static inline int rund_add_ipv4_route(int socket, const char *device, uint32_t destination, uint32_t netmask, int has_gateway,
+                                      uint32_t gateway) {
+    struct rtentry route;
+    memset(&route, 0, sizeof route);
+    struct sockaddr_in value = { .sin_family = AF_INET };
+    value.sin_addr.s_addr = destination;
+    memcpy(&route.rt_dst, &value, sizeof value);
+    value.sin_addr.s_addr = netmask;
+    memcpy(&route.rt_genmask, &value, sizeof value);
+    value.sin_addr.s_addr = has_gateway ? gateway : 0;
+    memcpy(&route.rt_gateway, &value, sizeof value);
+    route.rt_flags = RTF_UP | (has_gateway ? RTF_GATEWAY : 0) | (netmask == 0xffffffffu ? RTF_HOST : 0);
+    route.rt_dev = (char *)device;
+    return ioctl(socket, SIOCADDRT, &route);
+}
+
+// unshare(2) is declared only under _GNU_SOURCE: the calling thread gets a network namespace
+// of its own (tests build interfaces there without touching the host's).
+static inline int rund_unshare_network(void) { return (int)syscall(SYS_unshare, CLONE_NEWNET); }
+#endif
