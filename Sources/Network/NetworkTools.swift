@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import HostOS
 
 /// iproute2 (`ip`, `tc`) and `iptables`, the tools that make links, filters and NAT rules: run
@@ -7,7 +10,10 @@ enum NetworkTools {
     /// Runs `argv`; a failure says what it ran and what the tool printed.
     @discardableResult
     static func run(_ argv: [String], in namespace: String? = nil) throws -> String {
-        let command = argv
+        guard let tool = argv.first.flatMap(locate) else {
+            throw NetworkError("\(argv.first ?? "") not found in \(directories.joined(separator: ", ")) (iproute2, iptables)")
+        }
+        let command = [tool] + argv.dropFirst()
         let result: Subprocess.Result
         do {
             if let namespace {
@@ -23,6 +29,14 @@ enum NetworkTools {
             throw NetworkError("\(argv.joined(separator: " ")): \(said)")
         }
         return result.stdoutText
+    }
+
+    /// Where the tools are looked for, in order: the system directories first, so that a
+    /// minimal `ip` (busybox's applet) earlier on PATH is not taken for iproute2's.
+    static let directories = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+
+    static func locate(_ tool: String) -> String? {
+        directories.map { $0 + "/" + tool }.first { access($0, X_OK) == 0 }
     }
 
     /// Like `run`, for clean-up: a failure is returned (to be logged), not thrown.
