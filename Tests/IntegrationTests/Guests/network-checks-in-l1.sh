@@ -43,7 +43,7 @@ pass_if stock-kernel-fetch $ok "status=$status out=$(oneline <"$work/stock") err
 
 # The guest serves; L1 fetches from the guest's address.
 begin l1-fetches-from-guest
-serve='bb=busybox; $bb mkdir -p /tmp/www && echo "page-from-guest" >/tmp/www/index.html && $bb httpd -p 8000 -h /tmp/www && echo "address=$($bb ip -4 -o addr show eth0 | $bb awk "{ print \$4 }")" && trap "exit 0" TERM && echo serving && sleep 120 & wait'
+serve='bb=busybox; $bb mkdir -p /tmp/www; echo "page-from-guest" >/tmp/www/index.html; $bb httpd -p 8000 -h /tmp/www; echo "address=$($bb ip -4 -o addr show eth0 | $bb awk "{ print \$4 }")"; trap "exit 0" TERM; echo serving; sleep 120 & wait'
 $RUN --network default -- sh -c "$serve" >"$work/serve" 2>"$work/serve.err" & server=$!
 i=0
 while [ $i -lt 900 ] && ! grep -qx serving "$work/serve"; do sleep 0.2; i=$((i + 1)); done
