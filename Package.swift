@@ -89,7 +89,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         // Benchmarks (`rund bench ...`): the measuring, peers and reports; the CLI only parses and prints.
-        .target(name: "Bench", dependencies: ["Boot", "Cgroups", "HostOS", "KVM", "Sandbox", "Storage", "VMM"], swiftSettings: strict),
+        .target(
+            name: "Bench", dependencies: ["Boot", "Cgroups", "HostOS", "KVM", "Network", "Sandbox", "Storage", "VMM"],
+            swiftSettings: strict),
         // containerd's runtime v2 shim (issue 13): the Task service, events, stdio and bundle in
         // Shim; the binary is its thin entry point. The VMM runs inside the shim's process.
         .target(

@@ -16,10 +16,11 @@ public final class SpawnedProcess: Sendable {
 
     /// Starts argv (searched on PATH). `standardInput`/`standardOutput` are dup'ed onto the
     /// child's fd 0/1; by default both are /dev/null. stderr is inherited unless `standardError`
-    /// is given.
+    /// is given. Each of `passing` is dup'ed onto the child's descriptor of that number (a tap
+    /// QEMU is to use, say), so it alone of the caller's close-on-exec descriptors reaches it.
     public static func spawn(
         _ argv: [String], standardInput: FileDescriptor? = nil, standardOutput: FileDescriptor? = nil,
-        standardError: FileDescriptor? = nil
+        standardError: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
     ) throws -> SpawnedProcess {
         precondition(!argv.isEmpty)
         var actions = posix_spawn_file_actions_t()
@@ -36,6 +37,7 @@ public final class SpawnedProcess: Sendable {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
         if let standardError { posix_spawn_file_actions_adddup2(&actions, standardError.rawValue, 2) }
+        for passed in passing { posix_spawn_file_actions_adddup2(&actions, passed.descriptor.rawValue, passed.as) }
         var pid: pid_t = 0
         let status = withCStrings(argv) { cArgv in
             SpawnAttributes.withCleanSignals { attributes in

@@ -159,6 +159,8 @@ public final class SandboxNetwork: Sendable {
     static func makeNamespace(for lease: AddressLease) throws {
         let namespace = lease.namespaceName
         let host = "\(lease.hostAddress)/\(AddressLease.prefixLength)"
+        // `ip netns add` makes /run/netns but not /run (a minimal root may have none).
+        try FileSystem.makeDirectories("/run/netns")
         try NetworkTools.run(["ip", "netns", "add", namespace])
         try NetworkTools.run(["ip", "link", "add", lease.hostLink, "type", "veth", "peer", "name", guestLinkName, "netns", namespace])
         try NetworkTools.run(["ip", "-n", namespace, "link", "set", guestLinkName, "address", MACAddress.text(try randomMAC())])

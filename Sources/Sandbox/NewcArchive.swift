@@ -1,19 +1,21 @@
 /// A minimal writer for the "newc" cpio format the kernel unpacks as an initramfs: every entry
 /// is a 110-byte ASCII header, its NUL-terminated name, then its data, each padded to 4 bytes.
-struct NewcArchive {
-    private(set) var bytes: [UInt8] = []
+package struct NewcArchive {
+    package private(set) var bytes: [UInt8] = []
     private var nextInode: UInt32 = 1
 
-    mutating func addDirectory(_ path: String) {
+    package init() {}
+
+    package mutating func addDirectory(_ path: String) {
         append(path, mode: 0o040755, data: [])
     }
 
-    mutating func addFile(_ path: String, data: [UInt8], executable: Bool = false) {
+    package mutating func addFile(_ path: String, data: [UInt8], executable: Bool = false) {
         append(path, mode: executable ? 0o100755 : 0o100644, data: data)
     }
 
     /// Ends the archive with the trailer entry the format requires.
-    mutating func finish() {
+    package mutating func finish() {
         append("TRAILER!!!", mode: 0, data: [], inode: 0)
     }
 

@@ -1,12 +1,18 @@
 // The two ends of `rund bench net`: TCP throughput both ways and round-trip latency between a
 // guest and L1. Built static (gcc -static) by scripts/bench-net; the same binary runs as the
 // server in the guest and as the client in L1.
-//   netbench serve PORT                       serve connections one at a time, forever
+//   netbench serve PORT [ADDRESS/PREFIX]      serve connections one at a time, forever; with an
+//                                             address, first give it to eth0 and bring eth0 up
+//                                             (a guest with no agent: QEMU's, booted with
+//                                             rdinit=/netbench)
 //   netbench client HOST PORT SECONDS ROUNDS  measure, print one line of key=value results
 // A connection starts with one command byte: 'U' the client sends until it closes (the server
 // answers the byte count), 'D' + 4-byte milliseconds the server sends for that long, 'R' the
 // server echoes each byte (one-byte requests: round trips).
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -58,6 +64,47 @@ static void serve_one(int fd) {
     }
 }
 
+// eth0 gets ADDRESS/PREFIX and comes up (lo too): the classic ioctls, enough for one link.
+static int configure(const char *cidr) {
+    char address[32];
+    int prefix = 32;
+    snprintf(address, sizeof address, "%s", cidr);
+    char *slash = strchr(address, '/');
+    if (slash) { *slash = 0; prefix = atoi(slash + 1); }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ifreq request;
+    const char *names[] = {"lo", "eth0"};
+    for (int i = 0; i < 2; i++) {
+        memset(&request, 0, sizeof request);
+        snprintf(request.ifr_name, IFNAMSIZ, "%s", names[i]);
+        if (ioctl(fd, SIOCGIFFLAGS, &request) != 0) { perror(names[i]); return -1; }
+        request.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &request) != 0) { perror("SIOCSIFFLAGS"); return -1; }
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)&request.ifr_addr;
+    memset(&request, 0, sizeof request);
+    snprintf(request.ifr_name, IFNAMSIZ, "eth0");
+    in->sin_family = AF_INET;
+    if (inet_pton(AF_INET, address, &in->sin_addr) != 1 || ioctl(fd, SIOCSIFADDR, &request) != 0) { perror("SIOCSIFADDR"); return -1; }
+    in->sin_addr.s_addr = htonl(prefix == 0 ? 0 : 0xffffffffu << (32 - prefix));
+    if (ioctl(fd, SIOCSIFNETMASK, &request) != 0) { perror("SIOCSIFNETMASK"); return -1; }
+    close(fd);
+    return 0;
+}
+
+// The first IPv4 address that is not loopback, for the line that says where to connect.
+static void own_address(char *text, size_t length) {
+    struct ifaddrs *all, *each;
+    snprintf(text, length, "unknown");
+    if (getifaddrs(&all) != 0) return;
+    for (each = all; each; each = each->ifa_next) {
+        if (!each->ifa_addr || each->ifa_addr->sa_family != AF_INET || (each->ifa_flags & IFF_LOOPBACK)) continue;
+        inet_ntop(AF_INET, &((struct sockaddr_in *)each->ifa_addr)->sin_addr, text, (socklen_t)length);
+        break;
+    }
+    freeifaddrs(all);
+}
+
 static int serve(int port) {
     int listener = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -66,7 +113,9 @@ static int serve(int port) {
         perror("netbench: listen");
         return 1;
     }
-    printf("netbench: serving on %d\n", port);
+    char own[64];
+    own_address(own, sizeof own);
+    printf("netbench: serving at %s port %d\n", own, port);
     fflush(stdout);
     for (;;) {
         int fd = accept(listener, NULL, NULL);
@@ -139,12 +188,15 @@ static int client(const char *host, int port, double seconds, int rounds) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "serve") == 0) return serve(atoi(argv[2]));
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "serve") == 0) {
+        if (argc == 4 && configure(argv[3]) != 0) return 1;
+        return serve(atoi(argv[2]));
+    }
     if (argc == 6 && strcmp(argv[1], "client") == 0) {
         int rounds = atoi(argv[5]);
         if (rounds < 1) rounds = 1;
         return client(argv[2], atoi(argv[3]), atof(argv[4]), rounds);
     }
-    fprintf(stderr, "usage: netbench serve PORT | netbench client HOST PORT SECONDS ROUNDS\n");
+    fprintf(stderr, "usage: netbench serve PORT [ADDRESS/PREFIX] | netbench client HOST PORT SECONDS ROUNDS\n");
     return 2;
 }
