@@ -155,12 +155,22 @@ public final class VirtioNet: VirtioDevice {
 
     // MARK: Transmit (guest → backend)
 
+    /// Sends every frame the driver has queued, with its notifications off meanwhile (one
+    /// wake-up of the I/O thread for a burst, not one per frame), then looks again once they
+    /// are back on.
     private func transmit(_ queue: Virtqueue) throws(VirtqueueError) -> Bool {
         let features = negotiated.withLock { $0 }
-        return try queue.processAvailable { chain throws(VirtqueueError) -> UInt32 in
-            send(chain, features: features)
-            return 0
-        }
+        var interrupt = false
+        repeat {
+            try queue.setNotifications(enabled: false)
+            interrupt =
+                try queue.processAvailable { chain throws(VirtqueueError) -> UInt32 in
+                    send(chain, features: features)
+                    return 0
+                } || interrupt
+            try queue.setNotifications(enabled: true)
+        } while try queue.hasAvailable
+        return interrupt
     }
 
     /// Sends one frame, or drops it (counted) when its header or size is not one we agreed to.

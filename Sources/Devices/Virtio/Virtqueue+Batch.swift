@@ -86,3 +86,34 @@ extension Virtqueue {
         }
     }
 }
+
+extension Virtqueue {
+    /// VRING_USED_F_NO_NOTIFY: the driver need not notify (a hint the driver may ignore).
+    static let usedFlagNoNotify: UInt16 = 1
+
+    /// Asks the driver to notify (or not) when it makes buffers available. A device that turns
+    /// notifications back on must then look again (`hasAvailable`): buffers made available
+    /// before the driver saw the flag came without a notification.
+    public func setNotifications(enabled: Bool) throws(VirtqueueError) {
+        _ = try withActiveState { _ throws(VirtqueueError) -> Bool in
+            try ring(Self.deviceArea) { () throws(GuestMemoryError) in
+                try memory.storeVolatile(enabled ? 0 : Self.usedFlagNoNotify, at: usedRing)
+            }
+            // The flag is visible before the available index is read again.
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            return true
+        }
+    }
+
+    /// Whether the driver has made chains available that the device has not taken.
+    public var hasAvailable: Bool {
+        get throws(VirtqueueError) {
+            try withActiveState { state throws(VirtqueueError) -> Bool in
+                let published = try ring(Self.driverArea) { () throws(GuestMemoryError) in
+                    try memory.loadAcquire(UInt16.self, at: try availableRing.adding(2))
+                }
+                return published != state.nextAvailable
+            }
+        }
+    }
+}
