@@ -64,11 +64,15 @@ public struct AddressLease: Sendable, Equatable {
         let names = (try? FileSystem.entries(of: directory)) ?? []
         return names.compactMap { name -> AddressLease? in
             guard let index = Int(name), (0..<count).contains(index) else { return nil }
-            let text = (try? FileSystem.open(at: directory, name, O_RDONLY | O_CLOEXEC))
-                .flatMap { file in defer { file.close() }; return try? file.readValue() } ?? ""
+            let text =
+                (try? FileSystem.open(at: directory, name, O_RDONLY | O_CLOEXEC))
+                .flatMap { file in
+                    defer { file.close() }; return try? file.readValue()
+                } ?? ""
             let words = text.split(separator: " ", maxSplits: 2)
             let owner =
-                words.count == 3 ? Int32(words[0]).flatMap { pid in UInt64(words[1]).map { ProcessIdentity(pid: pid, startTime: $0) } } : nil
+                words.count == 3
+                ? Int32(words[0]).flatMap { pid in UInt64(words[1]).map { ProcessIdentity(pid: pid, startTime: $0) } } : nil
             return AddressLease(
                 index: index, owner: owner ?? ProcessIdentity(pid: 0, startTime: 0),
                 sandboxID: words.count == 3 ? String(words[2].trimmingCharacters(in: "\n")) : "")

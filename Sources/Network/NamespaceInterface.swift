@@ -22,7 +22,9 @@ extension InterfaceConfiguration {
     }
 
     /// Parses `ip -o link show`, `ip -o -4 addr show` and `ip -4 route show` output.
-    static func parse(links: String, addresses: String, routes: String, name: String?, skipping: Set<String>) throws -> InterfaceConfiguration {
+    static func parse(
+        links: String, addresses: String, routes: String, name: String?, skipping: Set<String>
+    ) throws -> InterfaceConfiguration {
         var prefixes: [(interface: String, prefix: IPv4Prefix)] = []
         for line in addresses.split(separator: "\n") {
             // "2: eth0    inet 10.213.0.2/30 brd 10.213.0.3 scope global eth0\       valid_lft ..."

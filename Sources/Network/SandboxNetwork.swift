@@ -166,7 +166,9 @@ public final class SandboxNetwork: Sendable {
         try NetworkTools.run(["ip", "-n", namespace, "link", "set", guestLinkName, "address", MACAddress.text(try randomMAC())])
         try NetworkTools.run(["ip", "addr", "add", host, "dev", lease.hostLink])
         try NetworkTools.run(["ip", "link", "set", lease.hostLink, "up"])
-        try NetworkTools.run(["ip", "-n", namespace, "addr", "add", "\(lease.guestAddress)/\(AddressLease.prefixLength)", "dev", guestLinkName])
+        try NetworkTools.run([
+            "ip", "-n", namespace, "addr", "add", "\(lease.guestAddress)/\(AddressLease.prefixLength)", "dev", guestLinkName,
+        ])
         try NetworkTools.run(["ip", "-n", namespace, "link", "set", guestLinkName, "up"])
         try NetworkTools.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
         try NetworkTools.run(["ip", "-n", namespace, "route", "add", "default", "via", "\(lease.hostAddress)"])

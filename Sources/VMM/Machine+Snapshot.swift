@@ -9,8 +9,9 @@ extension Machine {
     /// state ioctl but the few the stall watchdog reads, and need none.
     public func snapshot(writingMemoryTo memoryFile: FileDescriptor) throws -> MachineSnapshot {
         guard isFullyPaused else { throw MachineSnapshotError.failed("cannot snapshot the machine: pause it first") }
-        guard pmemDevices.isEmpty, balloon == nil else {
-            throw MachineSnapshotError.failed("cannot snapshot a machine with pmem or balloon devices: their state is not saved yet")
+        guard pmemDevices.isEmpty, balloon == nil, network == nil else {
+            throw MachineSnapshotError.failed(
+                "cannot snapshot a machine with pmem, balloon or network devices: their state is not saved yet")
         }
         let serialState = serial.saveState()
         let virtio = transports.map { transport -> MachineSnapshot.SavedVirtioDevice in

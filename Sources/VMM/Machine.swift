@@ -149,7 +149,8 @@ public final class Machine: @unchecked Sendable {
             balloon = nil
         }
         if let interface = configuration.network {
-            (network, networkWorker) = try Self.attachNetwork(interface, to: &virtio, vm: vm, state: state, confine: configuration.confineThreads)
+            (network, networkWorker) = try Self.attachNetwork(
+                interface, to: &virtio, vm: vm, state: state, confine: configuration.confineThreads)
         } else {
             (network, networkWorker) = (nil, nil)
         }

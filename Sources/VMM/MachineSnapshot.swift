@@ -164,8 +164,8 @@ extension MachineSnapshot {
         }
         let layout = X86Layout.ramRegions(memoryBytes: memoryMiB << 20).map { SavedRegion(base: $0.base, size: $0.size) }
         guard regions == layout else { throw .mismatch("its memory layout is not rund's for \(memoryMiB) MiB") }
-        guard configuration.pmemImages.isEmpty, !configuration.balloon else {
-            throw .mismatch("it has no pmem or balloon devices, the VM asked for has")
+        guard configuration.pmemImages.isEmpty, !configuration.balloon, configuration.network == nil else {
+            throw .mismatch("it has no pmem, balloon or network devices, the VM asked for has")
         }
         let expected =
             configuration.disks.map { SavedVirtioDevice.Kind.block(readOnly: $0.readOnly, capacity: 0) }

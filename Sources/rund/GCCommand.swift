@@ -27,7 +27,8 @@ struct GCCommand: AsyncParsableCommand {
 
     /// Every part of `rund gc`, in the order they run.
     var reclaimers: [any GarbageReclaimer] {
-        [CgroupReclaimer(parentName: cgroupParent), StorageReclaimer(), LayerChainReclaimer(), TemplateReclaimer(), NetworkReclaimer(),
+        [
+            CgroupReclaimer(parentName: cgroupParent), StorageReclaimer(), LayerChainReclaimer(), TemplateReclaimer(), NetworkReclaimer(),
         ]
     }
 

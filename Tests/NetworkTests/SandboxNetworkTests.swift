@@ -133,13 +133,16 @@ struct NetworkParsingTests {
 
     @Test func aNamespaceWithoutAnAddressIsRefused() {
         #expect(throws: NetworkError.self) {
-            try InterfaceConfiguration.parse(links: "", addresses: "1: lo    inet 127.0.0.1/8 scope host lo", routes: "", name: nil, skipping: [])
+            try InterfaceConfiguration.parse(
+                links: "", addresses: "1: lo    inet 127.0.0.1/8 scope host lo", routes: "", name: nil, skipping: [])
         }
     }
 
     @Test func addressesAndModesParseStrictly() {
         #expect(IPv4Address("10.213.0.2")?.value == 0x0AD5_0002)
-        for bad in ["10.213.0", "10.213.0.256", "1.2.3.4.5", "a.b.c.d", "", "1..2.3", "01234.1.1.1"] { #expect(IPv4Address(bad) == nil, "\(bad)") }
+        for bad in ["10.213.0", "10.213.0.256", "1.2.3.4.5", "a.b.c.d", "", "1..2.3", "01234.1.1.1"] {
+            #expect(IPv4Address(bad) == nil, "\(bad)")
+        }
         #expect(IPv4Prefix("10.0.0.0/33") == nil)
         #expect(NetworkMode("netns:/run/netns/x") == .namespace("/run/netns/x"))
         #expect(NetworkMode("netns:relative") == nil)
@@ -156,7 +159,9 @@ final class TemporaryStateRoot {
     init() throws {
         var template = Array("/tmp/rund-network-test-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
-        path = String(decoding: Array(UnsafeBufferPointer(start: UnsafeRawPointer(made).assumingMemoryBound(to: UInt8.self), count: strlen(made))), as: UTF8.self)
+        path = String(
+            decoding: Array(UnsafeBufferPointer(start: UnsafeRawPointer(made).assumingMemoryBound(to: UInt8.self), count: strlen(made))),
+            as: UTF8.self)
     }
 
     deinit {

@@ -177,7 +177,8 @@ public final class VirtioNet: VirtioDevice {
     func send(_ chain: DescriptorChain, features: UInt64) {
         let frameLength = chain.readableLength - Self.headerLength
         guard frameLength >= Self.minFrameLength, frameLength <= Self.maxFrameLength else {
-            return dropSent("a \(chain.readableLength)-byte transmit buffer (frames are 14 to \(Self.maxFrameLength) bytes after the header)")
+            return dropSent(
+                "a \(chain.readableLength)-byte transmit buffer (frames are 14 to \(Self.maxFrameLength) bytes after the header)")
         }
         var header = chain.readBytes(from: 0, count: Self.headerLength)
         if let refusal = Self.sanitize(&header, features: features, frameLength: frameLength, mtu: Int(mtu)) {
@@ -286,7 +287,9 @@ public final class VirtioNet: VirtioDevice {
 
     /// Writes one frame (header first) into the next available buffers: one chain, or with
     /// mergeable buffers as many as it takes, the count in the first header's num_buffers.
-    static func place(_ frame: UnsafeRawBufferPointer, into chains: inout AvailableChains, mergeable: Bool) throws(VirtqueueError) -> Placement {
+    static func place(
+        _ frame: UnsafeRawBufferPointer, into chains: inout AvailableChains, mergeable: Bool
+    ) throws(VirtqueueError) -> Placement {
         var written: [UInt32] = []
         var first: DescriptorChain? = nil
         var offset = 0

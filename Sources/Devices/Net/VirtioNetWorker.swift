@@ -37,10 +37,12 @@ public final class VirtioNetWorker: Sendable {
 
     /// Ends the thread and waits for it. Idempotent.
     public func stop() {
-        guard let running = thread.withLock({ current -> OSThread? in
-            defer { current = nil }
-            return current
-        }) else { return }
+        guard
+            let running = thread.withLock({ current -> OSThread? in
+                defer { current = nil }
+                return current
+            })
+        else { return }
         try? stopRequest.signal()
         running.join()
     }
@@ -57,8 +59,10 @@ public final class VirtioNetWorker: Sendable {
             let watchBackend = !parked && !device.isWaitingForReceiveBuffers
             guard
                 let ready = try? FileDescriptor.pollReadable(
-                    [stopRequest.descriptor, transmitKick.descriptor, receiveKick.descriptor,
-                     watchBackend ? device.backend.readableDescriptor : nil],
+                    [
+                        stopRequest.descriptor, transmitKick.descriptor, receiveKick.descriptor,
+                        watchBackend ? device.backend.readableDescriptor : nil,
+                    ],
                     milliseconds: parked ? Self.parkedRetryMilliseconds : -1)
             else { return }
             if ready[0] { return }
