@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "Shim",
             dependencies: [
-                "Sandbox", "Storage", "Cgroups", "TTRPC", "AgentProtocol", "KVM", "VMM", "HostOS", "CLinux",
+                "Sandbox", "Storage", "Cgroups", "Network", "TTRPC", "AgentProtocol", "KVM", "VMM", "HostOS", "CLinux",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log"),
             ],
             exclude: [

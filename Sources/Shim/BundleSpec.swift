@@ -80,6 +80,10 @@ public struct ContainerPlan: Sendable {
     public var vcpus: Int?
     public var cpuQuotaMicros: Int64?
     public var cpuPeriodMicros: Int64?
+    /// The pod's network namespace (made and wired by CNI): the VM's interface takes over its
+    /// interface (`NetworkMode.namespace`). nil: the node's network for a host-network pod, or
+    /// none for a container of its own (`ctr run` without --net-host).
+    public var networkNamespace: String?
 
     /// Where the container goes, from CRI's annotations (`../shared/docs/shimv2.md` 6.1).
     public var podRole: PodRole { PodRole(annotations: annotations) }
@@ -139,20 +143,24 @@ public enum BundleSpec {
         guard let process = spec.process else { throw ShimError(.invalidArgument, "config.json has no process") }
         let role = PodRole(annotations: spec.annotations ?? [:])
         try checkMounts(spec.mounts ?? [], role: role)
-        // A pod's later containers name the sandbox's namespaces by /proc paths: the VM's, ignored.
+        // The sandbox's network namespace (CNI's, pinned under /var/run/netns): the VM takes over
+        // its interface. A pod's later containers name the sandbox's namespaces by /proc paths:
+        // the VM's, ignored.
+        var networkNamespace: String? = nil
         if role.makesVM, let network = spec.linux?.namespaces?.first(where: { $0.type == "network" }),
             let path = network.path, !path.isEmpty
         {
-            throw ShimError(
-                .failedPrecondition,
-                "the sandbox asks for a network namespace (\(path.prefix(200))): rund gives guests no network yet, so a pod must use the node's (hostNetwork)"
-            )
+            guard path.hasPrefix("/"), path.utf8.count <= 4096, !path.utf8.contains(0), !path.contains("/../") else {
+                throw ShimError(.invalidArgument, "config.json names the network namespace \"\(path.prefix(200))\": not an absolute path")
+            }
+            networkNamespace = path
         }
         var plan = ContainerPlan(
             process: try processSpec(process, what: "config.json"),
             terminalSize: process.consoleSize.flatMap(windowSize),
             hostname: spec.hostname.flatMap { $0.isEmpty ? nil : $0 },
             annotations: spec.annotations ?? [:])
+        plan.networkNamespace = networkNamespace
         if let hostname = plan.hostname {
             guard hostname.utf8.count <= 64, hostname.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
                 throw ShimError(.invalidArgument, "config.json hostname \"\(hostname.prefix(80))\" is not a valid host name")

@@ -6,6 +6,7 @@ import FoundationEssentials
 import HostOS
 import KVM
 import Logging
+import Network
 import Sandbox
 import Storage
 import SwiftProtobuf
@@ -180,6 +181,7 @@ final class TaskService: Sendable {
         spec.hostname = plan.hostname ?? String(request.id.prefix(63))
         spec.process = process
         if plan.podRole == .podSandbox { spec.containerSlots = configuration.podContainerSlots }
+        if let namespace = plan.networkNamespace { spec.network = .namespace(namespace) }
         guard spec.vcpuCount <= VMConfiguration.maxVCPUs else {
             throw ShimError(
                 .invalidArgument,

@@ -12,7 +12,10 @@ import Testing
     .enabled(if: hasContainerd, "needs containerd, ctr and runc (scripts/setup installs them)"),
     .enabled(if: access("/usr/bin/python3", X_OK) == 0, "needs Debian's python3 and python3-venv (scripts/setup installs them)"),
     .enabled(if: access("/bin/busybox", R_OK) == 0, "needs /bin/busybox (busybox-static) for the test images"),
-    .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the pause program"))
+    .enabled(if: canBuildStaticC, "needs gcc and a static libc (libc6-dev) for the pause program"),
+    .enabled(
+        if: access("/usr/lib/cni/bridge", X_OK) == 0 && access("/usr/sbin/ip", X_OK) == 0 && access("/usr/sbin/tc", X_OK) == 0,
+        "needs CNI's plugins and iproute2 for the pod network (scripts/setup installs them)"))
 struct CRIInRigTests {
     @Test func theCRIPluginAnswers() throws { try CRIChecks.expectPassed("version") }
     @Test func aPodsTwoContainersShareOneVMEachWithItsOwnRootfs() throws { try CRIChecks.expectPassed("pod-two-containers") }
@@ -24,6 +27,7 @@ struct CRIInRigTests {
     @Test func updatedMemoryLimitsApplyInTheGuest() throws { try CRIChecks.expectPassed("update-resources") }
     @Test func removingOneContainerKeepsTheOther() throws { try CRIChecks.expectPassed("remove-one-keeps-other") }
     @Test func stoppingAndRemovingThePodLeavesNothing() throws { try CRIChecks.expectPassed("pod-teardown-leaves-nothing") }
+    @Test func aPodOnTheCNINetworkReachesL1WithItsPodAddress() throws { try CRIChecks.expectPassed("pod-network") }
     @Test func runcRunsTheSamePodInTheSameL1() throws { try CRIChecks.expectPassed("runc-peer") }
 }
 

@@ -150,17 +150,17 @@ struct PodBundleSpecTests {
         }
     }
 
-    @Test func aPodNetworkIsRefusedWithWhatToDo() throws {
+    @Test func aPodNetworkIsTheVMsAndAPodMembersNamespacesAreIgnored() throws {
         let pinned = #"[{"type":"network","path":"/var/run/netns/cni-1234"}]"#
-        do {
-            _ = try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox", memory: 0, namespaces: pinned))
-            Issue.record("a pod network was accepted")
-        } catch let error as ShimError {
-            #expect("\(error)".contains("hostNetwork"))
+        let plan = try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox", memory: 0, namespaces: pinned))
+        #expect(plan.networkNamespace == "/var/run/netns/cni-1234")
+        let relative = #"[{"type":"network","path":"netns/cni-1234"}]"#
+        #expect(throws: ShimError.self) {
+            try BundleSpec.plan(configJSON: Self.podConfig(type: "sandbox", memory: 0, namespaces: relative))
         }
         // A later container names the sandbox's namespaces by /proc paths: those are the VM's.
         let joined = #"[{"type":"network","path":"/proc/42/ns/net"},{"type":"ipc","path":"/proc/42/ns/ipc"}]"#
-        #expect(throws: Never.self) { try BundleSpec.plan(configJSON: Self.podConfig(type: "container", namespaces: joined)) }
+        #expect(try BundleSpec.plan(configJSON: Self.podConfig(type: "container", namespaces: joined)).networkNamespace == nil)
     }
 
     @Test func aPodsVMIsItsContainersSumPlusTheOverhead() throws {

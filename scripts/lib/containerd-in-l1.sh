@@ -12,7 +12,14 @@ export RUND_ROOT=/var/lib/rund-l1
 
 mkdir -p /run/containerd-l1 /var/lib/containerd-l1 /etc/containerd-l1 /etc/rund /var/log/rund
 if [ "${RIG_CRI:-0}" = 1 ]; then
-    # CRI with a handler per runtime (docs/cri.md); pods use the node's network (no CNI here).
+    # CRI with a handler per runtime (docs/cri.md); a pod network from CNI's bridge and
+    # host-local plugins (Debian's containernetworking-plugins), for pods that ask for one.
+    mkdir -p /etc/cni/net.d /var/lib/cni
+    cat >/etc/cni/net.d/10-rund-test.conflist <<'EOF'
+{"cniVersion": "1.0.0", "name": "rund-test", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}}]}
+EOF
     cat >/etc/containerd-l1/config.toml <<'EOF'
 version = 2
 root = "/var/lib/containerd-l1"
@@ -21,6 +28,9 @@ state = "/run/containerd-l1/state"
   address = "/run/containerd-l1/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/rundtest/pause:1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "/etc/cni/net.d"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]

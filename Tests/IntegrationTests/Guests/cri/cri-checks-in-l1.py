@@ -39,21 +39,21 @@ def check(name, ok, details=""):
     print(f"CHECK {name} {'PASS' if ok else 'FAIL'} {flat}", flush=True)
 
 
-def pod_config(name, **resources):
+def pod_config(name, network=cri.NODE, **resources):
     config = cri.PodSandboxConfig(
         metadata=cri.PodSandboxMetadata(name=name, uid=name + "-uid", namespace="default"),
         log_directory=f"{LOGS}/{name}",
         linux=cri.LinuxPodSandboxConfig(
             security_context=cri.LinuxSandboxSecurityContext(
-                namespace_options=cri.NamespaceOption(network=cri.NODE, pid=cri.CONTAINER, ipc=cri.POD))))
+                namespace_options=cri.NamespaceOption(network=network, pid=cri.CONTAINER, ipc=cri.POD))))
     if resources:
         config.linux.resources.CopyFrom(cri.LinuxContainerResources(**resources))
     os.makedirs(config.log_directory, exist_ok=True)
     return config
 
 
-def run_pod(name, handler, timeout=600, **resources):
-    config = pod_config(name, **resources)
+def run_pod(name, handler, timeout=600, network=cri.NODE, **resources):
+    config = pod_config(name, network, **resources)
     response = runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=config, runtime_handler=handler), timeout=timeout)
     return response.pod_sandbox_id, config
 
@@ -315,6 +315,34 @@ def pod_teardown():
           f"shims={left} cgroups-in-use={in_use} sockets={sockets} mounts={mounts} pool-kib={pool_before}->{pool_after} gc={gc.stdout[:300]}")
 
 
+def pod_network():
+    """A pod on containerd's CNI network (bridge cni0, host-local 10.88.0.0/16): the guest takes
+    over the pod's interface, reaches L1's HTTP server on the bridge's address, and has the
+    address CRI reports for the pod."""
+    step("pod on the CNI network")
+    www = "/tmp/cri-www"
+    os.makedirs(www, exist_ok=True)
+    with open(f"{www}/page.txt", "w") as page:
+        page.write("page-from-l1-over-cni\n")
+    server = subprocess.Popen(["busybox", "httpd", "-f", "-p", "8080", "-h", www])
+    try:
+        pod_id, config = run_pod("pod-net", "rund", network=cri.POD)
+        pod_ip = runtime.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=60).status.network.ip
+        script = ("echo address=$(busybox ip -4 -o addr show eth0 | busybox awk '{ print $4 }'); "
+                  "busybox wget -q -O- http://10.88.0.1:8080/page.txt; echo fetch=$?")
+        container = create(pod_id, config, "fetch", BUSYBOX, script)
+        final = wait_exited(container)
+        log = open(f"{config.log_directory}/fetch.log", errors="replace").read()
+        teardown(pod_id)
+        taps = subprocess.run(["sh", "-c", "ls /sys/class/net | grep -c tap || true"], capture_output=True, text=True).stdout.strip()
+        ok = (final.exit_code == 0 and "page-from-l1-over-cni" in log and "fetch=0" in log
+              and pod_ip.startswith("10.88.") and f"address={pod_ip}/16" in log and taps == "0")
+        check("pod-network", ok, f"pod-ip={pod_ip} exit={final.exit_code} taps-left={taps} log={log[-400:]}")
+    finally:
+        server.kill()
+        server.wait()
+
+
 def runc_peer():
     step("the same pod with runc")
     pod_id, config = run_pod("pod-runc", "runc")
@@ -367,7 +395,7 @@ if __name__ == "__main__":
         ("version", version), ("pod-two-containers", two_containers), ("exec-sync", exec_status),
         ("container-stats", stats), ("exec-terminal", exec_terminal), ("exit-code", exit_code), ("oom-killed", oom_killed),
         ("update-resources", update_resources), ("remove-one-keeps-other", remove_one),
-        ("pod-teardown-leaves-nothing", pod_teardown), ("runc-peer", runc_peer),
+        ("pod-teardown-leaves-nothing", pod_teardown), ("pod-network", pod_network), ("runc-peer", runc_peer),
     ]:
         guarded(name, body)
     print("--- containerd log tail")
