@@ -42,6 +42,9 @@ let package = Package(
         target("VirtioBlock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "HostOS", package: rund)]),
         target("VirtioPmem", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund)]),
         target("VirtioBalloon", ["DeviceFuzzing", .product(name: "Devices", package: rund)]),
+        target(
+            "VirtioNet",
+            ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund), .product(name: "HostOS", package: rund)]),
         target("Vsock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "Logging", package: "swift-log")]),
         target(
             "TTRPCFrames",
