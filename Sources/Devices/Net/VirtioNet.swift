@@ -76,6 +76,9 @@ public final class VirtioNet: VirtioDevice {
         /// True while a frame waits for buffers the guest has not posted: the I/O thread then
         /// stops reading the backend until the guest notifies the receive queue.
         var waitingForBuffers = false
+        /// Reading the backend failed (its link went away under us, as at teardown): the I/O
+        /// thread stops watching it rather than spin on an error that stays.
+        var backendFailed = false
     }
 
     /// `mac` must be a 6-byte unicast address; `mtu` 68 to 65535.
@@ -97,6 +100,10 @@ public final class VirtioNet: VirtioDevice {
 
     /// Whether a frame waits for receive buffers (the I/O thread leaves the backend alone then).
     public var isWaitingForReceiveBuffers: Bool { receiving.withLock { $0.waitingForBuffers } }
+
+    /// Whether the I/O thread should read the backend when it has frames: not while a frame
+    /// waits for buffers, nor after the backend failed.
+    public var wantsBackendFrames: Bool { receiving.withLock { !$0.waitingForBuffers && !$0.backendFailed } }
 
     public var deviceType: UInt32 { Virtio.DeviceType.network }
 
@@ -149,6 +156,7 @@ public final class VirtioNet: VirtioDevice {
         receiving.withLock {
             $0.pendingLength = nil
             $0.waitingForBuffers = false
+            $0.backendFailed = false
         }
         try? backend.acceptOffloads(checksum: false, tcpSegmentationV4: false, tcpSegmentationV6: false)
     }
@@ -244,7 +252,8 @@ public final class VirtioNet: VirtioDevice {
                         guard let count = try backend.receive(into: state.buffer.bytes) else { break }
                         state.pendingLength = count
                     } catch {
-                        logger.warning("virtio-net: reading the tap failed: \(error)")
+                        state.backendFailed = true
+                        logger.warning("virtio-net: reading the tap failed, receiving stops: \(error)")
                         break
                     }
                 }

@@ -56,7 +56,7 @@ public final class VirtioNetWorker: Sendable {
         while true {
             // A frame waiting for buffers, or a queue that cannot take frames now: leave the tap
             // alone until the guest posts buffers (or, parked, for a moment), so it cannot spin us.
-            let watchBackend = !parked && !device.isWaitingForReceiveBuffers
+            let watchBackend = !parked && device.wantsBackendFrames
             guard
                 let ready = try? FileDescriptor.pollReadable(
                     [
