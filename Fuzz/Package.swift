@@ -44,7 +44,10 @@ let package = Package(
         target("VirtioBalloon", ["DeviceFuzzing", .product(name: "Devices", package: rund)]),
         target(
             "VirtioNet",
-            ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund), .product(name: "HostOS", package: rund)]),
+            [
+                "DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "GuestMemory", package: rund),
+                .product(name: "HostOS", package: rund),
+            ]),
         target("Vsock", ["DeviceFuzzing", .product(name: "Devices", package: rund), .product(name: "Logging", package: "swift-log")]),
         target(
             "TTRPCFrames",

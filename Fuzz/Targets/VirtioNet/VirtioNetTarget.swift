@@ -24,7 +24,9 @@ final class PacketPairBackend: NetworkBackend {
 
     init() {
         var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0
+        guard
+            socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair)
+                == 0
         else { fatalError("socketpair: \(errno)") }
         device = FileDescriptor(adopting: pair[0])
         peer = FileDescriptor(adopting: pair[1])
