@@ -249,7 +249,10 @@ def stats():
 def exec_terminal():
     step("exec with a terminal")
     # As `kubectl exec -it`: stdin and a terminal; the line typed is echoed by the terminal.
-    script = "read line; stty size; tty; echo \"got $line\"; exit 5"
+    # The resize and the typed line reach the guest by different paths (ResizePty, the stdin
+    # FIFO), in either order: the script waits up to 10 s for the size rather than assume one.
+    script = ("read line; i=0; while [ \"$(stty size)\" != '33 77' ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; "
+              "stty size; tty; echo \"got $line\"; exit 5")
     request = cri.ExecRequest(container_id=state["first"], cmd=["sh", "-c", script], tty=True, stdin=True, stdout=True)
     url = runtime.Exec(request, timeout=60).url
     output, code, final = StreamingExec(url).run(resize=(33, 77), stdin=b"typed\n")
