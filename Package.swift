@@ -149,7 +149,8 @@ let package = Package(
         .testTarget(
             name: "RundTests",
             dependencies: [
-                "rund", "Bench", "Cgroups", "Sandbox", "Storage", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "rund", "Bench", "Cgroups", "Network", "Sandbox", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         .testTarget(

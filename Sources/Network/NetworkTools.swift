@@ -6,7 +6,7 @@ import HostOS
 /// iproute2 (`ip`, `tc`) and `iptables`, the tools that make links, filters and NAT rules: run
 /// in the caller's network namespace, or in another one (`in:`, a path) from a thread that has
 /// entered it (a child inherits its thread's namespace).
-enum NetworkTools {
+public enum NetworkTools {
     /// Runs `argv`; a failure says what it ran and what the tool printed.
     @discardableResult
     static func run(_ argv: [String], in namespace: String? = nil) throws -> String {
@@ -56,5 +56,14 @@ public struct NetworkError: Error, CustomStringConvertible, Sendable {
 
     public init(_ description: String) {
         self.description = description
+    }
+}
+
+extension NetworkTools {
+    /// What `--network default|netns:` needs of this host and what is missing (for `rund doctor`).
+    public static func missingForSandboxNetworks() -> [String] {
+        var missing = ["ip", "tc", "iptables"].filter { locate($0) == nil }
+        if access("/dev/net/tun", R_OK | W_OK) != 0 { missing.append("/dev/net/tun") }
+        return missing
     }
 }

@@ -1,5 +1,6 @@
 import Boot
 import Cgroups
+import Network
 import Sandbox
 import Storage
 import VMM
@@ -46,6 +47,8 @@ enum CLIAdvice {
             }
         case let error as CgroupError where error.kind == .noHierarchy:
             return "see `rund doctor`"
+        case is NetworkError:
+            return "see `rund doctor` (networks), or run with --network none"
         default:
             return nil
         }

@@ -1,10 +1,11 @@
 import Cgroups
+import Network
 import Storage
 
-/// Doctor lines from the areas outside the VMM: cgroups and storage.
+/// Doctor lines from the areas outside the VMM: cgroups, storage and networks.
 enum HostCheckExtensions {
     static func checks(stateRoot: String) -> [HostCheck] {
-        [cgroups(), writableLayers(stateRoot: stateRoot)]
+        [cgroups(), writableLayers(stateRoot: stateRoot), networks()]
     }
 
     /// Reflink on the state root, or the XFS pool file rund falls back to.
@@ -27,5 +28,14 @@ enum HostCheckExtensions {
                 name: "cgroups", status: .missing, detail: "\(error)",
                 fix: "mount cgroupfs (v1 controllers or cgroup2) at /sys/fs/cgroup", requiredForSandboxes: true)
         }
+    }
+
+    /// `--network default|netns:` (not needed for the default, `none`).
+    static func networks() -> HostCheck {
+        let missing = NetworkTools.missingForSandboxNetworks()
+        return HostCheck(
+            name: "networks", status: missing.isEmpty ? .ok : .missing,
+            detail: missing.isEmpty ? "iproute2, iptables and /dev/net/tun for --network" : "no " + missing.joined(separator: ", "),
+            fix: missing.isEmpty ? nil : "apt-get install iproute2 iptables, and load the tun module", requiredForSandboxes: false)
     }
 }

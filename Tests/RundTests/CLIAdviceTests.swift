@@ -1,6 +1,7 @@
 import Cgroups
 @testable import Sandbox
 import Storage
+import Network
 import Testing
 @testable import rund
 
@@ -27,6 +28,9 @@ struct CLIAdviceTests {
         #expect(CLIAdvice.line(for: StorageError(.notInStore, "no image 'x' in the store")).hasSuffix("see `rund image ls`"))
         #expect(CLIAdvice.line(for: StorageError(.hostUnsupported, "cannot reflink")).hasSuffix("run `rund doctor`"))
         #expect(CLIAdvice.line(for: CgroupError(.noHierarchy, "no cgroup hierarchy to use")).hasSuffix("see `rund doctor`"))
+        #expect(
+            CLIAdvice.line(for: NetworkError("ip netns add rund-n0: Operation not permitted"))
+                == "rund: ip netns add rund-n0: Operation not permitted; see `rund doctor` (networks), or run with --network none")
     }
 
     @Test func librariesSayNothingAboutOptions() throws {
