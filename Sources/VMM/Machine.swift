@@ -204,8 +204,8 @@ public final class Machine: @unchecked Sendable {
     /// Nanoseconds from `init` to the guest's first write to the boot-marker port.
     public var bootMarkerNanoseconds: UInt64? { bootMarker.elapsedNanoseconds }
 
-    /// Starts every vCPU and blocks until the guest powers off, reboots, panics or `stop` is called.
-    /// All vCPU threads have exited when this returns.
+    /// Starts the network device's I/O thread and every vCPU, and blocks until the guest powers
+    /// off, reboots, panics or `stop` is called. All of those threads have exited when this returns.
     public func run() throws -> MachineExit {
         KickSignal.install()
         do {
@@ -216,7 +216,7 @@ public final class Machine: @unchecked Sendable {
             }
         } catch {
             // Stop the vCPUs already started; the VM still ends with a recorded reason.
-            state.finish(.crashed("cannot start vCPU threads: \(error)"))
+            state.finish(.crashed("cannot start the VM's threads: \(error)"))
         }
         let exit = configuration.stallTimeout.map(waitWatchingForStalls) ?? state.waitForExit()
         let started = threads.withLock { $0 }
