@@ -69,21 +69,14 @@ public struct AddressLease: Sendable, Equatable {
                 .flatMap { file in
                     defer { file.close() }; return try? file.readValue()
                 } ?? ""
-            let words = text.split(separator: " ", maxSplits: 2)
+            // "pid start-time sandbox-id\n"
+            let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
             let owner =
                 words.count == 3
                 ? Int32(words[0]).flatMap { pid in UInt64(words[1]).map { ProcessIdentity(pid: pid, startTime: $0) } } : nil
             return AddressLease(
                 index: index, owner: owner ?? ProcessIdentity(pid: 0, startTime: 0),
-                sandboxID: words.count == 3 ? String(words[2].trimmingCharacters(in: "\n")) : "")
+                sandboxID: words.count == 3 ? String(words[2]) : "")
         }
-    }
-}
-
-extension StringProtocol {
-    fileprivate func trimmingCharacters(in set: Character) -> Substring {
-        var text = Substring(self)
-        while text.last == set { text = text.dropLast() }
-        return text
     }
 }

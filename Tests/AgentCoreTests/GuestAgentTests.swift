@@ -16,6 +16,32 @@ import TTRPC
         let calls = Mutex(0)
     }
 
+    /// CreateContainer of a container `id` on /dev/vda + /dev/vdb, with `customize` applied;
+    /// the status it was refused with (nil if it was not).
+    private func refusal(
+        of session: AgentSession, id: String, _ customize: (inout AgentCreateContainerRequest) -> Void
+    ) async -> TTRPCStatus? {
+        var request = AgentCreateContainerRequest.with {
+            $0.containerID = id
+            $0.rootfs = .with {
+                $0.image = .with {
+                    $0.path = "/dev/vda"; $0.fsType = "erofs"
+                }
+                $0.writable = .with {
+                    $0.path = "/dev/vdb"; $0.fsType = "ext4"
+                }
+                $0.upperDir = "upper"; $0.workDir = "work"
+            }
+        }
+        customize(&request)
+        do {
+            _ = try await session.client.createContainer(request)
+            return nil
+        } catch {
+            return error as? TTRPCStatus
+        }
+    }
+
     private func connectedAgent() throws -> (AgentSession, PowerOffRecorder, TTRPCServerConnection) {
         let recorder = PowerOffRecorder()
         let server = TTRPCServer()
@@ -243,25 +269,7 @@ import TTRPC
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
         func create(_ identity: AgentGuestIdentity) async -> TTRPCStatus? {
-            do {
-                _ = try await session.client.createContainer(
-                    .with {
-                        $0.containerID = "identity"
-                        $0.rootfs = .with {
-                            $0.image = .with {
-                                $0.path = "/dev/vda"; $0.fsType = "erofs"
-                            }
-                            $0.writable = .with {
-                                $0.path = "/dev/vdb"; $0.fsType = "ext4"
-                            }
-                            $0.upperDir = "upper"; $0.workDir = "work"
-                        }
-                        $0.identity = identity
-                    })
-                return nil
-            } catch {
-                return error as? TTRPCStatus
-            }
+            await refusal(of: session, id: "identity") { $0.identity = identity }
         }
         let short = await create(.with { $0.entropy = Data(repeating: 7, count: 5) })
         #expect(short?.code == .invalidArgument)
@@ -280,25 +288,9 @@ import TTRPC
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
         func create(hostname: String = "web", _ network: AgentGuestNetwork) async -> TTRPCStatus? {
-            do {
-                _ = try await session.client.createContainer(
-                    .with {
-                        $0.containerID = "networked"
-                        $0.hostname = hostname
-                        $0.rootfs = .with {
-                            $0.image = .with {
-                                $0.path = "/dev/vda"; $0.fsType = "erofs"
-                            }
-                            $0.writable = .with {
-                                $0.path = "/dev/vdb"; $0.fsType = "ext4"
-                            }
-                            $0.upperDir = "upper"; $0.workDir = "work"
-                        }
-                        $0.network = network
-                    })
-                return nil
-            } catch {
-                return error as? TTRPCStatus
+            await refusal(of: session, id: "networked") {
+                $0.hostname = hostname
+                $0.network = network
             }
         }
         let valid = AgentGuestNetwork.with {

@@ -17,16 +17,10 @@ public struct AvailableChains: ~Copyable {
     /// (head, bytes written) for the used ring, in order.
     var used: [(head: UInt16, written: UInt32)] = []
 
-    /// How many chains the driver has made available beyond those taken.
-    public var remaining: Int { Int(published &- taken) }
-
     /// The next available chain, or nil when the driver has posted no more.
     public mutating func next() throws(VirtqueueError) -> DescriptorChain? {
         guard taken != published else { return nil }
-        let slot = UInt64(taken % queue.size)
-        let head = try queue.ring(Virtqueue.driverArea) { () throws(GuestMemoryError) in
-            try queue.memory.loadVolatile(UInt16.self, at: try queue.availableRing.adding(4 + 2 * slot))
-        }
+        let head = try queue.availableHead(at: taken)
         let chain = try DescriptorChain(head: head, in: queue)
         taken &+= 1
         pending.append(head)
@@ -53,36 +47,19 @@ extension Virtqueue {
         _ body: (inout AvailableChains) throws(VirtqueueError) -> Void
     ) throws(VirtqueueError) -> Bool {
         try withActiveState { state throws(VirtqueueError) -> Bool in
-            let published = try ring(Self.driverArea) { () throws(GuestMemoryError) in
-                try memory.loadAcquire(UInt16.self, at: try availableRing.adding(2))
-            }
-            guard published &- state.nextAvailable <= size else {
-                throw .availIndexJump(lastSeen: state.nextAvailable, published: published, size: size)
-            }
+            let published = try publishedAvailable(after: state.nextAvailable)
             var chains = AvailableChains(
                 queue: self, published: published, taken: state.nextAvailable, committedUpTo: state.nextAvailable)
             try body(&chains)
             state.nextAvailable = chains.committedUpTo
             guard !chains.used.isEmpty else { return false }
-            var nextUsed = state.nextUsed
             for element in chains.used {
-                let offset = 4 + 8 * UInt64(nextUsed % size)
-                try ring(Self.deviceArea) { () throws(GuestMemoryError) in
-                    try memory.storeVolatile(UInt32(element.head), at: try usedRing.adding(offset))
-                    try memory.storeVolatile(element.written, at: try usedRing.adding(offset + 4))
-                }
-                nextUsed &+= 1
+                try writeUsedElement(head: element.head, written: element.written, at: state.nextUsed)
+                state.nextUsed &+= 1
             }
-            // Release: every element is visible before the index that publishes them all.
-            try ring(Self.deviceArea) { () throws(GuestMemoryError) in
-                try memory.storeRelease(nextUsed, at: try usedRing.adding(2))
-            }
-            state.nextUsed = nextUsed
-            atomicMemoryFence(ordering: .sequentiallyConsistent)
-            let flags = try ring(Self.driverArea) { () throws(GuestMemoryError) in
-                try memory.loadVolatile(UInt16.self, at: availableRing)
-            }
-            return flags & Self.availableFlagNoInterrupt == 0
+            // One store publishes every element: the driver never sees part of a message.
+            try publishUsed(state.nextUsed)
+            return try driverWantsInterrupt()
         }
     }
 }
@@ -109,10 +86,7 @@ extension Virtqueue {
     public var hasAvailable: Bool {
         get throws(VirtqueueError) {
             try withActiveState { state throws(VirtqueueError) -> Bool in
-                let published = try ring(Self.driverArea) { () throws(GuestMemoryError) in
-                    try memory.loadAcquire(UInt16.self, at: try availableRing.adding(2))
-                }
-                return published != state.nextAvailable
+                try publishedAvailable(after: state.nextAvailable) != state.nextAvailable
             }
         }
     }

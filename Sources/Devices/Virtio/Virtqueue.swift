@@ -137,44 +137,64 @@ public final class Virtqueue: Sendable {
     private func processAvailable(
         _ state: inout State, _ handle: (DescriptorChain) throws(VirtqueueError) -> UInt32?
     ) throws(VirtqueueError) -> Bool {
-        // Acquire: the ring entries the driver wrote before publishing this index are read after it.
-        let published = try ring(Self.driverArea) { () throws(GuestMemoryError) in
-            try memory.loadAcquire(UInt16.self, at: try availableRing.adding(2))
-        }
-        let pending = published &- state.nextAvailable
-        guard pending <= size else {
-            throw .availIndexJump(lastSeen: state.nextAvailable, published: published, size: size)
-        }
+        let pending = try publishedAvailable(after: state.nextAvailable) &- state.nextAvailable
         var used = 0
         for _ in 0..<pending {
-            let slot = UInt64(state.nextAvailable % size)
-            let head = try ring(Self.driverArea) { () throws(GuestMemoryError) in
-                try memory.loadVolatile(UInt16.self, at: try availableRing.adding(4 + 2 * slot))
-            }
+            let head = try availableHead(at: state.nextAvailable)
             guard let written = try handle(try DescriptorChain(head: head, in: self)) else { break }
             state.nextAvailable &+= 1
-            try pushUsed(head: head, written: written, state: &state)
+            try writeUsedElement(head: head, written: written, at: state.nextUsed)
+            state.nextUsed &+= 1
+            try publishUsed(state.nextUsed)
             used += 1
         }
         guard used > 0 else { return false }
-        // Our used index must be visible before we read whether the driver wants an interrupt.
+        return try driverWantsInterrupt()
+    }
+
+    /// The available index the driver has published, checked against the one the device is at.
+    /// Acquire: the ring entries the driver wrote before publishing it are read after it.
+    func publishedAvailable(after nextAvailable: UInt16) throws(VirtqueueError) -> UInt16 {
+        let published = try ring(Self.driverArea) { () throws(GuestMemoryError) in
+            try memory.loadAcquire(UInt16.self, at: try availableRing.adding(2))
+        }
+        guard published &- nextAvailable <= size else {
+            throw .availIndexJump(lastSeen: nextAvailable, published: published, size: size)
+        }
+        return published
+    }
+
+    /// The chain head in available-ring entry `index` (reduced modulo the queue size).
+    func availableHead(at index: UInt16) throws(VirtqueueError) -> UInt16 {
+        try ring(Self.driverArea) { () throws(GuestMemoryError) in
+            try memory.loadVolatile(UInt16.self, at: try availableRing.adding(4 + 2 * UInt64(index % size)))
+        }
+    }
+
+    /// Writes used-ring entry `index` (reduced modulo the queue size); not yet published.
+    func writeUsedElement(head: UInt16, written: UInt32, at index: UInt16) throws(VirtqueueError) {
+        let element = 4 + 8 * UInt64(index % size)
+        try ring(Self.deviceArea) { () throws(GuestMemoryError) in
+            try memory.storeVolatile(UInt32(head), at: try usedRing.adding(element))
+            try memory.storeVolatile(written, at: try usedRing.adding(element + 4))
+        }
+    }
+
+    /// Release: the elements written are visible to the driver before the index that publishes them.
+    func publishUsed(_ nextUsed: UInt16) throws(VirtqueueError) {
+        try ring(Self.deviceArea) { () throws(GuestMemoryError) in
+            try memory.storeRelease(nextUsed, at: try usedRing.adding(2))
+        }
+    }
+
+    /// After publishing used buffers: whether the driver wants an interrupt for them. Our used
+    /// index must be visible before we read its flag.
+    func driverWantsInterrupt() throws(VirtqueueError) -> Bool {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let flags = try ring(Self.driverArea) { () throws(GuestMemoryError) in
             try memory.loadVolatile(UInt16.self, at: availableRing)
         }
         return flags & Self.availableFlagNoInterrupt == 0
-    }
-
-    private func pushUsed(head: UInt16, written: UInt32, state: inout State) throws(VirtqueueError) {
-        let element = 4 + 8 * UInt64(state.nextUsed % size)
-        let nextUsed = state.nextUsed &+ 1
-        try ring(Self.deviceArea) { () throws(GuestMemoryError) in
-            try memory.storeVolatile(UInt32(head), at: try usedRing.adding(element))
-            try memory.storeVolatile(written, at: try usedRing.adding(element + 4))
-            // Release: the element is visible to the driver before the index that publishes it.
-            try memory.storeRelease(nextUsed, at: try usedRing.adding(2))
-        }
-        state.nextUsed = nextUsed
     }
 
     /// Runs one access to a ring validated at init. It cannot fail (the regions are fixed and
