@@ -367,16 +367,16 @@ public final class Machine: @unchecked Sendable {
 
     // MARK: stall watchdog
 
-    /// `waitForExit`, ending the VM as stalled when the guest makes no progress for `limit`: no
-    /// VM exit (so no console output, no device or vsock traffic) while a vCPU stays runnable.
-    /// An idle guest (every vCPU halted) is not stalled, however long it stays quiet.
     /// VM exits handled, plus frames the network device moved: a guest busy with network I/O
     /// goes through ioeventfds and irqfds, without exits, and is not stalled.
     private var progressCount: UInt64 {
-        let frames = network.map { $0.counterValues.sentFrames &+ $0.counterValues.receivedFrames } ?? 0
-        return exitsHandled.load(ordering: .relaxed) &+ frames
+        guard let counted = network?.counterValues else { return exitsHandled.load(ordering: .relaxed) }
+        return exitsHandled.load(ordering: .relaxed) &+ counted.sentFrames &+ counted.receivedFrames
     }
 
+    /// `waitForExit`, ending the VM as stalled when the guest makes no progress for `limit`: no
+    /// VM exit or network frame (so no console output, no device or vsock traffic) while a vCPU
+    /// stays runnable. An idle guest (every vCPU halted) is not stalled, however long it stays quiet.
     private func waitWatchingForStalls(_ limit: Duration) -> MachineExit {
         var seen = progressCount
         var quietSince = ContinuousClock.now
