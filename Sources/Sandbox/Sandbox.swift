@@ -412,12 +412,28 @@ public struct Sandbox: Sendable {
     /// broken by a panic precedes the VM's end), why it went, in one line.
     static func explainFailure(_ error: Error, machine: Machine) async -> Error {
         if let status = error as? TTRPCStatus, status.code == .deadlineExceeded {
+            // A stopped guest (the rig's emulator loses some) silences its agent too: with the
+            // stall watchdog on, it gets the time it needs to say which of the two this was.
+            if let ended = await stallVerdict(machine) { return SandboxError(guestEnded: ended) }
             return SandboxError(.agentUnresponsive, "the guest agent did not answer in time (\(UntrustedText.escaped(status.message)))")
         }
         guard error is TTRPCConnectionError else { return error }
         for _ in 0..<40 where machine.exitReason == nil { try? await Task.sleep(for: .milliseconds(50)) }
         if let ended = machine.exitReason { return SandboxError(guestEnded: ended) }
         return SandboxError(.agentUnresponsive, "the connection to the guest agent broke (\(error))")
+    }
+
+    /// How the VM ended, if it ends within the stall watchdog's timeout (plus the few seconds of
+    /// its two looks and vCPU snapshots) of a call that got no answer; nil if it runs on. The
+    /// wait is whole: a guest's last exits (a vsock reset, its console) may come after its
+    /// agent's last answer, so progress seen now does not clear it.
+    static func stallVerdict(_ machine: Machine) async -> MachineExit? {
+        guard let limit = machine.stallTimeout else { return machine.exitReason }
+        let deadline = ContinuousClock.now + limit + .seconds(5)
+        while machine.exitReason == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return machine.exitReason
     }
 
     static func stream(

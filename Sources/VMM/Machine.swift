@@ -367,6 +367,9 @@ public final class Machine: @unchecked Sendable {
 
     // MARK: stall watchdog
 
+    /// How long the guest may make no progress before the VM ends as stalled (nil: never).
+    public var stallTimeout: Duration? { configuration.stallTimeout }
+
     /// VM exits handled, plus frames the network device moved: a guest busy with network I/O
     /// goes through ioeventfds and irqfds, without exits, and is not stalled.
     private var progressCount: UInt64 {

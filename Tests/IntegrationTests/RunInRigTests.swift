@@ -28,6 +28,7 @@ struct RunInRigTests {
     @Test func aProcessThatIgnoresSIGTERMIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-grace") }
     @Test func aSecondSignalStopsTheSandboxAtOnce() throws { try RunChecks.expectPassed("stop-second-signal") }
     @Test func anAgentThatNeverAnswersIsStoppedAfterTheGracePeriod() throws { try RunChecks.expectPassed("stop-mute-agent") }
+    @Test func aGuestThatStopsDuringACallIsNamedStalledNotMute() throws { try RunChecks.expectPassed("stall-during-call") }
     @Test func vmmThreadsAreFilteredAndTheCgroupHoldsTheGuestsMemory() throws { try RunChecks.expectPassed("confinement") }
     @Test func aForbiddenSystemCallEndsTheSandboxClearly() throws { try RunChecks.expectPassed("seccomp-violation") }
     @Test func aGuestThatMakesNoProgressEndsTheRunWithItsVCPUState() throws { try RunChecks.expectPassed("stall-watchdog") }
@@ -77,8 +78,8 @@ enum HostileAgent {
         "exit-huge", "exit-256", "signal-negative", "signal-huge", "signal-max", "huge-pid",
         "escape-message", "huge-message", "deadline-message",
     ]
-    /// Plays along until the process runs, then never answers again.
-    static let wedgedModes = ["mute-after-start"]
+    /// Plays along until the process runs, then never answers again; or spins on CreateContainer.
+    static let wedgedModes = ["mute-after-start", "spin-on-create"]
 
     static func buildAll(into directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -11,6 +11,8 @@
  * (and megabytes of them). They answer every call at once and power off on Shutdown.
  * MODE_MUTE_AFTER_START plays a working agent until the process "runs", then never answers
  * anything again, SignalProcess included: a wedged agent rund must stop on its own.
+ * MODE_SPIN_ON_CREATE answers nothing and spins on CreateContainer: a guest that stops making
+ * progress in the middle of a call (as when the rig's emulator loses one) and must be named so.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -40,6 +42,7 @@
 #define MODE_HUGE_MESSAGE 12    /* ... with 3 MiB of them */
 #define MODE_DEADLINE_MESSAGE 13 /* ... as DEADLINE_EXCEEDED, which rund quotes differently */
 #define MODE_MUTE_AFTER_START 14 /* answers CreateContainer and StartProcess, then nothing, ever */
+#define MODE_SPIN_ON_CREATE 15   /* receives CreateContainer, then loops without a VM exit */
 
 #ifndef HOSTILE_MODE
 #error "build with -DHOSTILE_MODE=MODE_..."
@@ -264,6 +267,23 @@ static void mute_after_start(int peer) {
     }
 }
 
+/* Reads requests until CreateContainer, then spins: no system call, no VM exit, ever. */
+static void spin_on_create(int peer) {
+    static uint8_t request[1 << 16];
+    for (;;) {
+        uint8_t header[10];
+        if (read_fully(peer, header, sizeof header) < 0) return;
+        uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
+        if (length > sizeof request || read_fully(peer, request, length) < 0) return;
+        char method[64];
+        request_method(request, length, method, sizeof method);
+        if (!strcmp(method, "CreateContainer")) {
+            say("hostile-agent: spinning\n");
+            for (;;) __asm__ volatile("" ::: "memory");
+        }
+    }
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     load_modules();
@@ -275,6 +295,10 @@ int main(void) {
     }
     int peer = accept(listener, NULL, NULL);
     if (peer < 0) power_off();
+    if (HOSTILE_MODE == MODE_SPIN_ON_CREATE) {
+        spin_on_create(peer);
+        power_off();
+    }
     if (HOSTILE_MODE == MODE_MUTE_AFTER_START) {
         mute_after_start(peer);
         power_off();

@@ -310,6 +310,23 @@ else
     report stall-watchdog FAIL "$details"
 fi
 
+# A guest that stops in the middle of a call (its agent spins on CreateContainer, no VM exit) is
+# named as stalled, not as a mute agent: the call's deadline (2 s with --agent-timeout 8) waits
+# for the watchdog's verdict. CI once met the emulator losing a guest just so.
+begin stall-during-call
+start=$(uptime_now)
+timeout -k 30 240 "$RUND" run --agent-timeout 8 --stall-timeout 10 --agent "$HOSTILE/hostile-agent-spin-on-create" \
+    --image "$IMAGE" -- true >"$work/spin.out" 2>"$work/spin.err"; status=$?
+took=$(since "$start")
+lines=$(grep -v ' warning rund\.' "$work/spin.err" | grep -c .)
+details="status=$status took=${took}s error-lines=$lines stderr=$(oneline <"$work/spin.err")"
+if [ $status = 125 ] && [ "$lines" = 1 ] && grep -q 'made no progress (no VM exit for 10' "$work/spin.err" \
+    && ! grep -q 'did not answer' "$work/spin.err"; then
+    report stall-during-call PASS "$details"
+else
+    report stall-during-call FAIL "$details"
+fi
+
 # A vCPU thread that makes a forbidden system call (a test hook) ends the sandbox, clearly.
 begin seccomp-violation
 start=$(uptime_now)
