@@ -83,6 +83,8 @@ package enum RunBenchmark {
         let sandbox: Sandbox
         let peer: QEMUPeer
         let bzImageBytes: Int64
+        let bootImage: String
+        let bootImageBytes: Int64
         let initramfsBytes: Int64
         let agentImageBytes: Int64?
         var table = PhaseTable()
@@ -109,6 +111,9 @@ package enum RunBenchmark {
                 modules: GuestInitramfs.sandboxModules(imageOn: device))
             let peerInitramfs = try GuestInitramfs.path(stateRoot: root, kernelDirectory: directory, agentPath: agentPath)
             bzImageBytes = Int64(try FileSystem.status(at: nil, directory + "/vmlinuz")?.st_size ?? 0)
+            let booted = GuestKernel.bootImage(in: directory)
+            bootImage = String(booted.split(separator: "/").last ?? "")
+            bootImageBytes = Int64(try FileSystem.status(at: nil, booted)?.st_size ?? 0)
             // With a kernel that can, a pmem sandbox boots from the agent image instead (no initramfs).
             let agentImagePath: String?
             if device == .pmem, GuestAgentImage.usable(kernelDirectory: directory) {
@@ -132,7 +137,8 @@ package enum RunBenchmark {
 
         var figures: RunBenchReport.KernelFigures {
             RunBenchReport.KernelFigures(
-                kernel: kernel, version: version, bzImageBytes: bzImageBytes, initramfsBytes: initramfsBytes,
+                kernel: kernel, version: version, bzImageBytes: bzImageBytes, bootImage: bootImage,
+                bootImageBytes: bootImageBytes, initramfsBytes: initramfsBytes,
                 agentImageBytes: agentImageBytes, guestMemoryUsedMiB: guestMemoryUsedMiB, table: table, qemu: qemuSamples,
                 qemuFailures: qemuFailures,
                 qemuDevices: peer.devices,
@@ -200,6 +206,9 @@ package struct RunBenchReport: Encodable {
         let kernel: GuestKernel
         let version: String
         let bzImageBytes: Int64
+        /// The file a sandbox boots (`GuestKernel.bootImage`): "vmlinux" (uncompressed) or "vmlinuz".
+        let bootImage: String
+        let bootImageBytes: Int64
         /// The cold-booted sandbox's initramfs: the agent plus the kernel modules it loads (0
         /// when it boots from the agent image).
         let initramfsBytes: Int64
@@ -221,7 +230,8 @@ package struct RunBenchReport: Encodable {
         let peakRSSPerRun: Bool
 
         init(
-            kernel: GuestKernel, version: String, bzImageBytes: Int64, initramfsBytes: Int64, agentImageBytes: Int64? = nil,
+            kernel: GuestKernel, version: String, bzImageBytes: Int64, bootImage: String, bootImageBytes: Int64,
+            initramfsBytes: Int64, agentImageBytes: Int64? = nil,
             guestMemoryUsedMiB: Double?,
             table: PhaseTable, qemu samples: [BootProbe.Sample], qemuFailures: [String] = [], qemuDevices: [String],
             peakRSSMiB: [Double],
@@ -230,6 +240,8 @@ package struct RunBenchReport: Encodable {
             self.kernel = kernel
             self.version = version
             self.bzImageBytes = bzImageBytes
+            self.bootImage = bootImage
+            self.bootImageBytes = bootImageBytes
             self.initramfsBytes = initramfsBytes
             self.agentImageBytes = agentImageBytes
             self.guestMemoryUsedMiB = guestMemoryUsedMiB
@@ -291,6 +303,7 @@ package struct RunBenchReport: Encodable {
             lines.append("")
             lines.append(
                 "kernel \(figures.kernel.rawValue) (\(figures.version)): bzImage \(figures.bzImageBytes) bytes, "
+                    + (figures.bootImage == "vmlinuz" ? "" : "boots \(figures.bootImage) \(figures.bootImageBytes) bytes, ")
                     + (figures.agentImageBytes.map { "no initramfs (agent image \($0) bytes, DAX root)" }
                         ?? "initramfs \(figures.initramfsBytes) bytes")
                     + ", guest memory in use after boot "

@@ -5,6 +5,7 @@ import GuestMemory
 public enum BootError: Error, Equatable, CustomStringConvertible, Sendable {
     case kernelTruncated(size: Int, expected: Int)
     case notBzImage(reason: String)
+    case invalidELFKernel(reason: String)
     case unsupportedBootProtocol(version: UInt16)
     case kernelNot64Bit
     case kernelDoesNotFit(neededBytes: UInt64, memoryBytes: UInt64)
@@ -24,6 +25,8 @@ public enum BootError: Error, Equatable, CustomStringConvertible, Sendable {
             return "kernel image is truncated (\(size) bytes, expected at least \(expected)); re-download or rebuild the kernel"
         case let .notBzImage(reason):
             return "kernel is not a bzImage (\(reason)); pass a bzImage such as /boot/vmlinuz-*"
+        case let .invalidELFKernel(reason):
+            return "kernel is an ELF file rund cannot boot (\(reason)); pass an x86-64 vmlinux or a bzImage"
         case let .unsupportedBootProtocol(version):
             return "kernel boot protocol \(version >> 8).\(version & 0xff) is too old (need 2.12 or later); use a Linux 3.8+ kernel"
         case .kernelNot64Bit:

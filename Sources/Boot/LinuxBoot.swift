@@ -1,11 +1,12 @@
 import GuestMemory
 
-/// Loads a bzImage, initrd and command line into guest memory per the 64-bit boot protocol and
-/// returns the boot vCPU's registers.
+/// Loads a kernel (a bzImage, or an uncompressed ELF `vmlinux`), initrd and command line into
+/// guest memory per the 64-bit boot protocol and returns the boot vCPU's registers.
 public enum LinuxBoot {
     /// Writes kernel, initrd, command line, zero page, GDT/IDT and page tables.
     ///
     /// - Parameters:
+    ///   - kernel: a bzImage, or an ELF file (told apart by the ELF magic).
     ///   - ramRegions: the guest's RAM (as from `X86Layout.ramRegions`), used for e820 and placement.
     ///   - acpiRSDP: the RSDP address from `ACPITables.install`, or nil for a guest without ACPI.
     /// Nothing the guest can observe depends on leftovers: every structure is written in full.
@@ -13,7 +14,7 @@ public enum LinuxBoot {
         kernel: [UInt8], initrd: [UInt8]?, commandLine: String, memory: GuestMemory,
         ramRegions: [(base: GuestAddress, size: Int)], acpiRSDP: GuestAddress?
     ) throws(BootError) -> BootCPUState {
-        let image = try BzImage(kernel)
+        let image = ElfKernel.hasMagic(kernel) ? KernelImage.elf(try ElfKernel(kernel)) : .bzImage(try BzImage(kernel))
         let maximum = min(KernelCommandLine.maximumLength, image.commandLineMax > 0 ? image.commandLineMax : Int.max)
         try KernelCommandLine.validate(commandLine, maximum: maximum)
 
@@ -27,13 +28,13 @@ public enum LinuxBoot {
         var initrdAddress: GuestAddress?
         if let initrd, !initrd.isEmpty {
             initrdAddress = try placeInitrd(
-                size: initrd.count, image: image, lowEnd: lowEnd, kernelEnd: kernelEnd,
+                size: initrd.count, addressMax: image.initrdAddressMax, lowEnd: lowEnd, kernelEnd: kernelEnd,
                 memoryBytes: memoryBytes)
         }
 
         var zeroPage = ZeroPage(setupHeader: image.setupHeader)
         do throws(GuestMemoryError) {
-            try write(image.protectedModeKernel, at: X86Layout.himemStart, into: memory)
+            try image.write(into: memory)
             if let initrd, let initrdAddress {
                 try memory.write(initrd, at: initrdAddress)
                 zeroPage.setRamdisk(address: initrdAddress, size: UInt64(initrd.count))
@@ -48,10 +49,7 @@ public enum LinuxBoot {
         } catch {
             throw .guestMemory(error)
         }
-        guard let entry = X86Layout.himemStart.checkedAdding(X86Layout.kernel64BitEntryOffset) else {
-            throw .guestMemory(.addressOverflow(X86Layout.himemStart, offset: X86Layout.kernel64BitEntryOffset))
-        }
-        return try prepareLongModeEntry(at: entry, memory: memory)
+        return try prepareLongModeEntry(at: try image.entry(), memory: memory)
     }
 
     /// Writes the GDT, IDT and identity page tables and returns a long-mode state entering at
@@ -74,10 +72,10 @@ public enum LinuxBoot {
     /// Highest page-aligned address below both initrd_addr_max and the end of low RAM,
     /// clear of the kernel's decompression area.
     static func placeInitrd(
-        size: Int, image: BzImage, lowEnd: UInt64, kernelEnd: UInt64,
+        size: Int, addressMax: UInt32, lowEnd: UInt64, kernelEnd: UInt64,
         memoryBytes: UInt64
     ) throws(BootError) -> GuestAddress {
-        let top = min(UInt64(image.initrdAddressMax) + 1, lowEnd)
+        let top = min(UInt64(addressMax) + 1, lowEnd)
         let bytes = UInt64(size)
         guard bytes <= top, (top - bytes) & ~0xfff >= kernelEnd else {
             throw .initrdDoesNotFit(initrdBytes: size, memoryBytes: memoryBytes)
@@ -106,5 +104,67 @@ public enum LinuxBoot {
             tssSegment: SegmentDescriptor(gdtEntry: gdt[3], index: 3),
             gdt: BootGDT.table,
             idt: BootGDT.interruptTable)
+    }
+}
+
+/// The two kinds of kernel file `LinuxBoot` loads, and what the boot needs of each.
+enum KernelImage {
+    case bzImage(BzImage)
+    case elf(ElfKernel)
+
+    var commandLineMax: Int {
+        switch self {
+        case .bzImage(let image): image.commandLineMax
+        case .elf: KernelCommandLine.maximumLength
+        }
+    }
+
+    var requiredMemoryEnd: UInt64 {
+        switch self {
+        case .bzImage(let image): image.requiredMemoryEnd
+        case .elf(let kernel): kernel.requiredMemoryEnd
+        }
+    }
+
+    var initrdAddressMax: UInt32 {
+        switch self {
+        case .bzImage(let image): image.initrdAddressMax
+        // What an x86-64 bzImage's own header says.
+        case .elf: 0x7fff_ffff
+        }
+    }
+
+    /// The setup header the zero page starts from: the bzImage's own, or for an ELF kernel (which
+    /// has none) the fields a bzImage of protocol 2.15 would carry.
+    var setupHeader: [UInt8] {
+        switch self {
+        case .bzImage(let image):
+            return image.setupHeader
+        case .elf:
+            var header = [UInt8](repeating: 0, count: SetupHeader.endV212 - SetupHeader.start)
+            header.putLittleEndian(SetupHeader.protocolVersionOfELFBoot, at: SetupHeader.version - SetupHeader.start)
+            header[SetupHeader.loadflags - SetupHeader.start] = SetupHeader.loadedHigh
+            return header
+        }
+    }
+
+    func write(into memory: GuestMemory) throws(GuestMemoryError) {
+        switch self {
+        case .bzImage(let image): try LinuxBoot.write(image.protectedModeKernel, at: X86Layout.himemStart, into: memory)
+        case .elf(let kernel): try kernel.write(into: memory)
+        }
+    }
+
+    /// The 64-bit entry: 0x200 into a bzImage's protected-mode code, or the ELF entry point.
+    func entry() throws(BootError) -> GuestAddress {
+        switch self {
+        case .bzImage:
+            guard let entry = X86Layout.himemStart.checkedAdding(X86Layout.kernel64BitEntryOffset) else {
+                throw .guestMemory(.addressOverflow(X86Layout.himemStart, offset: X86Layout.kernel64BitEntryOffset))
+            }
+            return entry
+        case .elf(let kernel):
+            return kernel.entry
+        }
     }
 }

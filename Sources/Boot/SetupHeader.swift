@@ -30,4 +30,6 @@ enum SetupHeader {
     static let loadedHigh: UInt8 = 0x01
     static let xlfKernel64: UInt16 = 0x0001
     static let minimumVersion: UInt16 = 0x020c
+    /// The version an ELF kernel's synthesised header claims (its fields are all rund writes).
+    static let protocolVersionOfELFBoot: UInt16 = 0x020f
 }

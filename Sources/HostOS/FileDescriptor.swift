@@ -72,9 +72,23 @@ public final class FileDescriptor: @unchecked Sendable {
         try writeAll(Array(string.utf8))
     }
 
-    /// Reads until end of file.
+    /// Reads until end of file, or until at least `limit` bytes are in (callers check the count).
     public func readToEnd(limit: Int = 64 << 20) throws -> [UInt8] {
         var result: [UInt8] = []
+        // A file that says its size is read straight into one buffer of it (a byte more sees the
+        // end): no regrowing, no chunk copies, which a kernel image of many MiB would pay for.
+        if let size = try? size(), size > 0, let expected = Int(exactly: size), limit > 0 {
+            let capacity = min(expected + 1, limit)
+            result = try [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                count = 0
+                while count < capacity {
+                    let n = try read(into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])))
+                    if n == 0 { return }
+                    count += n
+                }
+            }
+            if result.count < capacity { return result }
+        }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while result.count < limit {
             let n = try chunk.withUnsafeMutableBytes { raw in try read(into: raw) }

@@ -27,6 +27,12 @@ public enum GuestKernel: String, Sendable, CaseIterable, Codable {
         stateRoot + "/kernel/" + cacheEntry
     }
 
+    /// The file a sandbox boots from a cache directory: the uncompressed `vmlinux` when the
+    /// entry has one (rund's own kernel: no decompression in the guest), else the bzImage.
+    public static func bootImage(in directory: String) -> String {
+        FileSystem.exists(directory + "/vmlinux") ? directory + "/vmlinux" : directory + "/vmlinuz"
+    }
+
     /// The cache directory of `choice` (nil: `preferred`), or an error saying it is not there.
     public static func directory(stateRoot: String, choice: GuestKernel?) throws -> String {
         let kernel = choice ?? preferred(stateRoot: stateRoot)

@@ -165,7 +165,8 @@ public struct Sandbox: Sendable {
         let device = try rootfsDevice(spec, cloning: template != nil, kernelDirectory: kernelDirectory)
         let boot = try guestBoot(imageOn: device, kernelDirectory: kernelDirectory)
         // The VM's size is checked before it sizes the cgroup.
-        try VMConfiguration(kernelPath: kernelDirectory + "/vmlinuz", memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount).validate()
+        try VMConfiguration(kernelPath: GuestKernel.bootImage(in: kernelDirectory), memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount)
+            .validate()
 
         phases?.begin(.cgroup)
         let cgroup = try SandboxCgroup(
@@ -305,7 +306,7 @@ public struct Sandbox: Sendable {
         writable: FileDescriptor, cloning: Bool
     ) -> VMConfiguration {
         var configuration = VMConfiguration(
-            kernelPath: kernelDirectory + "/vmlinuz", initrdPath: boot.initramfs, extraCommandLine: boot.commandLine,
+            kernelPath: GuestKernel.bootImage(in: kernelDirectory), initrdPath: boot.initramfs, extraCommandLine: boot.commandLine,
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
             console: spec.consolePath.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID

@@ -183,15 +183,15 @@ extension Machine {
         }
     }
 
-    /// Writes ACPI tables and the guest image (a bzImage with its initrd and command line, or a
-    /// flat test binary) into memory; returns the boot vCPU's entry state.
+    /// Writes ACPI tables and the guest image (a Linux kernel with its initrd and command line,
+    /// or a flat test binary) into memory; returns the boot vCPU's entry state.
     static func loadGuest(
         _ configuration: VMConfiguration, files: HostFiles, memory: GuestMemory,
         ramRegions: [(base: GuestAddress, size: Int)], acpiDevices: [ACPIDevice]
     ) throws -> BootCPUState {
         let rsdp = try ACPITables.install(into: memory, vcpuCount: configuration.vcpuCount, devices: acpiDevices)
         switch configuration.kernelFormat {
-        case .bzImage:
+        case .linux:
             let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
             return try LinuxBoot.load(
                 kernel: files.kernel, initrd: files.initrd, commandLine: commandLine, memory: memory,

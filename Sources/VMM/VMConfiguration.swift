@@ -22,8 +22,9 @@ public struct VMConfiguration: Sendable {
 
     /// How to load `kernelPath`.
     public enum KernelFormat: Sendable, Equatable {
-        /// A Linux bzImage, entered through the 64-bit boot protocol.
-        case bzImage
+        /// A Linux kernel (a bzImage, or an uncompressed ELF vmlinux), entered through the
+        /// 64-bit boot protocol.
+        case linux
         /// A flat binary copied to `loadAddress` and entered there in long mode with the boot
         /// page tables: freestanding test guests.
         case flatBinary(loadAddress: GuestAddress)
@@ -95,7 +96,7 @@ public struct VMConfiguration: Sendable {
     public static let minMemoryMiB = 32
 
     public init(
-        kernelPath: String, kernelFormat: KernelFormat = .bzImage, initrdPath: String? = nil, extraCommandLine: String = "",
+        kernelPath: String, kernelFormat: KernelFormat = .linux, initrdPath: String? = nil, extraCommandLine: String = "",
         memoryMiB: Int = 256,
         vcpuCount: Int = 1, disks: [Disk] = [], console: Console = .standardOutput
     ) {

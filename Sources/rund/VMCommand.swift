@@ -15,7 +15,7 @@ struct VMCommand: AsyncParsableCommand {
 struct VMBoot: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "boot",
-        abstract: "Boot a Linux bzImage in a microVM and wait until it powers off.",
+        abstract: "Boot a Linux kernel (bzImage or uncompressed vmlinux) in a microVM and wait until it powers off.",
         discussion: """
             The guest sees an 8250 console on COM1, an i8042 reset line, each --disk as a
             virtio-blk device (vda, vdb, ...) and each --pmem as a virtio-pmem device (pmem0,
@@ -27,7 +27,7 @@ struct VMBoot: ParsableCommand {
             6 a VMM thread broke its seccomp confinement, 128+N stopped by signal N, 1 bad input.
             """)
 
-    @Option(help: "Linux kernel image (bzImage).") var kernel: String
+    @Option(help: "Linux kernel image: a bzImage, or an uncompressed x86-64 ELF vmlinux.") var kernel: String
     @Option(help: "Initial ramdisk (cpio archive, optionally compressed).") var initrd: String?
     @Option(help: "Extra kernel command line, appended to rund's defaults.") var cmdline: String = ""
     @Option(

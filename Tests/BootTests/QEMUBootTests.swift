@@ -145,7 +145,20 @@ enum QEMU {
 struct QEMUBootTests {
     @Test(.timeLimit(.minutes(2)), arguments: [1, 4])
     func debianKernelBootsFromOurBootParamsAndACPITables(vcpus: Int) throws {
-        let kernel = try FileDescriptor.open(CachedKernel.path, O_RDONLY).readToEnd()
+        try Self.bootInQEMU(kernelPath: CachedKernel.path, vcpus: vcpus)
+    }
+
+    /// rund's own kernel as the uncompressed ELF it boots by default: loaded segment by segment
+    /// and entered at its 64-bit entry with a zero page rund made up (no bzImage header).
+    @Test(
+        .timeLimit(.minutes(2)),
+        .enabled(if: CachedKernel.isPresent(CachedKernel.rundELFPath), "rund's kernel is not built (scripts/build-guest-kernel)"))
+    func rundsUncompressedKernelBootsFromOurBootParams() throws {
+        try Self.bootInQEMU(kernelPath: CachedKernel.rundELFPath, vcpus: 2)
+    }
+
+    static func bootInQEMU(kernelPath: String, vcpus: Int) throws {
+        let kernel = try FileDescriptor.open(kernelPath, O_RDONLY).readToEnd()
         let initrd = try ProbeInitramfs.make()
         let memoryBytes = 256 << 20
         let regions = X86Layout.ramRegions(memoryBytes: memoryBytes)
@@ -159,14 +172,17 @@ struct QEMUBootTests {
         let state = try LinuxBoot.load(
             kernel: kernel, initrd: initrd, commandLine: commandLine, memory: memory,
             ramRegions: regions, acpiRSDP: rsdp)
-        let image = try BzImage(kernel)
+        // Everything from 1 MiB up to the kernel's end: a bzImage's code or an ELF's segments.
+        let kernelBytes =
+            ElfKernel.hasMagic(kernel)
+            ? Int(try ElfKernel(kernel).requiredMemoryEnd - X86Layout.himemStart.rawValue) : try BzImage(kernel).protectedModeKernel.count
         let initrdAddress = UInt64(try memory.load(UInt32.self, at: X86Layout.zeroPageAddress + 0x218))
 
         let scratch = try ScratchDirectory()
         defer { scratch.remove() }
         // Low memory up to the ROM shadow at 0xf0000 (our ACPI tables must end below it).
         try scratch.write("low.bin", try memory.readBytes(at: 0, count: 0xf0000))
-        try scratch.write("kernel.bin", try memory.readBytes(at: X86Layout.himemStart, count: image.protectedModeKernel.count))
+        try scratch.write("kernel.bin", try memory.readBytes(at: X86Layout.himemStart, count: kernelBytes))
         try scratch.write("initrd.bin", try memory.readBytes(at: GuestAddress(initrdAddress), count: initrd.count))
         try scratch.write("rom.bin", TrampolineROM.make(state))
 

@@ -13,7 +13,14 @@ enum CachedKernel {
         return "\(root)/kernel/current/vmlinuz"
     }()
 
-    static var isPresent: Bool { access(path, R_OK) == 0 }
+    /// rund's own kernel, uncompressed (scripts/build-guest-kernel).
+    static let rundELFPath: String = {
+        let root = getenv("RUND_ROOT").map { String(cString: $0) } ?? "/var/lib/rund"
+        return "\(root)/kernel/guest/vmlinux"
+    }()
+
+    static var isPresent: Bool { isPresent(path) }
+    static func isPresent(_ path: String) -> Bool { access(path, R_OK) == 0 }
 }
 
 @Suite(.enabled(if: CachedKernel.isPresent, "no cached guest kernel at $RUND_ROOT/kernel/current/vmlinuz; run scripts/setup"))

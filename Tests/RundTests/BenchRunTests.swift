@@ -92,7 +92,8 @@ struct BenchRunTests {
                 rows[run][.kernelBoot] = kernelBootMs + Double(run)
             }
             return RunBenchReport.KernelFigures(
-                kernel: kernel, version: kernel.rawValue, bzImageBytes: 1, initramfsBytes: 2, guestMemoryUsedMiB: usedMiB,
+                kernel: kernel, version: kernel.rawValue, bzImageBytes: 1, bootImage: "vmlinuz", bootImageBytes: 1, initramfsBytes: 2,
+                guestMemoryUsedMiB: usedMiB,
                 table: PhaseTable(rows: rows), qemu: [.init(milliseconds: 100, peakRSSMiB: 1)], qemuDevices: [], peakRSSMiB: [],
                 peakRSSPerRun: true)
         }

@@ -37,7 +37,7 @@ extension Sandbox {
         }
         return TemplateDependencies(
             kernelVersion: version,
-            kernel: try FileFingerprint.of(path: kernelDirectory + "/vmlinuz"),
+            kernel: try FileFingerprint.of(path: GuestKernel.bootImage(in: kernelDirectory)),
             initramfs: try GuestInitramfs.cacheKey(
                 kernelDirectory: kernelDirectory, agentPath: agentPath, modules: GuestInitramfs.requiredModules))
     }
@@ -48,7 +48,7 @@ extension Sandbox {
         kernelDirectory: String, memoryMiB: Int, vcpuCount: Int, initramfs: String, console: String?
     ) -> VMConfiguration {
         var configuration = VMConfiguration(
-            kernelPath: kernelDirectory + "/vmlinuz", initrdPath: initramfs, extraCommandLine: "quiet",
+            kernelPath: GuestKernel.bootImage(in: kernelDirectory), initrdPath: initramfs, extraCommandLine: "quiet",
             memoryMiB: memoryMiB, vcpuCount: vcpuCount, console: console.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
         configuration.stallTimeout = .seconds(60)
