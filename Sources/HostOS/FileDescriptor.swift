@@ -78,7 +78,7 @@ public final class FileDescriptor: @unchecked Sendable {
         // A file that says its size is read straight into one buffer of it (a byte more sees the
         // end): no regrowing, no chunk copies, which a kernel image of many MiB would pay for.
         if let size = try? size(), size > 0, let expected = Int(exactly: size), limit > 0 {
-            let capacity = min(expected + 1, limit)
+            let capacity = expected < limit ? expected + 1 : limit
             result = try [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
                 count = 0
                 while count < capacity {
