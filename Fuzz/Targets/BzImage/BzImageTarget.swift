@@ -9,11 +9,11 @@ func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
     return 0
 }
 
-/// The kernel file as `rund vm boot` reads it: the bzImage setup header is parsed
-/// (Sources/Boot/BzImage.swift, SetupHeader.swift) and, when it parses, the kernel, an initrd
-/// and the command line are placed in guest memory by the values the header holds
-/// (LinuxBoot.load: pref_address, init_size, initrd_addr_max, cmdline_size, setup_sects).
-/// The input is the kernel file itself.
+/// The kernel file as `rund vm boot` reads it, through `LinuxBoot.load`: an ELF vmlinux
+/// (Sources/Boot/ElfKernel.swift: program headers, segment offsets, sizes and addresses, entry)
+/// or a bzImage, whose setup header is parsed (BzImage.swift, SetupHeader.swift) and whose
+/// values place the kernel, an initrd and the command line in guest memory (pref_address,
+/// init_size, initrd_addr_max, cmdline_size, setup_sects). The input is the kernel file itself.
 @main
 enum BzImageTarget {
     /// 128 MiB of guest RAM at 0 (the Debian kernel asks for 16 MiB + 52 MiB), made once; only
@@ -27,11 +27,8 @@ enum BzImageTarget {
     }
 
     static func run(_ input: FuzzInput) {
-        let kernel = input.bytes
-        guard let image = try? BzImage(kernel) else { return }
-        _ = image.requiredMemoryEnd
         _ = try? LinuxBoot.load(
-            kernel: kernel, initrd: initrd, commandLine: KernelCommandLine.defaultArguments, memory: memory,
+            kernel: input.bytes, initrd: initrd, commandLine: KernelCommandLine.defaultArguments, memory: memory,
             ramRegions: [(base: 0, size: ramBytes)], acpiRSDP: X86Layout.rsdpAddress)
     }
 }

@@ -188,19 +188,29 @@ static void answer(int fd, uint32_t stream, int32_t code, const uint8_t *message
     send_frame(fd, (uint32_t)response.length, stream, 0x02, 0, response.bytes, response.length);
 }
 
-/* Serves calls until rund asks for Shutdown or goes away, lying as HOSTILE_MODE says. */
-static void serve_lies(int peer) {
+/* Reads frames until a request (type 1) and names its method; -1 when the connection ends or a
+ * frame is larger than any request rund sends. */
+static int next_request(int peer, uint32_t *stream, char *method, size_t method_size) {
     static uint8_t request[1 << 16];
-    static uint8_t huge[3 << 20];
     for (;;) {
         uint8_t header[10];
-        if (read_fully(peer, header, sizeof header) < 0) return;
+        if (read_fully(peer, header, sizeof header) < 0) return -1;
         uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
-        uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
-        if (length > sizeof request || read_fully(peer, request, length) < 0) return;
+        *stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
+        if (length > sizeof request || read_fully(peer, request, length) < 0) return -1;
         if (header[8] != 0x01) continue;
+        request_method(request, length, method, method_size);
+        return 0;
+    }
+}
+
+/* Serves calls until rund asks for Shutdown or goes away, lying as HOSTILE_MODE says. */
+static void serve_lies(int peer) {
+    static uint8_t huge[3 << 20];
+    for (;;) {
+        uint32_t stream;
         char method[64];
-        request_method(request, length, method, sizeof method);
+        if (next_request(peer, &stream, method, sizeof method) < 0) return;
 
         uint8_t payload_bytes[64];
         struct buffer payload = {payload_bytes, 0, sizeof payload_bytes};
@@ -246,15 +256,10 @@ static void serve_lies(int peer) {
 
 /* Plays a working agent up to the process's start, then goes silent on the open connection. */
 static void mute_after_start(int peer) {
-    static uint8_t request[1 << 16];
     for (;;) {
-        uint8_t header[10];
-        if (read_fully(peer, header, sizeof header) < 0) return;
-        uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
-        uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
-        if (length > sizeof request || read_fully(peer, request, length) < 0) return;
+        uint32_t stream;
         char method[64];
-        request_method(request, length, method, sizeof method);
+        if (next_request(peer, &stream, method, sizeof method) < 0) return;
         /* An empty Response payload decodes as success with an empty (default) answer. */
         if (!strcmp(method, "CreateContainer")) {
             send_frame(peer, 0, stream, 0x02, 0, NULL, 0);
@@ -269,14 +274,10 @@ static void mute_after_start(int peer) {
 
 /* Reads requests until CreateContainer, then spins: no system call, no VM exit, ever. */
 static void spin_on_create(int peer) {
-    static uint8_t request[1 << 16];
     for (;;) {
-        uint8_t header[10];
-        if (read_fully(peer, header, sizeof header) < 0) return;
-        uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
-        if (length > sizeof request || read_fully(peer, request, length) < 0) return;
+        uint32_t stream;
         char method[64];
-        request_method(request, length, method, sizeof method);
+        if (next_request(peer, &stream, method, sizeof method) < 0) return;
         if (!strcmp(method, "CreateContainer")) {
             say("hostile-agent: spinning\n");
             for (;;) __asm__ volatile("" ::: "memory");
@@ -308,12 +309,9 @@ int main(void) {
         say("hostile-agent: done lying\n");
         power_off();
     }
-    uint8_t header[10];
-    static uint8_t request[1 << 16];
-    if (read_fully(peer, header, sizeof header) < 0) power_off();
-    uint32_t length = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
-    uint32_t stream = (uint32_t)header[4] << 24 | header[5] << 16 | header[6] << 8 | header[7];
-    if (length > sizeof request || read_fully(peer, request, length) < 0) power_off();
+    uint32_t stream;
+    char method[64];
+    if (next_request(peer, &stream, method, sizeof method) < 0) power_off();
 
     /* Not protobuf: field 0 is invalid, and 0xff... is an unterminated varint. */
     static const uint8_t garbage[] = {0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x07, 0x1a};
