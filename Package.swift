@@ -39,7 +39,7 @@ let package = Package(
         // Single atomic loads and stores for guest memory the guest changes concurrently (virtqueues).
         .target(name: "CGuestMemory"),
         .target(name: "GuestMemory", dependencies: ["CGuestMemory", "CLinux", "HostOS"], swiftSettings: strict),
-        .target(name: "Boot", dependencies: ["GuestMemory"], swiftSettings: strict),
+        .target(name: "Boot", dependencies: ["GuestMemory", "HostOS"], swiftSettings: strict),
         .target(
             name: "Devices",
             dependencies: ["GuestMemory", "HostOS", "StateCoding", "Untrusted", .product(name: "Logging", package: "swift-log")],
@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(
             name: "RundTests",
             dependencies: [
-                "rund", "Bench", "Cgroups", "Network", "Sandbox", "Storage",
+                "rund", "Bench", "Cgroups", "GuestMemory", "HostOS", "Network", "Sandbox", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

@@ -13,7 +13,8 @@ package enum CloneBenchmark {
     ) async throws -> CloneBenchReport {
         let writableSizeMiB = SandboxSpec(id: "x", image: image).writableSizeMiB
         _ = try GuestInitramfs.path(
-            stateRoot: root, kernelDirectory: try GuestKernel.directory(stateRoot: root, choice: nil), agentPath: agentPath)
+            stateRoot: root, kernelDirectory: try GuestKernel.directory(stateRoot: root, choice: nil), agentPath: agentPath,
+            modules: GuestInitramfs.templateModules)
         _ = try WritableLayers(root: root).templatePath(sizeMiB: writableSizeMiB)
         let sandbox = Sandbox(stateRoot: root, agentPath: agentPath, soleSandboxInProcess: true)
         let name = given ?? "bench-clone-\(getpid())"

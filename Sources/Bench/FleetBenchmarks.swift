@@ -41,8 +41,9 @@ package enum DensityBenchmark {
             }
             let allUp = ContinuousClock.now - began
             // A moment for the guests to settle (page cache, agent) before measuring; with
-            // --reclaim-idle, for each to go idle, fill its balloon and settle it (10 s).
-            sleep(UInt32(2 + (reclaimIdleSeconds.map { $0 + 12 } ?? 0)))
+            // --reclaim-idle, for each to go idle, fill its balloon (slowly when ten guests
+            // share the rig's emulated cores) and take its reserve back.
+            sleep(UInt32(2 + (reclaimIdleSeconds.map { $0 + 40 } ?? 0)))
             let memory = try up.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
             return DensityReport.Row(
                 start: start, sandboxes: up.count, failures: failures, allUpMs: allUp.milliseconds, total: memory.reduce(ProcessMemory(), +)
@@ -67,13 +68,15 @@ package struct DensityReport: Encodable {
         var imagePssPerSandboxMiB: Double { Double(total.imagePssKiB) / 1024 / Double(sandboxes) }
         var privatePerSandboxMiB: Double { Double(total.guestPrivateKiB + total.otherPrivateKiB) / 1024 / Double(sandboxes) }
         var guestPssPerSandboxMiB: Double { Double(total.guestPssKiB) / 1024 / Double(sandboxes) }
+        var guestPrivatePerSandboxMiB: Double { Double(total.guestPrivateKiB) / 1024 / Double(sandboxes) }
+        var guestAnonymousPerSandboxMiB: Double { Double(total.guestAnonymousKiB) / 1024 / Double(sandboxes) }
         /// The VMM's own cost: everything of the rund process but guest RAM.
         var vmmPssPerSandboxMiB: Double { Double(total.otherPssKiB) / 1024 / Double(sandboxes) }
         var vmmPrivatePerSandboxMiB: Double { Double(total.otherPrivateKiB) / 1024 / Double(sandboxes) }
 
         enum CodingKeys: String, CodingKey {
             case start, sandboxes, failures, allUpMs, total, pssPerSandboxMiB, privatePerSandboxMiB, guestPssPerSandboxMiB
-            case imagePssPerSandboxMiB
+            case imagePssPerSandboxMiB, guestPrivatePerSandboxMiB, guestAnonymousPerSandboxMiB
             case vmmPssPerSandboxMiB, vmmPrivatePerSandboxMiB
         }
 
@@ -87,6 +90,8 @@ package struct DensityReport: Encodable {
             try container.encode(pssPerSandboxMiB, forKey: .pssPerSandboxMiB)
             try container.encode(privatePerSandboxMiB, forKey: .privatePerSandboxMiB)
             try container.encode(guestPssPerSandboxMiB, forKey: .guestPssPerSandboxMiB)
+            try container.encode(guestPrivatePerSandboxMiB, forKey: .guestPrivatePerSandboxMiB)
+            try container.encode(guestAnonymousPerSandboxMiB, forKey: .guestAnonymousPerSandboxMiB)
             try container.encode(imagePssPerSandboxMiB, forKey: .imagePssPerSandboxMiB)
             try container.encode(vmmPssPerSandboxMiB, forKey: .vmmPssPerSandboxMiB)
             try container.encode(vmmPrivatePerSandboxMiB, forKey: .vmmPrivatePerSandboxMiB)
@@ -110,16 +115,16 @@ package struct DensityReport: Encodable {
                 + (balloon ? "" : ", no balloon (free page reporting off)")
                 + (reclaimIdleSeconds.map { ", idle memory reclaimed after \($0) s (balloon inflated)" } ?? "")
                 + "; per sandbox, MiB (rund processes, /proc/PID/smaps)",
-            "start     up failed   all-up s      PSS  private  guest PSS  image PSS  VMM PSS  VMM private",
+            "start     up failed   all-up s      PSS  private  guest PSS  guest private  guest anon  image PSS  VMM PSS  VMM private",
         ]
         for row in rows {
             lines.append(
                 row.start.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
                     + String(
-                        format: " %5d %6d %10.1f %8.1f %8.1f %10.1f %10.1f %8.1f %12.1f", row.sandboxes, row.failures.count,
-                        row.allUpMs / 1000, row.pssPerSandboxMiB,
-                        row.privatePerSandboxMiB, row.guestPssPerSandboxMiB, row.imagePssPerSandboxMiB, row.vmmPssPerSandboxMiB,
-                        row.vmmPrivatePerSandboxMiB))
+                        format: " %5d %6d %10.1f %8.1f %8.1f %10.1f %14.1f %11.1f %10.1f %8.1f %12.1f", row.sandboxes,
+                        row.failures.count, row.allUpMs / 1000, row.pssPerSandboxMiB, row.privatePerSandboxMiB,
+                        row.guestPssPerSandboxMiB, row.guestPrivatePerSandboxMiB, row.guestAnonymousPerSandboxMiB,
+                        row.imagePssPerSandboxMiB, row.vmmPssPerSandboxMiB, row.vmmPrivatePerSandboxMiB))
         }
         for row in rows {
             for failure in row.failures {

@@ -115,17 +115,36 @@ struct SandboxFleet {
 }
 
 /// The memory a process costs, from /proc/PID/smaps: proportional (PSS, shared pages split
-/// between their users) and private, with guest RAM (the mapping the size of the guest's
-/// memory) apart from everything else.
+/// between their users) and private, with guest RAM apart from everything else. Guest RAM is
+/// the mapping the size of the guest's memory (anonymous, or a template's memory file); when
+/// the guest's kernel is mapped from its `vmlinux` (`LinuxBoot.load`), those mappings split
+/// it, and guest RAM is then the run of mappings that starts just below the first of them and
+/// is the guest's memory long.
 struct ProcessMemory: Encodable {
     var guestPssKiB = 0
     var guestPrivateKiB = 0
+    /// Guest pages that are the process's own memory (written since boot or restore): the rest
+    /// of guest RAM is file pages (a template's memory, the kernel's `vmlinux`), which the host
+    /// can drop and read again.
+    var guestAnonymousKiB = 0
     /// The image file mapped for virtio-pmem (its pages are the host's page cache, shared by
     /// every sandbox of the image).
     var imagePssKiB = 0
     var imageRssKiB = 0
     var otherPssKiB = 0
     var otherPrivateKiB = 0
+
+    /// One mapping of smaps.
+    struct Mapping {
+        var start: UInt64
+        var end: UInt64
+        var path: Substring?
+        var rssKiB = 0
+        var pssKiB = 0
+        var privateKiB = 0
+        var anonymousKiB = 0
+        var sizeKiB: Int { Int((end - start) / 1024) }
+    }
 
     init(pid: pid_t, guestMappingKiB: Int) throws {
         // Read to its end in a loop: the file's size is 0, and a reader that trusts the size
@@ -138,35 +157,56 @@ struct ProcessMemory: Encodable {
         } catch {
             throw BenchError("cannot read /proc/\(pid)/smaps: \(error)")
         }
-        enum Kind { case guest, image, other }
-        var kind = Kind.other
-        var isImage = false
-        for line in text.split(separator: "\n") {
+        let mappings = Self.mappings(text)
+        let guest = Self.guestRange(mappings, guestKiB: guestMappingKiB)
+        for mapping in mappings {
+            if mapping.path?.hasSuffix("/rootfs.erofs") == true {
+                imageRssKiB += mapping.rssKiB
+                imagePssKiB += mapping.pssKiB  // never private: a read-only shared mapping
+            } else if let guest, guest.contains(mapping.start) {
+                guestPssKiB += mapping.pssKiB
+                guestPrivateKiB += mapping.privateKiB
+                guestAnonymousKiB += mapping.anonymousKiB
+            } else {
+                otherPssKiB += mapping.pssKiB
+                otherPrivateKiB += mapping.privateKiB
+            }
+        }
+    }
+
+    static func mappings(_ smaps: String) -> [Mapping] {
+        var mappings: [Mapping] = []
+        for line in smaps.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             // A mapping's first line: "start-end perms offset dev inode [path]".
-            if let first = fields.first, first.contains("-"), fields.count >= 5 {
-                isImage = fields.count >= 6 && fields[5].hasSuffix("/rootfs.erofs")
+            if let first = fields.first, fields.count >= 5, let dash = first.firstIndex(of: "-"),
+                let start = UInt64(first[..<dash], radix: 16), let end = UInt64(first[first.index(after: dash)...], radix: 16)
+            {
+                mappings.append(Mapping(start: start, end: end, path: fields.count >= 6 ? fields[5] : nil))
                 continue
             }
-            guard let key = fields.first, let value = fields.dropFirst().first.flatMap({ Int($0) }) else { continue }
+            guard !mappings.isEmpty, let key = fields.first, let value = fields.dropFirst().first.flatMap({ Int($0) }) else { continue }
             switch key {
-            case "Size:": kind = isImage ? .image : value == guestMappingKiB ? .guest : .other
-            case "Rss:": if kind == .image { imageRssKiB += value }
-            case "Pss:":
-                switch kind {
-                case .guest: guestPssKiB += value
-                case .image: imagePssKiB += value
-                case .other: otherPssKiB += value
-                }
-            case "Private_Clean:", "Private_Dirty:":
-                switch kind {
-                case .guest: guestPrivateKiB += value
-                case .image: break  // never private: a read-only shared mapping
-                case .other: otherPrivateKiB += value
-                }
+            case "Rss:": mappings[mappings.count - 1].rssKiB += value
+            case "Pss:": mappings[mappings.count - 1].pssKiB += value
+            case "Private_Clean:", "Private_Dirty:": mappings[mappings.count - 1].privateKiB += value
+            case "Anonymous:": mappings[mappings.count - 1].anonymousKiB += value
             default: break
             }
         }
+        return mappings
+    }
+
+    /// The host addresses of guest RAM, or nil when no mapping looks like it.
+    static func guestRange(_ mappings: [Mapping], guestKiB: Int) -> Range<UInt64>? {
+        let length = UInt64(guestKiB) * 1024
+        if let kernel = mappings.firstIndex(where: { $0.path?.hasSuffix("/vmlinux") == true }), kernel > 0,
+            mappings[kernel - 1].end == mappings[kernel].start, mappings[kernel - 1].path == nil
+        {
+            let start = mappings[kernel - 1].start
+            return start..<(start + length)
+        }
+        return mappings.first { $0.sizeKiB == guestKiB }.map { $0.start..<$0.end }
     }
 
     init() {}
@@ -175,6 +215,7 @@ struct ProcessMemory: Encodable {
         var sum = ProcessMemory()
         sum.guestPssKiB = a.guestPssKiB + b.guestPssKiB
         sum.guestPrivateKiB = a.guestPrivateKiB + b.guestPrivateKiB
+        sum.guestAnonymousKiB = a.guestAnonymousKiB + b.guestAnonymousKiB
         sum.imagePssKiB = a.imagePssKiB + b.imagePssKiB
         sum.imageRssKiB = a.imageRssKiB + b.imageRssKiB
         sum.otherPssKiB = a.otherPssKiB + b.otherPssKiB

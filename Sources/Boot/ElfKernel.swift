@@ -1,4 +1,5 @@
 import GuestMemory
+import HostOS
 
 /// An uncompressed x86-64 kernel (`vmlinux`, ELF64) entered at its 64-bit entry point: no
 /// decompressor runs in the guest. Each PT_LOAD segment goes to its physical address; the
@@ -110,14 +111,51 @@ public struct ElfKernel: Sendable {
         segments.map { $0.physicalAddress.rawValue + $0.memorySize }.max() ?? 0
     }
 
-    /// Writes every segment, its .bss zeroed, into guest memory.
-    func write(into memory: GuestMemory) throws(GuestMemoryError) {
+    /// Writes every segment, its .bss zeroed, into guest memory. With `file` (the file these
+    /// bytes were read from), each segment's whole pages are mapped from it copy-on-write
+    /// instead (`GuestMemory.mapCopyOnWrite`) when its file offset and address agree within a
+    /// page, as a linker lays a kernel out: the pages a guest never writes (its text, read-only
+    /// data, unwind tables) are then held once on the host for every guest of this kernel.
+    func write(into memory: GuestMemory, sharingPagesOf file: FileDescriptor?) throws(GuestMemoryError) {
         for segment in segments {
-            try LinuxBoot.write(bytes[segment.fileRange], at: segment.physicalAddress, into: memory)
+            if let file, let shared = segment.wholePages {
+                let start = segment.fileRange.lowerBound
+                let head = start..<(start + shared.offsetInSegment)
+                let tail = (head.upperBound + shared.length)..<segment.fileRange.upperBound
+                try LinuxBoot.write(bytes[head], at: segment.physicalAddress, into: memory)
+                let pages = head.upperBound..<tail.lowerBound
+                let address = try segment.physicalAddress.adding(UInt64(head.count))
+                do {
+                    try memory.mapCopyOnWrite(of: file, at: Int64(pages.lowerBound), to: address, length: pages.count)
+                } catch .fileMapping {
+                    // A file system that cannot map files: the pages are copied like the rest.
+                    try LinuxBoot.write(bytes[pages], at: address, into: memory)
+                }
+                try LinuxBoot.write(bytes[tail], at: segment.physicalAddress.adding(UInt64(tail.lowerBound - start)), into: memory)
+            } else {
+                try LinuxBoot.write(bytes[segment.fileRange], at: segment.physicalAddress, into: memory)
+            }
             let fileEnd = try segment.physicalAddress.adding(UInt64(segment.fileRange.count))
             let zeroed = segment.memorySize - UInt64(segment.fileRange.count)
             guard let length = Int(exactly: zeroed) else { throw .addressOverflow(fileEnd, offset: zeroed) }
             if length > 0 { try memory.zero(at: fileEnd, length: length) }
         }
+    }
+}
+
+extension ElfKernel.Segment {
+    static let pageSize = 4096
+
+    /// The segment's file bytes that fill whole pages, as an offset from its start and a length,
+    /// when its file offset and address agree within a page (else a page of the file never
+    /// lines up with a page of memory); nil when there is no whole page.
+    var wholePages: (offsetInSegment: Int, length: Int)? {
+        let page = Self.pageSize
+        let address = physicalAddress.rawValue
+        guard UInt64(fileRange.lowerBound % page) == address % UInt64(page) else { return nil }
+        let head = (page - fileRange.lowerBound % page) % page
+        guard fileRange.count > head else { return nil }
+        let length = (fileRange.count - head) / page * page
+        return length > 0 ? (head, length) : nil
     }
 }

@@ -1,4 +1,5 @@
 import GuestMemory
+import HostOS
 
 /// Loads a kernel (a bzImage, or an uncompressed ELF `vmlinux`), initrd and command line into
 /// guest memory per the 64-bit boot protocol and returns the boot vCPU's registers.
@@ -9,10 +10,13 @@ public enum LinuxBoot {
     ///   - kernel: a bzImage, or an ELF file (told apart by the ELF magic).
     ///   - ramRegions: the guest's RAM (as from `X86Layout.ramRegions`), used for e820 and placement.
     ///   - acpiRSDP: the RSDP address from `ACPITables.install`, or nil for a guest without ACPI.
+    ///   - kernelFile: the file `kernel` was read from, if it stays as it is while the guest runs:
+    ///     an ELF kernel's whole pages are then mapped from it copy-on-write rather than copied
+    ///     (`ElfKernel.write`).
     /// Nothing the guest can observe depends on leftovers: every structure is written in full.
     public static func load(
         kernel: [UInt8], initrd: [UInt8]?, commandLine: String, memory: GuestMemory,
-        ramRegions: [(base: GuestAddress, size: Int)], acpiRSDP: GuestAddress?
+        ramRegions: [(base: GuestAddress, size: Int)], acpiRSDP: GuestAddress?, kernelFile: FileDescriptor? = nil
     ) throws(BootError) -> BootCPUState {
         let image = ElfKernel.hasMagic(kernel) ? KernelImage.elf(try ElfKernel(kernel)) : .bzImage(try BzImage(kernel))
         let maximum = min(KernelCommandLine.maximumLength, image.commandLineMax > 0 ? image.commandLineMax : Int.max)
@@ -34,7 +38,7 @@ public enum LinuxBoot {
 
         var zeroPage = ZeroPage(setupHeader: image.setupHeader)
         do throws(GuestMemoryError) {
-            try image.write(into: memory)
+            try image.write(into: memory, sharingPagesOf: kernelFile)
             if let initrd, let initrdAddress {
                 try memory.write(initrd, at: initrdAddress)
                 zeroPage.setRamdisk(address: initrdAddress, size: UInt64(initrd.count))
@@ -148,10 +152,11 @@ enum KernelImage {
         }
     }
 
-    func write(into memory: GuestMemory) throws(GuestMemoryError) {
+    /// A bzImage is always copied: the guest decompresses it over itself.
+    func write(into memory: GuestMemory, sharingPagesOf file: FileDescriptor?) throws(GuestMemoryError) {
         switch self {
         case .bzImage(let image): try LinuxBoot.write(image.protectedModeKernel, at: X86Layout.himemStart, into: memory)
-        case .elf(let kernel): try kernel.write(into: memory)
+        case .elf(let kernel): try kernel.write(into: memory, sharingPagesOf: file)
         }
     }
 

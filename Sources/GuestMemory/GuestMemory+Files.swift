@@ -24,6 +24,34 @@ extension GuestMemory {
 }
 
 extension GuestMemory {
+    /// Makes [address, address+length) a private copy-on-write mapping of `file` at `offset`:
+    /// the guest reads the file's pages from the host's page cache, shared with every other
+    /// mapping of the file (every guest booting one kernel), until it writes one; no write ever
+    /// reaches the file, and a discarded page reads as the file's again. Address, offset and
+    /// length must be whole pages, the range must lie in one writable region and the file must
+    /// hold all of it (a touch past its end would fault the VMM). What the range held is gone.
+    public func mapCopyOnWrite(of file: FileDescriptor, at offset: Int64, to address: GuestAddress, length: Int) throws(GuestMemoryError) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard length > 0 else { return }
+        guard address.rawValue % UInt64(page) == 0, length % page == 0, offset >= 0, offset % Int64(page) == 0 else {
+            throw .misaligned(address: address, alignment: page)
+        }
+        let (region, pointer) = try locateWritable(address, length: length)
+        let fileSize: Int64
+        do {
+            fileSize = try file.size()
+        } catch {
+            throw .fileMapping(address: address, reason: "\(error)")
+        }
+        let (end, overflow) = offset.addingReportingOverflow(Int64(length))
+        guard !overflow, end <= fileSize else {
+            throw .fileMapping(address: address, reason: "the file holds \(fileSize) bytes, not \(offset)+\(length)")
+        }
+        try region.mapPrivately(file, fileOffset: offset, at: pointer - region.host, length: length)
+    }
+}
+
+extension GuestMemory {
     /// Most ranges one `gatherWrite` takes (the kernel's IOV_MAX, less the prefix).
     public static let maxGatherRanges = 1023
 

@@ -91,9 +91,15 @@ public final class GuestMemory: @unchecked Sendable {
 
     /// Like `hostPointer`, but refuses read-only regions: writing there would fault the VMM.
     func writableHostPointer(at address: GuestAddress, length: Int) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
+        try locateWritable(address, length: length).pointer
+    }
+
+    func locateWritable(
+        _ address: GuestAddress, length: Int
+    ) throws(GuestMemoryError) -> (region: GuestRegion, pointer: UnsafeMutableRawPointer) {
         let (region, pointer) = try locate(address, length: length)
         guard !region.isReadOnly else { throw .readOnly(address: address) }
-        return pointer
+        return (region, pointer)
     }
 
     private func locate(

@@ -10,6 +10,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible, Sendabl
     case addressOverflow(GuestAddress, offset: UInt64)
     case badRegion(base: GuestAddress, size: Int)
     case overlappingRegions(GuestAddress)
+    /// A file could not be mapped into guest memory (`mapCopyOnWrite`); the range is unchanged.
+    case fileMapping(address: GuestAddress, reason: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible, Sendabl
             return "guest region at \(base) of \(size) bytes is not page-aligned or overflows"
         case let .overlappingRegions(base):
             return "guest regions overlap at \(base)"
+        case let .fileMapping(address, reason):
+            return "cannot map a file into guest memory at \(address): \(reason)"
         }
     }
 }

@@ -71,6 +71,27 @@ public final class GuestRegion: @unchecked Sendable {
         munmap(host, size)
     }
 
+    /// Replaces [offset, offset+length) of this writable region with a private mapping of
+    /// `file` at `fileOffset` (all page-aligned, checked by the caller): reads come from the
+    /// host's page cache, shared with every other mapping of the file, and a write copies the
+    /// page. On failure the range is anonymous zero memory again, never a hole.
+    func mapPrivately(_ file: FileDescriptor, fileOffset: Int64, at offset: Int, length: Int) throws(GuestMemoryError) {
+        let target = host + offset
+        let flags = MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE
+        var failure: SystemError?
+        if mmap(target, length, PROT_READ | PROT_WRITE, flags, file.rawValue, off_t(fileOffset)) != target {
+            failure = .last("mmap", subject: "a file into guest memory")
+        } else if madvise(target, length, MADV_DONTDUMP) != 0 {
+            // madvise flags belong to a mapping: the new one needs MADV_DONTDUMP of its own.
+            failure = .last("madvise", subject: "MADV_DONTDUMP on a file mapped into guest memory")
+        }
+        guard let failure else { return }
+        // MAP_FIXED may have unmapped the range before failing: put anonymous memory back.
+        _ = mmap(target, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+        _ = madvise(target, length, MADV_DONTDUMP)
+        throw .fileMapping(address: guestBase.checkedAdding(UInt64(offset)) ?? guestBase, reason: "\(failure)")
+    }
+
     /// The first address past the region (init checked that it does not overflow).
     public var guestEnd: GuestAddress { GuestAddress(guestBase.rawValue &+ UInt64(size)) }
 

@@ -19,11 +19,13 @@ public enum GuestInitramfs {
     /// The balloon: free page reporting gives the host back what the guest frees.
     public static let balloonModules = ["virtio_balloon"]
 
-    /// The modules of a cold-booted sandbox whose image is on `device` (a template's guest, and
-    /// so its clones, has `requiredModules` only).
+    /// The modules of a cold-booted sandbox whose image is on `device`.
     public static func sandboxModules(imageOn device: RootfsDevice) -> [String] {
         requiredModules + balloonModules + (device == .pmem ? pmemModules : [])
     }
+
+    /// The modules of a template's guest, and so of its clones: their image is on virtio-blk.
+    public static let templateModules = requiredModules + balloonModules
 
     /// Why the cached kernel cannot mount an image from virtio-pmem with DAX, or nil when it can.
     public static func pmemUnsupportedReason(kernelDirectory: String) -> String? {

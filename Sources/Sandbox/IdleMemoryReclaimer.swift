@@ -2,13 +2,15 @@ import Logging
 import Synchronization
 
 /// Takes memory back from a sandbox whose process has gone quiet (`SandboxSpec.reclaimIdleAfter`):
-/// once it has printed nothing for `after`, the balloon is inflated to what the guest has
-/// available (MemAvailable, page cache included) less a reserve, so those pages go back to the
-/// host; its next output deflates the balloon again. A guest that needs memory while inflated
-/// takes pages back itself (the balloon deflates on OOM): the process is slowed, never killed.
+/// once it has printed nothing for `after`, the balloon is inflated to all the guest has
+/// available (MemAvailable, page cache included), so those pages go back to the host; once the
+/// guest has settled, the balloon gives a reserve back. Its next output deflates the balloon
+/// again. A guest that needs memory while inflated takes pages back itself (the balloon
+/// deflates on OOM): the process is slowed, never killed.
 ///
-/// Free page reporting alone gives back only free runs of 2 MiB and more, and never the guest's
-/// page cache; the balloon takes any free 4 KiB page, and the guest drops cache to fill it.
+/// Free page reporting alone gives back only free runs (of 128 KiB and more, `FreePageReporting`),
+/// and never the guest's page cache; the balloon takes any free 4 KiB page, and the guest drops
+/// cache to fill it.
 final class IdleMemoryReclaimer: Sendable {
     private let sandbox: RunningSandbox
     private let after: Duration
@@ -21,16 +23,18 @@ final class IdleMemoryReclaimer: Sendable {
         var generation: UInt64 = 0
         /// MiB asked of the guest while idle (nil: the balloon is down).
         var asked: Int?
-        /// When to stop asking for more than the guest managed to give.
+        /// When to look whether the guest is still filling the balloon.
         var settleAt: ContinuousClock.Instant?
+        /// MiB the guest had given at the last look: while that grows, it is still filling.
+        var givenAtLastLook = 0
     }
 
-    /// How long the guest gets to fill the balloon before the target comes down to what it gave:
-    /// a guest that cannot find the pages would otherwise retry (every 200 ms in Linux) for as
-    /// long as the sandbox is idle.
+    /// How often to look whether the guest is still filling the balloon; once it gives no more,
+    /// the target comes down to what it gave less the reserve (a guest that cannot find the
+    /// pages would otherwise retry, every 200 ms in Linux, for as long as the sandbox is idle).
     static let settleTime: Duration = .seconds(10)
 
-    /// nil when the sandbox's VM has no balloon (a clone).
+    /// nil when the sandbox's VM has no balloon (a test hook's).
     init?(_ sandbox: RunningSandbox, after: Duration, logger: Logger) {
         guard sandbox.hasBalloon else {
             logger.warning("no balloon in this sandbox's VM: idle memory stays with it")
@@ -42,19 +46,27 @@ final class IdleMemoryReclaimer: Sendable {
         state = Mutex(State(lastActivity: .now))
     }
 
-    /// What the guest keeps available when its balloon is inflated: a thirty-second of its
-    /// memory, at least 8 MiB. The guest fills the balloon with free pages first, most of them
-    /// never touched (not in the host's RSS), and gives up page cache only for the rest: every
-    /// MiB of reserve is a MiB of cache left in place. A woken process that needs more before
-    /// its first output (which deflates the balloon) gets it through deflate-on-OOM.
+    /// What the guest keeps available while its balloon is inflated: a thirty-second of its
+    /// memory, at least 8 MiB. It is given back after the guest filled the balloon with all it
+    /// could (its page cache too), so the reserve is free pages the host does not hold rather
+    /// than cache left in place. A woken process that needs more before its first output
+    /// (which deflates the balloon) gets it through deflate-on-OOM.
     static func reserveMiB(memoryMiB: Int) -> Int { max(8, memoryMiB / 32) }
 
     /// MiB to ask of a guest of `memoryMiB` that reports `availableBytes` available with
-    /// `balloonMiB` already in its balloon (those count as used with deflate-on-OOM).
+    /// `balloonMiB` already in its balloon (those count as used with deflate-on-OOM): all it has
+    /// available, or nothing more when that is no more than the reserve; never all its memory.
     static func balloonTarget(memoryMiB: Int, availableBytes: UInt64, balloonMiB: Int) -> Int {
         let availableMiB = Int(clamping: availableBytes >> 20)
-        let wanted = balloonMiB + max(0, availableMiB - reserveMiB(memoryMiB: memoryMiB))
-        return min(max(0, wanted), memoryMiB - reserveMiB(memoryMiB: memoryMiB))
+        let reserve = reserveMiB(memoryMiB: memoryMiB)
+        let wanted = availableMiB > reserve ? balloonMiB + availableMiB : balloonMiB
+        return min(max(0, wanted), memoryMiB - reserve)
+    }
+
+    /// MiB to leave in the balloon once the guest settled, having given `given` of the `asked`:
+    /// the reserve comes back to it as free pages.
+    static func settledTarget(memoryMiB: Int, asked: Int, given: Int) -> Int {
+        max(0, min(given, asked) - reserveMiB(memoryMiB: memoryMiB))
     }
 
     /// The process printed: the sandbox is busy again, so the balloon comes down.
@@ -104,6 +116,7 @@ final class IdleMemoryReclaimer: Sendable {
             guard state.generation == generation else { return false }
             state.asked = target
             state.settleAt = .now + Self.settleTime
+            state.givenAtLastLook = sandbox.balloonMiB
             try? sandbox.setBalloon(mebibytes: target)
             return true
         }
@@ -112,15 +125,21 @@ final class IdleMemoryReclaimer: Sendable {
 
     private func settle(asked: Int, generation: UInt64) {
         let given = sandbox.balloonMiB
-        let lower = state.withLock { state -> Bool in
+        let target = Self.settledTarget(memoryMiB: sandbox.memoryMiB, asked: asked, given: given)
+        let lowered = state.withLock { state -> Bool in
             guard state.generation == generation else { return false }
+            // Still filling (a slow or busy host): look again later.
+            if given < asked, given > state.givenAtLastLook {
+                state.givenAtLastLook = given
+                state.settleAt = .now + Self.settleTime
+                return false
+            }
             state.settleAt = nil
-            guard given < asked else { return false }
-            state.asked = given
-            try? sandbox.setBalloon(mebibytes: given)
+            state.asked = target
+            try? sandbox.setBalloon(mebibytes: target)
             return true
         }
-        guard lower else { return }
-        logger.debug("balloon settled below its target", metadata: ["asked MiB": "\(asked)", "given MiB": "\(given)"])
+        guard lowered else { return }
+        logger.debug("balloon settled", metadata: ["asked MiB": "\(asked)", "given MiB": "\(given)", "kept MiB": "\(target)"])
     }
 }

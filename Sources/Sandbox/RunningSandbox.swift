@@ -121,7 +121,8 @@ public final class RunningSandbox: Sendable {
     /// How the VM ended, once it has.
     public var vmExit: MachineExit? { machine.exitReason }
 
-    /// Whether the VM has a balloon (cold boots do; templates' clones do not).
+    /// Whether the VM has a balloon (every sandbox's has, cold-booted or cloned, unless a test
+    /// hook left it out).
     public var hasBalloon: Bool { machine.balloon != nil }
 
     /// MiB the guest says it has given into its balloon (0 without one).
@@ -131,7 +132,7 @@ public final class RunningSandbox: Sendable {
     /// (0: take none, giving back what it holds). The guest does it when it can, and takes pages
     /// back on its own under memory pressure (the balloon deflates on OOM).
     public func setBalloon(mebibytes: Int) throws {
-        guard let balloon = machine.balloon else { throw SandboxError("the sandbox's VM has no balloon (a template's clone)") }
+        guard let balloon = machine.balloon else { throw SandboxError("the sandbox's VM has no balloon") }
         guard (0...memoryMiB).contains(mebibytes) else {
             throw SandboxError("a balloon of \(mebibytes) MiB does not fit a \(memoryMiB) MiB guest")
         }

@@ -154,13 +154,10 @@ public struct Sandbox: Sendable {
         if spec.rootfsDevice == .pmem, case .named(let name) = spec.template {
             throw SandboxError("template \(name) reads the image through virtio-blk: its clones cannot have it on virtio-pmem")
         }
-        if spec.reclaimIdleAfter != nil, case .named(let name) = spec.template {
-            throw SandboxError("template \(name)'s clones have no balloon: they cannot give idle memory back")
-        }
         if spec.network != .none, case .named(let name) = spec.template {
             throw SandboxError("template \(name)'s clones have no network device: use --network none, or no template")
         }
-        let coldBootOnly = spec.rootfsDevice == .pmem || spec.reclaimIdleAfter != nil || spec.network != .none
+        let coldBootOnly = spec.rootfsDevice == .pmem || spec.network != .none
         let template = try self.template(for: spec, choice: coldBootOnly ? .coldBoot : spec.template)
         let device = try rootfsDevice(spec, cloning: template != nil, kernelDirectory: kernelDirectory)
         let boot = try guestBoot(imageOn: device, kernelDirectory: kernelDirectory)
@@ -186,8 +183,7 @@ public struct Sandbox: Sendable {
         if let stop = control.stopped { throw SandboxStoppedError(stop: stop) }
         phases?.begin(.vmCreate)
         var configuration = machineConfiguration(
-            spec, kernelDirectory: kernelDirectory, boot: boot, image: root.disk, on: device, writable: writable,
-            cloning: template != nil)
+            spec, kernelDirectory: kernelDirectory, boot: boot, image: root.disk, on: device, writable: writable)
         configuration.network = network.map {
             VMConfiguration.NetworkInterface(tap: $0.tap, mac: $0.interface.mac, mtu: $0.interface.mtu, offloads: spec.networkOffloads)
         }
@@ -303,16 +299,16 @@ public struct Sandbox: Sendable {
 
     func machineConfiguration(
         _ spec: SandboxSpec, kernelDirectory: String, boot: GuestBoot, image: String, on device: RootfsDevice,
-        writable: FileDescriptor, cloning: Bool
+        writable: FileDescriptor
     ) -> VMConfiguration {
         var configuration = VMConfiguration(
             kernelPath: GuestKernel.bootImage(in: kernelDirectory), initrdPath: boot.initramfs, extraCommandLine: boot.commandLine,
             memoryMiB: spec.memoryMiB, vcpuCount: spec.vcpuCount,
             console: spec.consolePath.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
-        // Pages the guest frees go back to the host (free page reporting). A template's clone
-        // has its template's devices, which have no balloon yet.
-        configuration.balloon = !cloning && !spec.testHooks.contains(.noBalloon)
+        // Pages the guest frees go back to the host (free page reporting); a template's guest
+        // has a balloon too, so its clones do.
+        configuration.balloon = !spec.testHooks.contains(.noBalloon)
         configuration.stallTimeout = spec.stallTimeout
         configuration.testHooks = spec.testHooks
         let writableDisk = VMConfiguration.Disk(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)

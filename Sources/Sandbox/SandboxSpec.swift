@@ -61,8 +61,8 @@ public struct SandboxSpec: Sendable {
     /// the image config and the fields above.
     public var process: AgentProcessSpec?
     /// When the main process has printed nothing for this long, the memory its guest has free
-    /// goes back to the host through the balloon (`IdleMemoryReclaimer`); nil: never. Needs a
-    /// cold boot (clones have no balloon).
+    /// goes back to the host through the balloon (`IdleMemoryReclaimer`); nil: never. A
+    /// template's clone has its template's balloon.
     public var reclaimIdleAfter: Duration? = nil
     /// Room for this many more containers in the VM (a Kubernetes pod's): each slot is a pair of
     /// drives (image, writable layer) left empty at boot and filled by `RunningSandbox.addContainer`.

@@ -16,6 +16,8 @@ import KVM
 /// path fails the build with nothing made.
 struct HostFiles {
     let kernel: [UInt8]
+    /// The file `kernel` was read from: an ELF kernel's pages are mapped from it (`LinuxBoot.load`).
+    let kernelFile: FileDescriptor?
     let initrd: [UInt8]?
     let console: FileDescriptor?
     /// nil for a drive with no medium.
@@ -25,10 +27,11 @@ struct HostFiles {
 
     /// `readsGuestImage`: false when restoring a snapshot, whose guest is in its memory.
     init(_ configuration: VMConfiguration, readsGuestImage: Bool) throws {
-        kernel = readsGuestImage ? try Self.read(configuration.kernelPath, kind: "kernel", limit: 128 << 20) : []
+        (kernel, kernelFile) =
+            readsGuestImage ? try Self.read(configuration.kernelPath, kind: "kernel", limit: 128 << 20) : ([], nil)
         initrd =
             readsGuestImage
-            ? try configuration.initrdPath.map { try Self.read($0, kind: "initrd", limit: configuration.memoryMiB << 20) } : nil
+            ? try configuration.initrdPath.map { try Self.read($0, kind: "initrd", limit: configuration.memoryMiB << 20).bytes } : nil
         switch configuration.console {
         case .standardOutput: console = try FileDescriptor.duplicate(1)
         case .file(let path): console = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
@@ -65,14 +68,14 @@ struct HostFiles {
         return (file, Int(size))
     }
 
-    static func read(_ path: String, kind: String, limit: Int) throws -> [UInt8] {
+    static func read(_ path: String, kind: String, limit: Int) throws -> (bytes: [UInt8], file: FileDescriptor) {
         do {
             let fd = try FileDescriptor.open(path, O_RDONLY)
             let size = try fd.size()
             guard size <= Int64(limit) else {
                 throw VMError.fileTooLarge(kind: kind, path: path, mebibytes: Int(size >> 20), limit: limit >> 20)
             }
-            return try fd.readToEnd(limit: limit + 1)
+            return (try fd.readToEnd(limit: limit + 1), fd)
         } catch let error as SystemError {
             throw VMError.unreadableFile(kind: kind, path: path, reason: error.message)
         }
@@ -195,7 +198,7 @@ extension Machine {
             let commandLine = try KernelCommandLine.build(extra: configuration.extraCommandLine)
             return try LinuxBoot.load(
                 kernel: files.kernel, initrd: files.initrd, commandLine: commandLine, memory: memory,
-                ramRegions: ramRegions, acpiRSDP: rsdp)
+                ramRegions: ramRegions, acpiRSDP: rsdp, kernelFile: files.kernelFile)
         case .flatBinary(let loadAddress):
             try memory.write(files.kernel, at: loadAddress)
             return try LinuxBoot.prepareLongModeEntry(at: loadAddress, memory: memory)
@@ -244,6 +247,13 @@ extension Machine {
                 try transport.restoreState(saved.transport)
             } catch {
                 throw MachineSnapshotError.mismatch("virtio device \(index) \(error)")
+            }
+            if case let .balloon(target, actual) = saved.kind, let balloon = transport.device as? VirtioBalloon {
+                do throws(VirtioDeviceError) {
+                    try balloon.restorePages(target: target, actual: actual)
+                } catch {
+                    throw MachineSnapshotError.mismatch("virtio device \(index): \(error)")
+                }
             }
         }
         let vcpus = try snapshot.vcpus.enumerated().map { index, state in

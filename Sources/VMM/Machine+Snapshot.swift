@@ -9,9 +9,8 @@ extension Machine {
     /// state ioctl but the few the stall watchdog reads, and need none.
     public func snapshot(writingMemoryTo memoryFile: FileDescriptor) throws -> MachineSnapshot {
         guard isFullyPaused else { throw MachineSnapshotError.failed("cannot snapshot the machine: pause it first") }
-        guard pmemDevices.isEmpty, balloon == nil, network == nil else {
-            throw MachineSnapshotError.failed(
-                "cannot snapshot a machine with pmem, balloon or network devices: their state is not saved yet")
+        guard pmemDevices.isEmpty, network == nil else {
+            throw MachineSnapshotError.failed("cannot snapshot a machine with pmem or network devices: their state is not saved yet")
         }
         let serialState = serial.saveState()
         let virtio = transports.map { transport -> MachineSnapshot.SavedVirtioDevice in
@@ -20,8 +19,11 @@ extension Machine {
                 kind = .block(readOnly: disk.readOnly, capacity: disk.capacity)
             } else if let vsock = transport.device as? VirtioVsock {
                 kind = .vsock(guestCID: vsock.guestCID, hadConnections: vsock.hasConnections)
+            } else if let balloon = transport.device as? VirtioBalloon {
+                let pages = balloon.savedPages
+                kind = .balloon(target: pages.target, actual: pages.actual)
             } else {
-                preconditionFailure("Machine attaches only disks and vsock")
+                preconditionFailure("a machine that can be saved has only disks, vsock and a balloon")
             }
             return .init(kind: kind, transport: transport.saveState())
         }

@@ -14,7 +14,7 @@ import StateCoding
 /// decoding accepts is checked field by field, and `Machine(restoring:)` checks the rest against
 /// the configuration and this host before it creates a VM.
 public struct MachineSnapshot: Sendable {
-    public static let formatVersion: UInt32 = 1
+    public static let formatVersion: UInt32 = 2
     static let magic = StateMagic("RUNDVMSN", name: "rund machine snapshot")
 
     public var memoryMiB: Int
@@ -27,7 +27,7 @@ public struct MachineSnapshot: Sendable {
     public var vcpus: [VCPUState]
     public var vm: VirtualMachineState
     public var serial: SerialState
-    /// In slot order: disks first, then vsock.
+    /// In slot order: disks first, then vsock, then the balloon.
     public var virtio: [SavedVirtioDevice]
 
     /// Bytes the memory file must hold.
@@ -47,6 +47,9 @@ public struct MachineSnapshot: Sendable {
             /// A template never has any (the host does not connect before saving it), and a reset
             /// sent anyway would race the clone's first connection to its agent.
             case vsock(guestCID: UInt32, hadConnections: Bool)
+            /// The balloon's `num_pages` (the host's target) and `actual` (the guest's report);
+            /// its queues, page reporting among them, are the transport's.
+            case balloon(target: UInt32, actual: UInt32)
         }
 
         public var kind: Kind
@@ -86,6 +89,10 @@ extension MachineSnapshot {
                 writer.put(UInt8(2))
                 writer.put(cid)
                 writer.put(hadConnections)
+            case let .balloon(target, actual):
+                writer.put(UInt8(3))
+                writer.put(target)
+                writer.put(actual)
             }
             writer.put(device.transport)
         }
@@ -138,6 +145,9 @@ extension MachineSnapshot {
                 case 2:
                     kind = .vsock(
                         guestCID: try reader.read(UInt32.self, "vsock CID"), hadConnections: try reader.readBool("vsock connections"))
+                case 3:
+                    kind = .balloon(
+                        target: try reader.read(UInt32.self, "balloon target"), actual: try reader.read(UInt32.self, "balloon actual"))
                 case let other: throw .invalid(what: "virtio device kind", detail: "\(other)")
                 }
                 virtio.append(SavedVirtioDevice(kind: kind, transport: try reader.read(VirtioTransportState.self)))
@@ -164,12 +174,13 @@ extension MachineSnapshot {
         }
         let layout = X86Layout.ramRegions(memoryBytes: memoryMiB << 20).map { SavedRegion(base: $0.base, size: $0.size) }
         guard regions == layout else { throw .mismatch("its memory layout is not rund's for \(memoryMiB) MiB") }
-        guard configuration.pmemImages.isEmpty, !configuration.balloon, configuration.network == nil else {
-            throw .mismatch("it has no pmem, balloon or network devices, the VM asked for has")
+        guard configuration.pmemImages.isEmpty, configuration.network == nil else {
+            throw .mismatch("it has no pmem or network devices, the VM asked for has")
         }
         let expected =
             configuration.disks.map { SavedVirtioDevice.Kind.block(readOnly: $0.readOnly, capacity: 0) }
             + (configuration.vsockGuestCID.map { [SavedVirtioDevice.Kind.vsock(guestCID: $0, hadConnections: false)] } ?? [])
+            + (configuration.balloon ? [SavedVirtioDevice.Kind.balloon(target: 0, actual: 0)] : [])
         guard virtio.count == expected.count else {
             throw .mismatch("it has \(virtio.count) virtio devices, the VM asked for has \(expected.count)")
         }
@@ -183,6 +194,8 @@ extension MachineSnapshot {
                 }
             case (.vsock, .vsock):
                 break  // A clone may have another CID: the transport reset makes the guest reread it.
+            case (.balloon, .balloon):
+                break  // Its target is checked against the memory when restored.
             default:
                 throw .mismatch("its virtio device \(index) is a \(saved.kind.name), the VM's is a \(wanted.name)")
             }
@@ -236,6 +249,7 @@ extension MachineSnapshot.SavedVirtioDevice.Kind {
         switch self {
         case .block: return "disk"
         case .vsock: return "vsock device"
+        case .balloon: return "balloon"
         }
     }
 }

@@ -30,6 +30,8 @@ public struct VMConfiguration: Sendable {
         case flatBinary(loadAddress: GuestAddress)
     }
 
+    /// An ELF kernel's pages are mapped from this file while the VM runs (shared with every VM
+    /// of the kernel): replace it by renaming a new file over it, never by writing it in place.
     public var kernelPath: String
     public var kernelFormat: KernelFormat
     public var initrdPath: String?

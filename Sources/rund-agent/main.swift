@@ -36,6 +36,9 @@ if isInit {
     for failure in ModuleLoader.load() {
         logger.warning("module not loaded", metadata: ["error": "\(failure)"])
     }
+    if let failure = FreePageReporting.configure() {
+        logger.warning("free page reporting left at the kernel's order", metadata: ["error": "\(failure)"])
+    }
 }
 
 let agentPort: UInt32 = 1024

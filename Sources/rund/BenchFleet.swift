@@ -57,7 +57,7 @@ struct BenchDensity: AsyncParsableCommand {
     var starts = "cold,clone"
     @Option(help: ArgumentHelp("Each sandbox reads every file under this directory of the image before it idles.", valueName: "DIR"))
     var read: String?
-    @Flag(help: "Give the cold-booted VMs no balloon: free page reporting off, to measure what it saves.")
+    @Flag(help: "Give the VMs no balloon: free page reporting off, to measure what it saves (cold starts only).")
     var withoutBalloon = false
     @Option(
         help: ArgumentHelp(
@@ -75,8 +75,11 @@ struct BenchDensity: AsyncParsableCommand {
         if let reclaimIdle, !(1...3600).contains(reclaimIdle) {
             throw ValidationError("--reclaim-idle must be 1 to 3600 seconds, got \(reclaimIdle)")
         }
-        if reclaimIdle != nil, withoutBalloon || parsedStarts.contains(.clone) {
-            throw ValidationError("--reclaim-idle needs a balloon: leave out --without-balloon and the clone start")
+        if reclaimIdle != nil, withoutBalloon {
+            throw ValidationError("--reclaim-idle needs a balloon: leave out --without-balloon")
+        }
+        if withoutBalloon, parsedStarts.contains(.clone) {
+            throw ValidationError("a template's clones have its balloon: leave out --without-balloon or the clone start")
         }
     }
 

@@ -86,7 +86,7 @@ struct RunCommand: AsyncParsableCommand {
         help: ArgumentHelp(
             "When the process has printed nothing for SECONDS, give the memory its guest has available (less a "
                 + "reserve) back to the host through the VM's balloon; its next output takes the balloon down again. "
-                + "Implies a cold boot (a template's clone has no balloon).", valueName: "SECONDS"))
+                + "A template's clone has its template's balloon.", valueName: "SECONDS"))
     var reclaimIdle: Double?
     @Option(
         help: ArgumentHelp(
@@ -107,9 +107,6 @@ struct RunCommand: AsyncParsableCommand {
         try SecondsOption.check(agentTimeout, "--agent-timeout", in: 1...86400)
         if template != nil && noTemplate { throw ValidationError("give either --template or --no-template, not both") }
         try SecondsOption.check(reclaimIdle, "--reclaim-idle", in: 1...86400)
-        if template != nil && reclaimIdle != nil {
-            throw ValidationError("a template's clone has no balloon to give idle memory back with: drop --template or --reclaim-idle")
-        }
         if template != nil && rootfsDevice == .pmem {
             throw ValidationError("a template's clone reads its image through virtio-blk: drop --template or --rootfs-device pmem")
         }

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GuestMemory
+import HostOS
 import Testing
 @testable import Boot
 
@@ -93,6 +97,45 @@ struct SyntheticELF {
         #expect(page.littleEndian(UInt32.self, at: 0x21c) == 3)
         #expect(initrdAddress >= 0x100_6000 && initrdAddress + 3 <= UInt64(LinuxBootTests.memoryBytes))
         #expect(try memory.readBytes(at: GuestAddress(initrdAddress), count: 3) == [1, 2, 3])
+    }
+
+    /// With the kernel's file, a segment's whole pages come from it (the host's page cache,
+    /// shared by every guest of the kernel): a change to the file shows in them, and only in them.
+    @Test func wholePagesAreMappedFromTheKernelFileAndTheRestIsCopied() throws {
+        var elf = SyntheticELF()
+        elf.entry = 0x100_0800
+        // Half a page, two whole pages, half a page.
+        elf.segments[0] = .init(
+            physicalAddress: 0x100_0800, offset: 0x1800, bytes: (0..<0x3000).map { UInt8(truncatingIfNeeded: $0 &* 13) },
+            memorySize: 0x3000)
+        // File offset and address disagree within a page: never lines up, copied.
+        elf.segments.append(
+            .init(physicalAddress: 0x100_6000, offset: 0x6100, bytes: [UInt8](repeating: 0x3c, count: 0x1000), memorySize: 0x1000))
+        let bytes = elf.bytes
+        let path = "/tmp/rund-elf-kernel-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let file = try FileDescriptor.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        try FileSystem.unlink(at: nil, path)
+        try bytes.withUnsafeBytes { _ = try file.pwrite($0, at: 0) }
+
+        let (memory, regions) = try LinuxBootTests.guest()
+        let state = try LinuxBoot.load(
+            kernel: bytes, initrd: nil, commandLine: "", memory: memory, ramRegions: regions, acpiRSDP: nil, kernelFile: file)
+        #expect(state.rip == 0x100_0800)
+        for segment in elf.segments where segment.type == 1 {
+            #expect(try memory.readBytes(at: GuestAddress(segment.physicalAddress), count: segment.bytes.count) == segment.bytes)
+        }
+        #expect(try memory.readBytes(at: 0x100_4800, count: 0x1800) == [UInt8](repeating: 0, count: 0x1800))
+
+        // File offsets 0x2000..<0x4000 are guest 0x100_1000..<0x100_3000; the rest was copied.
+        for offset in [0x1800, 0x2000, 0x3fff, 0x4000, 0x5000, 0x6100] {
+            try [UInt8]([0xfe]).withUnsafeBytes { _ = try file.pwrite($0, at: Int64(offset)) }
+        }
+        #expect(try memory.readBytes(at: 0x100_1000, count: 1) == [0xfe])
+        #expect(try memory.readBytes(at: 0x100_2fff, count: 1) == [0xfe])
+        #expect(try memory.readBytes(at: 0x100_0800, count: 1) == [elf.segments[0].bytes[0]])
+        #expect(try memory.readBytes(at: 0x100_3000, count: 1) == [elf.segments[0].bytes[0x2800]])
+        #expect(try memory.readBytes(at: 0x100_4000, count: 1) == [0xd7])
+        #expect(try memory.readBytes(at: 0x100_6000, count: 1) == [0x3c])
     }
 
     @Test func aBzImageIsStillParsedAsOne() throws {

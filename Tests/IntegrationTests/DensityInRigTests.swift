@@ -19,6 +19,9 @@ struct DensityInRigTests {
     @Test func writesLandInTheWritableLayer() throws { try DensityChecks.expectPassed("writes-land-in-the-writable-layer") }
     @Test func twoSandboxesShareTheImagePages() throws { try DensityChecks.expectPassed("two-sandboxes-share-the-image-pages") }
     @Test func freedGuestMemoryGoesBackToTheHost() throws { try DensityChecks.expectPassed("freed-guest-memory-goes-back-to-the-host") }
+    @Test func freePageReportingTakesRunsOf128KiB() throws {
+        try DensityChecks.expectPassed("free-page-reporting-takes-runs-of-128-KiB")
+    }
     @Test func idleMemoryGoesBackToTheHost() throws { try DensityChecks.expectPassed("idle-memory-goes-back-to-the-host") }
     @Test func nothingIsLeftBehind() throws { try DensityChecks.expectPassed("no-leaks") }
 }

@@ -24,6 +24,7 @@ struct TemplateInRigTests {
         try TemplateChecks.expectPassed("a-fitting-template-is-used-and-no-template-boots")
     }
     @Test func tenClonesStartedAtOnceAllRun() throws { try TemplateChecks.expectPassed("ten-clones-at-once") }
+    @Test func aCloneGivesIdleMemoryBack() throws { try TemplateChecks.expectPassed("a-clone-gives-idle-memory-back") }
     @Test func aTemplateOfAnotherKernelIsRefused() throws { try TemplateChecks.expectPassed("refuse-another-kernel") }
     @Test func aFlippedStateByteIsRefused() throws { try TemplateChecks.expectPassed("refuse-flipped-state-byte") }
     @Test func aFlippedMemoryByteIsRefused() throws { try TemplateChecks.expectPassed("refuse-flipped-memory-byte") }

@@ -17,19 +17,24 @@ struct ReclaimIdleOptionTests {
         }
     }
 
-    @Test func aNamedTemplateIsRefused() {
-        #expect { try RunCommand.parse(["--image", "i", "--template", "t", "--reclaim-idle", "5", "--", "true"]) } throws: {
-            error in
-            RunCommand.message(for: error).contains("drop --template or --reclaim-idle")
-        }
+    /// A template's VM has a balloon, so its clones give idle memory back too.
+    @Test func aNamedTemplateTakesIt() throws {
+        let command = try RunCommand.parse(["--image", "i", "--template", "t", "--reclaim-idle", "5", "--", "true"])
+        #expect(command.reclaimIdle == 5)
+        #expect(
+            try BenchDensity.parse(["--image", "i", "--counts", "10", "--starts", "pmem,clone", "--reclaim-idle", "5"]).reclaimIdle == 5)
     }
 
     @Test func theDensityBenchNeedsABalloon() {
-        for arguments in [["--without-balloon"], ["--starts", "pmem,clone"]] {
+        let cases = [
+            (["--reclaim-idle", "5", "--without-balloon"], "--reclaim-idle needs a balloon"),
+            (["--starts", "pmem,clone", "--without-balloon"], "a template's clones have its balloon"),
+        ]
+        for (arguments, message) in cases {
             #expect {
-                try BenchDensity.parse(["--image", "i", "--counts", "10", "--reclaim-idle", "5"] + arguments)
+                try BenchDensity.parse(["--image", "i", "--counts", "10"] + arguments)
             } throws: { error in
-                BenchDensity.message(for: error).contains("--reclaim-idle needs a balloon")
+                BenchDensity.message(for: error).contains(message)
             }
         }
     }

@@ -47,7 +47,7 @@ struct MachineSnapshotTests {
 
     /// Boots the guest with an empty drive, waits until it has done some of its work, pauses it
     /// and saves it; the original is then stopped.
-    func makeTemplate(vcpus: Int = 1) throws -> Template {
+    func makeTemplate(vcpus: Int = 1, balloonTarget: UInt32? = nil) throws -> Template {
         let binary = try FreestandingGuest.build("snapshot_guest.c", defines: [:])
         let directory = try TemporaryDirectory()
         var configuration = VMConfiguration(
@@ -55,7 +55,9 @@ struct MachineSnapshotTests {
             vcpuCount: vcpus, disks: [.init(path: nil, readOnly: true)],
             console: .file(directory.path + "/template-console"))
         configuration.confineThreads = true
+        configuration.balloon = balloonTarget != nil
         let machine = try Machine(configuration: configuration)
+        if let balloonTarget { machine.balloon?.setTarget(pages: balloonTarget) }
         let ended = LockedBox<MachineExit?>(nil)
         let runner = try OSThread.spawn(name: "template") { ended.value = try? machine.run() }
         defer {
@@ -147,6 +149,37 @@ struct MachineSnapshotTests {
 
         // And the template's memory file is exactly as saved.
         #expect(try Data(contentsOf: URL(fileURLWithPath: template.memoryPath)) == memoryBefore)
+    }
+}
+
+extension MachineSnapshotTests {
+    /// A template's VM has a balloon: the snapshot keeps its target and the guest's count, a
+    /// clone gets them back on a balloon of its own, and a clone without one, or a saved target
+    /// larger than the clone's memory, is refused before it runs.
+    @Test func theBalloonIsSavedAndRestored() throws {
+        let template = try makeTemplate(balloonTarget: 7)
+        #expect(template.snapshot.virtio.map(\.kind).last == .balloon(target: 7, actual: 0))
+        let snapshot = try MachineSnapshot(decoding: template.snapshot.encoded())
+        #expect(snapshot.virtio.map(\.kind) == template.snapshot.virtio.map(\.kind))
+
+        let directory = template.directory
+        let memoryFile = try FileDescriptor.open(template.memoryPath, O_RDONLY)
+        var configuration = cloneConfiguration(template, disk: try disk("balloon", in: directory), console: directory.path + "/console")
+        #expect(throws: MachineSnapshotError.mismatch("it has 2 virtio devices, the VM asked for has 1")) {
+            try Machine(restoring: snapshot, memoryFile: memoryFile, configuration: configuration)
+        }
+        configuration.balloon = true
+        let clone = try Machine(restoring: snapshot, memoryFile: memoryFile, configuration: configuration)
+        let balloon = try #require(clone.balloon)
+        #expect(balloon.savedPages.target == 7 && balloon.savedPages.actual == 0)
+        clone.close()
+
+        // 64 MiB is 16384 pages: a target past it is not a snapshot this VM could have taken.
+        var hostile = snapshot
+        hostile.virtio[hostile.virtio.count - 1].kind = .balloon(target: 16385, actual: 0)
+        #expect(throws: MachineSnapshotError.mismatch("virtio device 1: a balloon target of 16385 pages is more than the guest's 16384")) {
+            try Machine(restoring: hostile, memoryFile: memoryFile, configuration: configuration)
+        }
     }
 }
 

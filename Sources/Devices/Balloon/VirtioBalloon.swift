@@ -66,9 +66,26 @@ public final class VirtioBalloon: VirtioDevice {
 
     /// Asks the guest to give `pages` 4 KiB pages (at most its RAM) into the balloon, or back.
     public func setTarget(pages: UInt32) {
-        let limit = UInt32(clamping: UInt64(memory.totalSize) / Self.balloonPageSize)
-        state.withLock { $0.target = min(pages, limit) }
+        state.withLock { $0.target = min(pages, pageLimit) }
         interrupt.withLock { $0 }?()
+    }
+
+    /// The guest's RAM in balloon pages: no target is more.
+    var pageLimit: UInt32 { UInt32(clamping: UInt64(memory.totalSize) / Self.balloonPageSize) }
+
+    /// What a snapshot keeps of the device beyond its transport: `num_pages` and `actual`.
+    public var savedPages: (target: UInt32, actual: UInt32) { state.withLock { ($0.target, $0.actual) } }
+
+    /// Takes a snapshot's `num_pages` and `actual` (a restored machine's, before it runs);
+    /// a target larger than the guest's RAM is refused and changes nothing.
+    public func restorePages(target: UInt32, actual: UInt32) throws(VirtioDeviceError) {
+        guard target <= pageLimit else {
+            throw VirtioDeviceError("a balloon target of \(target) pages is more than the guest's \(pageLimit)")
+        }
+        state.withLock {
+            $0.target = target
+            $0.actual = actual
+        }
     }
 
     public var deviceType: UInt32 { Virtio.DeviceType.balloon }

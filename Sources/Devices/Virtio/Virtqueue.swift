@@ -212,7 +212,8 @@ public final class Virtqueue: Sendable {
             case let .addressOverflow(address, offset):
                 throw .areaOutsideMemory(area: area, address: address, length: Int(clamping: offset))
             case let .badRegion(base, size): throw .areaOutsideMemory(area: area, address: base, length: size)
-            case let .overlappingRegions(base): throw .areaOutsideMemory(area: area, address: base, length: 0)
+            case let .overlappingRegions(base), let .fileMapping(base, _):
+                throw .areaOutsideMemory(area: area, address: base, length: 0)
             }
         }
     }

@@ -39,7 +39,7 @@ extension Sandbox {
             kernelVersion: version,
             kernel: try FileFingerprint.of(path: GuestKernel.bootImage(in: kernelDirectory)),
             initramfs: try GuestInitramfs.cacheKey(
-                kernelDirectory: kernelDirectory, agentPath: agentPath, modules: GuestInitramfs.requiredModules))
+                kernelDirectory: kernelDirectory, agentPath: agentPath, modules: GuestInitramfs.templateModules))
     }
 
     /// The machine a template holds: the sandbox's devices with empty drives (a clone gets its
@@ -51,6 +51,8 @@ extension Sandbox {
             kernelPath: GuestKernel.bootImage(in: kernelDirectory), initrdPath: initramfs, extraCommandLine: "quiet",
             memoryMiB: memoryMiB, vcpuCount: vcpuCount, console: console.map { .file($0) } ?? .none)
         configuration.vsockGuestCID = Self.guestCID
+        // Its clones give memory back like cold boots: free page reporting, and the balloon.
+        configuration.balloon = true
         configuration.stallTimeout = .seconds(60)
         configuration.disks = [.init(path: nil, readOnly: true), .init(path: nil, readOnly: false)]
         return configuration
@@ -67,7 +69,8 @@ extension Sandbox {
         }
         let dependencies = try currentTemplateDependencies()
         let kernelDirectory = try kernelDirectory
-        let initramfs = try GuestInitramfs.path(stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath)
+        let initramfs = try GuestInitramfs.path(
+            stateRoot: stateRoot, kernelDirectory: kernelDirectory, agentPath: agentPath, modules: GuestInitramfs.templateModules)
         let configuration = templateMachineConfiguration(
             kernelDirectory: kernelDirectory, memoryMiB: memoryMiB, vcpuCount: vcpuCount, initramfs: initramfs, console: console)
         try configuration.validate()

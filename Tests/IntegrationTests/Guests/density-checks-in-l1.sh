@@ -120,6 +120,14 @@ ok=no
 [ -n "$base" ] && [ -n "$peak" ] && [ "$peak" -ge $((base + 153600)) ] && [ "$low" -le $((base + 40960)) ] && ok=yes
 pass_if freed-guest-memory-goes-back-to-the-host $ok "rss-KiB: booted=$base after-200MiB=$peak lowest=$low within=${waited}s stderr=$(oneline <"$work/report.err")"
 
+# The agent has the guest report free runs of 128 KiB and up (order 5), not only 2 MiB ones
+# (the kernel's default, order 9): the container mounts its own view of sysfs to read it.
+begin reporting-order
+order=$($RUN -- sh -c 'mkdir -p /tmp/sys && mount -t sysfs sysfs /tmp/sys && cat /tmp/sys/module/page_reporting/parameters/page_reporting_order' 2>"$work/order.err"); status=$?
+ok=no
+[ $status = 0 ] && [ "$order" = 5 ] && ok=yes
+pass_if free-page-reporting-takes-runs-of-128-KiB $ok "status=$status order=$order stderr=$(oneline <"$work/order.err")"
+
 # An idle sandbox gives back what its guest has available, page cache included, when asked
 # (`--reclaim-idle`): two sandboxes each write 40 MiB to their writable layer (the guest keeps
 # it as page cache, which free page reporting never gives back) and go quiet. The one with

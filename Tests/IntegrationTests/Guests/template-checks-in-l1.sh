@@ -128,6 +128,43 @@ ok=no
 [ $failed = 0 ] && ok=yes
 pass_if ten-clones-at-once $ok "failed=$failed took=$(since "$start")s stderr=$(cat "$work"/ten-*.err | oneline)"
 
+# A clone gives memory back as a cold boot does (the template's VM has a balloon, free page
+# reporting on): it writes 40 MiB to its writable layer (kept as page cache) and goes quiet;
+# with --reclaim-idle 3 its balloon inflates and its rund's RSS falls at least 20 MiB below its
+# peak (taken from the start: on a loaded host the write alone can be quiet for 3 s, and the
+# balloon then inflates before the line). Its next output takes the balloon down, and it then
+# allocates 100 MiB and goes on.
+begin clone-reclaim
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# The rund process: busybox's timeout execs its command in place; another timeout forks it.
+rund_of() {
+    [ "$(readlink "/proc/$1/exe")" = "$(readlink -f "$RUND")" ] && { echo "$1"; return; }
+    for stat in /proc/[0-9]*/stat; do
+        read -r pid _ _ ppid _ <"$stat" 2>/dev/null && [ "$ppid" = "$1" ] && echo "$pid"
+    done | head -n 1
+}
+writer="trap 'exit 0' TERM; $CLONE_MARK; dd if=/dev/zero of=/cached bs=1M count=40 2>/dev/null; sync; echo written; sleep 30; echo awake; dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo allocated; sleep 40 & wait"
+$RUN --template t1 --reclaim-idle 3 -- sh -c "$writer" >"$work/reclaim" 2>"$work/reclaim.err" & pid=$!
+rund="" peak=0 i=0
+while [ $i -lt 1000 ] && ! grep -qx written "$work/reclaim"; do
+    sleep 0.2; i=$((i + 1))
+    [ -n "$rund" ] || rund=$(rund_of $pid)
+    now=$(rss_kib "$rund"); [ -n "$now" ] && [ "$now" -gt "$peak" ] && peak=$now
+done
+grep -qx written "$work/reclaim" || rund=""
+written=$(rss_kib "$rund") low=$(rss_kib "$rund") waited=0
+while [ -n "$rund" ] && [ $waited -lt 25 ] && ! grep -qx awake "$work/reclaim"; do
+    sleep 1; waited=$((waited + 1))
+    now=$(rss_kib "$rund"); [ -n "$now" ] && [ "$now" -lt "$low" ] && low=$now
+done
+i=0
+while [ $i -lt 300 ] && ! grep -qx allocated "$work/reclaim"; do sleep 0.2; i=$((i + 1)); done
+kill -TERM $pid 2>/dev/null; wait $pid
+marks=$(head -n 1 "$work/reclaim")
+ok=no
+[ -n "$written" ] && [ "$low" -le $((peak - 20480)) ] && [ "${marks:-0}" -ge 1 ] && grep -qx allocated "$work/reclaim" && ok=yes
+pass_if a-clone-gives-idle-memory-back $ok "clone-marks=$marks rss-KiB: peak=$peak written=$written lowest=$low watched=${waited}s out=$(oneline <"$work/reclaim") stderr=$(oneline <"$work/reclaim.err")"
+
 # Refusals, each in one line and with nothing run: a template made for another kernel, and one
 # with a flipped byte in its state or its memory.
 refused() {  # NAME: runs `rund run --template t1`, which must fail with one line.
