@@ -180,7 +180,8 @@ struct ProcessMemory: Encodable {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             // A mapping's first line: "start-end perms offset dev inode [path]".
             if let first = fields.first, fields.count >= 5, let dash = first.firstIndex(of: "-"),
-                let start = UInt64(first[..<dash], radix: 16), let end = UInt64(first[first.index(after: dash)...], radix: 16)
+                let start = UInt64(first[..<dash], radix: 16), let end = UInt64(first[first.index(after: dash)...], radix: 16),
+                start <= end
             {
                 mappings.append(Mapping(start: start, end: end, path: fields.count >= 6 ? fields[5] : nil))
                 continue
