@@ -205,6 +205,20 @@ public final class GuestAgent: AgentService {
         return AgentRemoveContainerResponse()
     }
 
+    /// Writes back and drops the guest's caches on a thread of its own: writing back may take a
+    /// while, and the agent's other calls (output long-polls) must go on meanwhile.
+    public func dropCaches(_ request: AgentDropCachesRequest, context: TTRPCCallContext) async throws -> AgentDropCachesResponse {
+        try await withCheckedThrowingContinuation { continuation in
+            do {
+                try DetachedThread.start(name: "drop-caches") {
+                    continuation.resume(with: Result { try PageCacheDrop.run() }.mapError { TTRPCStatus(.internal, "drop caches: \($0)") })
+                }
+            } catch {
+                continuation.resume(throwing: TTRPCStatus(.internal, "drop caches: \(error)"))
+            }
+        }
+    }
+
     /// Kills every process, then (once the answer had time to leave) unmounts the containers'
     /// filesystems and powers off.
     public func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse {

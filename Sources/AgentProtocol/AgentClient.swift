@@ -111,6 +111,12 @@ public struct AgentClient: Sendable {
         try await call(.updateContainer, request, timeout)
     }
 
+    public func dropCaches(
+        _ request: AgentDropCachesRequest = AgentDropCachesRequest(), timeout: Duration? = nil
+    ) async throws -> AgentDropCachesResponse {
+        try await call(.dropCaches, request, timeout)
+    }
+
     public func shutdown(
         _ request: AgentShutdownRequest = AgentShutdownRequest(), timeout: Duration? = nil
     ) async throws -> AgentShutdownResponse {

@@ -15,5 +15,6 @@ public enum AgentMethod: String, CaseIterable, Sendable {
     case stats = "Stats"
     case removeContainer = "RemoveContainer"
     case updateContainer = "UpdateContainer"
+    case dropCaches = "DropCaches"
     case shutdown = "Shutdown"
 }

@@ -16,6 +16,7 @@ public protocol AgentService: Sendable {
     func stats(_ request: AgentStatsRequest, context: TTRPCCallContext) async throws -> AgentStatsResponse
     func removeContainer(_ request: AgentRemoveContainerRequest, context: TTRPCCallContext) async throws -> AgentRemoveContainerResponse
     func updateContainer(_ request: AgentUpdateContainerRequest, context: TTRPCCallContext) async throws -> AgentUpdateContainerResponse
+    func dropCaches(_ request: AgentDropCachesRequest, context: TTRPCCallContext) async throws -> AgentDropCachesResponse
     func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse
 }
 
@@ -41,6 +42,7 @@ extension TTRPCServer {
         add(.stats, service.stats)
         add(.removeContainer, service.removeContainer)
         add(.updateContainer, service.updateContainer)
+        add(.dropCaches, service.dropCaches)
         add(.shutdown, service.shutdown)
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HostOS
+import Sandbox
 import Synchronization
 
 /// `rund bench density`: N idle sandboxes, cold-booted and then cloned from one template, and
@@ -12,7 +13,8 @@ package enum DensityBenchmark {
     /// of the image whose every file each sandbox reads once before it idles.
     package static func measure(
         rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?,
-        starts: [FleetStart] = [.cold, .clone], read: String? = nil, balloon: Bool = true, reclaimIdleSeconds: Int? = nil
+        starts: [FleetStart] = [.cold, .clone], read: String? = nil, balloon: Bool = true, reclaimIdleSeconds: Int? = nil,
+        reclaimIdleBy: IdleReclaimMethod = .cache
     ) throws -> DensityReport {
         // The directory goes in as the script's $1: never spliced into shell text.
         let command =
@@ -21,7 +23,7 @@ package enum DensityBenchmark {
         let rows = try SandboxFleet.rounds(
             rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given, starts: starts,
             extraArguments: (balloon ? [] : ["--test-hook", "no-balloon"])
-                + (reclaimIdleSeconds.map { ["--reclaim-idle", "\($0)"] } ?? [])
+                + (reclaimIdleSeconds.map { ["--reclaim-idle", "\($0)", "--reclaim-idle-by", reclaimIdleBy.rawValue] } ?? [])
         ) { fleet, start, count, members -> DensityReport.Row in
             let began = ContinuousClock.now
             for _ in 0..<count {
@@ -41,8 +43,9 @@ package enum DensityBenchmark {
             }
             let allUp = ContinuousClock.now - began
             // A moment for the guests to settle (page cache, agent) before measuring; with
-            // --reclaim-idle, for each to go idle, fill its balloon (slowly when ten guests
-            // share the rig's emulated cores) and take its reserve back.
+            // --reclaim-idle, for each to go idle and drop its caches (reported 2 s later) or
+            // fill its balloon (slowly when ten guests share the rig's emulated cores) and take
+            // its reserve back.
             sleep(UInt32(2 + (reclaimIdleSeconds.map { $0 + 40 } ?? 0)))
             let memory = try up.map { try ProcessMemory(pid: $0.process.pid, guestMappingKiB: memoryMiB * 1024) }
             return DensityReport.Row(
@@ -51,7 +54,7 @@ package enum DensityBenchmark {
         }
         return DensityReport(
             image: image, memoryMiB: memoryMiB, vcpus: vcpus, read: read, balloon: balloon, reclaimIdleSeconds: reclaimIdleSeconds,
-            rows: rows)
+            reclaimIdleBy: reclaimIdleSeconds == nil ? nil : reclaimIdleBy, rows: rows)
     }
 }
 
@@ -104,8 +107,10 @@ package struct DensityReport: Encodable {
     let read: String?
     /// Free page reporting on (a balloon in every cold-booted VM, the default) or off.
     let balloon: Bool
-    /// Each sandbox inflated its balloon after this many quiet seconds (`rund run --reclaim-idle`).
+    /// Each sandbox gave its idle memory back after this many quiet seconds (`rund run
+    /// --reclaim-idle`), in this way.
     let reclaimIdleSeconds: Int?
+    let reclaimIdleBy: IdleReclaimMethod?
     let rows: [Row]
 
     package var text: String {
@@ -113,7 +118,8 @@ package struct DensityReport: Encodable {
             "idle sandboxes of \(image), \(memoryMiB) MiB, \(vcpus) vCPU(s)"
                 + (read.map { ", each having read every file under \($0)" } ?? "")
                 + (balloon ? "" : ", no balloon (free page reporting off)")
-                + (reclaimIdleSeconds.map { ", idle memory reclaimed after \($0) s (balloon inflated)" } ?? "")
+                + (reclaimIdleSeconds.map { ", idle memory reclaimed after \($0) s" } ?? "")
+                + (reclaimIdleBy.map { $0 == .cache ? " (page cache dropped)" : " (balloon inflated)" } ?? "")
                 + "; per sandbox, MiB (rund processes, /proc/PID/smaps)",
             "start     up failed   all-up s      PSS  private  guest PSS  guest private  guest anon  image PSS  VMM PSS  VMM private",
         ]

@@ -101,6 +101,10 @@ public final class RunningSandbox: Sendable {
     /// Resource use inside the guest (the first container's).
     public func guestStats() async throws -> AgentStatsResponse { try await main.guestStats() }
 
+    /// Has the guest write back and drop its page cache: free page reporting then hands the
+    /// freed pages to the host.
+    public func dropGuestCaches() async throws -> AgentDropCachesResponse { try await main.dropGuestCaches() }
+
     // MARK: the VM
 
     /// Stops the guest's vCPUs (its processes stop with them) until `resume`.

@@ -89,7 +89,9 @@ public struct Sandbox: Sendable {
         }
         do {
             _ = try await sandbox.start(stdin: spec.interactive ? 0 : nil)
-            let reclaimer = spec.reclaimIdleAfter.flatMap { IdleMemoryReclaimer(sandbox, after: $0, logger: logger) }
+            let reclaimer = spec.reclaimIdleAfter.flatMap {
+                IdleMemoryReclaimer(sandbox, after: $0, method: spec.reclaimIdleBy, logger: logger)
+            }
             let watching = reclaimer.map { reclaimer in Task { await reclaimer.watch() } }
             let waited: Result<SandboxExit, any Error>
             do {

@@ -131,6 +131,11 @@ public final class SandboxContainer: Sendable {
         try await client.stats(.with { $0.containerID = id }, timeout: .seconds(5))
     }
 
+    /// Writes back and drops the guest's page cache and reclaimable slab (the whole guest's).
+    public func dropGuestCaches() async throws -> AgentDropCachesResponse {
+        try await client.dropCaches(timeout: .seconds(30))
+    }
+
     /// Changes the memory limit of the container's own cgroup in the guest (a pod's containers;
     /// 0: none but the VM's size).
     public func updateMemoryLimit(bytes: UInt64) async throws {

@@ -61,9 +61,12 @@ public struct SandboxSpec: Sendable {
     /// the image config and the fields above.
     public var process: AgentProcessSpec?
     /// When the main process has printed nothing for this long, the memory its guest has free
-    /// goes back to the host through the balloon (`IdleMemoryReclaimer`); nil: never. A
-    /// template's clone has its template's balloon.
+    /// or in its page cache goes back to the host (`IdleMemoryReclaimer`); nil: never. Both ways
+    /// need the VM's balloon device; a template's clone has its template's.
     public var reclaimIdleAfter: Duration? = nil
+    /// How an idle sandbox's memory goes back: its page cache dropped (free page reporting then
+    /// returns it), or its balloon inflated.
+    public var reclaimIdleBy: IdleReclaimMethod = .cache
     /// Room for this many more containers in the VM (a Kubernetes pod's): each slot is a pair of
     /// drives (image, writable layer) left empty at boot and filled by `RunningSandbox.addContainer`.
     /// With slots the first container gets a guest cgroup of its own, as the later ones do.

@@ -3,6 +3,7 @@ import Bench
 import Foundation
 import HostOS
 import KVM
+import Sandbox
 import VMM
 
 /// Options `rund bench density` and `rund bench concurrency` share.
@@ -62,8 +63,12 @@ struct BenchDensity: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Run each sandbox with `rund run --reclaim-idle SECONDS` and measure once every one has gone idle and "
-                + "filled its balloon.", valueName: "SECONDS"))
+                + "given its memory back.", valueName: "SECONDS"))
     var reclaimIdle: Int?
+    @Option(
+        help: ArgumentHelp(
+            "With --reclaim-idle: as `rund run --reclaim-idle-by` (default: cache).", valueName: "cache|balloon"))
+    var reclaimIdleBy: IdleReclaimMethod?
 
     var parsedStarts: [FleetStart] { starts.split(separator: ",").compactMap { FleetStart(rawValue: String($0)) } }
 
@@ -75,6 +80,7 @@ struct BenchDensity: AsyncParsableCommand {
         if let reclaimIdle, !(1...3600).contains(reclaimIdle) {
             throw ValidationError("--reclaim-idle must be 1 to 3600 seconds, got \(reclaimIdle)")
         }
+        if reclaimIdleBy != nil, reclaimIdle == nil { throw ValidationError("--reclaim-idle-by goes with --reclaim-idle SECONDS") }
         if reclaimIdle != nil, withoutBalloon {
             throw ValidationError("--reclaim-idle needs a balloon: leave out --without-balloon")
         }
@@ -88,7 +94,8 @@ struct BenchDensity: AsyncParsableCommand {
         let report = try DensityBenchmark.measure(
             rund: FleetOptions.rund, root: StateRoot.resolve(rootOptions.root), image: fleet.image, counts: fleet.parsedCounts,
             memoryMiB: fleet.memory, vcpus: fleet.vcpus, template: fleet.template, starts: parsedStarts, read: read,
-            balloon: !withoutBalloon, reclaimIdleSeconds: reclaimIdle)
+            balloon: !withoutBalloon, reclaimIdleSeconds: reclaimIdle,
+            reclaimIdleBy: reclaimIdleBy ?? .cache)
         if fleet.json { try printJSON(report) } else { print(report.text) }
     }
 }

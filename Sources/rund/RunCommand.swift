@@ -84,10 +84,16 @@ struct RunCommand: AsyncParsableCommand {
     var kernel: GuestKernel?
     @Option(
         help: ArgumentHelp(
-            "When the process has printed nothing for SECONDS, give the memory its guest has available (less a "
-                + "reserve) back to the host through the VM's balloon; its next output takes the balloon down again. "
-                + "A template's clone has its template's balloon.", valueName: "SECONDS"))
+            "When the process has printed nothing for SECONDS, give the guest's idle memory back to the host "
+                + "(see --reclaim-idle-by). A template's clone has its template's balloon.", valueName: "SECONDS"))
     var reclaimIdle: Double?
+    @Option(
+        help: ArgumentHelp(
+            "With --reclaim-idle: cache (the default) drops the guest's page cache once per quiet spell and "
+                + "free page reporting returns it; balloon inflates the VM's balloon to all the guest has available, "
+                + "less a reserve, and its next output takes the balloon down again (it also takes free memory in runs "
+                + "too small to report, but a clone pays for it: docs/devices.md).", valueName: "cache|balloon"))
+    var reclaimIdleBy: IdleReclaimMethod?
     @Option(
         help: ArgumentHelp(
             "The sandbox's network: none (loopback only), default (a network namespace of its own with a veth to "
@@ -107,6 +113,7 @@ struct RunCommand: AsyncParsableCommand {
         try SecondsOption.check(agentTimeout, "--agent-timeout", in: 1...86400)
         if template != nil && noTemplate { throw ValidationError("give either --template or --no-template, not both") }
         try SecondsOption.check(reclaimIdle, "--reclaim-idle", in: 1...86400)
+        if reclaimIdleBy != nil, reclaimIdle == nil { throw ValidationError("--reclaim-idle-by goes with --reclaim-idle SECONDS") }
         if template != nil && rootfsDevice == .pmem {
             throw ValidationError("a template's clone reads its image through virtio-blk: drop --template or --rootfs-device pmem")
         }
@@ -156,6 +163,7 @@ struct RunCommand: AsyncParsableCommand {
         spec.template = noTemplate ? .coldBoot : template.map { .named($0) } ?? .automatic
         spec.rootfsDevice = rootfsDevice
         spec.reclaimIdleAfter = reclaimIdle.map { .milliseconds(Int64($0 * 1000)) }
+        if let reclaimIdleBy { spec.reclaimIdleBy = reclaimIdleBy }
         spec.network = network
         spec.networkOffloads = !noNetworkOffloads
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.
@@ -192,6 +200,7 @@ extension VMConfiguration.TestHook: ExpressibleByArgument {}
 
 extension RootfsDevice: ExpressibleByArgument {}
 extension GuestKernel: ExpressibleByArgument {}
+extension IdleReclaimMethod: ExpressibleByArgument {}
 extension NetworkMode: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
 }

@@ -130,6 +130,10 @@ import TTRPC
         #expect(stats.pids.current == 1)
         #expect(stats.memory.usageBytes == 1 << 20)
 
+        await agent.setCachedBytes(3 << 20)
+        let dropped = try await client.dropCaches()
+        #expect(dropped.cachedBytesBefore == 3 << 20 && dropped.cachedBytesAfter == 0)
+
         _ = try await client.signalProcess(
             .with {
                 $0.process = ref("c1", "e1"); $0.signal = 15

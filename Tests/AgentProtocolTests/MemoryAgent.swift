@@ -193,6 +193,14 @@ actor MemoryAgent: AgentService {
         return AgentUpdateContainerResponse()
     }
 
+    /// A memory agent has no page cache: it answers what it was told to.
+    var cachedBytes: UInt64 = 0
+    func setCachedBytes(_ bytes: UInt64) { cachedBytes = bytes }
+    func dropCaches(_ request: AgentDropCachesRequest, context: TTRPCCallContext) async throws -> AgentDropCachesResponse {
+        defer { cachedBytes = 0 }
+        return .with { $0.cachedBytesBefore = cachedBytes }
+    }
+
     func shutdown(_ request: AgentShutdownRequest, context: TTRPCCallContext) async throws -> AgentShutdownResponse {
         for key in processes.keys where processes[key]?.exit == nil {
             let parts = key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)

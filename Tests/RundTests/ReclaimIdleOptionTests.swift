@@ -25,6 +25,25 @@ struct ReclaimIdleOptionTests {
             try BenchDensity.parse(["--image", "i", "--counts", "10", "--starts", "pmem,clone", "--reclaim-idle", "5"]).reclaimIdle == 5)
     }
 
+    /// The page cache by default, the balloon when asked; the method alone means nothing.
+    @Test func theMethodDefaultsToTheCacheAndNeedsTheDelay() throws {
+        #expect(try RunCommand.parse(["--image", "i", "--reclaim-idle", "5", "--", "true"]).reclaimIdleBy == nil)
+        let balloon = try RunCommand.parse(["--image", "i", "--reclaim-idle", "5", "--reclaim-idle-by", "balloon", "--", "true"])
+        #expect(balloon.reclaimIdleBy == .balloon)
+        #expect(
+            try BenchDensity.parse(["--image", "i", "--counts", "10", "--reclaim-idle", "5", "--reclaim-idle-by", "cache"])
+                .reclaimIdleBy == .cache)
+        #expect { try RunCommand.parse(["--image", "i", "--reclaim-idle-by", "cache", "--", "true"]) } throws: { error in
+            RunCommand.message(for: error).contains("--reclaim-idle-by goes with --reclaim-idle SECONDS")
+        }
+        #expect { try BenchDensity.parse(["--image", "i", "--counts", "10", "--reclaim-idle-by", "balloon"]) } throws: { error in
+            BenchDensity.message(for: error).contains("--reclaim-idle-by goes with --reclaim-idle SECONDS")
+        }
+        #expect { try RunCommand.parse(["--image", "i", "--reclaim-idle", "5", "--reclaim-idle-by", "swap", "--", "true"]) } throws: {
+            error in RunCommand.message(for: error).contains("swap")
+        }
+    }
+
     @Test func theDensityBenchNeedsABalloon() {
         let cases = [
             (["--reclaim-idle", "5", "--without-balloon"], "--reclaim-idle needs a balloon"),

@@ -881,6 +881,31 @@ public nonisolated struct AgentUpdateContainerResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct AgentDropCachesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct AgentDropCachesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The guest's page cache (meminfo's Cached) before and after, in bytes.
+  public var cachedBytesBefore: UInt64 = 0
+
+  public var cachedBytesAfter: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct AgentShutdownRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2411,6 +2436,60 @@ nonisolated extension AgentUpdateContainerResponse: SwiftProtobuf.Message, Swift
   }
 
   public static func ==(lhs: AgentUpdateContainerResponse, rhs: AgentUpdateContainerResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentDropCachesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DropCachesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentDropCachesRequest, rhs: AgentDropCachesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentDropCachesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DropCachesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cached_bytes_before\0\u{3}cached_bytes_after\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.cachedBytesBefore) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.cachedBytesAfter) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cachedBytesBefore != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cachedBytesBefore, fieldNumber: 1)
+    }
+    if self.cachedBytesAfter != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cachedBytesAfter, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentDropCachesResponse, rhs: AgentDropCachesResponse) -> Bool {
+    if lhs.cachedBytesBefore != rhs.cachedBytesBefore {return false}
+    if lhs.cachedBytesAfter != rhs.cachedBytesAfter {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -128,12 +128,12 @@ ok=no
 [ $status = 0 ] && [ "$order" = 5 ] && ok=yes
 pass_if free-page-reporting-takes-runs-of-128-KiB $ok "status=$status order=$order stderr=$(oneline <"$work/order.err")"
 
-# An idle sandbox gives back what its guest has available, page cache included, when asked
-# (`--reclaim-idle`): two sandboxes each write 40 MiB to their writable layer (the guest keeps
-# it as page cache, which free page reporting never gives back) and go quiet. The one with
-# --reclaim-idle 3 inflates its balloon: its rund's RSS falls by at least half of it (the guest
-# fills the balloon with untouched free pages first, then drops cache); the other's barely
-# moves. Its next output takes the balloon down: the process then allocates 100 MiB and goes on.
+# An idle sandbox gives back its guest's page cache when asked (`--reclaim-idle`, by the
+# default method: the agent drops the cache, free page reporting returns it): two sandboxes
+# each write 40 MiB to their writable layer (the guest keeps it as page cache, which free page
+# reporting alone never gives back) and go quiet. The one with --reclaim-idle 3 has its rund's
+# RSS fall by at least half of it; the other's barely moves. Woken, the process then allocates
+# 100 MiB and goes on. (The balloon method: TemplateInRigTests `a-clone-gives-idle-memory-back`.)
 begin idle-reclaim
 writer='trap "exit 0" TERM; dd if=/dev/zero of=/cached bs=1M count=40 2>/dev/null; sync; echo written; sleep 30; echo awake; dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo allocated; sleep 40 & wait'
 $RUN --rootfs-device pmem --reclaim-idle 3 -- sh -c "$writer" >"$work/idle-a" 2>"$work/idle-a.err" & a=$!

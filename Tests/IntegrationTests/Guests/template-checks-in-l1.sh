@@ -130,10 +130,11 @@ pass_if ten-clones-at-once $ok "failed=$failed took=$(since "$start")s stderr=$(
 
 # A clone gives memory back as a cold boot does (the template's VM has a balloon, free page
 # reporting on): it writes 40 MiB to its writable layer (kept as page cache) and goes quiet;
-# with --reclaim-idle 3 its balloon inflates and its rund's RSS falls at least 20 MiB below its
-# peak (taken from the start: on a loaded host the write alone can be quiet for 3 s, and the
-# balloon then inflates before the line). Its next output takes the balloon down, and it then
-# allocates 100 MiB and goes on.
+# with --reclaim-idle 3 --reclaim-idle-by balloon (the default method, dropping the page cache,
+# is the density check's) its balloon inflates and its rund's RSS falls at least 20 MiB below
+# its peak (taken from the start: on a loaded host the write alone can be quiet for 3 s, and
+# the balloon then inflates before the line). Its next output takes the balloon down, and it
+# then allocates 100 MiB and goes on.
 begin clone-reclaim
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 # The rund process: busybox's timeout execs its command in place; another timeout forks it.
@@ -144,7 +145,7 @@ rund_of() {
     done | head -n 1
 }
 writer="trap 'exit 0' TERM; $CLONE_MARK; dd if=/dev/zero of=/cached bs=1M count=40 2>/dev/null; sync; echo written; sleep 30; echo awake; dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo allocated; sleep 40 & wait"
-$RUN --template t1 --reclaim-idle 3 -- sh -c "$writer" >"$work/reclaim" 2>"$work/reclaim.err" & pid=$!
+$RUN --template t1 --reclaim-idle 3 --reclaim-idle-by balloon -- sh -c "$writer" >"$work/reclaim" 2>"$work/reclaim.err" & pid=$!
 rund="" peak=0 i=0
 while [ $i -lt 1000 ] && ! grep -qx written "$work/reclaim"; do
     sleep 0.2; i=$((i + 1))
