@@ -57,6 +57,9 @@ enum AgentAnswersTarget {
             _ = try? AgentRemoveContainerResponse(serializedBytes: payload)
         case .updateContainer:
             _ = try? AgentUpdateContainerResponse(serializedBytes: payload)
+        case .dropCaches:
+            // Only logged: the counts are the guest's word.
+            _ = try? AgentDropCachesResponse(serializedBytes: payload).cachedBytesAfter
         case .shutdown:
             _ = try? AgentShutdownResponse(serializedBytes: payload)
         }
