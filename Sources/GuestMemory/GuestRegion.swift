@@ -116,8 +116,8 @@ public final class GuestRegion: @unchecked Sendable {
     /// A guest touches its memory a page at a time, scattered over its RAM (its kernel's
     /// allocations, the free runs it has handed back): with transparent huge pages (Debian's
     /// default is `always`) each first touch would cost the host 2 MiB, and a discarded 4 KiB
-    /// page inside one would free nothing. Measured in the rig: a cold-booted idle guest held 14
-    /// MiB of free low memory in whole 2 MiB pages (docs/bench.md). A kernel without transparent
+    /// page inside one would free nothing. Measured in the rig: a cold-booted idle guest held
+    /// 10.6 MiB of free memory in whole 2 MiB pages (docs/bench.md). A kernel without transparent
     /// huge pages refuses the advice, which is then moot.
     private static func keepSmallPages(_ mapping: UnsafeMutableRawPointer, size: Int) {
         _ = madvise(mapping, size, MADV_NOHUGEPAGE)
