@@ -91,7 +91,8 @@ struct MachineWatchdogTests {
         #expect(try String(contentsOfFile: directory.path + "/console", encoding: .utf8).contains("after the marker") == false)
     }
 
-    @Test func guestMemoryIsLeftOutOfCoreDumps() throws {
+    /// `dd`: out of core dumps; `nh`: never transparent huge pages (GuestRegion.keepSmallPages).
+    @Test func guestMemoryIsLeftOutOfCoreDumpsAndInSmallPages() throws {
         let directory = try TemporaryDirectory()
         let machine = try machine(.idle, console: directory.path + "/console")
         // procfs files have no size: read to the end rather than by length.
@@ -103,6 +104,7 @@ struct MachineWatchdogTests {
                 smaps.components(separatedBy: "\n").drop { !$0.hasPrefix(start + "-") }
                     .first { $0.hasPrefix("VmFlags:") }, "guest memory at 0x\(start) not in smaps")
             #expect(flags.split(separator: " ").contains("dd"), "\(flags)")
+            #expect(flags.split(separator: " ").contains("nh"), "\(flags)")
         }
     }
 
