@@ -18,6 +18,10 @@ enum RigChecks {
         var stderrTail: String
         /// L1 itself failed: the rig's own line saying so (anywhere in its stderr, before L1's console).
         var l1Failure: String?
+        /// `EMULATOR-FAULT` lines: a script that runs sandboxes through a daemon (containerd)
+        /// reports what that daemon's log says of crashed or stalled guests, since the failing
+        /// command may show only its consequence ("task not found").
+        var loggedFaults: [String] = []
 
         /// Check `name` passed; a check with no line says how the rig (`ranBy`) ended.
         func expectPassed(_ name: String, ranBy runner: String, sourceLocation: SourceLocation) {
@@ -35,10 +39,14 @@ enum RigChecks {
         /// None of them is a verdict on rund: the soak loops count them, CI boots L1 again.
         var emulatorFault: String? {
             if let l1Failure { return l1Failure }
-            for (name, check) in checks.sorted(by: { $0.key < $1.key }) where !check.passed {
+            let failed = checks.sorted(by: { $0.key < $1.key }).filter { !$0.value.passed }
+            for (name, check) in failed {
                 for signature in ["guest made no progress", "triple fault on vCPU"] where check.details.contains(signature) {
                     return "check \(name) failed with \"\(signature)\""
                 }
+            }
+            if let (name, _) = failed.first, let logged = loggedFaults.first {
+                return "check \(name) failed in a boot whose log says \"\(logged)\""
             }
             return nil
         }
@@ -71,6 +79,9 @@ enum RigChecks {
     /// The `CHECK name PASS|FAIL details` lines of an L1 script's run.
     static func parse(status: Int32, stdout: String, stderr: String) -> Report {
         var checks: [String: Check] = [:]
+        let loggedFaults = stdout.split(separator: "\n").filter { $0.hasPrefix("EMULATOR-FAULT ") }.map {
+            String($0.dropFirst("EMULATOR-FAULT ".count))
+        }
         for line in stdout.split(separator: "\n") where line.hasPrefix("CHECK ") {
             let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
             guard fields.count >= 3 else { continue }
@@ -79,6 +90,6 @@ enum RigChecks {
         let tail = stderr.split(separator: "\n").suffix(15).joined(separator: " | ")
         return Report(
             checks: checks, rigStatus: status, stderrTail: String(tail.suffix(3000)),
-            l1Failure: RigHarness.l1Failure(status: status, stderr: stderr))
+            l1Failure: RigHarness.l1Failure(status: status, stderr: stderr), loggedFaults: loggedFaults)
     }
 }

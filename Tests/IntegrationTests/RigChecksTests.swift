@@ -29,6 +29,20 @@ struct RigChecksTests {
         #expect(crashed.emulatorFault == "check ten-clones-at-once failed with \"triple fault on vCPU\"")
     }
 
+    @Test func aFailedCheckInABootWhoseDaemonLoggedAGuestCrashIsTheEmulators() {
+        let report = RigChecks.parse(
+            status: 0,
+            stdout: """
+                CHECK two-sandboxes FAIL b=[ctr: no running task found: task iso-b not found: not found ]
+                EMULATOR-FAULT containerd.log: level=warning msg="Start failed: the guest crashed: triple fault on vCPU 0"
+                """,
+            stderr: "")
+        #expect(report.emulatorFault?.hasPrefix("check two-sandboxes failed in a boot whose log says") == true)
+        let allPassed = RigChecks.parse(
+            status: 0, stdout: "CHECK two-sandboxes PASS\nEMULATOR-FAULT containerd.log: triple fault on vCPU 0\n", stderr: "")
+        #expect(allPassed.emulatorFault == nil)
+    }
+
     @Test func otherFailuresAndPassedStallChecksAreNot() {
         let report = RigChecks.parse(
             status: 1,

@@ -123,7 +123,7 @@ a=$(timeout 120 ctr task exec --exec-id r1 iso-a sh -c 'cat /data/who; cat /proc
 b=$(timeout 120 ctr task exec --exec-id r1 iso-b sh -c 'cat /data/who; cat /proc/sys/kernel/random/boot_id' 2>&1 | tr '\n' ' ')
 # Each sees only its own write, and each runs its own kernel (a different boot id).
 [ "$running" = 0 ] && [ "${a%% *}" = iso-a ] && [ "${b%% *}" = iso-b ] && [ "${a#* }" != "${b#* }" ] && [ "$(shim_of iso-a)" != "$(shim_of iso-b)" ]
-check two-sandboxes $? "a=[$a] b=[$b] shims=$(shim_of iso-a),$(shim_of iso-b)"
+check two-sandboxes $? "a=[$a] b=[$b] shims=$(shim_of iso-a),$(shim_of iso-b) run-a=[$(oneline "$work/iso-a")] run-b=[$(oneline "$work/iso-b")]"
 for name in iso-a iso-b; do
     step "removing $name"
     timeout 60 ctr task kill -s SIGKILL $name >/dev/null 2>&1
@@ -160,6 +160,9 @@ used=$(pool_used)
     && [ -n "$used" ] && [ -n "$pool_baseline" ] && [ "$used" -le $((pool_baseline + 2048)) ]
 check no-leaks $? "shims=[$left_shims] cgroups-in-use=[$in_use] dead-held=[$returned] sockets=[$sockets] mounts=[$mounts] pool-kib=$pool_baseline->$used gc=$(oneline "$work/gc")"
 
+# A guest the emulator crashed or stalled, as the shim logged it: a failed check may show only its
+# consequence ("task not found"), and this tells the harness that boot may be the emulator's fault.
+grep -E 'triple fault on vCPU|guest made no progress' /var/log/containerd.log | cut -c1-300 | sed 's/^/EMULATOR-FAULT containerd.log: /'
 echo "--- containerd log tail"
 tail -25 /var/log/containerd.log
 exit 0

@@ -60,7 +60,7 @@ cached_growth='before=$(awk "/^Cached:/ { print \$2 }" /proc/meminfo); cat /opt/
 after=$(awk "/^Cached:/ { print \$2 }" /proc/meminfo); echo $((after - before))'
 pmem=$($RUN --rootfs-device pmem -- sh -c "$cached_growth" 2>"$work/dax-pmem.err"); pmem_status=$?
 blk=$($RUN --rootfs-device blk -- sh -c "$cached_growth" 2>"$work/dax-blk.err"); blk_status=$?
-files_kib=$($RUN --rootfs-device blk -- sh -c 'cat /opt/filler/* | wc -c' 2>/dev/null)
+files_kib=$($RUN --rootfs-device blk -- sh -c 'cat /opt/filler/* | wc -c' 2>"$work/dax-size.err")
 files_kib=$((${files_kib:-0} / 1024))
 ok=no
 [ $pmem_status = 0 ] && [ $blk_status = 0 ] && [ "$files_kib" -gt 1024 ] && [ "$pmem" -lt 256 ] \

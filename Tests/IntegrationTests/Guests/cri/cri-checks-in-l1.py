@@ -401,5 +401,11 @@ if __name__ == "__main__":
         ("pod-teardown-leaves-nothing", pod_teardown), ("pod-network", pod_network), ("runc-peer", runc_peer),
     ]:
         guarded(name, body)
+    log = open("/var/log/containerd.log", errors="replace").readlines()
+    # A guest the emulator crashed or stalled, as the shim logged it: a failed check may show only
+    # its consequence, and this tells the harness that boot may be the emulator's fault.
+    for line in log:
+        if "triple fault on vCPU" in line or "guest made no progress" in line:
+            print("EMULATOR-FAULT containerd.log: " + line.strip()[:300])
     print("--- containerd log tail")
-    print("".join(open("/var/log/containerd.log").readlines()[-25:]))
+    print("".join(log[-25:]))
