@@ -14,7 +14,7 @@ package enum DensityBenchmark {
     package static func measure(
         rund: String, root: String, image: String, counts: [Int], memoryMiB: Int, vcpus: Int, template given: String?,
         starts: [FleetStart] = [.cold, .clone], read: String? = nil, balloon: Bool = true, reclaimIdleSeconds: Int? = nil,
-        reclaimIdleBy: IdleReclaimMethod = .cache
+        reclaimIdleBy: IdleReclaimMethod = .cache, smallGuestPages: Bool = false
     ) throws -> DensityReport {
         // The directory goes in as the script's $1: never spliced into shell text.
         let command =
@@ -24,6 +24,7 @@ package enum DensityBenchmark {
             rund: rund, root: root, image: image, counts: counts, memoryMiB: memoryMiB, vcpus: vcpus, template: given, starts: starts,
             extraArguments: (balloon ? [] : ["--test-hook", "no-balloon"])
                 + (reclaimIdleSeconds.map { ["--reclaim-idle", "\($0)", "--reclaim-idle-by", reclaimIdleBy.rawValue] } ?? [])
+                + (smallGuestPages ? ["--small-guest-pages"] : [])
         ) { fleet, start, count, members -> DensityReport.Row in
             let began = ContinuousClock.now
             for _ in 0..<count {
@@ -54,7 +55,7 @@ package enum DensityBenchmark {
         }
         return DensityReport(
             image: image, memoryMiB: memoryMiB, vcpus: vcpus, read: read, balloon: balloon, reclaimIdleSeconds: reclaimIdleSeconds,
-            reclaimIdleBy: reclaimIdleSeconds == nil ? nil : reclaimIdleBy, rows: rows)
+            reclaimIdleBy: reclaimIdleSeconds == nil ? nil : reclaimIdleBy, smallGuestPages: smallGuestPages, rows: rows)
     }
 }
 
@@ -111,6 +112,8 @@ package struct DensityReport: Encodable {
     /// --reclaim-idle`), in this way.
     let reclaimIdleSeconds: Int?
     let reclaimIdleBy: IdleReclaimMethod?
+    /// Cold boots' guest RAM in 4 KiB host pages (`rund run --small-guest-pages`).
+    let smallGuestPages: Bool
     let rows: [Row]
 
     package var text: String {
@@ -120,6 +123,7 @@ package struct DensityReport: Encodable {
                 + (balloon ? "" : ", no balloon (free page reporting off)")
                 + (reclaimIdleSeconds.map { ", idle memory reclaimed after \($0) s" } ?? "")
                 + (reclaimIdleBy.map { $0 == .cache ? " (page cache dropped)" : " (balloon inflated)" } ?? "")
+                + (smallGuestPages ? ", cold boots' RAM in 4 KiB pages" : "")
                 + "; per sandbox, MiB (rund processes, /proc/PID/smaps)",
             "start     up failed   all-up s      PSS  private  guest PSS  guest private  guest anon  image PSS  VMM PSS  VMM private",
         ]

@@ -14,9 +14,10 @@ public final class GuestMemory: @unchecked Sendable {
         self.regions = sorted
     }
 
-    /// Anonymous RAM laid out as the given (base, size) ranges.
-    public static func anonymous(_ layout: [(base: GuestAddress, size: Int)]) throws -> GuestMemory {
-        try GuestMemory(regions: layout.map { try GuestRegion(anonymousAt: $0.base, size: $0.size) })
+    /// Anonymous RAM laid out as the given (base, size) ranges; `smallPages`: never in
+    /// transparent huge pages (`GuestRegion`).
+    public static func anonymous(_ layout: [(base: GuestAddress, size: Int)], smallPages: Bool = false) throws -> GuestMemory {
+        try GuestMemory(regions: layout.map { try GuestRegion(anonymousAt: $0.base, size: $0.size, smallPages: smallPages) })
     }
 
     /// Total bytes of guest memory.

@@ -312,6 +312,7 @@ public struct Sandbox: Sendable {
         // has a balloon too, so its clones do.
         configuration.balloon = !spec.testHooks.contains(.noBalloon)
         configuration.stallTimeout = spec.stallTimeout
+        configuration.smallGuestPages = spec.smallGuestPages
         configuration.testHooks = spec.testHooks
         let writableDisk = VMConfiguration.Disk(path: "/proc/self/fd/\(writable.rawValue)", readOnly: false)
         switch device {

@@ -67,6 +67,9 @@ public struct SandboxSpec: Sendable {
     /// How an idle sandbox's memory goes back: its page cache dropped (free page reporting then
     /// returns it), or its balloon inflated.
     public var reclaimIdleBy: IdleReclaimMethod = .cache
+    /// A cold-booted guest's RAM in 4 KiB host pages (`VMConfiguration.smallGuestPages`): less
+    /// idle memory, a slower boot. A clone's RAM is its template's file, whatever this says.
+    public var smallGuestPages = false
     /// Room for this many more containers in the VM (a Kubernetes pod's): each slot is a pair of
     /// drives (image, writable layer) left empty at boot and filled by `RunningSandbox.addContainer`.
     /// With slots the first container gets a guest cgroup of its own, as the later ones do.

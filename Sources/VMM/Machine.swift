@@ -92,7 +92,7 @@ public final class Machine: @unchecked Sendable {
         vm = try Self.makeVirtualMachine(kvm)
         let ramRegions = X86Layout.ramRegions(memoryBytes: configuration.memoryMiB << 20)
         switch guest {
-        case .boot: memory = try GuestMemory.anonymous(ramRegions)
+        case .boot: memory = try GuestMemory.anonymous(ramRegions, smallPages: configuration.smallGuestPages)
         case .restore(_, let file): memory = try GuestMemory.copyOnWrite(of: file, layout: ramRegions)
         }
         try Self.registerMemory(memory, in: vm)

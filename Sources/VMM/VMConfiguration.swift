@@ -49,6 +49,11 @@ public struct VMConfiguration: Sendable {
     /// A virtio-balloon device (in the slot after the pmem devices): the guest reports free pages,
     /// which go back to the host, and the host can ask for memory back (`Machine.balloon`).
     public var balloon = false
+    /// Guest RAM in 4 KiB host pages even where the host uses transparent huge pages: a booted
+    /// guest's idle memory shrinks (free runs no longer held in 2 MiB pages) and its boot slows
+    /// (docs/bench.md, "What 4 KiB pages cost a cold boot"). Clones are not affected: their RAM
+    /// is a private mapping of the template's file.
+    public var smallGuestPages = false
     /// A network interface: a virtio-net device (in the slot after the balloon) over a tap the
     /// caller opened, moved by its own I/O thread (`VirtioNetWorker`).
     public var network: NetworkInterface? = nil

@@ -69,6 +69,8 @@ struct BenchDensity: AsyncParsableCommand {
         help: ArgumentHelp(
             "With --reclaim-idle: as `rund run --reclaim-idle-by` (default: cache).", valueName: "cache|balloon"))
     var reclaimIdleBy: IdleReclaimMethod?
+    @Flag(help: "Run each sandbox with `rund run --small-guest-pages` (cold boots' RAM in 4 KiB host pages).")
+    var smallGuestPages = false
 
     var parsedStarts: [FleetStart] { starts.split(separator: ",").compactMap { FleetStart(rawValue: String($0)) } }
 
@@ -95,7 +97,7 @@ struct BenchDensity: AsyncParsableCommand {
             rund: FleetOptions.rund, root: StateRoot.resolve(rootOptions.root), image: fleet.image, counts: fleet.parsedCounts,
             memoryMiB: fleet.memory, vcpus: fleet.vcpus, template: fleet.template, starts: parsedStarts, read: read,
             balloon: !withoutBalloon, reclaimIdleSeconds: reclaimIdle,
-            reclaimIdleBy: reclaimIdleBy ?? .cache)
+            reclaimIdleBy: reclaimIdleBy ?? .cache, smallGuestPages: smallGuestPages)
         if fleet.json { try printJSON(report) } else { print(report.text) }
     }
 }

@@ -94,6 +94,12 @@ struct RunCommand: AsyncParsableCommand {
                 + "less a reserve, and its next output takes the balloon down again (it also takes free memory in runs "
                 + "too small to report, but a clone pays for it: docs/devices.md).", valueName: "cache|balloon"))
     var reclaimIdleBy: IdleReclaimMethod?
+    @Flag(
+        help: ArgumentHelp(
+            "Keep a cold-booted guest's RAM in 4 KiB host pages even where the host uses transparent huge pages: "
+                + "an idle guest holds less (its free memory is not kept in 2 MiB pages), its boot is slower "
+                + "(docs/bench.md). No effect on a template's clone."))
+    var smallGuestPages = false
     @Option(
         help: ArgumentHelp(
             "The sandbox's network: none (loopback only), default (a network namespace of its own with a veth to "
@@ -164,6 +170,7 @@ struct RunCommand: AsyncParsableCommand {
         spec.rootfsDevice = rootfsDevice
         spec.reclaimIdleAfter = reclaimIdle.map { .milliseconds(Int64($0 * 1000)) }
         if let reclaimIdleBy { spec.reclaimIdleBy = reclaimIdleBy }
+        spec.smallGuestPages = smallGuestPages
         spec.network = network
         spec.networkOffloads = !noNetworkOffloads
         // This process is about to hold a tenant's memory: no core dumps, no ptrace.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import Testing
 @testable import GuestMemory
 
@@ -28,13 +29,13 @@ import Testing
     }
 }
 
-/// Guest RAM stays in 4 KiB pages whatever the host's transparent huge page setting: a touched
-/// byte costs a page, not 2 MiB. (The mapping's `nh` flag is checked with its `dd` in
-/// MachineWatchdogTests.)
+/// Guest RAM asked for in small pages stays in 4 KiB pages whatever the host's transparent huge
+/// page setting: a touched byte costs a page, not 2 MiB. (The mapping's `nh` flag, and its
+/// absence by default, are checked with its `dd` in MachineWatchdogTests.)
 @Suite struct SmallPagesTests {
     @Test func aTouchedByteMakesOnePageResident() throws {
         let size = 8 << 20
-        let memory = try GuestMemory.anonymous([(base: 0, size: size)])
+        let memory = try GuestMemory.anonymous([(base: 0, size: size)], smallPages: true)
         let host = try memory.hostPointer(at: 0, length: size)
         // A byte inside a 2 MiB-aligned stretch, as a guest kernel would touch it.
         let aligned = (UInt(bitPattern: host) + (2 << 20) - 1) & ~UInt((2 << 20) - 1)
@@ -43,5 +44,34 @@ import Testing
         var resident = [UInt8](repeating: 0, count: size / 4096)
         #expect(mincore(host, size, &resident) == 0)
         #expect(resident.filter { $0 & 1 == 1 }.count == 1)
+    }
+}
+
+/// Each region of guest RAM has an inaccessible page on either side: a host access running off
+/// its end faults, and the region stays a mapping of its own (it never merges with a neighbour).
+@Suite struct GuardPageTests {
+    /// The permissions of the mapping that holds `address`, from /proc/self/maps.
+    static func permissions(at address: UInt) throws -> String? {
+        let maps = String(decoding: try FileDescriptor.open("/proc/self/maps", O_RDONLY).readToEnd(limit: 64 << 20), as: UTF8.self)
+        for line in maps.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            let range = fields[0].split(separator: "-")
+            guard fields.count >= 2, range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16) else {
+                continue
+            }
+            if start <= address && address < end { return String(fields[1]) }
+        }
+        return nil
+    }
+
+    @Test func guestRAMLiesBetweenInaccessiblePages() throws {
+        let size = 2 << 20
+        let memory = try GuestMemory.anonymous([(base: 0, size: size)])
+        let host = UInt(bitPattern: try memory.hostPointer(at: 0, length: size))
+        #expect(try Self.permissions(at: host - 1) == "---p")
+        #expect(try Self.permissions(at: host) == "rw-p")
+        #expect(try Self.permissions(at: host + UInt(size) - 1) == "rw-p")
+        #expect(try Self.permissions(at: host + UInt(size)) == "---p")
+        withExtendedLifetime(memory) {}
     }
 }

@@ -35,7 +35,8 @@ enum RigChecks {
         }
 
         /// The emulator's known faults (docs/rig.md, "L2 stalls"), when this boot ended in one:
-        /// L1 itself gone or silent, or a failed check whose guest stalled or triple-faulted.
+        /// L1 itself gone or silent, or a failed check whose guest stalled or triple-faulted (as
+        /// its details say, or, for sandboxes run by containerd, its log).
         /// None of them is a verdict on rund: the soak loops count them, CI boots L1 again.
         var emulatorFault: String? {
             if let l1Failure { return l1Failure }

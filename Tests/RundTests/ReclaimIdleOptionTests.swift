@@ -44,6 +44,13 @@ struct ReclaimIdleOptionTests {
         }
     }
 
+    /// Small guest pages are asked for, never the default (the host's huge pages boot faster).
+    @Test func smallGuestPagesAreAFlag() throws {
+        #expect(try RunCommand.parse(["--image", "i", "--", "true"]).smallGuestPages == false)
+        #expect(try RunCommand.parse(["--image", "i", "--small-guest-pages", "--", "true"]).smallGuestPages)
+        #expect(try BenchDensity.parse(["--image", "i", "--counts", "10", "--small-guest-pages"]).smallGuestPages)
+    }
+
     @Test func theDensityBenchNeedsABalloon() {
         let cases = [
             (["--reclaim-idle", "5", "--without-balloon"], "--reclaim-idle needs a balloon"),
