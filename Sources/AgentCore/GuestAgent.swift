@@ -208,14 +208,10 @@ public final class GuestAgent: AgentService {
     /// Writes back and drops the guest's caches on a thread of its own: writing back may take a
     /// while, and the agent's other calls (output long-polls) must go on meanwhile.
     public func dropCaches(_ request: AgentDropCachesRequest, context: TTRPCCallContext) async throws -> AgentDropCachesResponse {
-        try await withCheckedThrowingContinuation { continuation in
-            do {
-                try DetachedThread.start(name: "drop-caches") {
-                    continuation.resume(with: Result { try PageCacheDrop.run() }.mapError { TTRPCStatus(.internal, "drop caches: \($0)") })
-                }
-            } catch {
-                continuation.resume(throwing: TTRPCStatus(.internal, "drop caches: \(error)"))
-            }
+        do {
+            return try await Offload.run(name: "drop-caches") { try PageCacheDrop.run() }
+        } catch {
+            throw TTRPCStatus(.internal, "drop caches: \(error)")
         }
     }
 
