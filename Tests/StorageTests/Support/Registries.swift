@@ -177,12 +177,7 @@ final class BrokenRegistry: @unchecked Sendable {
                 if poll(&ready, 1, 100) <= 0 { continue }
                 let connection = accept(listener, nil, nil)
                 if connection < 0 { continue }
-                // A client that connects and sends nothing must not pin this thread.
-                var limit = timeval(tv_sec: 1, tv_usec: 0)
-                setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                let count = max(0, read(connection, &buffer, buffer.count))
-                let request = String(decoding: buffer[0..<count], as: UTF8.self)
+                let request = BrokenRegistry.readRequestHead(connection, while: { !held.lock.withLock { held.stopped } })
                 let myAddress = "127.0.0.1:\(port)"
                 switch behaviour {
                 case .tokenGate(let upstream):
@@ -216,6 +211,31 @@ final class BrokenRegistry: @unchecked Sendable {
             }
         }
         thread.start()
+    }
+
+    /// The request line and headers. A loaded machine may send them well after the connect (CI
+    /// once took over a second and got the reply meant for another path), so this reads until the
+    /// blank line, for up to 30 s; a client that connects and sends nothing does not pin the thread
+    /// longer than that.
+    private static func readRequestHead(_ connection: Int32, while running: () -> Bool) -> String {
+        var limit = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let end = Array("\r\n\r\n".utf8)
+        for _ in 0..<150 where running() && received.count < 65536 {
+            let count = read(connection, &buffer, buffer.count)
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                break
+            }
+            received += buffer[0..<count]
+            if received.count >= end.count, (0...(received.count - end.count)).contains(where: { received[$0..<($0 + end.count)].elementsEqual(end) }) {
+                break
+            }
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 
     /// Writes a reply; MSG_NOSIGNAL so a client that hangs up ends the write, not the test process.
