@@ -34,6 +34,9 @@ public final class TTRPCServerConnection: Sendable {
 
     public var isClosed: Bool { frames.isClosed }
 
+    /// Calls whose handler has not finished yet (one past its deadline is cancelled and then ends).
+    public var handlersRunning: Int { running.withLock { $0.count } }
+
     /// Why the connection ended (nil while open).
     public var closeReason: String? { frames.reasonClosed }
 

@@ -175,7 +175,7 @@ import TTRPC
     /// A read that times out (the long-poll's deadline) gives up its place without taking any
     /// bytes: the next read still gets everything, in order. (The client's deadline fires a
     /// moment before the agent's; data arriving in between would go to the abandoned call, so
-    /// the test lets the agent's deadline pass first.)
+    /// the test waits until the agent has ended that call.)
     @Test func timedOutReadsLoseNoOutput() async throws {
         let (session, _, connection) = try connectedAgent()
         defer { connection.close() }
@@ -189,7 +189,8 @@ import TTRPC
         await #expect(throws: TTRPCStatus.self) {
             _ = try await client.readStdout(.with { $0.process = ref }, timeout: .milliseconds(100))
         }
-        try await Task.sleep(for: .milliseconds(300))
+        for _ in 0..<1500 where connection.handlersRunning > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(connection.handlersRunning == 0, "the agent still reads for the abandoned call")
         _ = try await client.writeStdin(
             .with {
                 $0.process = ref; $0.data = Data("x\n".utf8)
@@ -314,7 +315,7 @@ import TTRPC
         #expect(stats.memory.limitBytes > stats.memory.usageBytes && stats.memory.usageBytes > 0)
         #expect(stats.pids.current > 1)
         _ = try await session.client.shutdown()
-        for _ in 0..<50 where recorder.calls.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<1500 where recorder.calls.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(recorder.calls.withLock { $0 } == 1)
     }
 }

@@ -154,7 +154,7 @@ import TTRPC
                 "/bin/sh", "-c",
                 "(sleep 0.3; \(ip) link add v0 address 02:00:00:12:34:56 type veth peer name v1 && \(ip) link set v1 up) &",
             ])
-            let configured = try GuestNetworkSetup(interfaceWait: .seconds(5)).configure(plan)
+            let configured = try GuestNetworkSetup(interfaceWait: .seconds(30)).configure(plan)
             return (absent, configured, try Self.ip("-o", "-4", "addr", "show", "dev", "v0"))
         }
         #expect(absent?.code == .failedPrecondition)

@@ -87,8 +87,9 @@ enum ProbeInitramfs {
         echo "RUND-CPUS $(/bin/busybox nproc)"
         for d in /sys/bus/acpi/devices/*; do echo "RUND-ACPI ${d##*/}"; done
         echo RUND-DONE
-        # Let the UART drain, then power off through the FADT sleep control register.
-        /bin/busybox sleep 1
+        # Let the UART drain (a few seconds: a loaded host may keep the emulator from running), then
+        # power off through the FADT sleep control register.
+        /bin/busybox sleep 3
         /bin/busybox poweroff -f
 
         """
@@ -143,7 +144,7 @@ enum QEMU {
         if: CachedKernel.isPresent && QEMU.isInstalled && ProbeInitramfs.isAvailable,
         "needs the cached guest kernel (scripts/setup), qemu-system-x86_64 and busybox-static"))
 struct QEMUBootTests {
-    @Test(.timeLimit(.minutes(2)), arguments: [1, 4])
+    @Test(.timeLimit(.minutes(6)), arguments: [1, 4])
     func debianKernelBootsFromOurBootParamsAndACPITables(vcpus: Int) throws {
         try Self.bootInQEMU(kernelPath: CachedKernel.path, vcpus: vcpus)
     }
@@ -151,7 +152,7 @@ struct QEMUBootTests {
     /// rund's own kernel as the uncompressed ELF it boots by default: loaded segment by segment
     /// and entered at its 64-bit entry with a zero page rund made up (no bzImage header).
     @Test(
-        .timeLimit(.minutes(2)),
+        .timeLimit(.minutes(6)),
         .enabled(if: CachedKernel.isPresent(CachedKernel.rundELFPath), "rund's kernel is not built (scripts/build-guest-kernel)"))
     func rundsUncompressedKernelBootsFromOurBootParams() throws {
         try Self.bootInQEMU(kernelPath: CachedKernel.rundELFPath, vcpus: 2)
@@ -187,7 +188,7 @@ struct QEMUBootTests {
         try scratch.write("rom.bin", TrampolineROM.make(state))
 
         let argv = [
-            "timeout", "90", "qemu-system-x86_64",
+            "timeout", "300", "qemu-system-x86_64",
             "-M", "microvm,acpi=off,pic=off,pit=off,rtc=off,isa-serial=on,auto-kernel-cmdline=off",
             "-cpu", "max", "-smp", "\(vcpus)", "-m", "\(memoryBytes >> 20)M",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",

@@ -238,7 +238,7 @@ struct CgroupPoolTests {
             let leases = try (0..<3).map { try pool.take(sandboxID: "s\($0)") }
             #expect(pool.statistics.createdOnDemand == 0)
             var waited = 0
-            while pool.freeCount < 3 && waited < 500 { usleep(10_000); waited += 1 }
+            while pool.freeCount < 3 && waited < 3000 { usleep(10_000); waited += 1 }
             #expect(pool.freeCount == 3)
             #expect(pool.statistics.createdInBackground == 3)
             for lease in leases { try lease.release() }

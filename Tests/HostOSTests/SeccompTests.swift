@@ -37,7 +37,7 @@ import Testing
         thread.join()
         if let error = setup.withLock({ $0 }) { throw error }
         // The report comes from the reader thread; a thread that ran to its end reports nothing.
-        if result.withLock({ $0 }) == nil { _ = try reported.descriptor.waitReadable(milliseconds: 5000) }
+        if result.withLock({ $0 }) == nil { _ = try reported.descriptor.waitReadable(milliseconds: 30000) }
         return (result.withLock { $0 }, violation.withLock { $0 })
     }
 

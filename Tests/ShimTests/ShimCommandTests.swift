@@ -52,11 +52,13 @@ struct ShimCommandTests {
     ) async throws -> Response {
         let client = try TTRPCClient(stream: SocketStream.connect(path: path))
         defer { client.close() }
-        return try await client.call(service: "containerd.task.v2.Task", method: method, request: request, timeout: .seconds(5))
+        return try await client.call(service: "containerd.task.v2.Task", method: method, request: request, timeout: .seconds(30))
     }
 
+    /// The shim flushes its events for up to 2 s before it exits and must then be reaped: 30 s
+    /// leaves a loaded machine room.
     static func waitGone(_ pid: Int32) -> Bool {
-        for _ in 0..<300 {
+        for _ in 0..<3000 {
             if kill(pid, 0) != 0 { return true }
             usleep(10_000)
         }

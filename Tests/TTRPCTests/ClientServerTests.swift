@@ -14,28 +14,39 @@ import Testing
     }
 
     /// Many calls in flight at once on one connection, each answered with its own payload; a
-    /// slow call started first does not hold up the fast ones.
-    @Test func concurrentCallsAreMultiplexed() async throws {
-        let (client, connection) = try connected()
+    /// call that is not answered until the fast ones are all done does not hold them up (if it
+    /// did, they would never finish and the time limit would end the test).
+    @Test(.timeLimit(.minutes(2))) func concurrentCallsAreMultiplexed() async throws {
+        let gate = Gate()
+        let server = echoServer()
+        server.register(service: "test.Echo", method: "Gated") { _, payload in
+            await gate.wait()
+            return payload
+        }
+        let (client, connection) = try connected(server)
         defer { connection.close() }
         let finishOrder = Recorder()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                let answer = try await client.call(service: "test.Echo", method: "Slow", payload: Array("slow".utf8))
+                let answer = try await client.call(service: "test.Echo", method: "Gated", payload: Array("slow".utf8))
                 #expect(answer == Array("slow".utf8))
                 finishOrder.append("slow")
             }
-            for index in 0..<64 {
-                group.addTask {
-                    let payload = Array("call \(index)".utf8) + [UInt8](repeating: UInt8(index), count: index * 1000)
-                    let answer = try await client.call(service: "test.Echo", method: "Echo", payload: payload)
-                    #expect(answer == payload)
-                    finishOrder.append("fast")
+            try await withThrowingTaskGroup(of: Void.self) { fast in
+                for index in 0..<64 {
+                    fast.addTask {
+                        let payload = Array("call \(index)".utf8) + [UInt8](repeating: UInt8(index), count: index * 1000)
+                        let answer = try await client.call(service: "test.Echo", method: "Echo", payload: payload)
+                        #expect(answer == payload)
+                        finishOrder.append("fast")
+                    }
                 }
+                try await fast.waitForAll()
             }
+            gate.open()
             try await group.waitForAll()
         }
-        #expect(finishOrder.items.last == "slow")
+        #expect(finishOrder.items.count == 65 && finishOrder.items.last == "slow")
     }
 
     @Test func streamIDsAreOddAndIncreasing() async throws {
@@ -155,13 +166,11 @@ import Testing
     @Test func hostileResponsesAreContained() async throws {
         let (client, peer) = try clientWithRawPeer()
         defer { client.close() }
+        // One call's request is read before the next is made, so which is which does not hang on scheduling.
         let oversized = Task { try await client.call(service: "s", method: "m", payload: []) }
-        let malformed = Task {
-            try await Task.sleep(for: .milliseconds(20))
-            return try await client.call(service: "s", method: "m", payload: [])
-        }
+        let first = try await onOSThread { try peer.readFrame().header.streamID }
+        let malformed = Task { try await client.call(service: "s", method: "m", payload: []) }
         try await onOSThread {
-            let first = try peer.readFrame().header.streamID
             let second = try peer.readFrame().header.streamID
             try peer.send(
                 header: FrameHeader(length: 99, streamID: 1001, type: FrameType.response),
@@ -220,6 +229,28 @@ import Testing
 }
 
 /// Records strings from concurrent tasks.
+/// Closed until `open()`: whoever waits before that waits; whoever waits after does not.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let alreadyOpen = state.withLock { state in
+                if !state.open { state.waiters.append(continuation) }
+                return state.open
+            }
+            if alreadyOpen { continuation.resume() }
+        }
+    }
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
 final class Recorder: Sendable {
     private let storage = Mutex<[String]>([])
     func append(_ item: String) { storage.withLock { $0.append(item) } }

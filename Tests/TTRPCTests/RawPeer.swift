@@ -104,10 +104,6 @@ func clientWithRawPeer() throws -> (TTRPCClient, RawPeer) {
 func echoServer() -> TTRPCServer {
     let server = TTRPCServer()
     server.register(service: "test.Echo", method: "Echo") { _, payload in payload }
-    server.register(service: "test.Echo", method: "Slow") { _, payload in
-        try await Task.sleep(for: .milliseconds(200))
-        return payload
-    }
     server.register(service: "test.Echo", method: "Hang") { _, _ in
         try await Task.sleep(for: .seconds(3600))
         return []

@@ -18,7 +18,10 @@ struct MachineLifecycleTests {
                     kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64,
                     vcpuCount: vcpus, console: .file(console)))
             released = machine
-            let stopper = Watchdog(seconds: 0.5) { machine.stop(signal: 15) }
+            // Stopped once the guest is spinning (it printed so), however long the host took to get it there.
+            let stopper = Watchdog(
+                seconds: 60, once: { (try? String(contentsOfFile: console, encoding: .utf8))?.contains("spinning") == true }
+            ) { machine.stop(signal: 15) }
             let exit = try machine.run()
             stopper.cancel()
             #expect(exit == .stoppedBySignal(15))

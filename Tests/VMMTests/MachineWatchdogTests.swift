@@ -53,18 +53,23 @@ struct MachineWatchdogTests {
         let directory = try TemporaryDirectory()
         let machine = try machine(.idle, console: directory.path + "/console") { $0.vcpuCount = 2 }
         let statuses = LockedBox<[String]>([])
-        let observer = Watchdog(seconds: 1) {
-            // Every vCPU thread of this process (other tests' included) is confined.
-            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-            let found = tasks.compactMap { tid -> String? in
-                let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
-                guard comm.hasPrefix("vcpu") else { return nil }
-                let status = (try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8)) ?? ""
-                return status.split(separator: "\n").first { $0.hasPrefix("Seccomp:") }.map { "\(comm.dropLast()) \($0)" }
+        // Every vCPU thread of this process (other tests' included) is confined. A thread is named
+        // before it confines itself, so another test's machine starting at that moment shows one
+        // unconfined for an instant: sample until all are, for up to 30 s (one that never is fails).
+        let observer = Watchdog(
+            seconds: 30,
+            once: {
+                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+                let found = tasks.compactMap { tid -> String? in
+                    let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
+                    guard comm.hasPrefix("vcpu") else { return nil }
+                    let status = (try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8)) ?? ""
+                    return status.split(separator: "\n").first { $0.hasPrefix("Seccomp:") }.map { "\(comm.dropLast()) \($0)" }
+                }
+                statuses.value = found
+                return found.count >= 2 && found.allSatisfy { $0.hasSuffix("Seccomp:\t2") }
             }
-            statuses.value = found
-            machine.stop(signal: 15)
-        }
+        ) { machine.stop(signal: 15) }
         defer { observer.cancel() }
         #expect(try machine.run() == .stoppedBySignal(15))
         let seen = statuses.value

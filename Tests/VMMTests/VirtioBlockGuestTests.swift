@@ -88,12 +88,16 @@ final class Watchdog: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
 
-    init(seconds: Double, action: @escaping @Sendable () -> Void) {
+    /// With `once`, `action` comes as soon as `once` holds (polled), or after `seconds` at the latest:
+    /// a test that must act after the guest has reached a point waits for that point, not for a
+    /// guess of how long a loaded machine takes to get there.
+    init(seconds: Double, once: (@Sendable () -> Bool)? = nil, action: @escaping @Sendable () -> Void) {
         Thread.detachNewThread { [self] in
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
                 Thread.sleep(forTimeInterval: 0.05)
                 if lock.withLock({ cancelled }) { return }
+                if let once, once() { break }
             }
             action()
         }

@@ -42,7 +42,7 @@ final class TapFixture {
     func send(_ frame: [UInt8]) throws { try socket.send(frame) }
 
     /// The next frame that came in on tap0 (written by the device), or nil after `milliseconds`.
-    func receive(milliseconds: Int32 = 2000) throws -> [UInt8]? { try socket.receive(milliseconds: milliseconds) }
+    func receive(milliseconds: Int32 = 10_000) throws -> [UInt8]? { try socket.receive(milliseconds: milliseconds) }
 }
 
 /// An Ethernet frame from us to us with a recognisable payload (EtherType 0x88b5, local experimental).

@@ -1,5 +1,6 @@
 import Devices
 import Dispatch
+import Foundation
 import GuestMemory
 import Synchronization
 #if canImport(Glibc)
@@ -152,10 +153,11 @@ final class HostResult<Value: Sendable>: Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let value = Mutex<Result<Value, VsockError>?>(nil)
 
-    /// Runs `body` on a global queue thread (host calls block).
+    /// Runs `body` on a thread of its own (host calls block; a global queue's next thread may be
+    /// slow to come when other tests hold its threads).
     static func start(_ body: @escaping @Sendable () throws(VsockError) -> Value) -> HostResult {
         let result = HostResult()
-        DispatchQueue.global().async { result.set(body) }
+        Thread.detachNewThread { result.set(body) }
         return result
     }
 
@@ -166,7 +168,7 @@ final class HostResult<Value: Sendable>: Sendable {
     }
 
     func wait() throws -> Result<Value, VsockError> {
-        guard done.wait(timeout: .now() + 10) == .success else { throw HostResultError.timedOut }
+        guard done.wait(timeout: .now() + 30) == .success else { throw HostResultError.timedOut }
         return value.withLock { $0! }
     }
 }
@@ -179,15 +181,15 @@ extension VsockTestGuest {
     /// Starts a host `connect` on another thread; returns it and the REQUEST the guest got.
     func connectFromHost(to port: UInt32) throws -> (HostResult<VsockStream>, VsockPacket) {
         let host = self.host
-        let result = HostResult.start { () throws(VsockError) in try host.connect(guestPort: port, timeout: .seconds(5)) }
+        let result = HostResult.start { () throws(VsockError) in try host.connect(guestPort: port, timeout: .seconds(30)) }
         guard let request = try waitForPackets().first else { throw TestGuestError.noPacket }
         return (result, request)
     }
 
     /// Polls the receive queue until the device delivered something (host threads deliver
-    /// asynchronously) or 5 s passed.
+    /// asynchronously) or 30 s passed.
     func waitForPackets() throws -> [VsockPacket] {
-        let deadline = DispatchTime.now() + 5
+        let deadline = DispatchTime.now() + 30
         while DispatchTime.now() < deadline {
             let packets = try receive()
             if !packets.isEmpty { return packets }

@@ -21,41 +21,51 @@ func freePort() throws -> UInt16 {
 /// Debian's `docker-registry` (distribution v2) on 127.0.0.1, storage in a temp dir; always stopped.
 final class LocalRegistry {
     let address: String
-    private let process = Process()
+    private let process: Process
     private let directory: TemporaryDirectory
 
+    /// The port is free when picked but not held: another test may bind it first, and then
+    /// docker-registry exits; it is started again on another port (three tries).
     init() throws {
         directory = try TemporaryDirectory("rund-registry")
-        let port = try freePort()
-        address = "127.0.0.1:\(port)"
-        let config = """
-            version: 0.1
-            log:
-              level: error
-            storage:
-              filesystem:
-                rootdirectory: \(directory.path)/data
-              delete:
-                enabled: true
-            http:
-              addr: \(address)
-            """
-        let configPath = try directory.write("config.yml", Array(config.utf8))
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
-        process.arguments = ["serve", configPath]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        for _ in 0..<100 {
-            if (try? Subprocess.run(["skopeo", "list-tags", "--tls-verify=false", "docker://\(address)/probe"]))?.stderrText.contains(
-                "connection refused") == false
-            {
-                return
+        var lastAddress = ""
+        for _ in 0..<3 {
+            let address = "127.0.0.1:\(try freePort())"
+            let config = """
+                version: 0.1
+                log:
+                  level: error
+                storage:
+                  filesystem:
+                    rootdirectory: \(directory.path)/data
+                  delete:
+                    enabled: true
+                http:
+                  addr: \(address)
+                """
+            let configPath = try directory.write("config.yml", Array(config.utf8))
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
+            process.arguments = ["serve", configPath]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<300 where process.isRunning {
+                let probe = try? Subprocess.run(["skopeo", "list-tags", "--tls-verify=false", "docker://\(address)/probe"])
+                if probe?.stderrText.contains("connection refused") == false && process.isRunning {
+                    self.address = address
+                    self.process = process
+                    return
+                }
+                usleep(100_000)
             }
-            usleep(100_000)
+            if process.isRunning {
+                process.terminate()
+                process.waitUntilExit()
+            }
+            lastAddress = address
         }
-        stop()
-        throw StorageTestError("docker-registry did not start on \(address)")
+        throw StorageTestError("docker-registry did not start (last on \(lastAddress))")
     }
 
     /// Pushes an OCI layout tarball with skopeo (`all` keeps every platform of an index).
@@ -193,7 +203,7 @@ final class BrokenRegistry: @unchecked Sendable {
                         response =
                             "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nWWW-Authenticate: Bearer realm=\"http://\(myAddress)/token\",service=\"test\"\r\n\r\n"
                     }
-                    _ = response.withCString { write(connection, $0, strlen($0)) }
+                    _ = response.withCString { Glibc.send(connection, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
                     close(connection)
                 case .scripted(let reply):
                     let target = request.split(separator: " ").dropFirst().first.map(String.init) ?? "/"
@@ -205,7 +215,7 @@ final class BrokenRegistry: @unchecked Sendable {
                     var response = "HTTP/1.1 \(code) Status\r\nContent-Length: 0\r\nConnection: close\r\n"
                     if let challenge { response += "WWW-Authenticate: \(challenge)\r\n" }
                     response += "\r\n"
-                    _ = response.withCString { write(connection, $0, strlen($0)) }
+                    _ = response.withCString { Glibc.send(connection, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
                     close(connection)
                 }
             }
@@ -231,9 +241,8 @@ final class BrokenRegistry: @unchecked Sendable {
                 break
             }
             received += buffer[0..<count]
-            if received.count >= end.count, (0...(received.count - end.count)).contains(where: { received[$0..<($0 + end.count)].elementsEqual(end) }) {
-                break
-            }
+            let ends = received.indices.dropLast(end.count - 1).contains { received[$0..<($0 + end.count)].elementsEqual(end) }
+            if ends { break }
         }
         return String(decoding: received, as: UTF8.self)
     }
