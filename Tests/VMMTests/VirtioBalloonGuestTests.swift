@@ -35,4 +35,36 @@ struct VirtioBalloonGuestTests {
         // DEVICE_NEEDS_RESET (0x40) on top of the driver's 15: the chain was refused whole.
         #expect(lines.contains("hostile: used_idx=1 device_status=79"), "\(console)")
     }
+
+    /// The guest names a pmem image's pages to the balloon (inflated, and reported free): the
+    /// image is not guest RAM, so nothing of it is given back or written; the inflated page is
+    /// skipped, the report is a malformed chain, and the image file is as it was.
+    @Test func pagesOfThePmemImageAreNotTheBalloons() throws {
+        let pmemBase = "0x2000000000ull"  // where the layout puts the first pmem image (VirtioPmemGuestTests)
+        let binary = try FreestandingGuest.build("virtio_balloon_guest.c", defines: ["PMEM_BASE": pmemBase])
+        let directory = try TemporaryDirectory()
+        let consolePath = directory.path + "/console.txt", imagePath = directory.path + "/image.erofs"
+        let image = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        try Data(image).write(to: URL(fileURLWithPath: imagePath))
+        var configuration = VMConfiguration(
+            kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .file(consolePath))
+        configuration.balloon = true
+        configuration.pmemImages = [imagePath]
+        let machine = try Machine(configuration: configuration)
+        let watchdog = Watchdog(seconds: 30) { machine.stop(signal: 9) }
+        let exit = try machine.run()
+        watchdog.cancel()
+        let console = try String(contentsOfFile: consolePath, encoding: .utf8)
+        let lines = console.split(separator: "\n").map(String.init)
+
+        #expect(exit == .poweredOff, "\(console)")
+        #expect(lines.contains("inflated: used_idx=1 given_nonzero=0 kept_nonzero=4096"), "\(console)")
+        let balloon = try #require(machine.balloon)
+        // The same RAM given back as without the image; the image's page skipped beside the PFN outside RAM.
+        #expect(balloon.discardedByteCount == (8 << 20) + 4 * 4096)
+        #expect(balloon.skippedRangeCount == 2)
+        #expect(lines.contains("hostile: used_idx=1 device_status=79"), "\(console)")
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: imagePath))) == image)
+        #expect(machine.pmemDevices.first?.flushCount == 0)
+    }
 }

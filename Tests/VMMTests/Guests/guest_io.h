@@ -4,7 +4,9 @@
 
 #define COM1 0x3f8
 #define SLEEP_CONTROL 0x600
-#define VIRTIO_BASE 0xd0000000ull
+#ifndef VIRTIO_BASE
+#define VIRTIO_BASE 0xd0000000ull  // a guest whose device is not in the first slot defines its own
+#endif
 #define PD_HIGH ((volatile uint64_t *)0x300000)
 #define PDPT ((volatile uint64_t *)0xa000)
 

@@ -3,6 +3,11 @@
 // and inflates the balloon with a few pages, then reads both back (given-back pages read zero;
 // a page it kept keeps its pattern), and last reports a run that crosses the end of RAM (the
 // device must need a reset, and the VMM carry on). It reports on COM1 and powers off.
+// With PMEM_BASE defined (a pmem image there, the balloon in the second slot), the balloon is
+// also given the image's first page, and the last report is of the image's first pages.
+#ifdef PMEM_BASE
+#define VIRTIO_BASE 0xd0001000ull
+#endif
 #include "guest_io.h"
 
 #define QUEUE_SIZE 8
@@ -73,7 +78,12 @@ __attribute__((section(".text._start"))) void _start(void) {
     uint32_t first = (uint32_t)((uint64_t)INFLATED >> 12);
     PFNS[0] = first + 3; PFNS[1] = first; PFNS[2] = first + 1; PFNS[3] = first + 2; PFNS[4] = first + 1;
     PFNS[5] = 0x7fffffff;
+#ifdef PMEM_BASE
+    PFNS[6] = (uint32_t)(PMEM_BASE >> 12);
+    one(0, 0, (uint64_t)PFNS, 7 * 4, 0);
+#else
     one(0, 0, (uint64_t)PFNS, 6 * 4, 0);
+#endif
     puts_("inflated: used_idx="); putu(used(0)[1]);
     puts_(" given_nonzero="); putu(count_nonzero(INFLATED, 4 * 4096, 1));
     puts_(" kept_nonzero="); putu(count_nonzero(INFLATED + 4 * 4096, 4096, 1)); puts_("\n");
@@ -81,8 +91,13 @@ __attribute__((section(".text._start"))) void _start(void) {
     // The guest says how many pages it gave (config `actual`, offset 4).
     *reg(0x100 + 4) = 4;
 
+#ifdef PMEM_BASE
+    // A reported run over the image: not RAM, a malformed chain.
+    one(2, 1, PMEM_BASE, 8192, 2);
+#else
     // A reported run that crosses the end of RAM: a malformed chain.
     one(2, 1, RAM_END - 4096, 8192, 2);
+#endif
     puts_("hostile: used_idx="); putu(used(2)[1]);
     puts_(" device_status="); putu(*reg(0x070)); puts_("\n");
     poweroff();
