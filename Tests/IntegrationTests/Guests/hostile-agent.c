@@ -294,6 +294,7 @@ int main(void) {
         say("hostile-agent: cannot listen on vsock port 1024\n");
         power_off();
     }
+    say("hostile-agent: listening\n");
     int peer = accept(listener, NULL, NULL);
     if (peer < 0) power_off();
     if (HOSTILE_MODE == MODE_SPIN_ON_CREATE) {
