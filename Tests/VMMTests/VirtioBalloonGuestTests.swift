@@ -9,19 +9,29 @@ import Testing
 /// and a reported range outside RAM makes the device need a reset while the VMM carries on.
 @Suite(.enabled(if: HostKVM.isUsable && FreestandingGuest.canBuild, "needs a usable /dev/kvm and gcc"))
 struct VirtioBalloonGuestTests {
-    @Test func reportedAndInflatedPagesGoBackToTheHost() throws {
-        let binary = try FreestandingGuest.build("virtio_balloon_guest.c", defines: [:])
+    /// Boots the balloon guest (built with `defines`, beside `pmemImages`) to its end.
+    private func run(
+        defines: [String: String] = [:], pmemImages: [String] = []
+    ) throws -> (
+        machine: Machine, exit: MachineExit, console: String, lines: [String]
+    ) {
+        let binary = try FreestandingGuest.build("virtio_balloon_guest.c", defines: defines)
         let directory = try TemporaryDirectory()
         let consolePath = directory.path + "/console.txt"
         var configuration = VMConfiguration(
             kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .file(consolePath))
         configuration.balloon = true
+        configuration.pmemImages = pmemImages
         let machine = try Machine(configuration: configuration)
         let watchdog = Watchdog(seconds: 30) { machine.stop(signal: 9) }
         let exit = try machine.run()
         watchdog.cancel()
         let console = try String(contentsOfFile: consolePath, encoding: .utf8)
-        let lines = console.split(separator: "\n").map(String.init)
+        return (machine, exit, console, console.split(separator: "\n").map(String.init))
+    }
+
+    @Test func reportedAndInflatedPagesGoBackToTheHost() throws {
+        let (machine, exit, console, lines) = try run()
 
         #expect(exit == .poweredOff, "\(console)")
         #expect(lines.contains("filled: reported_nonzero=131072"), "\(console)")
@@ -41,21 +51,11 @@ struct VirtioBalloonGuestTests {
     /// skipped, the report is a malformed chain, and the image file is as it was.
     @Test func pagesOfThePmemImageAreNotTheBalloons() throws {
         let pmemBase = "0x2000000000ull"  // where the layout puts the first pmem image (VirtioPmemGuestTests)
-        let binary = try FreestandingGuest.build("virtio_balloon_guest.c", defines: ["PMEM_BASE": pmemBase])
         let directory = try TemporaryDirectory()
-        let consolePath = directory.path + "/console.txt", imagePath = directory.path + "/image.erofs"
+        let imagePath = directory.path + "/image.erofs"
         let image = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         try Data(image).write(to: URL(fileURLWithPath: imagePath))
-        var configuration = VMConfiguration(
-            kernelPath: binary, kernelFormat: .flatBinary(loadAddress: 0x10_0000), memoryMiB: 64, console: .file(consolePath))
-        configuration.balloon = true
-        configuration.pmemImages = [imagePath]
-        let machine = try Machine(configuration: configuration)
-        let watchdog = Watchdog(seconds: 30) { machine.stop(signal: 9) }
-        let exit = try machine.run()
-        watchdog.cancel()
-        let console = try String(contentsOfFile: consolePath, encoding: .utf8)
-        let lines = console.split(separator: "\n").map(String.init)
+        let (machine, exit, console, lines) = try run(defines: ["PMEM_BASE": pmemBase], pmemImages: [imagePath])
 
         #expect(exit == .poweredOff, "\(console)")
         #expect(lines.contains("inflated: used_idx=1 given_nonzero=0 kept_nonzero=4096"), "\(console)")
